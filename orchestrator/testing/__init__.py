@@ -1,0 +1,1 @@
+"""Helpers shared by the sandbox and the test suite."""

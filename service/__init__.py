@@ -1,0 +1,1 @@
+"""The real-time analytics service that a release deploys: WebSocket handlers, fan-out, alerts."""

@@ -1,0 +1,1 @@
+"""State machine definitions as Python functions returning CDK chains; depends only on the CDK."""
