@@ -27,3 +27,19 @@ class GreenUnhealthy(ReleaseError):
 
 class AlarmTriggered(ReleaseError):
     """A release-guard alarm is in ALARM during a bake."""
+
+
+class ApprovalRejected(ReleaseError):
+    """An operator rejected the release at the approval gate (sent with SendTaskFailure)."""
+
+
+class InsufficientGreenTraffic(ReleaseError):
+    """Green served fewer invocations during a bake than the release requires to judge it."""
+
+
+class LockLost(ReleaseError):
+    """The release no longer holds the environment's lock (an alarm rollback or an operator took over)."""
+
+
+class TransientAwsError(ReleaseError):
+    """An AWS API throttled or failed transiently beyond the SDK's own retries; the state machine retries."""
