@@ -43,3 +43,11 @@ class LockLost(ReleaseError):
 
 class TransientAwsError(ReleaseError):
     """An AWS API throttled or failed transiently beyond the SDK's own retries; the state machine retries."""
+
+
+class CacheUnavailable(ReleaseError):
+    """The cache could not be reached; the step can be retried from its last cursor."""
+
+
+class AwsRequestFailed(ReleaseError):
+    """An AWS API call of a release task failed permanently (the message names the call and the code)."""

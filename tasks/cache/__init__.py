@@ -1,0 +1,1 @@
+"""Cache warming for a release: copy (and reshape) blue's cache namespace into green's."""
