@@ -1,0 +1,1 @@
+"""Renderers of state machines and executions: SVG/HTML graphs, Mermaid text, release reports."""

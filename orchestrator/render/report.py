@@ -1,0 +1,189 @@
+"""A self-contained HTML report of one execution: the graph with the path taken, every state's
+input/output and timings, and green's share of traffic over time as an inline SVG plot.
+
+No scripts, fonts or stylesheets are fetched: the file opens anywhere, including offline and
+as a CI artifact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from orchestrator.render.diagram import COLOURS, to_svg
+from orchestrator.render.graph import PENDING, ExecutionView
+
+
+@dataclass(frozen=True)
+class TrafficSample:
+    """Share of `live` invocations routed to the green version, at a moment."""
+
+    at: datetime
+    green_percent: float
+
+
+_CSS = """
+body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#202124;max-width:1200px}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
+.meta{color:#5f6368;font-size:13px} .badge{display:inline-block;padding:2px 8px;border-radius:10px;font-size:12px;font-weight:bold}
+table{border-collapse:collapse;width:100%;font-size:12px} th,td{border-bottom:1px solid #e0e0e0;padding:5px 6px;text-align:left;vertical-align:top}
+th{background:#f8f9fa} pre{margin:0;white-space:pre-wrap;word-break:break-all;font-size:11px;max-height:260px;overflow:auto}
+details summary{cursor:pointer;color:#1a73e8} .graph{overflow:auto;border:1px solid #e0e0e0;border-radius:6px;padding:8px}
+.bar{height:10px;background:#1a73e8;border-radius:2px}
+"""
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] if value else "–"
+
+
+def _fmt_secs(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def _pretty(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def traffic_svg(samples: list[TrafficSample], width: int = 760, height: int = 220) -> str:
+    """A step plot of green's share of live traffic (0–100 %) against elapsed seconds."""
+    left, right, top, bottom = 48, 16, 14, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" font-family="Helvetica, Arial, sans-serif">'
+        "<title>green share of live traffic over time</title>",
+    ]
+    for pct in (0, 25, 50, 75, 100):
+        y = top + plot_h * (1 - pct / 100)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eceff1"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#5f6368">{pct}%</text>'
+        )
+    if not samples:
+        parts.append(
+            f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" font-size="12" '
+            'fill="#5f6368">no traffic samples recorded</text></svg>'
+        )
+        return "".join(parts)
+    ordered = sorted(samples, key=lambda s: s.at)
+    t0 = ordered[0].at
+    span = max((ordered[-1].at - t0).total_seconds(), 1e-3)
+
+    def point(sample: TrafficSample) -> tuple[float, float]:
+        x = left + plot_w * (sample.at - t0).total_seconds() / span
+        y = top + plot_h * (1 - max(0.0, min(100.0, sample.green_percent)) / 100)
+        return x, y
+
+    coords: list[str] = []
+    prev_y: float | None = None
+    for sample in ordered:
+        x, y = point(sample)
+        if prev_y is not None:
+            coords.append(f"{x:.1f},{prev_y:.1f}")
+        coords.append(f"{x:.1f},{y:.1f}")
+        prev_y = y
+    parts.append(f'<polyline points="{" ".join(coords)}" fill="none" stroke="#1a73e8" stroke-width="2"/>')
+    for sample in ordered:
+        x, y = point(sample)
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#1a73e8"><title>'
+            f"{_fmt_time(sample.at)}: {sample.green_percent:.0f}% green</title></circle>"
+        )
+    for frac in (0, 0.5, 1):
+        x = left + plot_w * frac
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 14}" font-size="10" text-anchor="middle" fill="#5f6368">'
+            f"{span * frac:.1f} s</text>"
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{height - 2}" font-size="10" text-anchor="middle" fill="#5f6368">'
+        "elapsed time (execution clock)</text></svg>"
+    )
+    return "".join(parts)
+
+
+def execution_report(
+    view: ExecutionView,
+    *,
+    execution_arn: str,
+    traffic: list[TrafficSample] | None = None,
+    notes: dict[str, str] | None = None,
+) -> str:
+    """The HTML page for one execution."""
+    fill, stroke = {
+        "SUCCEEDED": COLOURS["succeeded"], "RUNNING": COLOURS["running"],
+    }.get(view.status, COLOURS["failed"])
+    total = (view.stopped - view.started).total_seconds() if view.started and view.stopped else None
+    name = execution_arn.rsplit(":", 1)[-1]
+    head = [
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        f"<title>Release execution {escape(name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Execution {escape(name)} "
+        f'<span class="badge" style="background:{fill};color:{stroke};border:1px solid {stroke}">'
+        f"{escape(view.status)}</span></h1>",
+        f'<div class="meta">{escape(execution_arn)}<br>started {_fmt_time(view.started)} UTC · '
+        f"stopped {_fmt_time(view.stopped)} UTC · duration {_fmt_secs(total)} · "
+        f"{len(view.path)} states entered · {len(view.events)} history events</div>",
+    ]
+    if view.error or view.cause:
+        head.append(
+            f'<p><b>{escape(view.error or "")}</b> {escape(view.cause or "")}</p>'
+        )
+    for key, value in (notes or {}).items():
+        head.append(f'<div class="meta"><b>{escape(key)}:</b> {escape(value)}</div>')
+    body = [
+        "<h2>State graph (path taken highlighted)</h2>",
+        f'<div class="graph">{to_svg(view.graph, view, title=name)}</div>',
+        "<h2>Green share of live traffic</h2>",
+        traffic_svg(traffic or []),
+        "<h2>States</h2>",
+        _state_table(view),
+        "</body></html>",
+    ]
+    return "".join(head + body)
+
+
+def _state_table(view: ExecutionView) -> str:
+    durations = [sum(run.durations) for run in view.runs.values()]
+    longest = max(durations + [1e-9])
+    rows = [
+        "<table><tr><th>State</th><th>Type</th><th>Status</th><th>Visits</th><th>Last entered (UTC)</th>"
+        "<th>Time in state</th><th>Retries</th><th>Error</th><th>Input / output</th></tr>"
+    ]
+    for name in view.graph.order():
+        run = view.runs[name]
+        kind = view.graph.states[name].get("Type", "")
+        fill, stroke = COLOURS.get(run.status, COLOURS[PENDING])
+        spent = sum(run.durations) if run.durations else run.seconds
+        bar = f'<div class="bar" style="width:{100 * (spent or 0) / longest:.0f}%"></div>' if spent else ""
+        error = escape(" ".join(x for x in (run.error, run.cause) if x))
+        io = ""
+        if run.input is not None or run.output is not None:
+            io = (
+                "<details><summary>show</summary><b>input</b><pre>"
+                f"{escape(_pretty(run.input))}</pre><b>output</b><pre>{escape(_pretty(run.output))}</pre></details>"
+            )
+        rows.append(
+            f"<tr><td>{escape(name)}</td><td>{escape(str(kind))}</td>"
+            f'<td><span class="badge" style="background:{fill};color:{stroke}">{run.status}</span></td>'
+            f"<td>{run.visits}</td><td>{_fmt_time(run.entered)}</td><td>{_fmt_secs(spent)}{bar}</td>"
+            f"<td>{run.retries}</td><td>{error}</td><td>{io}</td></tr>"
+        )
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def definition_page(svg: str, title: str) -> str:
+    """An HTML page holding just a graph (render without an execution)."""
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f'<style>{_CSS}</style></head><body><h1>{escape(title)}</h1><div class="graph">{svg}</div></body></html>'
+    )

@@ -1,0 +1,222 @@
+"""`release watch`: the live state graph of one execution, rebuilt from its history.
+
+Each refresh reads only the events added since the last one (newest-first pages until a known
+event id), plus the `live`/`green` aliases and the release-guard alarms at most once per
+`side_every` seconds, so watching a day-long bake costs a handful of small requests per tick.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from infra import constants
+from orchestrator.aws import AlarmState, AliasSplit, Aws, Names
+from orchestrator.render.graph import (
+    ABORTED,
+    CAUGHT,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    ExecutionView,
+    parse_definition,
+    wait_deadline,
+)
+from orchestrator.render.report import TrafficSample
+
+SYMBOLS = {
+    PENDING: ("·", "dim"),
+    RUNNING: ("▶", "bold blue"),
+    SUCCEEDED: ("✔", "green"),
+    CAUGHT: ("↷", "yellow"),
+    FAILED: ("✘", "bold red"),
+    ABORTED: ("■", "magenta"),
+}
+TERMINAL = {"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"}
+
+
+def exit_code_for(status: str) -> int:
+    """0 only for a release that succeeded; rollback, failure, abort and timeout are 1."""
+    return 0 if status == "SUCCEEDED" else 1
+
+
+@dataclass
+class Watcher:
+    aws: Aws
+    execution_arn: str
+    names: Names
+    interval: float = 2.0
+    side_every: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+    view: ExecutionView | None = None
+    splits: dict[str, AliasSplit] = field(default_factory=dict)
+    green_version: str | None = None
+    alarms: dict[str, AlarmState] = field(default_factory=dict)
+    traffic: list[TrafficSample] = field(default_factory=list)
+    requests: int = 0
+    _side_at: float = -1e9
+
+    def refresh(self) -> list[dict[str, Any]]:
+        """Read what changed; returns machine-readable change records (the --json stream)."""
+        records: list[dict[str, Any]] = []
+        if self.view is None:
+            self.view = ExecutionView.empty(parse_definition(self.aws.definition_for_execution(self.execution_arn)))
+            self.requests += 1
+        events = self.aws.history_after(self.execution_arn, self.view.last_event_id)
+        self.requests += 1
+        for name, status in self.view.apply(events):
+            run = self.view.runs[name]
+            when = run.exited if status != RUNNING and run.exited else run.entered
+            records.append(
+                {
+                    "type": "state", "state": name,
+                    "state_type": self.view.graph.states.get(name, {}).get("Type", ""),
+                    "status": status, "visit": run.visits, "timestamp": _iso(when),
+                    "error": run.error, "cause": run.cause,
+                }
+            )
+        if time.monotonic() - self._side_at >= self.side_every or self.finished:
+            self._side_at = time.monotonic()
+            records.extend(self._read_traffic())
+            records.extend(self._read_alarms())
+        if self.finished:
+            view = self.view
+            records.append(
+                {
+                    "type": "execution", "execution_arn": self.execution_arn, "status": view.status,
+                    "error": view.error, "cause": view.cause, "timestamp": _iso(view.stopped),
+                    "exit_code": exit_code_for(view.status),
+                }
+            )
+        return records
+
+    @property
+    def finished(self) -> bool:
+        return self.view is not None and self.view.status in TERMINAL
+
+    def _read_traffic(self) -> list[dict[str, Any]]:
+        functions = self.names.functions()
+        splits = {fn: self.aws.alias_split(fn, constants.LIVE_ALIAS) for fn in functions}
+        green = self.aws.alias_split(functions[0], constants.GREEN_ALIAS).version if functions else None
+        self.requests += len(functions) + 1
+        changed = {fn: s for fn, s in splits.items() if fn not in self.splits or self.splits[fn].weights != s.weights}
+        green_changed = green != self.green_version
+        self.splits, self.green_version = splits, green
+        percent = self.green_percent()
+        now = datetime.now(UTC)
+        if not self.traffic or self.traffic[-1].green_percent != percent:
+            self.traffic.append(TrafficSample(now, percent))
+        if not changed and not green_changed:
+            return []
+        return [
+            {
+                "type": "traffic", "timestamp": _iso(now), "green_version": green, "green_percent": percent,
+                "functions": {fn: {"version": s.version, "weights": s.weights} for fn, s in splits.items()},
+            }
+        ]
+
+    def green_percent(self) -> float:
+        """Share of `live` invocations on the green version (first function; all move in lockstep)."""
+        if not self.splits or self.green_version is None:
+            return 0.0
+        split = next(iter(self.splits.values()))
+        return round(split.weights.get(self.green_version, 0.0) * 100, 3)
+
+    def _read_alarms(self) -> list[dict[str, Any]]:
+        alarms = {a.name: a for a in self.aws.alarm_states(self.names.alarm_prefix)}
+        self.requests += 1
+        records = [
+            {"type": "alarm", "name": a.name, "state": a.state, "reason": a.reason, "timestamp": _iso(a.updated)}
+            for a in alarms.values()
+            if a.name not in self.alarms or self.alarms[a.name].state != a.state
+        ]
+        self.alarms = alarms
+        return records
+
+    # ---- outputs ------------------------------------------------------------------------
+
+    def run_json(self, stream: IO[str]) -> int:
+        while True:
+            for record in self.refresh():
+                stream.write(json.dumps(record, default=str) + "\n")
+            stream.flush()
+            if self.finished:
+                assert self.view is not None
+                return exit_code_for(self.view.status)
+            self.sleep(self.interval)
+
+    def run_live(self, console: Console) -> int:
+        self.refresh()
+        with Live(self.render(), console=console, refresh_per_second=8, transient=False) as live:
+            while not self.finished:
+                self.sleep(self.interval)
+                self.refresh()
+                live.update(self.render())
+        assert self.view is not None
+        status = self.view.status
+        colour = "green" if status == "SUCCEEDED" else "red"
+        detail = f": {self.view.error} {self.view.cause or ''}".rstrip() if self.view.error else ""
+        console.print(f"[bold {colour}]{status}[/]{detail}", markup=True)
+        return exit_code_for(status)
+
+    def render(self) -> Group:
+        assert self.view is not None
+        view = self.view
+        table = Table(title=f"{self.execution_arn.rsplit(':', 1)[-1]}  [{view.status}]", title_justify="left")
+        table.add_column("")
+        table.add_column("state")
+        table.add_column("type", style="dim")
+        table.add_column("status")
+        table.add_column("time", justify="right")
+        table.add_column("detail", overflow="fold")
+        for name in view.graph.order():
+            run = view.runs[name]
+            symbol, style = SYMBOLS.get(run.status, ("?", ""))
+            spent = sum(run.durations) if run.durations else run.seconds
+            extras = []
+            if run.visits > 1:
+                extras.append(f"×{run.visits}")
+            if run.retries:
+                extras.append(f"{run.retries} retries")
+            if run.error:
+                extras.append(f"{run.error}: {(run.cause or '')[:80]}")
+            table.add_row(
+                Text(symbol, style=style), name, str(view.graph.states[name].get("Type", "")),
+                Text(run.status, style=style), "" if spent is None else f"{spent:.1f}s", " ".join(extras),
+            )
+        lines: list[Any] = [table]
+        bake = wait_deadline(view)
+        if bake is not None:
+            entered, seconds = bake
+            reference = view.last_event_time or entered
+            # Compare against wall time on AWS; in the sandbox the history clock is virtual and runs ahead.
+            elapsed = max((datetime.now(UTC) - entered).total_seconds(), (reference - entered).total_seconds())
+            remaining = max(0.0, seconds - elapsed)
+            lines.append(Text(f"bake: {view.current} {seconds:.0f} s, about {remaining:.0f} s left", style="blue"))
+        if self.splits:
+            traffic = Text("live: ")
+            for fn, split in self.splits.items():
+                traffic.append(f"{fn.removeprefix(self.names.env + '-realtime-')} {split.describe()}  ")
+            traffic.append(f"(green v{self.green_version}: {self.green_percent():.0f}%)", style="bold")
+            lines.append(traffic)
+        if self.alarms:
+            alarms = Text("alarms: ")
+            for alarm in self.alarms.values():
+                style = {"OK": "green", "ALARM": "bold red"}.get(alarm.state, "yellow")
+                alarms.append(f"{alarm.name} {alarm.state}  ", style=style)
+            lines.append(alarms)
+        return Group(*lines)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
