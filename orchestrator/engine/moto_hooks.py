@@ -1,0 +1,456 @@
+"""Every hook the local engine places inside moto (pinned 5.2.5), and nothing else.
+
+moto's Step Functions interpreter (a port of LocalStack's) runs ASL faithfully but (1) sends
+Lambda tasks to its Lambda backend, which needs Docker, (2) really sleeps for Wait states,
+Retry back-off and timeouts, (3) re-parses every JSONPath on every evaluation, (4) drops the
+error/cause of StopExecution and (5) gives no signal when an execution ends. The hooks below fix
+exactly that, by replacing module attributes for as long as they are installed:
+
+* Lambda invocations (both `arn:aws:states:::lambda:invoke` and a function ARN as Resource)
+  go to the in-process handlers of a `FunctionRegistry`;
+* Wait, Retry back-off, task/heartbeat timeouts and the execution timeout run on a
+  `VirtualClock`, and every timestamp moto records (history, start/stop dates, `$$.State.EnteredTime`)
+  reads that clock;
+* JSONPath parsing is memoised (parsed expressions are immutable, so sharing them is safe);
+* StopExecution keeps its error and cause; executions signal their end to `wait_finished`.
+
+`HOOK_POINTS` lists every symbol touched; `check_hook_points()` fails with a message naming
+the one that moved when moto changes (tests/unit/engine/test_moto_hooks.py runs it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import importlib
+import threading
+import time as _time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.engine.clock import VirtualClock, VirtualEvent
+from orchestrator.engine.functions import FunctionRegistry
+
+_SFN = "moto.stepfunctions"
+_ASL = "moto.stepfunctions.parser.asl"
+_LAMBDA_UTILS = f"{_ASL}.component.state.exec.state_task.lambda_eval_utils"
+_EXECUTE_STATE = f"{_ASL}.component.state.exec.execute_state"
+_PROGRAM = f"{_ASL}.component.program.program"
+_WAIT_FUNCTION = f"{_ASL}.component.state.wait.wait_function.wait_function"
+_TIMESTAMP = f"{_ASL}.component.state.wait.wait_function.timestamp"
+_RETRIER = f"{_ASL}.component.common.retry.retrier_decl"
+_CALLBACK = f"{_ASL}.eval.callback.callback"
+_EVENT_MANAGER = f"{_ASL}.eval.event.event_manager"
+_JSON_PATH = f"{_ASL}.utils.json_path"
+_RESULT_PATH = f"{_ASL}.component.common.path.result_path"
+_STATE = f"{_ASL}.component.state.state"
+_BRANCHES = f"{_ASL}.component.state.exec.state_parallel.branches_decl"
+_MAP_RUN = f"{_ASL}.component.state.exec.state_map.iteration.itemprocessor.map_run_record"
+_EXECUTION = f"{_SFN}.parser.backend.execution"
+_PARSER_MODELS = f"{_SFN}.parser.models"
+_RESPONSES = f"{_SFN}.responses"
+_ENVIRONMENT = f"{_ASL}.eval.environment"
+
+
+class HookPointMoved(RuntimeError):
+    """A symbol the engine hooks is gone from the installed moto: the pin or the hook must change."""
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    module: str
+    attribute: str  # dotted inside the module, e.g. "WaitFunction._wait_interval"
+    why: str
+
+    @property
+    def symbol(self) -> str:
+        return f"{self.module}.{self.attribute}"
+
+    def owner_and_name(self) -> tuple[Any, str]:
+        try:
+            owner: Any = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise HookPointMoved(
+                f"moto hook point moved: module {self.module} is gone ({exc}); needed for: {self.why}"
+            ) from exc
+        *path, name = self.attribute.split(".")
+        for part in path:
+            if not hasattr(owner, part):
+                raise HookPointMoved(
+                    f"moto hook point moved: {self.module}.{part} is gone; needed for: {self.why}"
+                )
+            owner = getattr(owner, part)
+        if name not in vars(owner):
+            raise HookPointMoved(f"moto hook point moved: {self.symbol} is gone; needed for: {self.why}")
+        return owner, name
+
+
+HOOK_POINTS: tuple[HookPoint, ...] = (
+    HookPoint(_LAMBDA_UTILS, "_invoke_lambda_function", "Lambda tasks run in-process handlers"),
+    HookPoint(_WAIT_FUNCTION, "WaitFunction._wait_interval", "Wait states on the virtual clock"),
+    HookPoint(_TIMESTAMP, "datetime", "Wait Timestamp/TimestampPath measured on the virtual clock"),
+    HookPoint(_RETRIER, "time", "Retry back-off on the virtual clock"),
+    HookPoint(_EXECUTE_STATE, "threading", "task TimeoutSeconds on the virtual clock"),
+    HookPoint(_CALLBACK, "Event", "waitForTaskToken and heartbeat timeouts on the virtual clock"),
+    HookPoint(_PROGRAM, "threading", "state machine TimeoutSeconds on the virtual clock"),
+    HookPoint(
+        _EVENT_MANAGER, "EventManager._get_current_timestamp", "history timestamps from the virtual clock"
+    ),
+    HookPoint(_STATE, "datetime", "$$.State.EnteredTime from the virtual clock"),
+    HookPoint(_BRANCHES, "datetime", "Parallel branch stop dates from the virtual clock"),
+    HookPoint(_MAP_RUN, "datetime", "Map run dates from the virtual clock"),
+    HookPoint(_EXECUTION, "datetime", "execution stopDate from the virtual clock"),
+    HookPoint(_EXECUTION, "BaseExecutionWorkerCommunication.terminated", "signal the end of an execution"),
+    HookPoint(_PARSER_MODELS, "datetime", "execution startDate from the virtual clock"),
+    HookPoint(_JSON_PATH, "parse", "memoised JSONPath parsing (jsonpath_ng.ext)"),
+    HookPoint(_RESULT_PATH, "parse", "memoised JSONPath parsing (jsonpath_ng)"),
+    HookPoint(_RESPONSES, "StepFunctionResponse.stop_execution", "StopExecution keeps error and cause"),
+    HookPoint(_ENVIRONMENT, "Environment.set_error", "a stopped execution stays ABORTED"),
+    HookPoint(_EVENT_MANAGER, "EventManager.add_event", "no events after StopExecution but ExecutionAborted"),
+)
+
+
+def check_hook_points() -> None:
+    """Raise HookPointMoved naming every hook point missing from the installed moto."""
+    missing = []
+    for point in HOOK_POINTS:
+        try:
+            point.owner_and_name()
+        except HookPointMoved as exc:
+            missing.append(str(exc))
+    if missing:
+        raise HookPointMoved("\n".join(missing))
+
+
+# --------------------------------------------------------------------------------------------
+# Replacements
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ext(path: str) -> Any:
+    from jsonpath_ng.ext import parse
+
+    return parse(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_plain(path: str) -> Any:
+    from jsonpath_ng import parse
+
+    return parse(path)
+
+
+class _ModuleProxy:
+    """Stands in for a stdlib module inside one moto module; unknown attributes fall through."""
+
+    def __init__(self, real: Any, **overrides: Any) -> None:
+        self._real = real
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _datetime_module(clock: VirtualClock) -> _ModuleProxy:
+    class VirtualDatetime(_dt.datetime):
+        @classmethod
+        def now(cls, tz: _dt.tzinfo | None = None) -> _dt.datetime:  # type: ignore[override]
+            current = clock.now()
+            # moto compares naive now() with naive UTC timestamps (Wait Timestamp), so a naive
+            # now() here is UTC, whatever the host's time zone.
+            return current.astimezone(tz) if tz is not None else current.replace(tzinfo=None)
+
+        @classmethod
+        def utcnow(cls) -> _dt.datetime:  # type: ignore[override]
+            return clock.now().replace(tzinfo=None)
+
+    return _ModuleProxy(_dt, datetime=VirtualDatetime)
+
+
+def _threading_module(clock: VirtualClock) -> _ModuleProxy:
+    class VirtualJoinThread(threading.Thread):
+        def join(self, timeout: float | None = None) -> None:
+            if timeout is None:
+                return super().join()
+            deadline = clock.time() + timeout
+            while self.is_alive() and clock.time() < deadline:
+                super().join(0.01)
+            return None
+
+    return _ModuleProxy(threading, Event=lambda: VirtualEvent(clock), Thread=VirtualJoinThread)
+
+
+@dataclass
+class _Installation:
+    clock: VirtualClock
+    functions: FunctionRegistry
+    originals: list[tuple[Any, str, Any]] = field(default_factory=list)
+    users: int = 0
+
+
+_lock = threading.RLock()
+_active: _Installation | None = None
+_finished: dict[str, threading.Event] = {}
+_finished_lock = threading.Lock()
+
+
+def _require_active() -> _Installation:
+    active = _active
+    if active is None:
+        raise RuntimeError("the local engine's moto hooks are not installed")
+    return active
+
+
+def _invoke_lambda_function(
+    parameters: dict[str, Any], region: str, state_credentials: Any
+) -> dict[str, Any]:
+    # Replaces lambda_eval_utils._invoke_lambda_function: same arguments, same response shape.
+    active = _require_active()
+    result = active.functions.invoke(
+        parameters["FunctionName"],
+        parameters.get("Payload"),
+        active.clock,
+        invocation_type=parameters.get("InvocationType") or "RequestResponse",
+    )
+    response: dict[str, Any] = {
+        "StatusCode": result.status_code,
+        "Payload": result.payload,
+        "ExecutedVersion": result.executed_version,
+    }
+    if result.function_error:
+        response["FunctionError"] = result.function_error
+    return response
+
+
+def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+    # Replaces WaitFunction._wait_interval; a StopExecution ends the wait early, as on AWS.
+    _require_active().clock.sleep(max(0, wait_seconds), keep_waiting=env.is_running)
+
+
+def _current_timestamp() -> _dt.datetime:
+    return _require_active().clock.now()
+
+
+def _signal_terminated(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    @functools.wraps(original)
+    def terminated(self: Any) -> None:
+        try:
+            original(self)
+            _copy_stop_reason(self.execution)
+        finally:
+            _finished_event(self.execution.exec_arn).set()
+            _prune_threads()
+
+    return terminated
+
+
+def _copy_stop_reason(execution: Any) -> None:
+    # DescribeExecution of a stopped execution reports the error and cause given to StopExecution.
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+
+    env = execution.exec_worker.env if execution.exec_worker is not None else None
+    state = env.program_state() if env is not None else None
+    if isinstance(state, ProgramStopped):
+        execution.error = state.error or None
+        execution.cause = state.cause or None
+
+
+def _prune_threads() -> None:
+    # moto keeps every worker thread it starts in TMP_THREADS and never reads it; drop the dead
+    # ones so a long sandbox session or a property-based test does not accumulate them.
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    for thread in [t for t in list(TMP_THREADS) if not t.is_alive()]:
+        try:
+            TMP_THREADS.remove(thread)
+        except ValueError:
+            pass
+
+
+def _stop_execution(self: Any) -> Any:
+    # Replaces StepFunctionResponse.stop_execution, which drops `error` and `cause`.
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.parser.backend.execution import Execution as ParserExecution
+
+    arn = self._get_param("executionArn")
+    error = self._get_param("error")
+    cause = self._get_param("cause")
+    backend = self.stepfunction_backend
+    execution = backend.describe_execution(arn)
+    clock = _require_active().clock
+    if isinstance(execution, ParserExecution):
+        worker = execution.exec_worker
+        # The worker builds its environment on its own thread; wait for it briefly so a stop
+        # right after StartExecution is not lost.
+        deadline = _time.monotonic() + 5
+        while worker is not None and worker.env is None and _time.monotonic() < deadline:
+            _time.sleep(0.001)
+        env = worker.env if worker is not None else None
+        if env is not None and env.is_running():
+            env.event_manager._local_engine_stopped = True
+            env.set_stop(stop_date=clock.now(), cause=cause, error=error)
+            # A task waiting for its token (or heartbeat) would wait forever: release it.
+            for endpoint in list(env.callback_pool_manager._pool.values()):
+                if endpoint.get_outcome() is None:
+                    endpoint.interrupt_all()
+    else:
+        execution.stop(stop_date=clock.now(), error=error or "", cause=cause or "")
+    return ActionResult({"stopDate": execution.stop_date or clock.now()})
+
+
+def _keep_stopped(original: Callable[..., None]) -> Callable[..., None]:
+    # moto lets a failure raised by a task interrupted by StopExecution overwrite the stopped
+    # state (the execution would end FAILED); on AWS a stopped execution ends ABORTED.
+    @functools.wraps(original)
+    def set_error(self: Any, error: Any) -> None:
+        from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+
+        if isinstance(self._program_state, ProgramStopped):
+            return
+        original(self, error)
+
+    return set_error
+
+
+def _silence_after_stop(original: Callable[..., int]) -> Callable[..., int]:
+    # After StopExecution, states that unwind (an interrupted task wait, a Wait cut short) must
+    # not add events: AWS records ExecutionAborted right after the last event before the stop.
+    @functools.wraps(original)
+    def add_event(self: Any, context: Any, event_type: Any, *args: Any, **kwargs: Any) -> int:
+        if getattr(self, "_local_engine_stopped", False) and event_type != "ExecutionAborted":
+            return int(context.last_published_event_id or 0)
+        return original(self, context, event_type, *args, **kwargs)
+
+    return add_event
+
+
+def _finished_event(execution_arn: str) -> threading.Event:
+    with _finished_lock:
+        event = _finished.get(execution_arn)
+        if event is None:
+            event = _finished[execution_arn] = threading.Event()
+        return event
+
+
+def wait_finished(execution_arn: str, timeout: float | None) -> bool:
+    """Block (real time) until the execution has ended; True when it did within `timeout`."""
+    ended = _finished_event(execution_arn).wait(timeout)
+    if ended:
+        with _finished_lock:
+            _finished.pop(execution_arn, None)
+    return ended
+
+
+def pending_task_tokens(execution_arn: str) -> list[str]:
+    """Task tokens an in-process execution is waiting on (oldest first), read from moto's backend."""
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcome
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    parts = execution_arn.split(":")
+    region, account = parts[3], parts[4]
+    backend = stepfunctions_parser_backends[account][region]
+    execution = backend.describe_execution(execution_arn)
+    worker = getattr(execution, "exec_worker", None)
+    env = getattr(worker, "env", None)
+    if env is None:
+        return []
+    pool = env.callback_pool_manager._pool
+    tokens = []
+    for token, endpoint in list(pool.items()):
+        outcome = endpoint.get_outcome()
+        if not isinstance(outcome, CallbackOutcome) and endpoint.consumer_error is None:
+            tokens.append(token)
+    return tokens
+
+
+# --------------------------------------------------------------------------------------------
+# Install / remove
+# --------------------------------------------------------------------------------------------
+
+
+def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], Any]]]:
+    datetime_proxy = _datetime_module(clock)
+    threading_proxy = _threading_module(clock)
+    time_proxy = _ModuleProxy(_time, sleep=lambda seconds: clock.sleep(seconds))
+    values: dict[str, Callable[[Any], Any]] = {
+        f"{_LAMBDA_UTILS}._invoke_lambda_function": lambda _orig: _invoke_lambda_function,
+        f"{_WAIT_FUNCTION}.WaitFunction._wait_interval": lambda _orig: _wait_interval,
+        f"{_RETRIER}.time": lambda _orig: time_proxy,
+        f"{_EXECUTE_STATE}.threading": lambda _orig: threading_proxy,
+        f"{_PROGRAM}.threading": lambda _orig: threading_proxy,
+        f"{_CALLBACK}.Event": lambda _orig: lambda: VirtualEvent(clock),
+        f"{_EVENT_MANAGER}.EventManager._get_current_timestamp": lambda _orig: staticmethod(
+            _current_timestamp
+        ),
+        f"{_EXECUTION}.BaseExecutionWorkerCommunication.terminated": _signal_terminated,
+        f"{_JSON_PATH}.parse": lambda _orig: _parse_ext,
+        f"{_RESULT_PATH}.parse": lambda _orig: _parse_plain,
+        f"{_RESPONSES}.StepFunctionResponse.stop_execution": lambda _orig: _stop_execution,
+        f"{_ENVIRONMENT}.Environment.set_error": _keep_stopped,
+        f"{_EVENT_MANAGER}.EventManager.add_event": _silence_after_stop,
+    }
+    for module in (_TIMESTAMP, _STATE, _BRANCHES, _MAP_RUN, _EXECUTION, _PARSER_MODELS):
+        values[f"{module}.datetime"] = lambda _orig: datetime_proxy
+    missing = {p.symbol for p in HOOK_POINTS} ^ set(values)
+    if missing:
+        raise RuntimeError(f"hook table and HOOK_POINTS disagree on: {sorted(missing)}")
+    return [(point, values[point.symbol]) for point in HOOK_POINTS]
+
+
+def install(clock: VirtualClock, functions: FunctionRegistry) -> None:
+    """Install the hooks (re-entrant: nested installs must share the clock and registry)."""
+    global _active
+    with _lock:
+        if _active is not None:
+            if _active.clock is not clock or _active.functions is not functions:
+                raise RuntimeError(
+                    "moto hooks are already installed with another clock or function registry; "
+                    "one LocalEngine per process can be active at a time"
+                )
+            _active.users += 1
+            return
+        check_hook_points()
+        installation = _Installation(clock=clock, functions=functions, users=1)
+        for point, make in _replacements(clock):
+            owner, name = point.owner_and_name()
+            original = vars(owner)[name]
+            installation.originals.append((owner, name, original))
+            current = getattr(owner, name)
+            setattr(owner, name, make(current))
+        _active = installation
+
+
+def uninstall() -> None:
+    """Undo one `install`; the last one restores every original moto attribute."""
+    global _active
+    with _lock:
+        if _active is None:
+            return
+        _active.users -= 1
+        if _active.users > 0:
+            return
+        for owner, name, original in reversed(_active.originals):
+            setattr(owner, name, original)
+        _active = None
+
+
+@contextmanager
+def installed(clock: VirtualClock, functions: FunctionRegistry) -> Iterator[None]:
+    install(clock, functions)
+    try:
+        yield
+    finally:
+        uninstall()
+
+
+def is_installed() -> bool:
+    return _active is not None
+
+
+def active_clock() -> VirtualClock | None:
+    """The clock of the installed hooks, if any (what handlers should read as `now`)."""
+    active = _active
+    return active.clock if active is not None else None
