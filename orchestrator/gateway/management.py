@@ -1,0 +1,139 @@
+"""The @connections management API over HTTP, as boto3's `apigatewaymanagementapi` calls it.
+
+With `endpoint_url=http://127.0.0.1:<port>/<stage>` boto3 sends (see botocore's service model)
+  POST   /<stage>/@connections/<id>   body = the data   -> 200
+  GET    /<stage>/@connections/<id>                     -> 200 {connectedAt, identity, lastActiveAt}
+  DELETE /<stage>/@connections/<id>                     -> 204
+and reads errors from the `x-amzn-ErrorType` header: GoneException (410), PayloadTooLargeException
+(413), LimitExceededException (429), ForbiddenException (403). Requests are served on threads
+(stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive so boto3's pooled connections are reused);
+the hub they call is thread-safe.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, Protocol
+from urllib.parse import unquote, urlsplit
+
+MAX_POST_BYTES = 128 * 1024
+
+PostResult = Literal["ok", "gone", "busy"]
+
+
+class ConnectionHub(Protocol):
+    def post(self, connection_id: str, data: bytes) -> PostResult: ...
+
+    def describe(self, connection_id: str) -> dict[str, Any] | None: ...
+
+    def disconnect(self, connection_id: str) -> bool: ...
+
+
+def _error(kind: str, status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    return status, {"x-amzn-ErrorType": kind}, json.dumps({"message": message}).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return  # request logs would drown the sandbox's output
+
+    def _target(self) -> str | None:
+        parts = unquote(urlsplit(self.path).path).split("/")
+        # ['', '<stage>', '@connections', '<id>']
+        if len(parts) != 4 or parts[2] != "@connections" or not parts[3]:
+            return None
+        if parts[1] not in self.server.stages:
+            return None
+        return parts[3]
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), **headers}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def _dispatch(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        connection_id = self._target()
+        if connection_id is None:
+            self._send(*_error("ForbiddenException", 403, "Forbidden"))
+            return
+        hub = self.server.hub
+        if method == "POST":
+            if len(body) > MAX_POST_BYTES:
+                self._send(*_error("PayloadTooLargeException", 413, f"Message too long; max {MAX_POST_BYTES} bytes"))
+                return
+            result = hub.post(connection_id, body)
+            if result == "ok":
+                self._send(200, {}, b"")
+            elif result == "gone":
+                self._send(*_error("GoneException", 410, f"connection {connection_id} is gone"))
+            else:
+                self._send(*_error("LimitExceededException", 429, "client buffer is full"))
+        elif method == "GET":
+            info = hub.describe(connection_id)
+            if info is None:
+                self._send(*_error("GoneException", 410, f"connection {connection_id} is gone"))
+            else:
+                self._send(200, {}, json.dumps(info).encode())
+        else:
+            if hub.disconnect(connection_id):
+                self._send(204, {}, b"")
+            else:
+                self._send(*_error("GoneException", 410, f"connection {connection_id} is gone"))
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch("POST")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], hub: ConnectionHub, stages: Iterable[str]) -> None:
+        super().__init__(address, _Handler)
+        self.hub = hub
+        self.stages = frozenset(stages)
+
+
+class ManagementApi:
+    """The HTTP server on 127.0.0.1 (ephemeral port unless given), in a background thread."""
+
+    def __init__(self, hub: ConnectionHub, stages: Iterable[str], host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = _Server((host, port), hub, stages)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def endpoint(self, stage: str) -> str:
+        """The `endpoint_url` boto3 needs for a stage."""
+        return f"http://127.0.0.1:{self.port}/{stage}"
+
+    def start(self) -> ManagementApi:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway-management", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

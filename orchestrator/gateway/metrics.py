@@ -1,0 +1,108 @@
+"""Per-version Lambda metrics as CloudWatch would record them (AWS/Lambda namespace).
+
+Each invocation is counted under the three dimension sets Lambda publishes for an alias:
+{FunctionName, Resource=<fn>:<alias>, ExecutedVersion}, {FunctionName, Resource} and
+{FunctionName}. Samples are buffered and sent with batched PutMetricData calls (Values/Counts
+arrays), so alarms in the sandbox are driven by real invocation outcomes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+NAMESPACE = "AWS/Lambda"
+MAX_DATUMS_PER_CALL = 500  # PutMetricData takes up to 1,000 metrics per request
+MAX_VALUES_PER_DATUM = 150  # the API's limit on Values/Counts arrays
+
+
+@dataclass(frozen=True)
+class Sample:
+    function_name: str
+    alias: str
+    version: str
+    duration_ms: float
+    error: bool
+
+
+def dimension_sets(sample: Sample) -> list[tuple[tuple[str, str], ...]]:
+    resource = f"{sample.function_name}:{sample.alias}"
+    return [
+        (("FunctionName", sample.function_name), ("Resource", resource), ("ExecutedVersion", sample.version)),
+        (("FunctionName", sample.function_name), ("Resource", resource)),
+        (("FunctionName", sample.function_name),),
+    ]
+
+
+def build_metric_data(samples: list[Sample], timestamp: datetime) -> list[dict[str, Any]]:
+    invocations: dict[tuple[tuple[str, str], ...], int] = defaultdict(int)
+    errors: dict[tuple[tuple[str, str], ...], int] = defaultdict(int)
+    durations: dict[tuple[tuple[str, str], ...], list[float]] = defaultdict(list)
+    for sample in samples:
+        for dims in dimension_sets(sample):
+            invocations[dims] += 1
+            errors[dims] += int(sample.error)
+            durations[dims].append(round(sample.duration_ms, 3))
+    data: list[dict[str, Any]] = []
+    for dims, count in invocations.items():
+        dimensions = [{"Name": k, "Value": v} for k, v in dims]
+        base = {"Dimensions": dimensions, "Timestamp": timestamp}
+        data.append({**base, "MetricName": "Invocations", "Unit": "Count", "Values": [1.0], "Counts": [float(count)]})
+        failed = errors[dims]
+        values, counts = zip(*[(v, float(c)) for v, c in ((1.0, failed), (0.0, count - failed)) if c], strict=True)
+        data.append({**base, "MetricName": "Errors", "Unit": "Count", "Values": list(values), "Counts": list(counts)})
+        series = durations[dims]
+        for start in range(0, len(series), MAX_VALUES_PER_DATUM):
+            chunk = series[start : start + MAX_VALUES_PER_DATUM]
+            data.append({**base, "MetricName": "Duration", "Unit": "Milliseconds", "Values": chunk})
+    return data
+
+
+class MetricRecorder:
+    """Buffers samples; a background thread flushes them every `flush_seconds`."""
+
+    def __init__(self, cloudwatch: Any, flush_seconds: float = 1.0) -> None:
+        self._cloudwatch = cloudwatch
+        self._flush_seconds = flush_seconds
+        self._lock = threading.Lock()
+        self._samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.flush_errors = 0
+
+    def record(self, sample: Sample) -> None:
+        with self._lock:
+            self._samples.append(sample)
+
+    def flush(self) -> int:
+        """Send what is buffered now; returns the number of samples sent."""
+        with self._lock:
+            samples, self._samples = self._samples, []
+        if not samples:
+            return 0
+        data = build_metric_data(samples, datetime.now(UTC))
+        for start in range(0, len(data), MAX_DATUMS_PER_CALL):
+            self._cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data[start : start + MAX_DATUMS_PER_CALL])
+        return len(samples)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="gateway-metrics", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._flush_seconds):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - a metrics hiccup must not stop the gateway
+                self.flush_errors += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.flush()

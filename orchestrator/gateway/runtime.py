@@ -1,0 +1,201 @@
+"""An in-process Lambda runtime that honours aliases, weights and per-version configuration.
+
+Every invocation resolves `<function>:<alias>` through the alias's routing configuration
+(GetAlias: FunctionVersion plus RoutingConfig.AdditionalVersionWeights, one random draw per
+invocation, as Lambda does), then runs the catalog's handler with THAT version's environment
+variables (GetFunctionConfiguration with Qualifier=<version>). The code itself is this
+process's `service` package: every version runs the same code, and versions differ by their
+configuration (cache schema, fault injection, ...), which is what a release changes here.
+
+Concurrency: the environment is bound per invocation through `service.settings.use_env`
+(a context variable), so invocations of different versions run at the same time in
+different threads without seeing each other's variables. Process-wide state (the AWS
+credentials and endpoint that boto3 reads, Python's logging) is shared, as the sandbox's
+single account is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.gateway.metrics import MetricRecorder, Sample
+from service import catalog
+from service.settings import use_env
+
+log = logging.getLogger(__name__)
+
+
+class FunctionNotConfigured(LookupError):
+    """The runtime has no Lambda function name for a catalog key."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    function_key: str
+    function_name: str
+    alias: str
+    version: str
+    request_id: str
+    duration_ms: float
+    result: Any = None
+    error: dict[str, str] | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass
+class _AliasEntry:
+    expires: float
+    primary: str
+    weights: tuple[tuple[str, float], ...]
+
+
+class LambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    def __init__(self, function_name: str, version: str, alias: str, arn: str, memory_mb: int, timeout_s: int) -> None:
+        self.function_name = function_name
+        self.function_version = version
+        self.invoked_function_arn = f"{arn}:{alias}"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"local/[{version}]{uuid.uuid4().hex}"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def choose_version(primary: str, weights: tuple[tuple[str, float], ...], draw: float) -> str:
+    """Lambda's weighted alias routing: `draw` in [0, 1) falls in an additional version's share or the primary's."""
+    edge = 0.0
+    for version, weight in weights:
+        edge += weight
+        if draw < edge:
+            return version
+    return primary
+
+
+class LambdaRuntime:
+    def __init__(
+        self,
+        lambda_client: Any,
+        function_names: Mapping[str, str],
+        *,
+        recorder: MetricRecorder | None = None,
+        alias_cache_seconds: float = 1.0,
+        rng: random.Random | None = None,
+        region: str = "eu-west-1",
+    ) -> None:
+        """function_names: catalog key -> Lambda function name in the (moto) account.
+
+        alias_cache_seconds: how long a GetAlias answer is reused; weights changed by a
+        release take effect within that time (Lambda's own propagation is similar).
+        """
+        self._lambda = lambda_client
+        self._names = dict(function_names)
+        self._recorder = recorder
+        self._alias_ttl = alias_cache_seconds
+        self._rng = rng or random.SystemRandom()
+        self._region = region
+        self._lock = threading.Lock()
+        self._aliases: dict[tuple[str, str], _AliasEntry] = {}
+        self._configs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
+
+    def function_name(self, key: str) -> str:
+        try:
+            return self._names[key]
+        except KeyError:
+            raise FunctionNotConfigured(f"no Lambda function name configured for service function {key!r}") from None
+
+    def resolve(self, key: str, alias: str) -> str:
+        """The version this invocation of `<function>:<alias>` runs."""
+        name = self.function_name(key)
+        now = time.monotonic()
+        with self._lock:
+            entry = self._aliases.get((name, alias))
+        if entry is None or entry.expires <= now:
+            answer = self._lambda.get_alias(FunctionName=name, Name=alias)
+            weights = (answer.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+            entry = _AliasEntry(
+                expires=now + self._alias_ttl,
+                primary=answer["FunctionVersion"],
+                weights=tuple(sorted((str(v), float(w)) for v, w in weights.items())),
+            )
+            with self._lock:
+                self._aliases[(name, alias)] = entry
+        return choose_version(entry.primary, entry.weights, self._rng.random())
+
+    def _config(self, name: str, version: str) -> dict[str, Any]:
+        # A published version's configuration never changes: cache it for good.
+        with self._lock:
+            found = self._configs.get((name, version))
+        if found is None:
+            found = self._lambda.get_function_configuration(FunctionName=name, Qualifier=version)
+            with self._lock:
+                self._configs[(name, version)] = found
+        return found
+
+    def _handler(self, key: str) -> Callable[[Any, Any], Any]:
+        with self._lock:
+            found = self._handlers.get(key)
+        if found is None:
+            module, _, attr = catalog.by_key(key).handler.rpartition(".")
+            found = getattr(importlib.import_module(module), attr)
+            with self._lock:
+                self._handlers[key] = found
+        return found
+
+    def environment(self, key: str, version: str) -> dict[str, str]:
+        """What the function's process environment holds in Lambda: runtime variables, then its own."""
+        name = self.function_name(key)
+        config = self._config(name, version)
+        env = {
+            "AWS_REGION": self._region,
+            "AWS_DEFAULT_REGION": self._region,
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_VERSION": version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.get("MemorySize", 128)),
+        }
+        env.update((config.get("Environment") or {}).get("Variables") or {})
+        return env
+
+    def invoke(self, key: str, alias: str, event: Any, *, env_overrides: Mapping[str, str] | None = None) -> Invocation:
+        """Run one invocation; a raised exception becomes Lambda's {errorType, errorMessage}."""
+        name = self.function_name(key)
+        version = self.resolve(key, alias)
+        config = self._config(name, version)
+        fn = catalog.by_key(key)
+        arn = str(config.get("FunctionArn") or name).removesuffix(f":{version}")
+        context = LambdaContext(
+            name, version, alias, arn,
+            int(config.get("MemorySize", fn.memory_mb)), int(config.get("Timeout", fn.timeout_seconds)),
+        )
+        env = self.environment(key, version)
+        env.update(env_overrides or {})
+        handler = self._handler(key)
+        result: Any = None
+        error: dict[str, str] | None = None
+        started = time.perf_counter()
+        try:
+            with use_env(env):
+                result = handler(event, context)
+        except Exception as exc:  # noqa: BLE001 - every failure is the invocation's result
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            log.debug("invocation of %s:%s (version %s) failed", name, alias, version, exc_info=True)
+        duration = (time.perf_counter() - started) * 1000
+        if self._recorder is not None:
+            self._recorder.record(Sample(name, alias, version, duration, error is not None))
+        return Invocation(key, name, alias, version, context.aws_request_id, duration, result, error)

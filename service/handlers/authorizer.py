@@ -1,0 +1,38 @@
+"""REQUEST authorizer on $connect (see service.logic.authorizer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from service.faults import inject_faults
+from service.logic.authorizer import Unauthorized, decide, policy
+from service.observability import log_metrics, logger, tracer
+from service.settings import SettingsError, settings
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@log_metrics
+@inject_faults
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    current = settings()
+    if not current.api_keys_secret_arn:
+        raise SettingsError("API_KEYS_SECRET_ARN is not set; the authorizer cannot check keys")
+    request = event.get("requestContext") or {}
+    where = {
+        "connection_id": request.get("connectionId"),
+        "source_ip": (request.get("identity") or {}).get("sourceIp"),
+        "stage": request.get("stage"),
+    }
+    try:
+        decision = decide(event, current.api_keys_secret_arn, current.origin_secret_arn, current.secret_cache_seconds)
+    except Unauthorized:
+        logger.warning("connection refused: no API key in the x-api-key header or api_key query", extra=where)
+        raise
+    if decision.allowed:
+        logger.info("connection allowed", extra={**where, "principal": decision.principal_id, "reason": decision.reason})
+    else:
+        logger.warning("connection denied", extra={**where, "principal": decision.principal_id, "reason": decision.reason})
+    return policy(decision, event["methodArn"])

@@ -1,0 +1,68 @@
+"""SQS consumer: each record is processed on its own; failures are reported per record
+(ReportBatchItemFailures), so one bad event goes to the DLQ path without redelivering the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from service.clients import aws
+from service.clients.cache import cache
+from service.faults import inject_faults
+from service.logic import alerts, fanout
+from service.observability import MetricUnit, add_metric, log_metrics, logger, tracer
+from service.settings import settings
+
+
+def _record_handler(record: SQSRecord) -> None:
+    current = settings()
+    try:
+        result = fanout.process(
+            record.body,
+            cache(),
+            schema=current.cache_schema_version,
+            snapshot_ttl=current.snapshot_ttl_seconds,
+            rules=alerts.parse_rules(current.alert_rules),
+            sns=aws.client("sns") if current.alerts_topic_arn else None,
+            topic_arn=current.alerts_topic_arn,
+            concurrency=current.fanout_concurrency,
+            drop_rate=current.fault_drop_rate,
+        )
+    except fanout.EventRejected as exc:
+        logger.error("event rejected", extra={"message_id": record.message_id, "reason": str(exc)})
+        add_metric("EventsRejected", MetricUnit.Count, 1)
+        raise
+    report = result.delivery
+    add_metric("MessagesOut", MetricUnit.Count, report.sent)
+    add_metric("AlertsPublished", MetricUnit.Count, result.alerts_published)
+    add_metric("FanoutLatency", MetricUnit.Milliseconds, result.latency_ms or 0.001)
+    add_metric("StaleConnectionsRemoved", MetricUnit.Count, report.gone)
+    add_metric("PostsFailed", MetricUnit.Count, report.failed)
+    log = logger.warning if report.failed else logger.debug
+    log(
+        "event fanned out",
+        extra={
+            "message_id": record.message_id,
+            "event_id": result.event.id,
+            "channel": result.event.channel,
+            "subscribers": report.subscribers,
+            "sent": report.sent,
+            "gone": report.gone,
+            "dropped": report.dropped,
+            "failed": dict(report.failures),
+            "latency_ms": round(result.latency_ms, 1),
+        },
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@log_metrics
+@inject_faults
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # One processor per invocation: its success/failure lists are per batch.
+    processor = BatchProcessor(event_type=EventType.SQS)
+    return process_partial_response(event=event, record_handler=_record_handler, processor=processor, context=context)
