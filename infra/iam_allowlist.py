@@ -1,0 +1,45 @@
+"""The only place an IAM statement may use `"Resource": "*"`, each entry with AWS's reason.
+
+`tests/infra/test_iam_scoping.py` fails when a synthesized identity policy grants any action
+on `*` that is not listed here. Key policies are resource policies on the key itself (`*`
+means "this key") and are checked by their conditions instead.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+WILDCARD_RESOURCE_ACTIONS: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "xray:PutTraceSegments": "X-Ray trace ingestion has no resource-level permissions (AWS X-Ray IAM reference).",
+        "xray:PutTelemetryRecords": "X-Ray telemetry has no resource-level permissions (AWS X-Ray IAM reference).",
+        "ec2:CreateNetworkInterface": (
+            "Lambda creates the VPC function's Hyperplane ENIs in subnets chosen at deploy time; "
+            "AWS's own AWSLambdaVPCAccessExecutionRole grants it on *."
+        ),
+        "ec2:DescribeNetworkInterfaces": "EC2 Describe* actions support no resource-level permissions.",
+        "ec2:DescribeSubnets": "EC2 Describe* actions support no resource-level permissions.",
+        "ec2:DeleteNetworkInterface": (
+            "Lambda deletes the ENIs it created, whose ids are not known at deploy time "
+            "(AWSLambdaVPCAccessExecutionRole grants it on *)."
+        ),
+        "ec2:AssignPrivateIpAddresses": "Lambda manages the addresses of ENIs whose ids are not known at deploy time.",
+        "ec2:UnassignPrivateIpAddresses": "Lambda manages the addresses of ENIs whose ids are not known at deploy time.",
+        "cloudwatch:PutMetricData": (
+            "PutMetricData supports no resource-level permissions; the statement is narrowed with the "
+            "cloudwatch:namespace condition instead."
+        ),
+        "secretsmanager:GetRandomPassword": (
+            "GetRandomPassword acts on no resource (AWS Secrets Manager IAM reference); the rotation "
+            "function uses it to generate the new API key."
+        ),
+    }
+)
+
+
+def is_allowed(action: str) -> bool:
+    return action in WILDCARD_RESOURCE_ACTIONS
+
+
+def reason(action: str) -> str:
+    return WILDCARD_RESOURCE_ACTIONS[action]
