@@ -1,0 +1,164 @@
+"""The release commands against a moto server running a small release-shaped state machine."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from orchestrator.cli import main
+
+from .conftest import ENV, client
+
+SHA = "b" * 64
+
+
+def _start(url: str, capsys: pytest.CaptureFixture[str], release_id: str, *extra: str) -> str:
+    code = main([
+        "--endpoint-url", url, "release", "start", "--env", ENV, "--version", "1.2.0",
+        "--artifact", "s3://artifacts-bucket/service-1.2.0.zip", "--sha256", SHA, "--steps", "100", "--bake", "0",
+        "--release-id", release_id, "--requested-by", "tester", "--json", *extra,
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    started = json.loads(captured.out)
+    assert started["release_id"] == release_id
+    assert started["execution_arn"].endswith(f":execution:{ENV}-realtime-release:{release_id}")
+    assert started["console_url"] is None  # an endpoint (sandbox) has no console
+    return str(started["execution_arn"])
+
+
+def _watch_json(url: str, capsys: pytest.CaptureFixture[str], ref: str) -> tuple[int, list[dict]]:
+    code = main(["--endpoint-url", url, "release", "watch", ref, "--env", ENV, "--json", "--interval", "0.05"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    return code, [json.loads(line) for line in lines]
+
+
+STATE_KEYS = {"type", "state", "state_type", "status", "visit", "timestamp", "error", "cause"}
+
+
+def _check_schema(records: list[dict]) -> None:
+    for record in records:
+        kind = record["type"]
+        if kind == "state":
+            assert set(record) == STATE_KEYS
+            assert record["status"] in {"running", "succeeded", "caught", "failed", "aborted"}
+        elif kind == "traffic":
+            assert set(record) == {"type", "timestamp", "green_version", "green_percent", "functions"}
+            for split in record["functions"].values():
+                assert set(split) == {"version", "weights"}
+                assert abs(sum(split["weights"].values()) - 1.0) < 1e-6
+        elif kind == "alarm":
+            assert set(record) == {"type", "name", "state", "reason", "timestamp"}
+        else:
+            assert kind == "execution"
+            assert set(record) == {"type", "execution_arn", "status", "error", "cause", "timestamp", "exit_code"}
+    assert records[-1]["type"] == "execution"
+    assert sum(r["type"] == "execution" for r in records) == 1
+
+
+def test_healthy_release_watch_exits_0(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    arn = _start(moto_url, capsys, "healthy-1")
+    code, records = _watch_json(moto_url, capsys, "healthy-1")  # by release id
+    _check_schema(records)
+    assert code == 0
+    assert records[-1] == {**records[-1], "status": "SUCCEEDED", "exit_code": 0, "execution_arn": arn}
+    done = [r["state"] for r in records if r["type"] == "state" and r["status"] == "succeeded"]
+    assert done == ["ValidateRequest", "NeedsApproval", "Bake", "CheckAlarms", "Finalize", "Released"]
+    traffic = next(r for r in records if r["type"] == "traffic")
+    assert traffic["green_version"] == "2" and traffic["green_percent"] == 10.0
+    assert {r["name"] for r in records if r["type"] == "alarm"} == {f"{ENV}-release-guard-errors", f"{ENV}-release-health"}
+
+
+def test_faulty_release_rolls_back_and_watch_exits_1(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    _start(moto_url, capsys, "faulty-1", "--config", "FAULT_ERROR_RATE=0.5")
+    code, records = _watch_json(moto_url, capsys, "faulty-1")
+    _check_schema(records)
+    assert code == 1
+    assert records[-1]["status"] == "FAILED" and records[-1]["error"] == "ReleaseRolledBack"
+    assert ("ReleaseRolledBack", "failed") in [(r["state"], r["status"]) for r in records if r["type"] == "state"]
+
+
+def _wait_for_approval_gate(url: str, arn: str) -> None:
+    sfn = client("stepfunctions", url)
+    for _ in range(200):
+        events = sfn.get_execution_history(executionArn=arn)["events"]
+        if any(e["type"] == "TaskStarted" for e in events):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the execution never reached its approval gate")
+
+
+def test_approve(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    arn = _start(moto_url, capsys, "approve-1", "--approval")
+    _wait_for_approval_gate(moto_url, arn)
+    assert main(["--endpoint-url", moto_url, "release", "approve", "approve-1", "--env", ENV]) == 0
+    assert "continues past AwaitApproval" in capsys.readouterr().out
+    code, records = _watch_json(moto_url, capsys, arn)
+    assert code == 0
+    approval = [r for r in records if r["type"] == "state" and r["state"] == "AwaitApproval"]
+    assert approval[-1]["status"] == "succeeded"
+    # Approving again is refused: nothing is waiting any more.
+    assert main(["--endpoint-url", moto_url, "release", "approve", "approve-1", "--env", ENV]) == 3
+    assert "not waiting for approval" in capsys.readouterr().err
+
+
+def test_reject_is_caught_and_rolls_back(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    arn = _start(moto_url, capsys, "reject-1", "--approval")
+    _wait_for_approval_gate(moto_url, arn)
+    assert main(["--endpoint-url", moto_url, "release", "reject", arn, "--env", ENV, "--reason", "not today"]) == 0
+    capsys.readouterr()
+    code, records = _watch_json(moto_url, capsys, arn)
+    assert code == 1
+    statuses = {(r["state"], r["status"]) for r in records if r["type"] == "state"}
+    assert ("AwaitApproval", "caught") in statuses
+    assert ("Rollback", "succeeded") in statuses
+
+
+def test_status_json(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--endpoint-url", moto_url, "release", "status", "--env", ENV, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["environment"] == ENV
+    assert report["live"][f"{ENV}-realtime-fanout"] == {"version": "1", "weights": {"1": 0.9, "2": 0.1}}
+    assert report["alarms"] == {f"{ENV}-release-guard-errors": "OK", f"{ENV}-release-health": "OK"}
+    assert report["latest_execution"]["status"] in {"RUNNING", "SUCCEEDED", "FAILED"}
+
+
+def test_status_human(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--endpoint-url", moto_url, "release", "status", "--env", ENV]) == 0
+    text = capsys.readouterr().out
+    assert "v1 90%, v2 10%" in text and f"{ENV}-release-health" in text
+
+
+def test_history_reads_release_records(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.aws import Names
+
+    ddb = client("dynamodb", moto_url)
+    for index, outcome in enumerate(["SUCCEEDED", "ROLLED_BACK"]):
+        ddb.put_item(TableName=Names(ENV).release_table, Item={
+            "pk": {"S": f"RELEASE#r{index}"}, "release_id": {"S": f"r{index}"}, "version": {"S": f"1.{index}.0"},
+            "outcome": {"S": outcome}, "requested_by": {"S": "tester"}, "started_at": {"S": f"2026-01-0{index + 1}T00:00:00Z"},
+        })
+    ddb.put_item(TableName=Names(ENV).release_table, Item={"pk": {"S": "LOCK"}, "holder": {"S": "r9"}})
+    assert main(["--endpoint-url", moto_url, "release", "history", "--env", ENV, "--json", "--limit", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["release_id"] for r in rows] == ["r1"]
+    assert rows[0]["outcome"] == "ROLLED_BACK"
+
+
+def test_redrive_not_in_moto_is_one_clear_line(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--endpoint-url", moto_url, "release", "redrive", "healthy-1", "--env", ENV]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "redrive_execution" in err[0]
+
+
+def test_render_execution_report(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    out = tmp_path / "report.html"
+    arn = _start(moto_url, capsys, "render-1", "--config", "FAULT_ERROR_RATE=0.1")
+    assert _watch_json(moto_url, capsys, arn)[0] == 1
+    assert main(["--endpoint-url", moto_url, "render", "--execution", arn, "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "ReleaseRolledBack" in html and "<svg" in html and "<script" not in html
+    assert 'class="state failed" data-state="ReleaseRolledBack"' in html
+    assert 'class="state pending" data-state="Finalize"' in html
