@@ -1,0 +1,168 @@
+"""Alarm rollback: a release-guard alarm went to ALARM, so blue takes all traffic back at once.
+
+Triggered by an EventBridge rule (`CloudWatch Alarm State Change` to ALARM for the
+release-guard alarms and the composite). Also triggered when a release execution is aborted
+or times out, so an execution stopped by hand never leaves traffic split or the lock held.
+
+Order matters: the lock is marked ROLLING_BACK first (SetWeights and Finalize refuse to act
+without a clean lock), then every `live` alias returns to blue, then the execution is stopped
+with the alarm as its cause, the aliases are checked once more (a task in flight may have
+moved them), the lock is released, and the outcome recorded and notified. The
+detect-to-rollback latency (alarm state-change time to aliases restored) is a metric.
+A retry (EventBridge retries a failed target) resumes from a ROLLING_BACK lock.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from tasks import release_record
+from tasks.common import (
+    MetricUnit,
+    Settings,
+    add_metric,
+    client,
+    logger,
+    parse_time,
+    resource,
+    task_handler,
+    utc_now,
+)
+from tasks.rollback import blue_versions, restore_blue
+
+ROLLING_BACK = "ROLLING_BACK"
+EXECUTION_ENDED = frozenset({"ABORTED", "TIMED_OUT"})
+
+
+def _alarm_time(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    # CloudWatch writes `2026-01-01T00:00:00.000+0000`; Python wants `+00:00`.
+    return parse_time(re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", raw))
+
+
+def trigger_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    """What happened, or None when the event calls for no rollback."""
+    detail = event.get("detail", {})
+    if event.get("detail-type") == "CloudWatch Alarm State Change":
+        state = detail.get("state", {})
+        if state.get("value") != "ALARM":
+            return None
+        return {
+            "kind": "alarm",
+            "alarm": detail.get("alarmName", "unknown alarm"),
+            "reason": state.get("reason", ""),
+            "detected_at": _alarm_time(state.get("timestamp")) or parse_time(event.get("time") or utc_now()),
+        }
+    if event.get("detail-type") == "Step Functions Execution Status Change":
+        if detail.get("status") not in EXECUTION_ENDED:
+            return None
+        return {
+            "kind": "execution",
+            "execution_arn": detail.get("executionArn"),
+            "status": detail.get("status"),
+            "detected_at": parse_time(event.get("time") or utc_now()),
+        }
+    return None
+
+
+def _claim_lock(settings: Settings, lock: dict[str, Any]) -> bool:
+    """Mark the lock ROLLING_BACK (or find it already so); False if another release holds it now."""
+    try:
+        resource("dynamodb").Table(settings.table_name).update_item(
+            Key=release_record.lock_key(settings.environment),
+            UpdateExpression="SET #s = :rolling",
+            ConditionExpression="release_id = :rid",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":rolling": ROLLING_BACK, ":rid": lock["release_id"]},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def _release_lock(settings: Settings, release_id: str) -> None:
+    try:
+        resource("dynamodb").Table(settings.table_name).delete_item(
+            Key=release_record.lock_key(settings.environment),
+            ConditionExpression="release_id = :rid",
+            ExpressionAttributeValues={":rid": release_id},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+
+
+def _stop_execution(execution_arn: str, error: str, cause: str) -> bool:
+    try:
+        client("stepfunctions").stop_execution(executionArn=execution_arn, error=error, cause=cause[:32768])
+    except ClientError as exc:
+        # Already ended (it may have been rolling back by itself): nothing to stop.
+        logger.info("release execution not stopped", extra={"execution_arn": execution_arn, "error": str(exc)})
+        return False
+    return True
+
+
+def alarm_rollback(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+    trigger = trigger_of(event)
+    if trigger is None:
+        return {"action": "none", "reason": "event does not call for a rollback"}
+    lock = (
+        resource("dynamodb")
+        .Table(settings.table_name)
+        .get_item(Key=release_record.lock_key(settings.environment), ConsistentRead=True)
+        .get("Item")
+    )
+    if not lock or lock.get("kind", "release") != "release":
+        return {"action": "none", "reason": f"no release in progress in {settings.environment}"}
+    if trigger["kind"] == "execution" and lock.get("execution_arn") != trigger["execution_arn"]:
+        return {"action": "none", "reason": "the ended execution does not hold the lock"}
+    release_id = str(lock["release_id"])
+    if not _claim_lock(settings, lock):
+        return {"action": "none", "reason": f"release {release_id} released the lock meanwhile"}
+    record = release_record.get(settings, release_id) or {}
+    lam = client("lambda")
+    blue = blue_versions(lam, settings, {"blue": record.get("blue_versions") or {}})
+    restore_blue(lam, blue)
+    restored_at = utc_now()
+    latency_ms = max(0.0, (restored_at - trigger["detected_at"]).total_seconds() * 1000)
+    add_metric("DetectToRollbackMs", MetricUnit.Milliseconds, latency_ms)
+    if trigger["kind"] == "alarm":
+        error, cause = "AlarmTriggered", f"alarm {trigger['alarm']} went to ALARM: {trigger['reason']}".strip()
+    else:
+        error, cause = "ReleaseExecutionEnded", f"execution ended {trigger['status']} while holding the lock"
+    execution_arn = str(lock.get("execution_arn", ""))
+    stopped = trigger["kind"] == "alarm" and bool(execution_arn) and _stop_execution(execution_arn, error, cause)
+    restore_blue(lam, blue)  # a task in flight when the lock was claimed may have moved an alias
+    _release_lock(settings, release_id)
+    release = {**record, "release_id": release_id, "execution_arn": execution_arn}
+    summary = f"rolled back to blue ({', '.join(f'{fn} v{v}' for fn, v in blue.items())}): {cause}"
+    if record:
+        release_record.finish(
+            settings,
+            release,
+            release_record.ROLLED_BACK,
+            summary,
+            cause=cause,
+            detail={"blue": blue, "detect_to_rollback_ms": round(latency_ms, 1), "execution_stopped": stopped},
+            actor="alarm-rollback",
+        )
+    logger.warning("alarm rollback done", extra={"release_id": release_id, "latency_ms": latency_ms, "cause": cause})
+    return {
+        "action": "rolled_back",
+        "release_id": release_id,
+        "restored": blue,
+        "execution_stopped": stopped,
+        "detect_to_rollback_ms": round(latency_ms, 1),
+    }
+
+
+@task_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return alarm_rollback(Settings.from_env(), event)

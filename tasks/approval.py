@@ -1,0 +1,50 @@
+"""ApprovalGate: park the release until an operator approves or rejects it.
+
+The state machine invokes this task with `.waitForTaskToken`; the task stores the token on the
+release record (where `orchestrator release approve|reject` finds it) and notifies with the
+exact commands. Approval is `SendTaskSuccess`; rejection is `SendTaskFailure` with error
+`ApprovalRejected`; no answer within the request's `approval_timeout_seconds` is
+`States.Timeout`. Both of the latter roll back.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from tasks import release_record
+from tasks.common import Settings, iso, task_handler, utc_now
+
+
+def approve_command(release: dict[str, Any], settings: Settings) -> str:
+    return f"orchestrator release approve {release['release_id']} --env {settings.environment}"
+
+
+def reject_command(release: dict[str, Any], settings: Settings) -> str:
+    return f"orchestrator release reject {release['release_id']} --env {settings.environment}"
+
+
+def request_approval(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+    release = event["release"]
+    token = event["task_token"]
+    now = utc_now()
+    expires = iso(now + timedelta(seconds=int(release["approval_timeout_seconds"])))
+    approve, reject = approve_command(release, settings), reject_command(release, settings)
+    summary = (
+        f"release {release['release_id']} (version {release['version']}) passed its checks and waits for approval "
+        f"until {expires}. Approve: `{approve}`  Reject: `{reject}`"
+    )
+    release_record.transition(
+        settings,
+        release,
+        "ApprovalRequested",
+        summary,
+        detail={"approve_command": approve, "reject_command": reject, "expires_at": expires, "synthetic": event.get("synthetic")},
+        updates={"approval_token": token, "approval_requested_at": iso(now), "approval_expires_at": expires},
+    )
+    return {"approval_requested": True, "expires_at": expires}
+
+
+@task_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return request_approval(Settings.from_env(), event)

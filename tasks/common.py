@@ -1,0 +1,190 @@
+"""What every release task shares: settings from the environment, AWS clients, time, error mapping.
+
+Tasks are thin handlers over plain logic functions; this module keeps the plumbing out of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tasks.errors import AwsRequestFailed, TransientAwsError
+
+# botocore's standard mode retries throttling with back-off first; what still fails is
+# reported under one name so the state machine's Retry (with jitter) takes over.
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=30)
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "TransactionConflictException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ServiceException",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalServiceError",
+        "ResourceConflictException",
+    }
+)
+
+LIVE_ALIAS = "live"
+GREEN_ALIAS = "green"
+
+
+class SettingsError(RuntimeError):
+    """A task's environment variables are missing or malformed (a deployment mistake)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deployment settings of the release tasks (Lambda environment variables)."""
+
+    environment: str
+    functions: tuple[str, ...]
+    table_name: str
+    topic_arn: str | None
+    guard_alarm_prefix: str
+    health_alarm_name: str
+    region: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        missing = [name for name in ("ENVIRONMENT", "SERVICE_FUNCTION_NAMES", "RELEASE_TABLE_NAME") if not env.get(name)]
+        if missing:
+            raise SettingsError(f"release task settings missing: {', '.join(missing)}")
+        environment = env["ENVIRONMENT"]
+        return cls(
+            environment=environment,
+            functions=_function_names(env["SERVICE_FUNCTION_NAMES"]),
+            table_name=env["RELEASE_TABLE_NAME"],
+            topic_arn=env.get("RELEASE_TOPIC_ARN") or None,
+            guard_alarm_prefix=env.get("RELEASE_GUARD_ALARM_PREFIX", f"{environment}-release-guard-"),
+            health_alarm_name=env.get("RELEASE_HEALTH_ALARM_NAME", f"{environment}-release-health"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
+
+
+def _function_names(raw: str) -> tuple[str, ...]:
+    try:
+        names = json.loads(raw) if raw.lstrip().startswith("[") else [n.strip() for n in raw.split(",")]
+    except ValueError as exc:
+        raise SettingsError(f"SERVICE_FUNCTION_NAMES is not a JSON list: {exc}") from None
+    names = [n for n in names if isinstance(n, str) and n]
+    if not names:
+        raise SettingsError("SERVICE_FUNCTION_NAMES names no function")
+    return tuple(names)
+
+
+def client(service: str) -> Any:
+    """A boto3 client with standard retries and bounded timeouts (created per call: cheap, and
+    it honours the current environment, which the sandbox and tests change)."""
+    return boto3.client(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
+def resource(service: str) -> Any:
+    return boto3.resource(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
+# The one clock of the tasks; the local engine may substitute its virtual clock.
+_clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
+
+
+def utc_now() -> datetime:
+    return _clock()
+
+
+def set_clock(clock: Callable[[], datetime] | None) -> None:
+    """Replace the tasks' clock (None restores the wall clock)."""
+    global _clock
+    _clock = clock or (lambda: datetime.now(UTC))
+
+
+def iso(moment: datetime) -> str:
+    """Step Functions' timestamp format (`2026-01-01T00:00:00.000Z`), so strings compare in order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(value: str | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def console_url(region: str, execution_arn: str) -> str:
+    """Where an operator follows the execution graph."""
+    return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+
+
+def require(payload: dict[str, Any], *path: str) -> Any:
+    """payload[path...] or a KeyError naming the missing field (a state machine wiring mistake)."""
+    value: Any = payload
+    for index, part in enumerate(path):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(f"task input has no {'.'.join(path[: index + 1])}")
+        value = value[part]
+    return value
+
+
+# -- observability ----------------------------------------------------------------------------
+SERVICE = "release-orchestrator"
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+# One metric set per invocation (not the process-wide singleton): the local engine runs the
+# tasks of concurrent executions in one process.
+_metrics: ContextVar[EphemeralMetrics | None] = ContextVar("release_task_metrics", default=None)
+
+
+def add_metric(name: str, unit: MetricUnit, value: float) -> None:
+    metrics = _metrics.get()
+    if metrics is not None:
+        metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def task_handler(func: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
+    """Powertools logging/tracing/metrics around a task, and AWS errors mapped to named errors.
+
+    A raw botocore ClientError must not escape: Step Functions (and the local engine) would
+    read it as a failure of the Invoke API itself instead of the task's own failure.
+    """
+
+    @functools.wraps(func)
+    def run(event: dict[str, Any], context: Any) -> Any:
+        metrics = EphemeralMetrics(
+            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "RealtimeAnalytics"), service=SERVICE
+        )
+        token = _metrics.set(metrics)
+        try:
+            return func(event, context)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            message = exc.response.get("Error", {}).get("Message", "")
+            operation = getattr(exc, "operation_name", "AWS call")
+            if code in TRANSIENT_ERROR_CODES:
+                raise TransientAwsError(f"{operation} failed transiently: {code}: {message}") from exc
+            raise AwsRequestFailed(f"{operation} failed: {code}: {message}") from exc
+        finally:
+            _metrics.reset(token)
+            if metrics.metric_set:
+                metrics.flush_metrics()
+
+    traced = tracer.capture_lambda_handler(run, capture_response=False)
+    return logger.inject_lambda_context(traced, log_event=False, clear_state=True)

@@ -1,0 +1,200 @@
+"""Release record: the history and audit trail of every release in DynamoDB (who, what, when, outcome).
+
+One table holds the environment locks and the releases:
+
+    pk = "lock#<env>",        sk = "lock"              the lock (written by the state machine)
+    pk = "release#<id>",      sk = "record"            one item per release: status and outcome
+    pk = "release#<id>",      sk = "event#<time>#<n>"  one item per transition (the audit trail)
+
+Records are listed per environment, newest first, through the `by_environment` index
+(gsi1pk = "env#<env>", gsi1sk = started_at).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
+
+from tasks import notify
+from tasks.common import Settings, client, iso, logger, resource, task_handler, utc_now
+from tasks.errors import InvalidRelease
+
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+DRY_RUN_SUCCEEDED = "DRY_RUN_SUCCEEDED"
+ROLLED_BACK = "ROLLED_BACK"
+TERMINAL_STATUSES = frozenset({SUCCEEDED, DRY_RUN_SUCCEEDED, ROLLED_BACK})
+ENVIRONMENT_INDEX = "by_environment"
+
+_serializer = TypeSerializer()
+
+
+def lock_key(environment: str) -> dict[str, str]:
+    return {"pk": f"lock#{environment}", "sk": "lock"}
+
+
+def record_key(release_id: str) -> dict[str, str]:
+    return {"pk": f"release#{release_id}", "sk": "record"}
+
+
+def _dynamo(value: Any) -> Any:
+    """Plain JSON values as DynamoDB accepts them (numbers as Decimal)."""
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+def _typed(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in _dynamo(item).items()}
+
+
+def _event_item(release_id: str, transition: str, summary: str, actor: str, detail: dict[str, Any] | None) -> dict[str, Any]:
+    at = iso(utc_now())
+    return {
+        "pk": f"release#{release_id}",
+        "sk": f"event#{at}#{secrets.token_hex(3)}",
+        "at": at,
+        "transition": transition,
+        "summary": summary,
+        "actor": actor,
+        "detail": detail or {},
+    }
+
+
+def table(settings: Settings) -> Any:
+    return resource("dynamodb").Table(settings.table_name)
+
+
+def start(settings: Settings, release: dict[str, Any]) -> dict[str, Any]:
+    """Create the release record and its first audit event in one transaction (idempotent on retry)."""
+    release_id = release["release_id"]
+    record = {
+        **record_key(release_id),
+        "gsi1pk": f"env#{settings.environment}",
+        "gsi1sk": release["started_at"],
+        "release_id": release_id,
+        "environment": settings.environment,
+        "version": release["version"],
+        "artifact": release["artifact"],
+        "strategy": release["strategy"],
+        "dry_run": release["dry_run"],
+        "approval": release["approval"],
+        "configuration": release.get("configuration", {}),
+        "requested_by": release["requested_by"],
+        "execution_arn": release["execution_arn"],
+        "started_at": release["started_at"],
+        "status": RUNNING,
+    }
+    summary = f"release {release_id} of version {release['version']} started by {release['requested_by']}"
+    event = _event_item(release_id, "ReleaseStarted", summary, release["requested_by"], {"dry_run": release["dry_run"]})
+    try:
+        client("dynamodb").transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": settings.table_name,
+                        "Item": _typed(record),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {"Put": {"TableName": settings.table_name, "Item": _typed(event)}},
+            ]
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "TransactionCanceledException":
+            raise
+        existing = get(settings, release_id)
+        if existing is None:
+            raise
+        if existing.get("execution_arn") != release["execution_arn"]:
+            raise InvalidRelease(
+                f"release_id {release_id} was already used by execution {existing.get('execution_arn')}"
+            ) from None
+        logger.info("release record already written by an earlier attempt", extra={"release_id": release_id})
+        return {"recorded": False}
+    notify.publish(settings, release, "ReleaseStarted", summary)
+    return {"recorded": True}
+
+
+def get(settings: Settings, release_id: str) -> dict[str, Any] | None:
+    item = table(settings).get_item(Key=record_key(release_id), ConsistentRead=True).get("Item")
+    return dict(item) if item else None
+
+
+def events(settings: Settings, release_id: str) -> list[dict[str, Any]]:
+    """The audit trail of one release, oldest first."""
+    response = table(settings).query(
+        KeyConditionExpression=Key("pk").eq(f"release#{release_id}") & Key("sk").begins_with("event#"),
+        ConsistentRead=True,
+    )
+    return list(response.get("Items", []))
+
+
+def transition(
+    settings: Settings,
+    release: dict[str, Any],
+    name: str,
+    summary: str,
+    *,
+    detail: dict[str, Any] | None = None,
+    updates: dict[str, Any] | None = None,
+    remove: tuple[str, ...] = (),
+    actor: str = "release-state-machine",
+) -> None:
+    """Audit one transition, update the record, and notify."""
+    release_id = release["release_id"]
+    tbl = table(settings)
+    tbl.put_item(Item=_dynamo(_event_item(release_id, name, summary, actor, detail)))
+    if updates:
+        names = {f"#a{i}": key for i, key in enumerate(updates)}
+        values = {f":v{i}": value for i, value in enumerate(_dynamo(updates).values())}
+        expression = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(updates)))
+        if remove:
+            names.update({f"#r{i}": key for i, key in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        tbl.update_item(
+            Key=record_key(release_id),
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    notify.publish(settings, release, name, summary, detail)
+
+
+def finish(
+    settings: Settings,
+    release: dict[str, Any],
+    status: str,
+    summary: str,
+    *,
+    cause: str | None = None,
+    detail: dict[str, Any] | None = None,
+    actor: str = "release-state-machine",
+) -> None:
+    """Record the outcome (once; a later retry with the same outcome changes nothing)."""
+    updates: dict[str, Any] = {"status": status, "ended_at": iso(utc_now()), "outcome_summary": summary}
+    if cause:
+        updates["cause"] = cause[:2000]
+    # A pending approval token is useless once the release ended.
+    transition(settings, release, status, summary, detail=detail, updates=updates, remove=("approval_token",), actor=actor)
+
+
+def list_releases(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+    """The environment's releases, newest first."""
+    response = table(settings).query(
+        IndexName=ENVIRONMENT_INDEX,
+        KeyConditionExpression=Key("gsi1pk").eq(f"env#{settings.environment}"),
+        ScanIndexForward=False,
+        Limit=limit,
+    )
+    return list(response.get("Items", []))
+
+
+@task_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """State `RecordReleaseStarted`: input is the state (`release` from ValidateRequest)."""
+    return start(Settings.from_env(), event["release"])

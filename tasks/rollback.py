@@ -1,0 +1,76 @@
+"""Rollback: every function's `live` (and `green`) back on blue at 100%, recorded and notified.
+
+Reached from any failure after the lock was taken. Blue is what `live` served before the
+release: DeployGreen's record of it, or, when DeployGreen never finished, the version `live`
+still points at (a release changes `live` only after DeployGreen). Idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tasks import release_record
+from tasks.common import (
+    GREEN_ALIAS,
+    LIVE_ALIAS,
+    MetricUnit,
+    Settings,
+    add_metric,
+    client,
+    logger,
+    task_handler,
+)
+from tasks.deploy_green import point_alias
+
+
+def blue_versions(lam: Any, settings: Settings, deploy: dict[str, Any] | None) -> dict[str, str]:
+    recorded = (deploy or {}).get("blue") or {}
+    blue = {}
+    for fn in settings.functions:
+        if fn in recorded:
+            blue[fn] = str(recorded[fn])
+        else:
+            blue[fn] = str(lam.get_alias(FunctionName=fn, Name=LIVE_ALIAS)["FunctionVersion"])
+    return blue
+
+
+def restore_blue(lam: Any, blue: dict[str, str]) -> None:
+    """`live` and `green` of every function on its blue version alone (live first: it serves users)."""
+    for fn, version in blue.items():
+        point_alias(lam, fn, LIVE_ALIAS, version)
+    for fn, version in blue.items():
+        point_alias(lam, fn, GREEN_ALIAS, version)
+
+
+def describe_failure(failure: dict[str, Any] | None) -> str:
+    """One line from a Catch's {Error, Cause} (a Lambda cause is a JSON error object)."""
+    if not failure:
+        return "unknown failure"
+    error = str(failure.get("Error", "Error"))
+    cause = failure.get("Cause") or ""
+    try:
+        parsed = json.loads(cause)
+        if isinstance(parsed, dict) and "errorMessage" in parsed:
+            cause = parsed["errorMessage"]
+    except (TypeError, ValueError):
+        pass
+    return f"{error}: {cause}".strip().rstrip(":")[:1000]
+
+
+def rollback(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
+    release = state["release"]
+    lam = client("lambda")
+    blue = blue_versions(lam, settings, state.get("deploy"))
+    restore_blue(lam, blue)
+    cause = describe_failure(state.get("failure"))
+    summary = f"rolled back to blue ({', '.join(f'{fn} v{v}' for fn, v in blue.items())}) after {cause}"
+    release_record.finish(settings, release, release_record.ROLLED_BACK, summary, cause=cause, detail={"blue": blue})
+    add_metric("ReleaseRolledBack", MetricUnit.Count, 1)
+    logger.warning("release rolled back", extra={"release_id": release["release_id"], "cause": cause})
+    return {"cause": cause, "restored": blue}
+
+
+@task_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return rollback(Settings.from_env(), event)

@@ -1,0 +1,83 @@
+"""SetWeights: route the step's share of every function's `live` traffic to green, in lockstep.
+
+Below 100% the `live` alias stays on blue with green as the additional version
+(`RoutingConfig.AdditionalVersionWeights`); at 100% `live` points at green alone. Idempotent:
+setting the same weights twice changes nothing. Before touching an alias the task checks that
+this release still holds the environment's lock, so a release that an alarm rollback already
+stopped cannot shift traffic back.
+
+A dry run never changes `live`: the step is rehearsed (and its alarms checked) without baking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks import release_record
+from tasks.common import LIVE_ALIAS, Settings, client, iso, logger, resource, task_handler, utc_now
+from tasks.errors import LockLost
+
+
+def assert_lock_held(settings: Settings, release_id: str) -> None:
+    item = (
+        resource("dynamodb")
+        .Table(settings.table_name)
+        .get_item(Key=release_record.lock_key(settings.environment), ConsistentRead=True)
+        .get("Item")
+    )
+    holder = item.get("release_id") if item else None
+    if holder != release_id or item.get("state") == "ROLLING_BACK":
+        raise LockLost(f"release {release_id} no longer holds the {settings.environment} lock (holder: {holder})")
+
+
+def route(lam: Any, function: str, blue: str, green: str, percent: int) -> None:
+    if percent >= 100:
+        lam.update_alias(
+            FunctionName=function, Name=LIVE_ALIAS, FunctionVersion=green, RoutingConfig={"AdditionalVersionWeights": {}}
+        )
+    else:
+        lam.update_alias(
+            FunctionName=function,
+            Name=LIVE_ALIAS,
+            FunctionVersion=blue,
+            RoutingConfig={"AdditionalVersionWeights": {green: round(percent / 100, 5)}},
+        )
+
+
+def step_of(release: dict[str, Any], index: int) -> dict[str, Any]:
+    steps = release["strategy"]["steps"]
+    if not 0 <= index < len(steps):
+        raise IndexError(f"step index {index} outside the strategy's {len(steps)} steps")
+    step = steps[index]
+    minimum = step.get("min_green_invocations")
+    return {
+        "index": index,
+        "percent": int(step["percent"]),
+        "bake_seconds": int(step["bake_seconds"]),
+        "min_green_invocations": int(release.get("min_green_invocations", 0) if minimum is None else minimum),
+        "next_index": index + 1,
+        "is_last": index == len(steps) - 1,
+    }
+
+
+def set_weights(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
+    release = state["release"]
+    step = step_of(release, int(state["shift"]["next_index"]))
+    shifted_at = iso(utc_now())
+    if release.get("dry_run"):
+        # Rehearsal: live keeps serving blue, so there is nothing to bake or count.
+        logger.info("dry run: live alias left unchanged", extra={"step": step})
+        return {**step, "bake_seconds": 0, "min_green_invocations": 0, "shifted_at": shifted_at, "dry_run": True}
+    assert_lock_held(settings, release["release_id"])
+    deploy = state["deploy"]
+    lam = client("lambda")
+    for fn in settings.functions:
+        route(lam, fn, deploy["blue"][fn], deploy["green"][fn], step["percent"])
+    summary = f"traffic step {step['index'] + 1}/{len(release['strategy']['steps'])}: {step['percent']}% of live on green"
+    release_record.transition(settings, release, "TrafficShifted", summary, detail=step, updates={"traffic_percent": step["percent"]})
+    return {**step, "shifted_at": shifted_at, "dry_run": False}
+
+
+@task_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return set_weights(Settings.from_env(), event)

@@ -1,0 +1,72 @@
+"""ValidateRequest: the state machine's first state checks the request again.
+
+StartExecution can be called directly, bypassing the CLI, so the same model validates here.
+The output becomes the whole state of the execution: the normalized `release` plus the
+initial cursors of the cache warm loop and the traffic shift loop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from typing import Any
+
+from orchestrator.models import (
+    RELEASE_ID_PATTERN,
+    InvalidRequest,
+    ReleaseDefaults,
+    ReleaseRequest,
+    parse_release_request,
+)
+from tasks.common import Settings, console_url, iso, logger, parse_time, task_handler
+from tasks.errors import InvalidRelease
+
+# Deploy, cache warm-up and synthetic checks get this long on top of the bakes and the approval
+# wait before a lock counts as abandoned (an execution stopped without clean-up).
+LOCK_MARGIN = timedelta(hours=6)
+
+
+def defaults_from_env(env: dict[str, str] | None = None) -> ReleaseDefaults:
+    raw = (os.environ if env is None else env).get("RELEASE_DEFAULTS")
+    if not raw:
+        return ReleaseDefaults()
+    return ReleaseDefaults.model_validate_json(raw)
+
+
+def lock_expiry(request: ReleaseRequest, started_at: str) -> str:
+    assert request.strategy is not None
+    budget = timedelta(seconds=sum(step.bake_seconds for step in request.strategy.steps)) + LOCK_MARGIN
+    if request.approval == "required":
+        budget += timedelta(seconds=request.approval_timeout_seconds)
+    return iso(parse_time(started_at) + budget)
+
+
+def validate(event: dict[str, Any], settings: Settings, defaults: ReleaseDefaults) -> dict[str, Any]:
+    raw = event.get("request")
+    execution_name = str(event["execution_name"])
+    if isinstance(raw, dict) and "release_id" not in raw and re.match(RELEASE_ID_PATTERN, execution_name):
+        # Started without an id (e.g. StartExecution by hand): the execution name identifies it.
+        raw = {**raw, "release_id": execution_name}
+    try:
+        request = parse_release_request(raw if raw is not None else {}, defaults).with_defaults()
+    except InvalidRequest as exc:
+        raise InvalidRelease(str(exc)) from None
+    started_at = str(event["started_at"])
+    release = request.model_dump(mode="json", exclude_none=True)
+    release.update(
+        environment=settings.environment,
+        execution_arn=event["execution_arn"],
+        execution_name=execution_name,
+        started_at=started_at,
+        lock_expires_at=lock_expiry(request, started_at),
+        console_url=console_url(settings.region, event["execution_arn"]),
+        step_count=len(request.strategy.steps) if request.strategy else 0,
+    )
+    logger.info("release request valid", extra={"release_id": request.release_id, "version": request.version})
+    return {"release": release, "warm": {"cursor": "0", "done": False}, "shift": {"next_index": 0}}
+
+
+@task_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return validate(event, Settings.from_env(), defaults_from_env())

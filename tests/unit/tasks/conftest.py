@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+
+from tests.release_world import World, build_world
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with mock_aws():
+        built = build_world()
+        for name, value in built.env().items():
+            monkeypatch.setenv(name, value)
+        yield built
+
+
+@pytest.fixture
+def settings(world: World):
+    from tasks.common import Settings
+
+    return Settings.from_env()

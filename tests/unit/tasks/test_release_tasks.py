@@ -1,0 +1,211 @@
+"""Each release task's logic against moto: what it changes, what it records, how it fails."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from tasks import release_record
+from tasks.check_alarms import check_alarms
+from tasks.deploy_green import deploy_green
+from tasks.errors import (
+    AlarmTriggered,
+    DeploymentFailed,
+    GreenUnhealthy,
+    InsufficientGreenTraffic,
+    InvalidRelease,
+    LockLost,
+)
+from tasks.finalize import finalize
+from tasks.rollback import describe_failure, rollback
+from tasks.set_weights import set_weights
+from tasks.validate_request import validate
+from tests.release_world import FUNCTIONS, GUARD_ALARMS, HEALTH_ALARM, record_green_traffic
+from tests.unit.tasks.helpers import EXECUTION_ARN, hold_lock, request, validated_state
+
+
+def started(world, settings, **overrides):
+    state = validated_state(world, settings, **overrides)
+    hold_lock(world)
+    release_record.start(settings, state["release"])
+    return state
+
+
+def test_validate_normalizes_and_sets_loop_cursors(world, settings):
+    state = validated_state(world, settings)
+    release = state["release"]
+    assert release["release_id"] == "rel-1"
+    assert release["environment"] == "staging"
+    assert release["execution_arn"] == EXECUTION_ARN
+    assert release["lock_expires_at"] > release["started_at"]
+    assert release["console_url"].endswith(EXECUTION_ARN)
+    assert state["warm"] == {"cursor": "0", "done": False}
+    assert state["shift"] == {"next_index": 0}
+
+
+def test_validate_names_the_field_and_uses_execution_name_as_id(world, settings):
+    raw = request(world)
+    raw.pop("release_id")
+    state = validate(
+        {"request": raw, "execution_arn": EXECUTION_ARN, "execution_name": "exec-7", "started_at": "2026-01-01T00:00:00Z"},
+        settings,
+        release_record_defaults(),
+    )
+    assert state["release"]["release_id"] == "exec-7"
+    raw["strategy"] = {"steps": [{"percent": 50, "bake_seconds": 1}]}
+    with pytest.raises(InvalidRelease, match=r"strategy\.steps: the last step must be 100 percent"):
+        validate({"request": raw, "execution_arn": EXECUTION_ARN, "execution_name": "x", "started_at": "2026-01-01T00:00:00Z"},
+                 settings, release_record_defaults())
+
+
+def release_record_defaults():
+    from orchestrator.models import ReleaseDefaults
+
+    return ReleaseDefaults()
+
+
+def test_deploy_green_publishes_points_green_and_is_idempotent(world, settings):
+    state = started(world, settings, configuration={"CACHE_SCHEMA_VERSION": "2"})
+    result = deploy_green(settings, state["release"])
+    assert result["blue"] == {fn: "1" for fn in FUNCTIONS}
+    assert result["green"] == {fn: "2" for fn in FUNCTIONS}
+    assert (result["blue_schema"], result["green_schema"]) == ("1", "2")
+    assert all(version == "1" and not weights for version, weights in world.aliases("live").values())
+    assert all(version == "2" for version, _ in world.aliases("green").values())
+    lam = boto3.client("lambda", region_name="eu-west-1")
+    config = lam.get_function_configuration(FunctionName=FUNCTIONS[0], Qualifier="2")
+    assert config["Environment"]["Variables"]["SERVICE_VERSION"] == "1.1.0"
+    assert config["Environment"]["Variables"]["CACHE_SCHEMA_VERSION"] == "2"
+    # A retry after a timeout publishes nothing new.
+    assert deploy_green(settings, state["release"])["green"] == result["green"]
+    assert world.record("rel-1")["green_versions"] == result["green"]
+
+
+def test_deploy_green_refuses_a_checksum_mismatch(world, settings):
+    state = started(world, settings)
+    state["release"]["artifact"] = {**state["release"]["artifact"], "sha256": "0" * 64}
+    with pytest.raises(DeploymentFailed, match="does not match the artifact"):
+        deploy_green(settings, state["release"])
+    assert all(version == "1" for version, _ in world.aliases("live").values())
+
+
+def test_deploy_green_reports_a_missing_artifact(world, settings):
+    state = started(world, settings)
+    state["release"]["artifact"] = {**state["release"]["artifact"], "key": "service/missing.zip"}
+    with pytest.raises(DeploymentFailed, match="missing.zip"):
+        deploy_green(settings, state["release"])
+
+
+def test_set_weights_shifts_in_lockstep_then_all_the_way(world, settings):
+    state = started(world, settings)
+    state["deploy"] = deploy_green(settings, state["release"])
+    state["shift"] = set_weights(settings, state)
+    assert state["shift"]["percent"] == 10 and state["shift"]["is_last"] is False
+    assert world.aliases("live") == {fn: ("1", {"2": 0.1}) for fn in FUNCTIONS}
+    state["shift"] = set_weights(settings, state)
+    assert state["shift"]["is_last"] is True
+    assert world.aliases("live") == {fn: ("2", {}) for fn in FUNCTIONS}
+
+
+def test_set_weights_refuses_without_the_lock(world, settings):
+    state = started(world, settings)
+    state["deploy"] = deploy_green(settings, state["release"])
+    hold_lock(world, release_id="someone-else")
+    with pytest.raises(LockLost, match="someone-else"):
+        set_weights(settings, state)
+    assert all(not weights for _, weights in world.aliases("live").values())
+
+
+def test_dry_run_shift_leaves_live_alone(world, settings):
+    state = started(world, settings, dry_run=True)
+    state["deploy"] = deploy_green(settings, state["release"])
+    shift = set_weights(settings, state)
+    assert shift["dry_run"] is True and shift["bake_seconds"] == 0
+    assert world.aliases("live") == {fn: ("1", {}) for fn in FUNCTIONS}
+    state["shift"] = {**shift, "next_index": 1}
+    assert finalize(settings, state)["status"] == "DRY_RUN_SUCCEEDED"
+    assert world.aliases("live") == {fn: ("1", {}) for fn in FUNCTIONS}
+    assert world.aliases("green") == {fn: ("1", {}) for fn in FUNCTIONS}
+    assert world.record("rel-1")["status"] == "DRY_RUN_SUCCEEDED"
+
+
+def test_check_alarms_passes_when_quiet_and_fails_on_alarm(world, settings):
+    state = started(world, settings)
+    state["deploy"] = deploy_green(settings, state["release"])
+    state["shift"] = set_weights(settings, state)
+    assert check_alarms(settings, state)["alarms_checked"] == 3
+    world.set_alarm(GUARD_ALARMS[1], "ALARM")
+    with pytest.raises(AlarmTriggered, match=GUARD_ALARMS[1]):
+        check_alarms(settings, state)
+
+
+def test_check_alarms_requires_green_invocations(world, settings):
+    state = started(world, settings, min_green_invocations=50)
+    state["deploy"] = deploy_green(settings, state["release"])
+    state["shift"] = set_weights(settings, state)
+    with pytest.raises(InsufficientGreenTraffic, match="served 0 invocations at 10%"):
+        check_alarms(settings, state)
+    record_green_traffic(400)  # 5 functions x 400 at 10%: about 200 on green
+    assert check_alarms(settings, state)["green_invocations"] >= 50
+
+
+def test_check_alarms_refuses_without_guard_alarms(world, settings):
+    boto3.client("cloudwatch", region_name="eu-west-1").delete_alarms(AlarmNames=[HEALTH_ALARM, *GUARD_ALARMS])
+    state = started(world, settings)
+    state["deploy"] = deploy_green(settings, state["release"])
+    state["shift"] = set_weights(settings, state)
+    with pytest.raises(GreenUnhealthy, match="green cannot be judged"):
+        check_alarms(settings, state)
+
+
+def test_finalize_puts_live_on_green_and_records(world, settings):
+    state = started(world, settings)
+    state["deploy"] = deploy_green(settings, state["release"])
+    state["shift"] = set_weights(settings, state)
+    assert finalize(settings, state)["status"] == "SUCCEEDED"
+    assert world.aliases("live") == {fn: ("2", {}) for fn in FUNCTIONS}
+    record = world.record("rel-1")
+    assert record["status"] == "SUCCEEDED" and "ended_at" in record
+    transitions = [event["transition"] for event in release_record.events(settings, "rel-1")]
+    assert transitions[0] == "ReleaseStarted" and transitions[-1] == "SUCCEEDED"
+    messages = world.notifications()
+    assert [m["transition"] for m in messages] == ["ReleaseStarted", "GreenDeployed", "TrafficShifted", "SUCCEEDED"]
+    assert all(m["console_url"].endswith(EXECUTION_ARN) for m in messages)
+
+
+def test_rollback_restores_blue_mid_shift(world, settings):
+    state = started(world, settings)
+    state["deploy"] = deploy_green(settings, state["release"])
+    state["shift"] = set_weights(settings, state)
+    state["failure"] = {"Error": "AlarmTriggered", "Cause": json.dumps({"errorMessage": "in ALARM: x", "errorType": "AlarmTriggered"})}
+    result = rollback(settings, state)
+    assert result["cause"] == "AlarmTriggered: in ALARM: x"
+    assert world.aliases("live") == {fn: ("1", {}) for fn in FUNCTIONS}
+    assert world.aliases("green") == {fn: ("1", {}) for fn in FUNCTIONS}
+    record = world.record("rel-1")
+    assert record["status"] == "ROLLED_BACK" and record["cause"] == "AlarmTriggered: in ALARM: x"
+
+
+def test_rollback_without_a_deploy_result_keeps_live(world, settings):
+    state = started(world, settings)
+    state["failure"] = {"Error": "DeploymentFailed", "Cause": "boom"}
+    assert rollback(settings, state)["restored"] == {fn: "1" for fn in FUNCTIONS}
+    assert world.aliases("live") == {fn: ("1", {}) for fn in FUNCTIONS}
+
+
+def test_describe_failure_handles_plain_and_missing_causes():
+    assert describe_failure(None) == "unknown failure"
+    assert describe_failure({"Error": "States.Timeout", "Cause": ""}) == "States.Timeout"
+    assert describe_failure({"Error": "X", "Cause": "not json"}) == "X: not json"
+
+
+def test_record_start_is_idempotent_and_refuses_a_reused_id(world, settings):
+    state = validated_state(world, settings)
+    assert release_record.start(settings, state["release"]) == {"recorded": True}
+    assert release_record.start(settings, state["release"]) == {"recorded": False}
+    other = {**state["release"], "execution_arn": EXECUTION_ARN + "-other"}
+    with pytest.raises(InvalidRelease, match="already used"):
+        release_record.start(settings, other)
+    assert [r["release_id"] for r in release_record.list_releases(settings)] == ["rel-1"]
