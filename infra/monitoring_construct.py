@@ -47,14 +47,25 @@ from constructs import Construct
 from infra.config import AlarmConfig
 
 BUSINESS_NAMESPACE = "RealtimeAnalytics"
-# (metric name, statistic, unit label): what the service emits through Powertools EMF.
-BUSINESS_METRICS: tuple[tuple[str, str, str], ...] = (
-    ("ConnectionsOpened", "Sum", "count"),
-    ("ConnectionsClosed", "Sum", "count"),
-    ("MessagesIn", "Sum", "count"),
-    ("MessagesOut", "Sum", "count"),
-    ("FanoutLatency", "p99", "ms"),
-    ("AlertsPublished", "Sum", "count"),
+# (metric name, statistic, unit label, catalog keys of the functions that emit it): what the
+# service emits through Powertools EMF, each under its function's `service` dimension.
+BUSINESS_METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("ConnectionsOpened", "Sum", "count", ("connect",)),
+    ("ConnectionsClosed", "Sum", "count", ("disconnect",)),
+    ("MessagesIn", "Sum", "count", ("messages",)),
+    ("MessagesOut", "Sum", "count", ("messages", "fanout")),
+    ("FanoutLatency", "p99", "ms", ("fanout",)),
+    ("AlertsPublished", "Sum", "count", ("fanout",)),
+    ("EventsRejected", "Sum", "count", ("fanout",)),
+    ("StaleConnectionsRemoved", "Sum", "count", ("fanout",)),
+    ("PostsFailed", "Sum", "count", ("fanout",)),
+)
+BUSINESS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Connections opened / closed", ("ConnectionsOpened", "ConnectionsClosed")),
+    ("Messages in / out", ("MessagesIn", "MessagesOut")),
+    ("Fan-out latency p99 (ms)", ("FanoutLatency",)),
+    ("Alerts published", ("AlertsPublished",)),
+    ("Fan-out delivery problems", ("EventsRejected", "StaleConnectionsRemoved", "PostsFailed")),
 )
 # API Gateway WebSocket metrics (namespace AWS/ApiGateway, dimensions ApiId + Stage).
 API_COUNT_METRICS = ("ConnectCount", "MessageCount", "ClientError", "IntegrationError", "ExecutionError")
@@ -99,8 +110,8 @@ class MonitoringProps:
     alarms: AlarmConfig
     # Errors per minute on a `live` alias that fail the release (static, >= threshold).
     release_guard_error_threshold: int = 1
-    # Dimensions the service's EMF metrics carry (Powertools adds `service`).
-    business_metric_dimensions: Mapping[str, str] = field(default_factory=dict)
+    # Catalog key -> the `service` dimension of its EMF metrics (its POWERTOOLS_SERVICE_NAME).
+    business_metric_services: Mapping[str, str] = field(default_factory=dict)
 
 
 class MonitoringConstruct(Construct):
@@ -223,36 +234,32 @@ class MonitoringConstruct(Construct):
         )
 
     def _monitor_business_metrics(self) -> None:
-        dimensions = dict(self._props.business_metric_dimensions)
-        groups = [
-            CustomMetricGroup(
-                title=title,
-                metrics=[
-                    cloudwatch.Metric(
-                        namespace=BUSINESS_NAMESPACE,
-                        metric_name=name,
-                        dimensions_map=dimensions,
-                        statistic=statistic,
-                        period=Duration.minutes(1),
-                        label=f"{name} ({statistic}, {unit})",
-                    )
-                    for name, statistic, unit in BUSINESS_METRICS
-                    if name in names
-                ],
+        services = self._props.business_metric_services
+        definitions = {name: (statistic, unit, emitters) for name, statistic, unit, emitters in BUSINESS_METRICS}
+        groups = []
+        for title, names in BUSINESS_GROUPS:
+            metrics = [
+                cloudwatch.Metric(
+                    namespace=BUSINESS_NAMESPACE,
+                    metric_name=name,
+                    dimensions_map={"service": services[key]},
+                    statistic=definitions[name][0],
+                    period=Duration.minutes(1),
+                    label=f"{name} from {key} ({definitions[name][0]}, {definitions[name][1]})",
+                )
+                for name in names
+                for key in definitions[name][2]
+                if key in services
+            ]
+            if metrics:
+                groups.append(CustomMetricGroup(title=title, metrics=metrics))
+        if groups:
+            self.facade.monitor_custom(
+                alarm_friendly_name="business",
+                human_readable_name="Service (business metrics)",
+                metric_groups=groups,
+                add_to_summary_dashboard=True,
             )
-            for title, names in (
-                ("Connections opened / closed", {"ConnectionsOpened", "ConnectionsClosed"}),
-                ("Messages in / out", {"MessagesIn", "MessagesOut"}),
-                ("Fan-out latency p99 (ms)", {"FanoutLatency"}),
-                ("Alerts published", {"AlertsPublished"}),
-            )
-        ]
-        self.facade.monitor_custom(
-            alarm_friendly_name="business",
-            human_readable_name="Service (business metrics)",
-            metric_groups=groups,
-            add_to_summary_dashboard=True,
-        )
 
     def _monitor_functions(self) -> None:
         alarms = self._props.alarms

@@ -54,7 +54,7 @@ def built() -> tuple[Template, dict[str, Any], MonitoringConstruct]:
             live_stage="live",
             alarms=config.alarms,
             release_guard_error_threshold=3,
-            business_metric_dimensions={"service": "realtime-analytics"},
+            business_metric_services={key: f"realtime-analytics-{key}" for key in catalog.released_keys()},
         ),
     )
     machine = sfn.StateMachine(
@@ -165,8 +165,9 @@ def test_dashboards_show_websocket_business_cache_and_state_machine_metrics(buil
     )
     for metric in API_COUNT_METRICS + ("IntegrationLatency",):
         assert f'"{metric}"' in body
-    for metric, _, _ in BUSINESS_METRICS:
-        assert f'"RealtimeAnalytics","{metric}","service","realtime-analytics"' in body
+    for metric, _, _, emitters in BUSINESS_METRICS:
+        for key in emitters:
+            assert f'"RealtimeAnalytics","{metric}","service","realtime-analytics-{key}"' in body
     assert "staging-realtime-cache-002" in body
     assert "AWS/States" in body
     watched = {
