@@ -219,13 +219,28 @@ def upload(
     return manifest.s3_uri(bucket), True
 
 
-def default_source(python_version: str) -> Path:
-    """The service's Lambda code directory, built by the same code that CDK's assets use."""
-    from infra import bundling, constants
+def runtime_python_version() -> str:
+    """The Lambda runtime's Python, which every environment must share: one bundle is promoted."""
+    from infra import constants
+    from infra.config import ConfigError, load_config
 
     try:
-        requirements = bundling.pinned(constants.SERVICE_DEPENDENCIES)
-        return bundling.build_bundle(constants.SERVICE_PACKAGES, requirements, python_version)
+        runtimes = {env: load_config(env).lambdas.python_runtime for env in constants.ENVIRONMENTS}
+    except ConfigError as exc:
+        raise BundleError(str(exc)) from None
+    if len(set(runtimes.values())) != 1:
+        raise BundleError(f"lambdas.python_runtime differs between environments ({runtimes}); one bundle serves all")
+    return next(iter(runtimes.values())).removeprefix("python")
+
+
+def default_source() -> Path:
+    """The service's Lambda code directory, built by the same code that the CDK asset uses."""
+    from infra import bundling, constants
+    from infra.stacks.realtime_analytics_stack import SERVICE_REQUIREMENTS
+
+    try:
+        requirements = bundling.pinned(SERVICE_REQUIREMENTS)
+        return bundling.build_bundle(constants.SERVICE_PACKAGES, requirements, runtime_python_version())
     except bundling.BundlingError as exc:
         raise BundleError(str(exc)) from None
 
@@ -246,7 +261,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_cmd = commands.add_parser("build", help="build the deterministic bundle zip and its manifest")
     build_cmd.add_argument("--source", type=Path, help="directory to zip (default: the service bundle)")
     build_cmd.add_argument("--out", type=Path, default=ROOT / "dist", help="output directory (default: dist/)")
-    build_cmd.add_argument("--python-version", default="3.12", help="Lambda runtime Python for wheels")
 
     verify_cmd = commands.add_parser("verify", help="check the zip against its manifest")
     verify_cmd.add_argument("--manifest", type=Path, required=True)
@@ -260,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            source = args.source or default_source(args.python_version)
+            source = args.source or default_source()
             manifest = build(source, args.out, project_version(), os.environ.get("GITHUB_SHA"))
             print(json.dumps(asdict(manifest)))
             write_github_output(
