@@ -195,6 +195,18 @@ class AlarmConfig(_Model):
     cache_cpu_percent: float = Field(gt=0, le=100)
     cache_memory_percent: float = Field(gt=0, le=100)
     evaluation_periods: int = Field(ge=1, le=10)
+    # Release guard: errors per minute on any function's `live` alias that fail a release.
+    release_guard_errors: int = Field(ge=1)
+
+
+class ApiConfig(_Model):
+    """WebSocket stage throttling (all routes of a stage): steady requests/s and burst."""
+
+    live_rate_limit: float = Field(gt=0, le=10_000)
+    live_burst_limit: int = Field(ge=1, le=5_000)
+    # The preview stage only carries synthetic checks; a low limit keeps it from becoming a side door.
+    preview_rate_limit: float = Field(gt=0, le=10_000)
+    preview_burst_limit: int = Field(ge=1, le=5_000)
 
 
 class ScheduleConfig(_Model):
@@ -239,6 +251,7 @@ class EnvironmentConfig(_Model):
     cache: CacheConfig
     lambdas: LambdaConfig
     messaging: MessagingConfig
+    api: ApiConfig
     secrets: SecretsConfig
     release: ReleaseConfig
     alarms: AlarmConfig
