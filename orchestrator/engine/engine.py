@@ -168,13 +168,23 @@ class Execution:
         deadline = time.monotonic() + timeout
         while True:
             tokens = self.task_tokens()
-            if tokens:
+            # The token exists from the moment the state starts; the task waits on it (and its
+            # timeout runs) once the integration call returned, i.e. after TaskSubmitted.
+            if tokens and self._task_submitted():
                 return tokens[-1]
             if self.status in _TERMINAL:
                 raise ExecutionTimeout(f"execution {self.name} ended without waiting on a task token")
             if time.monotonic() >= deadline:
                 raise ExecutionTimeout(f"execution {self.name} waits on no task token after {timeout}s")
             time.sleep(0.005)
+
+    def _task_submitted(self) -> bool:
+        for event in reversed(self.history()):
+            if event["type"] in ("TaskSubmitted", "ActivityStarted"):
+                return True
+            if event["type"] in ("TaskScheduled", "ActivityScheduled"):
+                return False
+        return False
 
     def send_task_success(self, output: Any, token: str | None = None) -> None:
         self.engine.sfn.send_task_success(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import importlib
+import logging
 import threading
 import time as _time
 from collections.abc import Callable, Iterator
@@ -52,6 +53,7 @@ _EXECUTION = f"{_SFN}.parser.backend.execution"
 _PARSER_MODELS = f"{_SFN}.parser.models"
 _RESPONSES = f"{_SFN}.responses"
 _ENVIRONMENT = f"{_ASL}.eval.environment"
+_TASK_LAMBDA = f"{_ASL}.component.state.exec.state_task.state_task_lambda"
 
 
 class HookPointMoved(RuntimeError):
@@ -109,7 +111,16 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
     HookPoint(_RESPONSES, "StepFunctionResponse.stop_execution", "StopExecution keeps error and cause"),
     HookPoint(_ENVIRONMENT, "Environment.set_error", "a stopped execution stays ABORTED"),
     HookPoint(_EVENT_MANAGER, "EventManager.add_event", "no events after StopExecution but ExecutionAborted"),
+    HookPoint(
+        _TASK_LAMBDA,
+        "StateTaskLambda._from_error",
+        "Invoke API errors as Lambda.<Code> for function-ARN tasks",
+    ),
 )
+
+# moto logs every task failure (including caught, expected ones) at ERROR with a dump of the
+# state's parse tree; the engine reports failures through history instead.
+_NOISY_LOGGER = f"{_ASL}.component.eval_component"
 
 
 def check_hook_points() -> None:
@@ -189,6 +200,7 @@ class _Installation:
     functions: FunctionRegistry
     originals: list[tuple[Any, str, Any]] = field(default_factory=list)
     users: int = 0
+    log_level: int = logging.NOTSET
 
 
 _lock = threading.RLock()
@@ -327,6 +339,36 @@ def _silence_after_stop(original: Callable[..., int]) -> Callable[..., int]:
     return add_event
 
 
+def _lambda_client_error(original: Callable[..., Any]) -> Callable[..., Any]:
+    # With a function ARN as Resource, moto names every Invoke API failure "Exception"; AWS
+    # names it Lambda.<Code> (what CDK's default LambdaInvoke retry matches), as moto already
+    # does for arn:aws:states:::lambda:invoke.
+    @functools.wraps(original)
+    def from_error(self: Any, env: Any, ex: Exception) -> Any:
+        from botocore.exceptions import ClientError
+        from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
+        from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+            CustomErrorName,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+        if not isinstance(ex, ClientError):
+            return original(self, env, ex)
+        error = f"Lambda.{ex.response['Error']['Code']}"
+        cause = str(ex.response["Error"].get("Message", ""))
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error),
+            event_type=HistoryEventType.LambdaFunctionFailed,
+            event_details=EventDetails(
+                lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(error=error, cause=cause)
+            ),
+        )
+
+    return from_error
+
+
 def _finished_event(execution_arn: str) -> threading.Event:
     with _finished_lock:
         event = _finished.get(execution_arn)
@@ -355,7 +397,7 @@ def pending_task_tokens(execution_arn: str) -> list[str]:
     execution = backend.describe_execution(execution_arn)
     worker = getattr(execution, "exec_worker", None)
     env = getattr(worker, "env", None)
-    if env is None:
+    if env is None or not env.is_running():
         return []
     pool = env.callback_pool_manager._pool
     tokens = []
@@ -391,6 +433,7 @@ def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], 
         f"{_RESPONSES}.StepFunctionResponse.stop_execution": lambda _orig: _stop_execution,
         f"{_ENVIRONMENT}.Environment.set_error": _keep_stopped,
         f"{_EVENT_MANAGER}.EventManager.add_event": _silence_after_stop,
+        f"{_TASK_LAMBDA}.StateTaskLambda._from_error": _lambda_client_error,
     }
     for module in (_TIMESTAMP, _STATE, _BRANCHES, _MAP_RUN, _EXECUTION, _PARSER_MODELS):
         values[f"{module}.datetime"] = lambda _orig: datetime_proxy
@@ -420,6 +463,9 @@ def install(clock: VirtualClock, functions: FunctionRegistry) -> None:
             installation.originals.append((owner, name, original))
             current = getattr(owner, name)
             setattr(owner, name, make(current))
+        noisy = logging.getLogger(_NOISY_LOGGER)
+        installation.log_level = noisy.level
+        noisy.setLevel(logging.CRITICAL)
         _active = installation
 
 
@@ -434,6 +480,7 @@ def uninstall() -> None:
             return
         for owner, name, original in reversed(_active.originals):
             setattr(owner, name, original)
+        logging.getLogger(_NOISY_LOGGER).setLevel(_active.log_level)
         _active = None
 
 
