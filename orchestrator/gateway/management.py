@@ -128,7 +128,10 @@ class ManagementApi:
         return f"http://127.0.0.1:{self.port}/{stage}"
 
     def start(self) -> ManagementApi:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway-management", daemon=True)
+        # A short poll interval keeps stop() quick (shutdown waits for one poll).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gateway-management", daemon=True
+        )
         self._thread.start()
         return self
 
