@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from aws_cdk import ArnFormat, CfnResource, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnResource, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_certificatemanager as acm
@@ -147,11 +147,14 @@ class WebSocketApiConstruct(Construct):
         return f"https://{self._props.origin_domain_name}/{stage}"
 
     def execute_api_arn(self, resource: str) -> str:
-        return self._stack.format_arn(
-            service="execute-api",
-            resource=self.api_id,
-            resource_name=resource,
-            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        """`arn:...:execute-api:<region>:<account>:<api-id>/<resource>`.
+
+        Region and account stay pseudo-parameter references (not the configured literals), so
+        policy findings read the same in every environment and one acknowledgment covers both.
+        """
+        return Fn.join(
+            "",
+            [f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:", self.api_id, f"/{resource}"],
         )
 
     def grant_manage_connections(self, grantee: iam.IGrantable) -> iam.Grant:

@@ -382,6 +382,9 @@ class MonitoringConstruct(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         )
+        for guard in guards:
+            # Operators see which guard fired; the composite below says a release is unhealthy.
+            guard.add_alarm_action(self.alarm_action)
         return guards
 
 

@@ -97,6 +97,77 @@ ACKNOWLEDGMENTS: list[Ack] = [
         "(infra/cache_construct.py). cdk-nag AwsSolutions-AEC6 requires AUTH; this rule requires RBAC.",
         only_for_engine="redis",
     ),
+    # -- WebSocket API, edge (infra/api_construct.py, infra/edge_construct.py) --------------------
+    *[
+        Ack(
+            f"{STACK}/Api/{route}Route",
+            rule,
+            "WebSocket APIs authorize once, on $connect (Lambda REQUEST authorizer: API key plus the "
+            "CloudFront origin header); API Gateway accepts no authorizer on other routes, which only "
+            "run on a connection that $connect admitted.",
+        )
+        for route in ("Default", "Disconnect", "Ping", "Subscribe", "Unsubscribe")
+        for rule in (f"{NAG}-APIG4", f"{GUARD}::api_gw_v2_authorization_type_configured_check")
+    ],
+    Ack(
+        f"{STACK}/Api/ApiGatewayCloudWatchRole",
+        f"{NAG}-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+        "The account-wide API Gateway logging role (AWS::ApiGateway::Account) must write the execution log "
+        "groups API Gateway names itself for every API of the region; AWS's service-role policy is the "
+        "documented grant for that role and is assumable only by apigateway.amazonaws.com.",
+    ),
+    *[
+        Ack(
+            f"{STACK}/Service/{function}/Role",
+            f"{NAG}-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<ApiF1A3B7F9>"
+            f"/{stage}/*/@connections/*]",
+            "Posting to a client needs execute-api:ManageConnections on `@connections/<connection-id>`, an id "
+            "known only at run time; the grant is limited to this API, one stage and the @connections path.",
+        )
+        for function in ("Fanout", "Messages")
+        for stage in ("live", "preview")
+    ],
+    Ack(
+        f"{STACK}/Edge/OriginSecret",
+        f"{NAG}-SMG4",
+        "The origin header value lives in CloudFront's distribution configuration, which CloudFormation "
+        "updates only on a stack update; a Secrets Manager rotation alone would make the authorizer refuse "
+        "every edge request. Rotation is a runbook step: put a new value, then deploy (the authorizer "
+        "re-reads the secret on a mismatch).",
+    ),
+    *[
+        Ack(
+            f"{STACK}/Edge/AccessLogs",
+            rule,
+            "This bucket receives CloudFront's access logs; logging its own accesses would log into itself "
+            "or need a bucket per bucket. It is private, TLS-only, KMS-encrypted, versioned and object-locked.",
+        )
+        for rule in (f"{NAG}-S1", f"{GUARD}::s3_bucket_logging_enabled_check")
+    ],
+    Ack(
+        f"{STACK}/Edge/AccessLogs",
+        f"{GUARD}::s3_event_notifications_enabled_check",
+        "Nothing consumes log-delivery events; enabling notifications would add CDK's notification custom "
+        "resource (a Lambda with a managed policy) for no reader.",
+    ),
+    Ack(
+        f"{STACK}/Edge/Distribution",
+        f"{GUARD}::cloudfront_default_root_object_configured_check",
+        "The distribution serves only WebSocket upgrades on /live and /preview; a default root object "
+        "would rewrite `/` to an object the WebSocket API does not have.",
+    ),
+    Ack(
+        f"{STACK}/Edge/Distribution",
+        f"{GUARD}::cloudfront_origin_failover_enabled_check",
+        "The only origin is the regional WebSocket API; a failover origin would be a second regional "
+        "deployment with its own Redis, which the service does not run. Origin groups also never retry a "
+        "WebSocket upgrade mid-connection.",
+    ),
+    Ack(
+        f"{STACK}/Edge/Distribution",
+        f"{NAG}-CFR1",
+        "The service's clients are not limited by country; access is controlled by API keys at $connect.",
+    ),
 ]
 
 

@@ -10,6 +10,7 @@ from infra import constants
 from infra.bundling import build_bundle, pinned
 from infra.cache_construct import CacheConstruct
 from infra.config import EnvironmentConfig
+from infra.edge_observability import add_api_edge_and_monitoring
 from infra.keys_construct import KeysConstruct
 from infra.messaging_construct import MessagingConstruct
 from infra.network_construct import NetworkConstruct
@@ -88,3 +89,5 @@ class RealtimeAnalyticsStack(Stack):
             logs_key=self.keys.logs,
             base_environment=self.base_environment,
         )
+        # WebSocket API, CloudFront edge and dashboards/alarms (infra/edge_observability.py).
+        self.api, self.edge, self.monitoring = add_api_edge_and_monitoring(self)

@@ -209,8 +209,8 @@ def test_manage_connections_grant_is_scoped_to_the_apis_stages(built) -> None:
     resources = sorted(_joined(resource) for resource in statements[0]["Resource"])
     api_id = next(iter(_resources(tpl, "AWS::ApiGatewayV2::Api")))
     assert resources == [
-        f"arn:<AWS::Partition>:execute-api:{REGION}:{ACCOUNT}:<{api_id}>/live/*/@connections/*",
-        f"arn:<AWS::Partition>:execute-api:{REGION}:{ACCOUNT}:<{api_id}>/preview/*/@connections/*",
+        f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/live/*/@connections/*",
+        f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/preview/*/@connections/*",
     ]
 
 
