@@ -382,7 +382,7 @@ def release_reject(
     aws = opts.aws()
     arn = execution_arn_for(aws, env, release)
     state, token = _outstanding_token(aws, arn)
-    aws.send_task_failure(token, "ReleaseRejected", f"{reason} (by {_whoami()})")
+    aws.send_task_failure(token, "ApprovalRejected", f"{reason} (by {_whoami()})")
     out.print(f"rejected: {arn.rsplit(':', 1)[-1]} stops at {state} and rolls back")
 
 
@@ -525,9 +525,12 @@ def sandbox_up(
     as_json: JsonOpt = False,
 ) -> None:
     """Start the sandbox in the background and print its endpoints."""
-    from orchestrator.sandbox.daemon import start_background
+    from orchestrator.sandbox.daemon import SandboxError, start_background
 
-    state = start_background(_opts(ctx).sandbox_dir, time_scale=time_scale, progress=None if as_json else err)
+    try:
+        state = start_background(_opts(ctx).sandbox_dir, time_scale=time_scale, progress=None if as_json else err)
+    except SandboxError as exc:
+        raise CliError(str(exc)) from exc
     if as_json:
         print(json.dumps(state.to_dict()))
     else:

@@ -1,0 +1,225 @@
+"""The sandbox's CloudWatch alarm evaluator.
+
+moto stores alarms and metric data but never evaluates them. This evaluator does what
+CloudWatch does for the stage's static-threshold metric alarms and composite alarms, on the
+metrics the gateway really records: every tick it reads each alarm's statistic over its last
+`EvaluationPeriods` periods, compares with the threshold (`DatapointsToAlarm` of them must
+breach; missing data per `TreatMissingData`), sets the new state in moto (SetAlarmState) and
+puts a `CloudWatch Alarm State Change` event on the stage's rules. A state set from outside
+(SetAlarmState, e.g. `orchestrator release rollback`) emits the same event, as on AWS.
+
+Time is compressed: a period of P seconds lasts P / time_scale seconds of wall time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from orchestrator.sandbox.events import EventBus, alarm_state_change_event
+
+log = logging.getLogger(__name__)
+
+_COMPARE = {
+    "GreaterThanOrEqualToThreshold": lambda v, t: v >= t,
+    "GreaterThanThreshold": lambda v, t: v > t,
+    "LessThanThreshold": lambda v, t: v < t,
+    "LessThanOrEqualToThreshold": lambda v, t: v <= t,
+}
+
+
+@dataclass
+class Transition:
+    alarm: str
+    state: str
+    previous: str
+    reason: str
+    at: datetime
+
+
+@dataclass
+class AlarmEvaluator:
+    cloudwatch: Any
+    bus: EventBus
+    region: str
+    account: str
+    time_scale: float = 60.0
+    tick_seconds: float = 0.2
+    composites: list[dict[str, Any]] = field(default_factory=list)  # moto has no composite alarms
+    known: dict[str, str] = field(default_factory=dict)  # alarm name -> last state seen
+    transitions: list[Transition] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="alarm-evaluator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - one bad tick must not stop alarm evaluation
+                log.exception("alarm evaluation failed")
+
+    def _alarms(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        metric: list[dict[str, Any]] = []
+        composite: list[dict[str, Any]] = []
+        for page in self.cloudwatch.get_paginator("describe_alarms").paginate(
+            AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+        ):
+            metric.extend(page.get("MetricAlarms", []))
+            composite.extend(page.get("CompositeAlarms", []))
+        return metric, composite
+
+    def tick(self, now: datetime | None = None) -> list[Transition]:
+        now = now or datetime.now(UTC)
+        metric, composite = self._alarms()
+        composite = composite or self.composites
+        changes: list[Transition] = []
+        # States changed by someone else since the last tick (SetAlarmState) emit their event first.
+        for alarm in metric:
+            name, state = alarm["AlarmName"], alarm.get("StateValue", "INSUFFICIENT_DATA")
+            previous = self.known.get(name)
+            if previous is not None and previous != state:
+                changes.append(self._emit(alarm, state, previous, alarm.get("StateReason", ""), now))
+            self.known[name] = state
+        states = {a["AlarmName"]: self.known[a["AlarmName"]] for a in metric}
+        for alarm in metric:
+            if "MetricName" not in alarm:  # metric-math alarms are not evaluated by the sandbox
+                continue
+            verdict = self._evaluate(alarm, now)
+            if verdict is None:
+                continue
+            state, reason = verdict
+            states[alarm["AlarmName"]] = state
+            if state != self.known[alarm["AlarmName"]]:
+                changes.append(self._set(alarm, state, reason, now))
+        arn_to_name = {a["AlarmArn"]: a["AlarmName"] for a in metric + composite}
+        for alarm in composite:
+            state = evaluate_rule(alarm.get("AlarmRule", ""), states, arn_to_name)
+            previous = self.known.setdefault(alarm["AlarmName"], "INSUFFICIENT_DATA")
+            if state != previous:
+                self.known[alarm["AlarmName"]] = state
+                changes.append(self._emit(alarm, state, previous, f"composite rule {alarm['AlarmRule']} is {state}", now))
+        return changes
+
+    def _evaluate(self, alarm: dict[str, Any], now: datetime) -> tuple[str, str] | None:
+        period = timedelta(seconds=float(alarm.get("Period", 60)) / self.time_scale)
+        periods = int(alarm.get("EvaluationPeriods", 1))
+        needed = int(alarm.get("DatapointsToAlarm") or periods)
+        stat = alarm.get("Statistic", "Sum")
+        compare = _COMPARE.get(alarm.get("ComparisonOperator", ""))
+        if compare is None:
+            return None
+        breaching = 0
+        missing = 0
+        values: list[float] = []
+        for index in range(periods):
+            end = now - period * index
+            points = self.cloudwatch.get_metric_statistics(
+                Namespace=alarm["Namespace"], MetricName=alarm["MetricName"],
+                Dimensions=alarm.get("Dimensions", []), StartTime=end - period, EndTime=end,
+                Period=60, Statistics=[stat],
+            ).get("Datapoints", [])
+            if not points:
+                missing += 1
+                continue
+            value = sum(p[stat] for p in points) if stat in {"Sum", "SampleCount"} else points[0][stat]
+            values.append(value)
+            if compare(value, float(alarm["Threshold"])):
+                breaching += 1
+        treat = alarm.get("TreatMissingData", "missing")
+        if treat == "breaching":
+            breaching += missing
+        if breaching >= needed:
+            return "ALARM", (
+                f"Threshold Crossed: {breaching} of the last {periods} datapoints {values} breached "
+                f"{alarm['ComparisonOperator']} {alarm['Threshold']} (compressed periods of {period.total_seconds():.2f} s)"
+            )
+        if missing == periods and treat == "missing":
+            return None  # keeps its state, like CloudWatch with no data and 'missing'
+        return "OK", f"Threshold not crossed: datapoints {values}"
+
+    def _set(self, alarm: dict[str, Any], state: str, reason: str, now: datetime) -> Transition:
+        previous = self.known[alarm["AlarmName"]]
+        self.cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason[:1023])
+        self.known[alarm["AlarmName"]] = state
+        return self._emit(alarm, state, previous, reason, now)
+
+    def _emit(self, alarm: dict[str, Any], state: str, previous: str, reason: str, now: datetime) -> Transition:
+        transition = Transition(alarm["AlarmName"], state, previous, reason, now)
+        self.transitions.append(transition)
+        log.info("alarm %s: %s -> %s (%s)", alarm["AlarmName"], previous, state, reason)
+        self.bus.put(
+            alarm_state_change_event(
+                alarm_name=alarm["AlarmName"], alarm_arn=alarm.get("AlarmArn", ""), state=state, previous=previous,
+                reason=reason, when=now, region=self.region, account=self.account,
+            )
+        )
+        return transition
+
+
+_TERM = re.compile(r'\s*(ALARM|OK|INSUFFICIENT_DATA)\(\s*"?([^")]+?)"?\s*\)|\s*(AND|OR|NOT|\(|\)|TRUE|FALSE)', re.I)
+
+
+def evaluate_rule(rule: str, states: dict[str, str], arn_to_name: dict[str, str]) -> str:
+    """A composite AlarmRule (ALARM(x) / OK(x) terms with AND, OR, NOT, parentheses) -> state."""
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(rule.rstrip()):
+        match = _TERM.match(rule, pos)
+        if match is None:
+            raise ValueError(f"cannot parse alarm rule at {rule[pos:pos + 30]!r}")
+        if match.group(1):
+            tokens.append(("term", f"{match.group(1).upper()}|{match.group(2)}"))
+        else:
+            tokens.append(("op", match.group(3).upper()))
+        pos = match.end()
+    index = 0
+
+    def term_value(text: str) -> bool:
+        wanted, ref = text.split("|", 1)
+        name = arn_to_name.get(ref, ref.rsplit(":alarm:", 1)[-1])
+        return states.get(name, "INSUFFICIENT_DATA") == wanted
+
+    def parse_or() -> bool:
+        nonlocal index
+        value = parse_and()
+        while index < len(tokens) and tokens[index] == ("op", "OR"):
+            index += 1
+            value = parse_and() or value
+        return value
+
+    def parse_and() -> bool:
+        nonlocal index
+        value = parse_not()
+        while index < len(tokens) and tokens[index] == ("op", "AND"):
+            index += 1
+            value = parse_not() and value
+        return value
+
+    def parse_not() -> bool:
+        nonlocal index
+        kind, text = tokens[index]
+        index += 1
+        if (kind, text) == ("op", "NOT"):
+            return not parse_not()
+        if (kind, text) == ("op", "("):
+            value = parse_or()
+            index += 1  # ")"
+            return value
+        if kind == "op":
+            return text == "TRUE"
+        return term_value(text)
+
+    return "ALARM" if tokens and parse_or() else "OK"

@@ -1,0 +1,306 @@
+"""The sandbox process: moto + Redis + gateway + the deployed stage + the alarm evaluator.
+
+`orchestrator sandbox up` starts this module as a background process (its own session, output
+in `.sandbox/sandbox.log`) and waits for `.sandbox/state.json`; `down` sends SIGTERM. State
+machine executions run inside this process, because their Lambda tasks are in-process
+handlers reached through the engine's hooks; the CLI reaches everything through boto3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from infra import constants
+from orchestrator.sandbox.state import (
+    LOG_FILE,
+    SandboxNotRunning,
+    SandboxState,
+    pid_alive,
+    read_state,
+    remove_state,
+    write_state,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENT = "staging"
+ACCOUNT = "123456789012"  # moto's default account: the sandbox's ARNs use it
+log = logging.getLogger("orchestrator.sandbox")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not start or stop; the message says why in one line."""
+
+
+def staging_template(cdk_out: Path | None = None) -> Path:
+    """The synthesized staging stack template (the stage's main stack)."""
+    root = cdk_out or REPO_ROOT / "cdk.out"
+    assembly = root / f"assembly-{constants.stage_id(ENVIRONMENT)}"
+    templates = sorted(assembly.glob("*.template.json"), key=lambda p: p.stat().st_size, reverse=True)
+    if not templates:
+        raise SandboxError(f"no synthesized staging template under {assembly}; run `make synth` first")
+    return templates[0]
+
+
+@dataclass
+class Sandbox:
+    """Everything the sandbox runs, started in order and stopped in reverse."""
+
+    directory: Path
+    time_scale: float
+    template_path: Path
+    parts: list[Any] = field(default_factory=list)
+    state: SandboxState | None = None
+
+    def start(self) -> SandboxState:
+        started = time.monotonic()
+        from moto.server import ThreadedMotoServer
+
+        from orchestrator.testing.redis_server import RedisServer
+
+        region = json.loads((REPO_ROOT / "config" / f"{ENVIRONMENT}.json").read_text()).get("region", "eu-west-1")
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="sandbox", AWS_SECRET_ACCESS_KEY="sandbox",  # noqa: S106 - moto accepts any
+            AWS_DEFAULT_REGION=region, AWS_REGION=region,
+            POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE=constants.METRICS_NAMESPACE,
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        self.parts.append(moto.stop)
+        port = moto.get_host_and_port()[1]
+        moto_url = f"http://127.0.0.1:{port}"
+        # Every boto3 client in this process (tasks, service, moto's own SDK integrations) goes to moto.
+        os.environ.update(MOTO_PORT=str(port), AWS_ENDPOINT_URL=moto_url)
+        redis_server = RedisServer().start()
+        self.parts.append(redis_server.stop)
+
+        from orchestrator.engine import LocalEngine, VirtualClock
+        from orchestrator.engine import Sandbox as EngineSandbox
+
+        _enable_execution(moto_url)
+        clock = VirtualClock(auto_advance=False, speed=self.time_scale)
+        # The moto server runs in this process and AWS_ENDPOINT_URL points boto3 at it, so the
+        # engine only installs its hooks (start_mock=False) and its clients find the server.
+        engine = LocalEngine(
+            sandbox=EngineSandbox(account_id=ACCOUNT, region=region, stack_name=constants.stack_name(ENVIRONMENT)),
+            clock=clock, start_mock=False,
+        )
+        engine.open()
+        self.parts.append(engine.close)
+
+        from orchestrator.sandbox.deploy import Deployer
+
+        template = json.loads(self.template_path.read_text())
+        deployment = Deployer(engine, template, env_overrides={"REDIS_URL": redis_server.url}).deploy()
+        for spec in deployment.functions.values():
+            if spec["handler"].startswith("tasks."):
+                os.environ.update(spec["env"])  # task code reads os.environ; their settings agree
+
+        from orchestrator.gateway import Gateway, LambdaRuntime, MetricRecorder, QueueBinding
+        from service import catalog
+
+        recorder = MetricRecorder(engine.client("cloudwatch"), flush_seconds=0.25)
+        names = {key: constants.function_name(ENVIRONMENT, key) for key in catalog.released_keys()}
+        runtime = LambdaRuntime(engine.client("lambda"), names, recorder=recorder, region=region, alias_cache_seconds=0.2)
+        bindings = [
+            QueueBinding(deployment.queues[queue], alias)
+            for queue, function, alias in deployment.mappings
+            if function == names["fanout"]
+        ]
+        gateway = Gateway(
+            runtime, sqs=engine.client("sqs"), queue_bindings=bindings, recorder=recorder,
+            account_id=ACCOUNT, region=region,
+        )
+        urls = gateway.start()
+        self.parts.append(gateway.stop)
+        os.environ["PREVIEW_WS_URL"] = urls.websocket["preview"]
+        os.environ["LIVE_WS_URL"] = urls.websocket["live"]
+
+        from orchestrator.sandbox.alarms import AlarmEvaluator
+        from orchestrator.sandbox.events import EventBus
+
+        def deliver(arn: str, event: dict[str, Any]) -> Any:
+            if ":function:" in arn:
+                assert engine.functions is not None
+                return engine.functions.invoke(arn, json.dumps(event), engine.clock)
+            if ":stateMachine:" in arn:
+                return engine.start(arn, event, name=f"event-{int(time.time() * 1000)}")
+            raise SandboxError(f"rule target {arn} is not a function or a state machine")
+
+        bus = EventBus(deployment.rules, deliver)
+        evaluator = AlarmEvaluator(
+            engine.client("cloudwatch"), bus, region=region, account=ACCOUNT, time_scale=self.time_scale,
+            composites=deployment.composites,
+        )
+        evaluator.start()
+        self.parts.append(evaluator.stop)
+
+        self.state = SandboxState(
+            pid=os.getpid(), moto_url=moto_url, redis_url=redis_server.url, region=region, environment=ENVIRONMENT,
+            account=ACCOUNT, time_scale=self.time_scale, started_at=time.time(),
+            startup_seconds=round(time.monotonic() - started, 3),
+            gateway={
+                "websocket live": urls.websocket["live"], "websocket preview": urls.websocket["preview"],
+                "@connections": urls.management["live"], "api key": deployment.api_key,
+            },
+            state_machines=deployment.state_machines,
+        )
+        log.info(
+            "sandbox up in %.2fs: %d functions, %d queues, %d alarms, %d rules, %d state machines; not emulated: %s",
+            self.state.startup_seconds, len(deployment.functions), len(deployment.queues), len(deployment.alarms),
+            len(deployment.rules), len(deployment.state_machines), dict(deployment.not_emulated),
+        )
+        log.info("deploy step timings (s): %s", deployment.timings)
+        write_state(self.directory, self.state)
+        return self.state
+
+    def stop(self) -> None:
+        remove_state(self.directory)
+        while self.parts:
+            part = self.parts.pop()
+            try:
+                part()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("stopping %s failed", getattr(part, "__qualname__", part))
+
+
+def _enable_execution(moto_url: str) -> None:
+    request = urllib.request.Request(  # noqa: S310 - loopback moto URL we built
+        f"{moto_url}/moto-api/config", method="POST",
+        data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback moto
+        if response.status not in (200, 201):
+            raise SandboxError(f"moto at {moto_url} refused to enable state machine execution: HTTP {response.status}")
+
+
+def serve(directory: Path, time_scale: float, template: Path | None) -> int:
+    sandbox = Sandbox(directory, time_scale, template or staging_template())
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    try:
+        sandbox.start()
+        done.wait()
+    except Exception:
+        log.exception("sandbox failed")
+        sandbox.stop()
+        return 1
+    sandbox.stop()
+    return 0
+
+
+# ---- the CLI side: start in the background, stop, wait ---------------------------------------
+
+
+def start_background(
+    directory: Path, *, time_scale: float = 60.0, progress: Console | None = None, timeout: float = 120.0,
+    template: Path | None = None,
+) -> SandboxState:
+    try:
+        state = read_state(directory)
+        if progress:
+            progress.print(f"sandbox already running (pid {state.pid})")
+        return state
+    except SandboxNotRunning:
+        remove_state(directory)
+    template_path = template or _template_or_synth(progress)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_path = directory / LOG_FILE
+    command = [
+        sys.executable, "-m", "orchestrator.sandbox.daemon", "--dir", str(directory),
+        "--time-scale", str(time_scale), "--template", str(template_path),
+    ]
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=REPO_ROOT,
+        )
+    deadline = time.monotonic() + timeout
+    status = progress.status("starting the sandbox (moto, Redis, gateway, staging stage)") if progress else None
+    if status:
+        status.start()
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SandboxError(f"the sandbox exited at start (code {process.returncode}); see {log_path}: {_last_line(log_path)}")
+            try:
+                return read_state(directory)
+            except SandboxNotRunning:
+                time.sleep(0.05)
+    finally:
+        if status:
+            status.stop()
+    process.terminate()
+    raise SandboxError(f"the sandbox did not start within {timeout:.0f}s; see {log_path}")
+
+
+def _template_or_synth(progress: Console | None) -> Path:
+    try:
+        return staging_template()
+    except SandboxError:
+        if progress:
+            progress.print("no synthesized stage yet: running `python -m infra.synth` once (slow the first time)")
+        code = subprocess.call([sys.executable, "-m", "infra.synth"], cwd=REPO_ROOT)  # noqa: S603
+        if code != 0:
+            raise SandboxError(f"`python -m infra.synth` failed with exit code {code}") from None
+        return staging_template()
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def stop_background(directory: Path, timeout: float = 30.0) -> bool:
+    try:
+        state = read_state(directory, check_endpoint=False)
+    except SandboxNotRunning:
+        remove_state(directory)
+        return False
+    os.kill(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(state.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:  # reap it when it is our own child (tests start it in-process)
+            os.waitpid(state.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    if pid_alive(state.pid):
+        os.kill(state.pid, signal.SIGKILL)
+    remove_state(directory)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orchestrator.sandbox.daemon")
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--time-scale", type=float, default=60.0)
+    parser.add_argument("--template", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return serve(args.dir, args.time_scale, args.template)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""'Deploy' a synthesized stage template into the sandbox's moto, resource by resource.
+
+What a release touches is created with the template's own names and settings: Lambda
+functions (with their bootstrap version 1 and the `live`/`green` aliases), SQS queues, SNS
+topics, DynamoDB tables (keys and indexes), Secrets Manager secrets (generated values),
+CloudWatch alarms, EventBridge rules, event source mappings (served by the gateway's poller)
+and state machines (the engine resolves their ASL and runs their Lambda tasks in-process).
+Everything else (VPC, KMS, ElastiCache, CloudFront, API Gateway...) has a local stand-in or no
+role in a release, and is counted as not emulated.
+
+Environment variables are resolved from the template; those naming what has a local stand-in
+are replaced: Redis settings by REDIS_URL (the local server), the origin secret is dropped (no
+CloudFront in front of the local gateway), and the preview stage URL is the gateway's.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+import string
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.engine import LocalEngine, ResourceMap, UnresolvableIntrinsic, resolve, state_machines
+from orchestrator.sandbox.events import Rule
+
+log = logging.getLogger(__name__)
+
+EMULATED = {
+    "AWS::Lambda::Function", "AWS::Lambda::Version", "AWS::Lambda::Alias", "AWS::Lambda::EventSourceMapping",
+    "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::DynamoDB::Table", "AWS::SecretsManager::Secret",
+    "AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm", "AWS::Events::Rule",
+    "AWS::StepFunctions::StateMachine", "AWS::IAM::Role",
+}
+# Variables whose values point at things the sandbox replaces with local stand-ins.
+DROPPED_VARIABLES = {"REDIS_HOST", "REDIS_PORT", "REDIS_TLS", "REDIS_AUTH_SECRET_ARN", "ORIGIN_SECRET_ARN"}
+IN_PROCESS_PREFIXES = ("service.", "tasks.")
+
+
+@dataclass
+class Deployment:
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {handler, env, logical_id}
+    queues: dict[str, str] = field(default_factory=dict)  # name -> URL
+    topics: dict[str, str] = field(default_factory=dict)  # name -> ARN
+    tables: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)  # name -> ARN
+    alarms: list[str] = field(default_factory=list)
+    composites: list[dict[str, Any]] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    mappings: list[tuple[str, str, str]] = field(default_factory=list)  # (queue name, function, alias)
+    state_machines: dict[str, str] = field(default_factory=dict)  # name -> ARN
+    not_emulated: Counter[str] = field(default_factory=Counter)
+    api_key: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per deploy step
+
+
+def bootstrap_zip(note: str = "bootstrap") -> bytes:
+    """A tiny zip standing in for a code bundle (handlers run in-process; moto only stores it)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("README.txt", date_time=(2020, 1, 1, 0, 0, 0))
+        archive.writestr(info, f"{note}: handlers run in-process in the sandbox\n")
+    return buffer.getvalue()
+
+
+def _generate(spec: dict[str, Any]) -> str:
+    alphabet = string.ascii_letters + string.digits
+    if not spec.get("ExcludePunctuation"):
+        alphabet += "-_.~"
+    value = "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
+    base = json.loads(spec.get("SecretStringTemplate") or "{}")
+    if spec.get("GenerateStringKey"):
+        base[spec["GenerateStringKey"]] = value
+        return json.dumps(base)
+    return value
+
+
+class Deployer:
+    def __init__(self, engine: LocalEngine, template: dict[str, Any], *, env_overrides: dict[str, str]) -> None:
+        self.engine = engine
+        self.template = template
+        self.resources = ResourceMap(template, engine.sandbox)
+        self.env_overrides = env_overrides
+        self.rewrites: dict[str, str] = {}  # template-resolved value -> moto's actual value
+        self.out = Deployment()
+
+    def client(self, service: str) -> Any:
+        return self.engine.client(service)
+
+    def _items(self, rtype: str) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (lid, r.get("Properties", {}))
+            for lid, r in self.template.get("Resources", {}).items()
+            if r.get("Type") == rtype
+        ]
+
+    def _resolve(self, value: Any, where: str) -> Any:
+        resolved = resolve(value, self.resources, where=where)
+        if isinstance(resolved, str):
+            for old, new in self.rewrites.items():
+                resolved = resolved.replace(old, new)
+        return resolved
+
+    def deploy(self) -> Deployment:
+        for resource in self.template.get("Resources", {}).values():
+            if resource.get("Type") not in EMULATED:
+                self.out.not_emulated[resource.get("Type", "?")] += 1
+        for step in (
+            self._role, self._queues, self._topics, self._tables, self._secrets, self._functions,
+            self._mappings, self._alarms, self._rules, self._state_machines,
+        ):
+            started = time.perf_counter()
+            step()
+            self.out.timings[step.__name__.strip("_")] = round(time.perf_counter() - started, 3)
+        return self.out
+
+    def _role(self) -> None:
+        iam = self.client("iam")
+        self.role_arn = iam.create_role(
+            RoleName="sandbox-execution", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+        )["Role"]["Arn"]
+
+    def _queues(self) -> None:
+        sqs = self.client("sqs")
+        for lid, props in self._items("AWS::SQS::Queue"):
+            name = self.resources.physical_name(lid)
+            attributes = {"VisibilityTimeout": str(props.get("VisibilityTimeout", 30))}
+            if "MessageRetentionPeriod" in props:
+                attributes["MessageRetentionPeriod"] = str(props["MessageRetentionPeriod"])
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            self.rewrites[self.resources.ref(lid)] = url
+            self.out.queues[name] = url
+        for lid, props in self._items("AWS::SQS::Queue"):  # redrive once every DLQ exists
+            policy = props.get("RedrivePolicy")
+            if policy:
+                resolved = self._resolve(policy, f"{lid}.RedrivePolicy")
+                sqs.set_queue_attributes(
+                    QueueUrl=self.out.queues[self.resources.physical_name(lid)],
+                    Attributes={"RedrivePolicy": json.dumps(resolved)},
+                )
+
+    def _topics(self) -> None:
+        sns = self.client("sns")
+        for lid, _props in self._items("AWS::SNS::Topic"):
+            name = self.resources.physical_name(lid)
+            self.out.topics[name] = sns.create_topic(Name=name)["TopicArn"]
+
+    def _tables(self) -> None:
+        ddb = self.client("dynamodb")
+        for lid, props in self._items("AWS::DynamoDB::Table"):
+            name = self.resources.physical_name(lid)
+            kwargs: dict[str, Any] = {
+                "TableName": name,
+                "KeySchema": props["KeySchema"],
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "BillingMode": "PAY_PER_REQUEST",
+            }
+            indexes = [
+                {k: v for k, v in index.items() if k in {"IndexName", "KeySchema", "Projection"}}
+                for index in props.get("GlobalSecondaryIndexes", [])
+            ]
+            if indexes:
+                kwargs["GlobalSecondaryIndexes"] = indexes
+            ddb.create_table(**kwargs)
+            self.out.tables.append(name)
+
+    def _secrets(self) -> None:
+        sm = self.client("secretsmanager")
+        for lid, props in self._items("AWS::SecretsManager::Secret"):
+            name = self.resources.physical_name(lid)
+            value = props.get("SecretString") or _generate(props.get("GenerateSecretString", {}))
+            arn = sm.create_secret(Name=name, SecretString=value)["ARN"]
+            self.rewrites[self.resources.arn(lid)] = arn
+            self.out.secrets[name] = arn
+            parsed = json.loads(value) if value.startswith("{") else {}
+            if "api_key" in parsed:
+                self.out.api_key = parsed["api_key"]
+
+    def _environment(self, lid: str, variables: dict[str, Any]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for key, value in variables.items():
+            if key in DROPPED_VARIABLES:
+                continue
+            try:
+                resolved = self._resolve(value, f"{lid}.Environment.{key}")
+            except UnresolvableIntrinsic as exc:
+                log.info("%s: %s left out (%s)", lid, key, exc)
+                continue
+            env[key] = resolved if isinstance(resolved, str) else json.dumps(resolved)
+        env.update(self.env_overrides)
+        return env
+
+    def _functions(self) -> None:
+        lam = self.client("lambda")
+        code = bootstrap_zip()
+        versions: dict[str, str] = {}
+        for lid, props in self._items("AWS::Lambda::Function"):
+            handler = str(props.get("Handler", ""))
+            if not handler.startswith(IN_PROCESS_PREFIXES):
+                self.out.not_emulated["AWS::Lambda::Function (custom resource)"] += 1
+                continue
+            name = self.resources.physical_name(lid)
+            env = self._environment(lid, props.get("Environment", {}).get("Variables", {}))
+            lam.create_function(
+                FunctionName=name, Runtime="python3.12", Role=self.role_arn, Handler=handler,
+                Code={"ZipFile": code}, Timeout=int(props.get("Timeout", 3)),
+                MemorySize=int(props.get("MemorySize", 128)), Environment={"Variables": env},
+                Description=str(props.get("Description", ""))[:256],
+            )
+            self.out.functions[name] = {"handler": handler, "env": env, "logical_id": lid}
+            self.engine.register(
+                self.resources.arn(lid), _with_env(handler, env),
+                timeout_seconds=int(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
+            )
+        for lid, props in self._items("AWS::Lambda::Version"):
+            function = str(self._resolve(props["FunctionName"], f"{lid}.FunctionName")).rsplit(":", 1)[-1]
+            if function in self.out.functions:
+                versions[lid] = lam.publish_version(FunctionName=function)["Version"]
+        for lid, props in self._items("AWS::Lambda::Alias"):
+            function = str(self._resolve(props["FunctionName"], f"{lid}.FunctionName")).rsplit(":", 1)[-1]
+            if function not in self.out.functions:
+                continue
+            version_ref = props.get("FunctionVersion")
+            version = "$LATEST"
+            if isinstance(version_ref, dict) and "Fn::GetAtt" in version_ref:
+                version = versions.get(version_ref["Fn::GetAtt"][0], "$LATEST")
+            elif isinstance(version_ref, str):
+                version = version_ref
+            lam.create_alias(FunctionName=function, Name=props["Name"], FunctionVersion=version)
+
+    def _mappings(self) -> None:
+        for lid, props in self._items("AWS::Lambda::EventSourceMapping"):
+            source = str(self._resolve(props["EventSourceArn"], f"{lid}.EventSourceArn"))
+            target = str(self._resolve(props["FunctionName"], f"{lid}.FunctionName"))
+            function, _, alias = target.rpartition(":")
+            function = function.rsplit(":", 1)[-1] if function.startswith("arn:") else function
+            queue = source.rsplit(":", 1)[-1]
+            if queue in self.out.queues:
+                self.out.mappings.append((queue, function, alias or "$LATEST"))
+
+    def _alarms(self) -> None:
+        cw = self.client("cloudwatch")
+        fields = (
+            "AlarmName", "AlarmDescription", "MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Period",
+            "EvaluationPeriods", "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData",
+            "Dimensions", "Metrics", "Unit",
+        )
+        for lid, props in self._items("AWS::CloudWatch::Alarm"):
+            kwargs = {k: self._resolve(props[k], f"{lid}.{k}") for k in fields if k in props}
+            kwargs.setdefault("AlarmName", self.resources.physical_name(lid))
+            for number in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+                if number in kwargs:
+                    kwargs[number] = int(kwargs[number])
+            if "Threshold" in kwargs:
+                kwargs["Threshold"] = float(kwargs["Threshold"])
+            cw.put_metric_alarm(**kwargs)
+            self.out.alarms.append(kwargs["AlarmName"])
+        for lid, props in self._items("AWS::CloudWatch::CompositeAlarm"):
+            name = str(self._resolve(props.get("AlarmName") or self.resources.physical_name(lid), lid))
+            self.out.composites.append(
+                {
+                    "AlarmName": name,
+                    "AlarmArn": self.resources.arn(lid),
+                    "AlarmRule": str(self._resolve(props["AlarmRule"], f"{lid}.AlarmRule")),
+                }
+            )
+
+    def _rules(self) -> None:
+        events = self.client("events")
+        for lid, props in self._items("AWS::Events::Rule"):
+            name = self.resources.physical_name(lid)
+            pattern = self._resolve(props.get("EventPattern", {}), f"{lid}.EventPattern")
+            if isinstance(pattern, str):
+                pattern = json.loads(pattern)
+            targets = [
+                {"Id": str(t.get("Id", i)), "Arn": str(self._resolve(t["Arn"], f"{lid}.Targets.{i}.Arn")),
+                 **({"Input": t["Input"]} if "Input" in t else {})}
+                for i, t in enumerate(props.get("Targets", []))
+            ]
+            events.put_rule(Name=name, EventPattern=json.dumps(pattern), State=props.get("State", "ENABLED"))
+            if targets:
+                events.put_targets(Rule=name, Targets=targets)
+            self.out.rules.append(Rule(name, pattern, targets, props.get("State", "ENABLED") == "ENABLED"))
+
+    def _state_machines(self) -> None:
+        for spec in state_machines(self.template, self.resources).values():
+            self.out.state_machines[spec.name] = self.engine.deploy_state_machine(spec)
+
+
+def _with_env(dotted: str, env: dict[str, str]) -> Any:
+    """The handler, run with its function's environment bound for the invocation.
+
+    Service code reads settings through `service.settings` (a per-invocation context); task
+    code reads os.environ, which the daemon fills with the task functions' shared settings.
+    """
+    from orchestrator.engine import import_handler
+    from service.settings import use_env
+
+    handler = import_handler(dotted)
+
+    def run(event: Any, context: Any) -> Any:
+        with use_env(env):
+            return handler(event, context)
+
+    run.__name__ = getattr(handler, "__name__", "handler")
+    return run
