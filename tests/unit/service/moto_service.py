@@ -47,7 +47,6 @@ class ServiceAccount:
             "SERVICE_VERSION": "1.0.0",
             "POWERTOOLS_METRICS_NAMESPACE": "RealtimeAnalytics",
             "POWERTOOLS_SERVICE_NAME": "realtime-analytics",
-            "POWERTOOLS_METRICS_DISABLED": "true",
             "LOG_LEVEL": "WARNING",
         }
 
