@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -48,17 +49,17 @@ class Names:
     @property
     def release_state_machine(self) -> str:
         name = getattr(constants, "release_state_machine_name", None)
-        return name(self.env) if callable(name) else f"{constants.prefix(self.env)}-release"
+        return name(self.env) if callable(name) else f"{self.env}-release"
 
     @property
     def release_table(self) -> str:
         name = getattr(constants, "release_table_name", None)
-        return name(self.env) if callable(name) else f"{constants.prefix(self.env)}-releases"
+        return name(self.env) if callable(name) else f"{self.env}-release"
 
     @property
-    def alarm_rollback_function(self) -> str:
-        name = getattr(constants, "alarm_rollback_function_name", None)
-        return name(self.env) if callable(name) else f"{constants.prefix(self.env)}-alarm-rollback"
+    def health_alarm(self) -> str:
+        """The composite of every release-guard alarm (what the alarm-rollback rule listens to)."""
+        return f"{self.env}-release-health"
 
     @property
     def alarm_prefix(self) -> str:
@@ -294,22 +295,6 @@ class Aws:
             raise AwsError(_error_line("cloudwatch.describe_alarms", exc)) from exc
         return sorted(alarms, key=lambda a: a.name)
 
-    # ---- DynamoDB (lock and release records) -------------------------------------------
-
-    def scan_items(self, table: str, limit: int = 1000) -> list[dict[str, Any]]:
-        """Every item of a small table, deserialized (the release table holds one row per release)."""
-        items: list[dict[str, Any]] = []
-        deserializer = TypeDeserializer()
-        try:
-            for page in self.client("dynamodb").get_paginator("scan").paginate(TableName=table):
-                for raw in page.get("Items", []):
-                    items.append({k: deserializer.deserialize(v) for k, v in raw.items()})
-                if len(items) >= limit:
-                    break
-        except (ClientError, BotoCoreError) as exc:
-            raise AwsError(_error_line(f"dynamodb.scan {table}", exc)) from exc
-        return items
-
 
 def find_task_token(events: Iterable[dict[str, Any]], state: str | None = None) -> tuple[str, str] | None:
     """The newest `.waitForTaskToken` token still outstanding, as (state name, token).
@@ -351,10 +336,25 @@ def _token_in(value: Any) -> str | None:
 
 
 def release_records(aws: Aws, names: Names, limit: int) -> list[dict[str, Any]]:
-    """Release history rows (newest first) from the environment's release table.
+    """The environment's release records, newest first (the release table's environment index)."""
+    from tasks.release_record import ENVIRONMENT_INDEX
 
-    The lock row shares the table with the records; only rows that name a release are history.
-    """
-    rows = [item for item in aws.scan_items(names.release_table) if item.get("release_id")]
-    rows.sort(key=lambda r: str(r.get("started_at") or r.get("created_at") or ""), reverse=True)
-    return [{k: (int(v) if hasattr(v, "as_integer_ratio") and float(v).is_integer() else v) for k, v in row.items()} for row in rows[:limit]]
+    deserializer = TypeDeserializer()
+    out = aws.call(
+        "dynamodb", "query", TableName=names.release_table, IndexName=ENVIRONMENT_INDEX,
+        KeyConditionExpression="gsi1pk = :env", ExpressionAttributeValues={":env": {"S": f"env#{names.env}"}},
+        ScanIndexForward=False, Limit=limit,
+    )
+    rows = [{k: _plain(deserializer.deserialize(v)) for k, v in item.items()} for item in out.get("Items", [])]
+    return [{k: v for k, v in row.items() if k not in {"pk", "sk", "gsi1pk", "gsi1sk", "approval_token"}} for row in rows]
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers arrive as Decimal: whole ones become int, others float (JSON-friendly)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_plain(v) for v in value]
+    return value

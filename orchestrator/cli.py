@@ -393,39 +393,45 @@ def release_reject(
 def release_rollback(
     ctx: typer.Context,
     env: EnvOpt = "staging",
-    reason: Annotated[str, typer.Option(help="Why; becomes the stop cause and the record.")] = "manual rollback",
+    reason: Annotated[str, typer.Option(help="Why; becomes the alarm reason, the stop cause and the record.")] = "manual rollback",
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the release execution has ended.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Roll the active release back now, through the same task the alarm rule triggers."""
+    """Roll the active release back now, through the very path a firing alarm takes.
+
+    Sets the release-health alarm (or, where composites are unavailable, the first release-guard
+    alarm) to ALARM with SetAlarmState: CloudWatch emits the `Alarm State Change` event, the
+    alarm-rollback rule restores blue and stops the execution, exactly as for a real alarm.
+    """
     opts = _opts(ctx)
     check_env(env)
     aws = opts.aws()
     names = Names(env)
-    event = manual_rollback_event(env, reason, _whoami(), aws.region)
-    result = aws.invoke(names.alarm_rollback_function, event)
+    running = latest_execution(aws, env, running_only=True)
+    if running is None:
+        raise CliError(f"no release is running in {env}: nothing to roll back", EXIT_RELEASE_FAILED)
+    alarms = {a.name for a in aws.alarm_states(names.alarm_prefix)}
+    guards = sorted(a for a in alarms if a.startswith(f"{env}-release-guard-"))
+    alarm = names.health_alarm if names.health_alarm in alarms else (guards[0] if guards else None)
+    if alarm is None:
+        raise CliError(f"no release-guard alarm named {names.alarm_prefix}* exists in {env}")
+    cause = f"{reason} (by {_whoami()} with orchestrator release rollback)"
+    aws.call("cloudwatch", "set_alarm_state", AlarmName=alarm, StateValue="ALARM", StateReason=cause[:1023])
+    result: dict[str, Any] = {"execution_arn": running["executionArn"], "alarm": alarm, "reason": cause}
+    if not as_json:
+        out.print(f"rollback requested: alarm {alarm} set to ALARM; the alarm-rollback rule restores blue")
+    if wait:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            status = aws.describe_execution(running["executionArn"])["status"]
+            if status != "RUNNING":
+                break
+            time.sleep(0.2)
+        result["status"] = status
+        if not as_json:
+            out.print(f"execution {running['name']} is {status}")
     if as_json:
-        print(json.dumps(result, default=str))
-    else:
-        out.print(f"rollback: {json.dumps(result, default=str)}")
-
-
-def manual_rollback_event(env: str, reason: str, who: str, region: str) -> dict[str, Any]:
-    """An event shaped like `CloudWatch Alarm State Change`, so the alarm path handles it unchanged."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
-        "version": "0",
-        "source": "orchestrator.cli",
-        "detail-type": "Manual Rollback",
-        "region": region,
-        "time": now,
-        "resources": [],
-        "detail": {
-            "alarmName": f"{env}-manual-rollback",
-            "state": {"value": "ALARM", "reason": f"{reason} (by {who})", "timestamp": now},
-            "previousState": {"value": "OK"},
-            "requested_by": who,
-        },
-    }
+        print(json.dumps(result))
 
 
 # ---- status / history / redrive -------------------------------------------------------
@@ -487,13 +493,13 @@ def release_history(
         print(json.dumps(records, default=str))
         return
     table = Table(title=f"{env}: releases", title_justify="left")
-    for column in ("release", "version", "outcome", "requested by", "started", "ended", "detail"):
-        table.add_column(column)
+    for column in ("release", "version", "status", "requested by", "started", "ended", "summary"):
+        table.add_column(column, overflow="fold")
     for r in records:
         table.add_row(
-            str(r.get("release_id", "")), str(r.get("version", "")), str(r.get("outcome", "")),
+            str(r.get("release_id", "")), str(r.get("version", "")), str(r.get("status", "")),
             str(r.get("requested_by", "")), str(r.get("started_at", "")), str(r.get("ended_at", "")),
-            str(r.get("detail", ""))[:60],
+            str(r.get("outcome_summary", ""))[:120],
         )
     out.print(table)
 

@@ -120,7 +120,11 @@ def stage(moto_url: str) -> dict[str, str]:
     ddb = client("dynamodb", moto_url)
     ddb.create_table(
         TableName=names.release_table, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
+        GlobalSecondaryIndexes=[{
+            "IndexName": "by_environment", "Projection": {"ProjectionType": "ALL"},
+            "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"}, {"AttributeName": "gsi1sk", "KeyType": "RANGE"}],
+        }],
     )
     return {"machine": machine, "queue": queue, "role": role}

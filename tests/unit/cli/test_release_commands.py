@@ -24,7 +24,7 @@ def _start(url: str, capsys: pytest.CaptureFixture[str], release_id: str, *extra
     assert code == 0, captured.err
     started = json.loads(captured.out)
     assert started["release_id"] == release_id
-    assert started["execution_arn"].endswith(f":execution:{ENV}-realtime-release:{release_id}")
+    assert started["execution_arn"].endswith(f":execution:{ENV}-release:{release_id}")
     assert started["console_url"] is None  # an endpoint (sandbox) has no console
     return str(started["execution_arn"])
 
@@ -121,7 +121,7 @@ def test_status_json(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[s
     report = json.loads(capsys.readouterr().out)
     assert report["environment"] == ENV
     assert report["live"][f"{ENV}-realtime-fanout"] == {"version": "1", "weights": {"1": 0.9, "2": 0.1}}
-    assert report["alarms"] == {f"{ENV}-release-guard-errors": "OK", f"{ENV}-release-health": "OK"}
+    assert set(report["alarms"]) == {f"{ENV}-release-guard-errors", f"{ENV}-release-health"}
     assert report["latest_execution"]["status"] in {"RUNNING", "SUCCEEDED", "FAILED"}
 
 
@@ -135,16 +135,36 @@ def test_history_reads_release_records(moto_url: str, stage: dict, capsys: pytes
     from orchestrator.aws import Names
 
     ddb = client("dynamodb", moto_url)
-    for index, outcome in enumerate(["SUCCEEDED", "ROLLED_BACK"]):
-        ddb.put_item(TableName=Names(ENV).release_table, Item={
-            "pk": {"S": f"RELEASE#r{index}"}, "release_id": {"S": f"r{index}"}, "version": {"S": f"1.{index}.0"},
-            "outcome": {"S": outcome}, "requested_by": {"S": "tester"}, "started_at": {"S": f"2026-01-0{index + 1}T00:00:00Z"},
+    table = Names(ENV).release_table
+    for index, status in enumerate(["SUCCEEDED", "ROLLED_BACK"]):
+        ddb.put_item(TableName=table, Item={
+            "pk": {"S": f"release#r{index}"}, "sk": {"S": "record"}, "gsi1pk": {"S": f"env#{ENV}"},
+            "gsi1sk": {"S": f"2026-01-0{index + 1}T00:00:00Z"}, "release_id": {"S": f"r{index}"},
+            "version": {"S": f"1.{index}.0"}, "status": {"S": status}, "requested_by": {"S": "tester"},
+            "started_at": {"S": f"2026-01-0{index + 1}T00:00:00Z"}, "steps": {"N": "3"},
         })
-    ddb.put_item(TableName=Names(ENV).release_table, Item={"pk": {"S": "LOCK"}, "holder": {"S": "r9"}})
+    ddb.put_item(TableName=table, Item={"pk": {"S": f"lock#{ENV}"}, "sk": {"S": "lock"}, "release_id": {"S": "r9"}})
     assert main(["--endpoint-url", moto_url, "release", "history", "--env", ENV, "--json", "--limit", "1"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["release_id"] for r in rows] == ["r1"]
-    assert rows[0]["outcome"] == "ROLLED_BACK"
+    assert rows == [{"release_id": "r1", "version": "1.1.0", "status": "ROLLED_BACK", "requested_by": "tester",
+                     "started_at": "2026-01-02T00:00:00Z", "steps": 3}]
+    assert main(["--endpoint-url", moto_url, "release", "history", "--env", ENV]) == 0
+    text = capsys.readouterr().out
+    assert "r0" in text and "ROLLED_BACK" in text
+
+
+def test_rollback_sets_the_guard_alarm(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    # Nothing running: exit 1, and no alarm is touched.
+    assert main(["--endpoint-url", moto_url, "release", "rollback", "--env", ENV]) == 1
+    assert "nothing to roll back" in capsys.readouterr().err
+    arn = _start(moto_url, capsys, "rollback-1", "--approval")
+    _wait_for_approval_gate(moto_url, arn)
+    assert main(["--endpoint-url", moto_url, "release", "rollback", "--env", ENV, "--reason", "p99 too high", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["execution_arn"] == arn and result["alarm"] == f"{ENV}-release-guard-errors"
+    alarm = client("cloudwatch", moto_url).describe_alarms(AlarmNames=[result["alarm"]])["MetricAlarms"][0]
+    assert alarm["StateValue"] == "ALARM" and alarm["StateReason"].startswith("p99 too high (by ")
+    client("stepfunctions", moto_url).stop_execution(executionArn=arn)
 
 
 def test_redrive_not_in_moto_is_one_clear_line(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
