@@ -34,7 +34,7 @@ from orchestrator.engine.intrinsics import (
     state_machines,
 )
 
-_MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
+_MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
 _TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 _SCHEDULED = frozenset({"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"})
 _FAILED = frozenset(
@@ -216,6 +216,7 @@ class LocalEngine:
     endpoint_url: str | None = None
     session: boto3.Session | None = None
     start_mock: bool = True
+    jsonpath_cache: bool = True
     _mock: Any = field(default=None, init=False, repr=False)
     _sfn: Any = field(default=None, init=False, repr=False)
 
@@ -240,12 +241,12 @@ class LocalEngine:
     def open(self) -> None:
         """Install the moto hooks and start (or configure) moto; `close()` undoes it."""
         assert self.functions is not None
-        moto_hooks.install(self.clock, self.functions)
+        moto_hooks.install(self.clock, self.functions, jsonpath_cache=self.jsonpath_cache)
         try:
             if self.endpoint_url is None and self.start_mock:
                 from moto import mock_aws
 
-                self._mock = mock_aws(config=_MOTO_CONFIG)  # type: ignore[arg-type]
+                self._mock = mock_aws(config=_MOTO_CONFIG)
                 self._mock.start()
             elif self.endpoint_url is not None:
                 _enable_execution(self.endpoint_url)
@@ -414,7 +415,7 @@ def import_handler(dotted: str) -> Handler:
     handler = getattr(importlib.import_module(module_name), attribute, None)
     if not callable(handler):
         raise ValueError(f"handler {dotted!r}: {module_name} has no callable {attribute!r}")
-    return handler  # type: ignore[no-any-return]
+    return handler
 
 
 def _strip_metadata(response: Mapping[str, Any]) -> dict[str, Any]:

@@ -302,7 +302,7 @@ def _stop_execution(self: Any) -> Any:
             _time.sleep(0.001)
         env = worker.env if worker is not None else None
         if env is not None and env.is_running():
-            env.event_manager._local_engine_stopped = True
+            env.event_manager._local_engine_stopped = True  # type: ignore[attr-defined]
             env.set_stop(stop_date=clock.now(), cause=cause, error=error)
             # A task waiting for its token (or heartbeat) would wait forever: release it.
             for endpoint in list(env.callback_pool_manager._pool.values()):
@@ -361,7 +361,7 @@ def _lambda_client_error(original: Callable[..., Any]) -> Callable[..., Any]:
             env=env,
             error_name=CustomErrorName(error),
             event_type=HistoryEventType.LambdaFunctionFailed,
-            event_details=EventDetails(
+            event_details=EventDetails(  # type: ignore[typeddict-item]  # a total TypedDict in moto
                 lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(error=error, cause=cause)
             ),
         )
@@ -443,8 +443,10 @@ def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], 
     return [(point, values[point.symbol]) for point in HOOK_POINTS]
 
 
-def install(clock: VirtualClock, functions: FunctionRegistry) -> None:
-    """Install the hooks (re-entrant: nested installs must share the clock and registry)."""
+def install(clock: VirtualClock, functions: FunctionRegistry, *, jsonpath_cache: bool = True) -> None:
+    """Install the hooks (re-entrant: nested installs must share the clock and registry).
+
+    `jsonpath_cache=False` leaves moto's JSONPath parsing as it is (for benchmarks)."""
     global _active
     with _lock:
         if _active is not None:
@@ -458,6 +460,8 @@ def install(clock: VirtualClock, functions: FunctionRegistry) -> None:
         check_hook_points()
         installation = _Installation(clock=clock, functions=functions, users=1)
         for point, make in _replacements(clock):
+            if not jsonpath_cache and point.module in (_JSON_PATH, _RESULT_PATH):
+                continue
             owner, name = point.owner_and_name()
             original = vars(owner)[name]
             installation.originals.append((owner, name, original))
@@ -485,8 +489,10 @@ def uninstall() -> None:
 
 
 @contextmanager
-def installed(clock: VirtualClock, functions: FunctionRegistry) -> Iterator[None]:
-    install(clock, functions)
+def installed(
+    clock: VirtualClock, functions: FunctionRegistry, *, jsonpath_cache: bool = True
+) -> Iterator[None]:
+    install(clock, functions, jsonpath_cache=jsonpath_cache)
     try:
         yield
     finally:
