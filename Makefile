@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test demo synth bench lint unit infra-tests integration e2e clean
+.PHONY: help setup test demo synth bench lint unit infra-tests integration e2e clean deploy
 
 help:
 	@echo "make demo   - run a healthy release and an automatic rollback in the embedded sandbox"
@@ -69,6 +69,13 @@ demo: setup
 
 synth: setup
 	@$(PY) -m infra.synth
+
+# The pipeline's infrastructure step: deploy one stage from the already synthesized (and
+# gate-checked) cloud assembly in cdk.out/, with the credentials of the environment's deploy role.
+deploy: setup
+	@case "$(ENV)" in staging|production) ;; *) echo "make deploy: set ENV=staging or ENV=production" >&2; exit 2 ;; esac
+	@test -f cdk.out/manifest.json || { echo "make deploy: cdk.out/ holds no cloud assembly; run make synth first" >&2; exit 2; }
+	@cdk deploy --app cdk.out --require-approval never --progress events "$$($(PY) -c 'import sys; from infra.constants import stage_id; print(stage_id(sys.argv[1]))' $(ENV))/*"
 
 bench: setup
 	@$(PY) benchmarks/run_all.py

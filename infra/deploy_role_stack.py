@@ -81,8 +81,9 @@ class DeployRoleStack(Stack):
             "DeployRole",
             role_name=deploy_role_name(environment),
             description=f"GitHub Actions deploy role for {repository}, environment {environment}",
-            # One job's worth of credentials; configure-aws-credentials asks for no more.
-            max_session_duration=max_session_duration or Duration.hours(1),
+            # A release job watches bakes and a production approval gate: credentials must
+            # outlive them (the job's timeout), and no more.
+            max_session_duration=max_session_duration or Duration.hours(4),
             assumed_by=iam.FederatedPrincipal(
                 provider_arn,
                 conditions={

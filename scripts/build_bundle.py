@@ -254,8 +254,8 @@ def write_github_output(values: dict[str, str]) -> None:
             handle.write(f"{name}={value}\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="build_bundle.py", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="build_bundle.py", description=(__doc__ or "").splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     build_cmd = commands.add_parser("build", help="build the deterministic bundle zip and its manifest")
@@ -270,8 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     upload_cmd.add_argument("--bucket", required=True)
     upload_cmd.add_argument("--expected-owner", help="account id that must own the bucket")
     upload_cmd.add_argument("--kms-key-id", help="KMS key for SSE-KMS (default: the bucket's default encryption)")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "build":
             source = args.source or default_source()

@@ -110,12 +110,16 @@ def _write_output(values: dict[str, str]) -> None:
             handle.writelines(f"{k}={v}\n" for k, v in values.items())
 
 
-def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
-    parser = argparse.ArgumentParser(prog="live_state.py", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="live_state.py", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("command", choices=["needed", "verify"])
     parser.add_argument("--env", required=True, choices=["staging", "production"])
     parser.add_argument("--manifest", type=Path, required=True, help="bundle.json written by build_bundle.py")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
+    args = build_parser().parse_args(argv)
 
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError

@@ -2,8 +2,8 @@
 
     python scripts/release_plan.py --env production --role-arn "$AWS_DEPLOY_ROLE_ARN"
 
-Prints the plan and appends to `$GITHUB_OUTPUT`: `region`, `account`, `approval` (`--approval`
-when config says `release.require_approval`, else empty), `steps` (e.g. `5,25,50,100`) and
+Prints the plan and appends to `$GITHUB_OUTPUT`: `region`, `account`, `approval` (`true`
+when config says `release.require_approval`), `steps` (e.g. `5,25,50,100`) and
 `bake_seconds` (sum of the bakes). The region and the approval gate therefore come from
 config/<env>.json only; the GitHub environment supplies only the role ARN, whose account must
 be the configured one, so a mis-set variable can never point staging's pipeline at production.
@@ -35,17 +35,21 @@ def plan(env: str, role_arn: str) -> dict[str, str]:
     return {
         "region": config.region,
         "account": config.account,
-        "approval": "--approval" if config.release.require_approval else "",
+        "approval": "true" if config.release.require_approval else "false",
         "steps": ",".join(str(step.percent) for step in steps),
         "bake_seconds": str(sum(step.bake_seconds for step in steps)),
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="release_plan.py", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="release_plan.py", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--env", required=True, choices=["staging", "production"])
     parser.add_argument("--role-arn", required=True, help="the deploy role the job will assume")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from infra.config import ConfigError
 
     try:

@@ -82,7 +82,7 @@ def test_trust_policy_is_web_identity_for_this_repository_and_environment_only(t
     (role,) = roles.values()
     props = role["Properties"]
     assert props["RoleName"] == deploy_role_name("staging") == "staging-realtime-github-deploy"
-    assert props["MaxSessionDuration"] == 3600
+    assert props["MaxSessionDuration"] == 4 * 3600
     (statement,) = props["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"

@@ -21,7 +21,7 @@ def test_plan_comes_from_the_typed_configuration(env: str, tmp_path: Path, monke
     outputs = dict(line.split("=", 1) for line in (tmp_path / "out").read_text().splitlines())
     assert outputs["region"] == config.region
     assert outputs["account"] == config.account
-    assert outputs["approval"] == ("--approval" if config.release.require_approval else "")
+    assert outputs["approval"] == ("true" if config.release.require_approval else "false")
     assert outputs["steps"] == ",".join(str(s.percent) for s in config.release.steps)
     assert int(outputs["bake_seconds"]) == sum(s.bake_seconds for s in config.release.steps)
 
@@ -29,7 +29,7 @@ def test_plan_comes_from_the_typed_configuration(env: str, tmp_path: Path, monke
 def test_production_has_the_approval_gate_and_a_smaller_first_step() -> None:
     staging, production = load_config("staging"), load_config("production")
     role = f"arn:aws:iam::{production.account}:role/x"
-    assert release_plan.plan("production", role)["approval"] == "--approval"
+    assert release_plan.plan("production", role)["approval"] == "true"
     assert production.release.steps[0].percent <= staging.release.steps[0].percent
 
 
