@@ -168,6 +168,14 @@ ACKNOWLEDGMENTS: list[Ack] = [
         f"{NAG}-CFR1",
         "The service's clients are not limited by country; access is controlled by API keys at $connect.",
     ),
+    Ack(
+        f"{STACK}/Edge/Distribution",
+        f"{NAG}-CFR2",
+        "No web ACL yet: a CloudFront web ACL must be created in us-east-1 and its ARN (with a generated id) "
+        "crosses regions into this stack, which needs CDK cross-region references (custom resources in both "
+        "stacks). EdgeProps.web_acl_arn attaches one when given. Until then: API keys checked at $connect, "
+        "the origin header, per-stage throttling and CloudFront's Shield Standard.",
+    ),
 ]
 
 
