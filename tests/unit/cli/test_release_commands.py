@@ -161,7 +161,7 @@ def test_rollback_sets_the_guard_alarm(moto_url: str, stage: dict, capsys: pytes
     _wait_for_approval_gate(moto_url, arn)
     assert main(["--endpoint-url", moto_url, "release", "rollback", "--env", ENV, "--reason", "p99 too high", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["execution_arn"] == arn and result["alarm"] == f"{ENV}-release-guard-errors"
+    assert result["execution_arn"] == arn and result["alarm"] == f"{ENV}-release-health"
     alarm = client("cloudwatch", moto_url).describe_alarms(AlarmNames=[result["alarm"]])["MetricAlarms"][0]
     assert alarm["StateValue"] == "ALARM" and alarm["StateReason"].startswith("p99 too high (by ")
     client("stepfunctions", moto_url).stop_execution(executionArn=arn)
