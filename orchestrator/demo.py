@@ -1,0 +1,210 @@
+"""`orchestrator demo` (`make demo`): a healthy release, then a faulty one that rolls itself back.
+
+1. starts the sandbox (moto, Redis, the gateway, the synthesized staging stage) in the background;
+2. uploads two artifacts to the sandbox's S3 and starts real WebSocket traffic on the live stage;
+3. releases 1.1.0 (healthy, 3 steps) and watches it to its end: finalized;
+4. releases 1.2.0, whose configuration makes a share of invocations fail (FAULT_ERROR_RATE):
+   green's errors on live traffic fire a release-guard alarm during a bake, the alarm rule's
+   rollback restores blue and stops the execution; the detect-to-rollback latency is printed;
+5. writes an HTML report per execution under reports/, prints a summary, stops the sandbox.
+
+Everything goes through boto3 and the gateway, like an operator's session against AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from infra import constants
+from orchestrator.aws import Aws, Names, Target
+from orchestrator.render.report import execution_report
+from orchestrator.sandbox.daemon import start_background, stop_background
+from orchestrator.sandbox.state import SandboxState
+from orchestrator.traffic import TrafficGenerator
+from orchestrator.watch import Watcher
+
+ENV = "staging"
+ARTIFACT_BUCKET = "sandbox-release-artifacts"
+# Compressed time: 60 virtual seconds per wall second, so each 60 s bake lasts one second.
+TIME_SCALE = 60.0
+BAKE_SECONDS = 90
+
+
+@dataclass
+class Outcome:
+    release_id: str
+    version: str
+    execution_arn: str
+    status: str
+    exit_code: int
+    wall_seconds: float
+    transitions: int
+    path: list[str]
+    error: str | None
+    cause: str | None
+    report: Path
+    detect_to_rollback_ms: float | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def artifact(version: str) -> bytes:
+    """A deterministic code bundle per version (the handlers themselves run in-process)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo("service/VERSION", date_time=(2020, 1, 1, 0, 0, 0))
+        archive.writestr(info, f"{version}\n")
+    return buffer.getvalue()
+
+
+def upload_artifact(aws: Aws, version: str) -> tuple[str, str]:
+    body = artifact(version)
+    key = f"service/service-{version}.zip"
+    aws.call("s3", "put_object", Bucket=ARTIFACT_BUCKET, Key=key, Body=body)
+    return f"s3://{ARTIFACT_BUCKET}/{key}", hashlib.sha256(body).hexdigest()
+
+
+def release(
+    aws: Aws, console: Console, reports: Path, *, version: str, configuration: dict[str, str],
+    min_success_rate: float,
+) -> Outcome:
+    from orchestrator.cli import build_request
+
+    uri, sha = upload_artifact(aws, version)
+    request = build_request(
+        env=ENV, version=version, artifact=uri, sha256=sha, steps="10,50,100", bake=BAKE_SECONDS, dry_run=False,
+        approval=False, requested_by="demo", release_id=None,
+        config=[f"{k}={v}" for k, v in configuration.items()], min_green_invocations=1, request_file=None, aws=aws,
+    )
+    from orchestrator.models import parse_release_request
+
+    # The demo's synthetic checks tolerate some failures, so that 1.2.0 reaches its bakes and
+    # its alarm (not the pre-traffic check) is what stops it.
+    request["checks"] = {**request.get("checks", {}), "clients": 3, "messages": 6, "min_success_rate": min_success_rate}
+    request = parse_release_request(request).model_dump(mode="json", exclude_none=True)
+    names = Names(ENV)
+    machine = aws.state_machine_arn(names.release_state_machine)
+    console.rule(f"release {version}  ({', '.join(f'{k}={v}' for k, v in configuration.items()) or 'healthy'})")
+    started = time.monotonic()
+    arn = aws.start_execution(machine, request["release_id"], request)["executionArn"]
+    console.print(f"execution {arn}")
+    watcher = Watcher(aws, arn, names, interval=0.2, side_every=0.2)
+    code = watcher.run_live(console)
+    wall = time.monotonic() - started
+    assert watcher.view is not None
+    view = watcher.view
+    outcome = Outcome(
+        release_id=request["release_id"], version=version, execution_arn=arn, status=view.status, exit_code=code,
+        wall_seconds=wall, transitions=_transitions(view.events), path=view.path, error=view.error,
+        cause=view.cause, report=reports / f"{request['release_id']}.html",
+    )
+    if code != 0:
+        outcome.detect_to_rollback_ms = detect_to_rollback_ms(aws, names, outcome.release_id)
+    notes = {
+        "version": version,
+        "configuration": ", ".join(f"{k}={v}" for k, v in configuration.items()) or "(none)",
+        "time": f"compressed {TIME_SCALE:g}x: each {BAKE_SECONDS} s bake lasts {BAKE_SECONDS / TIME_SCALE:.1f} s of wall time",
+        "wall time": f"{wall:.1f} s",
+        "state transitions": str(outcome.transitions),
+    }
+    if outcome.detect_to_rollback_ms is not None:
+        notes["detect-to-rollback"] = f"{outcome.detect_to_rollback_ms:.0f} ms (alarm state change to every live alias on blue)"
+    reports.mkdir(parents=True, exist_ok=True)
+    outcome.report.write_text(execution_report(view, execution_arn=arn, traffic=watcher.traffic, notes=notes))
+    return outcome
+
+
+def _transitions(events: list[dict[str, Any]]) -> int:
+    from orchestrator.engine import count_transitions
+
+    return count_transitions(events)
+
+
+def detect_to_rollback_ms(aws: Aws, names: Names, release_id: str) -> float | None:
+    """What the alarm-rollback task recorded in the release's audit trail, if it ran."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    out = aws.call(
+        "dynamodb", "query", TableName=names.release_table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :events)",
+        ExpressionAttributeValues={":pk": {"S": f"release#{release_id}"}, ":events": {"S": "event#"}},
+    )
+    deserializer = TypeDeserializer()
+    for item in out.get("Items", []):
+        row = {k: deserializer.deserialize(v) for k, v in item.items()}
+        detail = row.get("detail")
+        if isinstance(detail, str):
+            import json
+
+            try:
+                detail = json.loads(detail)
+            except ValueError:
+                detail = None
+        if isinstance(detail, dict) and "detect_to_rollback_ms" in detail:
+            return float(detail["detect_to_rollback_ms"])
+    return None
+
+
+def run_demo(sandbox_dir: Path, reports: Path, *, keep: bool = False, console: Console | None = None) -> int:
+    console = console or Console()
+    demo_dir = sandbox_dir / "demo"
+    wall_started = time.monotonic()
+    console.print("[bold]Realtime analytics release demo[/] (embedded sandbox: no AWS account needed)")
+    state: SandboxState = start_background(demo_dir, time_scale=TIME_SCALE, progress=console)
+    console.print(f"sandbox up in {state.startup_seconds:.1f} s (pid {state.pid}); {state.time_note}")
+    aws = Aws(Target(region=state.region, endpoint_url=state.moto_url, sandbox=True))
+    traffic: TrafficGenerator | None = None
+    outcomes: list[Outcome] = []
+    try:
+        aws.call("s3", "create_bucket", Bucket=ARTIFACT_BUCKET,
+                 CreateBucketConfiguration={"LocationConstraint": state.region})
+        events_queue = aws.call("sqs", "get_queue_url", QueueName=constants.queue_name(ENV, "events"))["QueueUrl"]
+        traffic = TrafficGenerator(
+            state.gateway["websocket live"], state.gateway["api key"], aws.client("sqs"), events_queue
+        )
+        traffic.start()
+        outcomes.append(release(aws, console, reports, version="1.1.0", configuration={}, min_success_rate=0.95))
+        outcomes.append(
+            release(aws, console, reports, version="1.2.0", configuration={"FAULT_ERROR_RATE": "0.25"},
+                    min_success_rate=0.5)
+        )
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        if not keep:
+            stop_background(demo_dir)
+    summary(console, outcomes, traffic, time.monotonic() - wall_started, state)
+    healthy_ok = len(outcomes) == 2 and outcomes[0].exit_code == 0
+    rolled_back = len(outcomes) == 2 and outcomes[1].exit_code == 1
+    return 0 if healthy_ok and rolled_back else 1
+
+
+def summary(
+    console: Console, outcomes: list[Outcome], traffic: TrafficGenerator | None, wall: float, state: SandboxState
+) -> None:
+    table = Table(title="demo summary", title_justify="left")
+    for column in ("release", "version", "outcome", "wall", "transitions", "detect-to-rollback", "report"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        outcome = "finalized" if o.status == "SUCCEEDED" else f"{o.status} ({o.error})"
+        latency = f"{o.detect_to_rollback_ms:.0f} ms" if o.detect_to_rollback_ms is not None else "–"
+        table.add_row(o.release_id, o.version, outcome, f"{o.wall_seconds:.1f} s", str(o.transitions), latency, str(o.report))
+    console.print(table)
+    if traffic is not None:
+        s = traffic.stats
+        console.print(
+            f"traffic: {s.connects} connections ({s.connect_failures} refused), {s.sent} pings, "
+            f"{s.frames} frames received ({s.error_frames} errors), {s.events_published} events published"
+        )
+    console.print(f"demo wall time {wall:.1f} s (sandbox start {state.startup_seconds:.1f} s) at {datetime.now(UTC):%H:%M:%S} UTC")
+    for o in outcomes:
+        console.print(f"report: {o.report.resolve()}")
