@@ -1,0 +1,1 @@
+"""Synthetic WebSocket checks of green through the preview stage."""
