@@ -1,0 +1,101 @@
+"""What the scheduled operations tasks (backup, cost check, DR drill) share: settings, metrics, notices.
+
+Operations metrics go out with PutMetricData under one `Environment` dimension (not the EMF
+service dimension of the release tasks), so alarms and budgets in infra can name them exactly.
+Notices go to the operations topic; a failed notice is logged, never raised: the task's own
+outcome (and its metric) is what the alarms watch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tasks.common import client, iso, logger, utc_now
+
+METRICS_NAMESPACE_DEFAULT = "RealtimeAnalytics"
+SUBJECT_LIMIT = 100
+
+
+class OperationsSettingsError(RuntimeError):
+    """An operations task's environment variables are missing or malformed (a deployment mistake)."""
+
+
+def env_required(env: Mapping[str, str], *names: str) -> dict[str, str]:
+    missing = [name for name in names if not env.get(name)]
+    if missing:
+        raise OperationsSettingsError(f"operations task settings missing: {', '.join(missing)}")
+    return {name: env[name] for name in names}
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise OperationsSettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise OperationsSettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class OpsContext:
+    """Where an operations task reports: environment, metrics namespace, operations topic."""
+
+    environment: str
+    topic_arn: str | None
+    namespace: str = METRICS_NAMESPACE_DEFAULT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OpsContext:
+        env = os.environ if env is None else env
+        return cls(
+            environment=env_required(env, "ENVIRONMENT")["ENVIRONMENT"],
+            topic_arn=env.get("OPERATIONS_TOPIC_ARN") or None,
+            namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE_DEFAULT,
+        )
+
+    def put_metrics(self, metrics: Mapping[str, tuple[float, str]], extra: Mapping[str, str] | None = None) -> None:
+        """PutMetricData: name -> (value, unit), dimension Environment (+ `extra`)."""
+        # No Timestamp: CloudWatch stamps receipt time (a virtual clock's time could fall outside
+        # the two weeks CloudWatch accepts).
+        dimensions = [{"Name": "Environment", "Value": self.environment}]
+        dimensions += [{"Name": k, "Value": v} for k, v in (extra or {}).items()]
+        data = [
+            {"MetricName": name, "Value": float(value), "Unit": unit, "Dimensions": dimensions}
+            for name, (value, unit) in metrics.items()
+        ]
+        # PutMetricData takes at most 1000 data points per call; the tasks send a handful.
+        client("cloudwatch").put_metric_data(Namespace=self.namespace, MetricData=data)
+
+    def notify(self, kind: str, summary: str, detail: Mapping[str, Any] | None = None) -> bool:
+        """Publish to the operations topic; False (logged) when it could not be sent."""
+        if not self.topic_arn:
+            logger.info("no operations topic configured; notice skipped", extra={"kind": kind})
+            return False
+        subject = f"[{self.environment}] {kind}: {summary}"
+        subject = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in subject)
+        if len(subject) > SUBJECT_LIMIT:
+            subject = subject[: SUBJECT_LIMIT - 3] + "..."
+        message = {"environment": self.environment, "kind": kind, "summary": summary,
+                   "detail": dict(detail or {}), "at": iso(utc_now())}
+        try:
+            client("sns").publish(
+                TopicArn=self.topic_arn,
+                Subject=subject,
+                Message=json.dumps(message, default=str),
+                MessageAttributes={
+                    "kind": {"DataType": "String", "StringValue": kind},
+                    "environment": {"DataType": "String", "StringValue": self.environment},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("operations notice failed", extra={"kind": kind, "error": str(exc)})
+            return False
+        return True
