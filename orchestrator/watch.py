@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from infra import constants
-from orchestrator.aws import AlarmState, AliasSplit, Aws, Names
+from orchestrator.aws import AlarmState, AliasSplit, Aws, AwsError, Names
 from orchestrator.render.graph import (
     ABORTED,
     CAUGHT,
@@ -64,6 +64,7 @@ class Watcher:
     alarms: dict[str, AlarmState] = field(default_factory=dict)
     traffic: list[TrafficSample] = field(default_factory=list)
     requests: int = 0
+    warning: str | None = None
     _side_at: float = -1e9
 
     def refresh(self) -> list[dict[str, Any]]:
@@ -87,8 +88,14 @@ class Watcher:
             )
         if time.monotonic() - self._side_at >= self.side_every or self.finished:
             self._side_at = time.monotonic()
-            records.extend(self._read_traffic())
-            records.extend(self._read_alarms())
+            try:
+                records.extend(self._read_traffic())
+                records.extend(self._read_alarms())
+            except AwsError as exc:
+                # The graph is what matters under pressure: show why the side panel is stale, keep going.
+                if str(exc) != self.warning:
+                    self.warning = str(exc)
+                    records.append({"type": "warning", "message": self.warning, "timestamp": _iso(datetime.now(UTC))})
         if self.finished:
             view = self.view
             records.append(
@@ -215,6 +222,8 @@ class Watcher:
                 style = {"OK": "green", "ALARM": "bold red"}.get(alarm.state, "yellow")
                 alarms.append(f"{alarm.name} {alarm.state}  ", style=style)
             lines.append(alarms)
+        if self.warning:
+            lines.append(Text(f"side panel stale: {self.warning}", style="yellow"))
         return Group(*lines)
 
 

@@ -49,6 +49,8 @@ def _check_schema(records: list[dict]) -> None:
             for split in record["functions"].values():
                 assert set(split) == {"version", "weights"}
                 assert abs(sum(split["weights"].values()) - 1.0) < 1e-6
+        elif kind == "warning":
+            assert set(record) == {"type", "message", "timestamp"}
         elif kind == "alarm":
             assert set(record) == {"type", "name", "state", "reason", "timestamp"}
         else:

@@ -1,0 +1,105 @@
+"""Sandbox parts on their own: EventBridge pattern matching, composite alarm rules, the alarm
+evaluator against moto's CloudWatch, and the sandbox state file."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from orchestrator.sandbox.alarms import AlarmEvaluator, evaluate_rule
+from orchestrator.sandbox.events import EventBus, Rule, alarm_state_change_event, matches
+from orchestrator.sandbox.state import SandboxNotRunning, SandboxState, read_state, write_state
+
+RULE = {
+    "source": ["aws.cloudwatch"],
+    "detail-type": ["CloudWatch Alarm State Change"],
+    "detail": {"alarmName": [{"prefix": "staging-release-guard-"}, "staging-release-health"],
+               "state": {"value": ["ALARM"]}},
+}
+
+
+def event(name: str, state: str = "ALARM") -> dict:
+    return alarm_state_change_event(alarm_name=name, alarm_arn=f"arn:aws:cloudwatch:eu-west-1:1:alarm:{name}",
+                                    state=state, previous="OK", reason="r", when=datetime(2026, 1, 1, tzinfo=UTC),
+                                    region="eu-west-1", account="1")
+
+
+def test_event_pattern_matching() -> None:
+    assert matches(RULE, event("staging-release-guard-messages-errors"))
+    assert matches(RULE, event("staging-release-health"))
+    assert not matches(RULE, event("staging-release-health", "OK"))
+    assert not matches(RULE, event("production-release-health"))
+    assert matches({"detail": {"n": [{"numeric": [">", 1, "<=", 5]}]}}, {"detail": {"n": 5}})
+    assert not matches({"detail": {"n": [{"numeric": [">", 1]}]}}, {"detail": {"n": "2"}})
+    assert matches({"source": [{"anything-but": ["x"]}]}, {"source": "y"})
+    assert matches({"detail": {"gone": [{"exists": False}]}}, {"detail": {}})
+    assert event("a")["detail"]["state"]["timestamp"] == "2026-01-01T00:00:00.000+0000"
+
+
+def test_event_bus_delivers_to_matching_rules_only() -> None:
+    seen: list[tuple[str, dict]] = []
+    bus = EventBus([Rule("rollback", RULE, [{"Arn": "arn:fn"}]), Rule("off", {}, [{"Arn": "arn:x"}], enabled=False)],
+                   lambda arn, e: seen.append((arn, e)))
+    bus.put(event("staging-release-health"))
+    bus.put(event("staging-release-health", "OK"))
+    assert [arn for arn, _ in seen] == ["arn:fn"] and bus.delivered == [("rollback", "arn:fn")]
+
+
+def test_composite_rule() -> None:
+    arns = {"arn:a": "a", "arn:b": "b"}
+    rule = 'ALARM("arn:a") OR ALARM("arn:b")'
+    assert evaluate_rule(rule, {"a": "OK", "b": "ALARM"}, arns) == "ALARM"
+    assert evaluate_rule(rule, {"a": "OK", "b": "OK"}, arns) == "OK"
+    assert evaluate_rule('ALARM(a) AND NOT (OK(b))', {"a": "ALARM", "b": "ALARM"}, {}) == "ALARM"
+    with pytest.raises(ValueError, match="cannot parse"):
+        evaluate_rule("ALARM(a) XOR b", {}, {})
+
+
+@mock_aws
+def test_evaluator_fires_on_recorded_errors_and_on_set_alarm_state() -> None:
+    cw = boto3.client("cloudwatch", region_name="eu-west-1")
+    dims = [{"Name": "FunctionName", "Value": "fn"}, {"Name": "Resource", "Value": "fn:live"}]
+    cw.put_metric_alarm(AlarmName="staging-release-guard-fn-errors", Namespace="AWS/Lambda", MetricName="Errors",
+                        Dimensions=dims, Statistic="Sum", Period=60, EvaluationPeriods=1, DatapointsToAlarm=1,
+                        Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+                        TreatMissingData="notBreaching")
+    delivered: list[dict] = []
+    composite = {"AlarmName": "staging-release-health", "AlarmArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:staging-release-health",
+                 "AlarmRule": 'ALARM("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:staging-release-guard-fn-errors")'}
+    evaluator = AlarmEvaluator(cw, EventBus([Rule("r", RULE, [{"Arn": "arn:fn"}])], lambda a, e: delivered.append(e)),
+                               region="eu-west-1", account="123456789012", time_scale=60, composites=[composite])
+    now = datetime.now(UTC)
+    evaluator.tick(now)  # learns the states; no data: not breaching
+    cw.put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": "Errors", "Dimensions": dims, "Timestamp": now + timedelta(milliseconds=300), "Value": 2}])
+    changes = evaluator.tick(now + timedelta(milliseconds=600))
+    assert [(c.alarm, c.state) for c in changes] == [
+        ("staging-release-guard-fn-errors", "ALARM"), ("staging-release-health", "ALARM")]
+    assert cw.describe_alarms(AlarmNames=["staging-release-guard-fn-errors"])["MetricAlarms"][0]["StateValue"] == "ALARM"
+    assert [e["detail"]["alarmName"] for e in delivered] == ["staging-release-guard-fn-errors", "staging-release-health"]
+    # One compressed period later (1 s of wall time at 60x) the data has aged out: back to OK.
+    changes = evaluator.tick(now + timedelta(seconds=2))
+    assert {(c.alarm, c.state) for c in changes} == {("staging-release-guard-fn-errors", "OK"), ("staging-release-health", "OK")}
+    # An operator's SetAlarmState emits the same event, as CloudWatch does.
+    cw.set_alarm_state(AlarmName="staging-release-guard-fn-errors", StateValue="ALARM", StateReason="manual")
+    delivered.clear()
+    evaluator.tick(now + timedelta(seconds=2.1))
+    assert delivered[0]["detail"]["state"] == {"value": "ALARM", "reason": "manual", "timestamp": delivered[0]["detail"]["state"]["timestamp"]}
+
+
+def test_state_file(tmp_path) -> None:
+    with pytest.raises(SandboxNotRunning, match="sandbox up"):
+        read_state(tmp_path)
+    state = SandboxState(pid=os.getpid(), moto_url="http://127.0.0.1:9", redis_url="redis://x", region="eu-west-1",
+                         environment="staging", account="1", time_scale=60, started_at=0, startup_seconds=1.0)
+    write_state(tmp_path, state)
+    assert read_state(tmp_path, check_endpoint=False) == state
+    with pytest.raises(SandboxNotRunning, match="does not answer"):
+        read_state(tmp_path)
+    write_state(tmp_path, SandboxState(**{**state.to_dict(), "pid": 2**22 + 7}))
+    with pytest.raises(SandboxNotRunning, match="no longer running"):
+        read_state(tmp_path, check_endpoint=False)
