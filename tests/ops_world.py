@@ -130,3 +130,13 @@ def build_ops_world() -> OpsWorld:
     export = ExportFake()
     export.install()
     return OpsWorld(topic_arn=topic_arn, notices_queue_url=queue_url, export=export)
+
+
+def lambda_context(seconds: float = 900, name: str = "ops-task") -> Any:
+    """What Powertools and the tasks read from a Lambda context."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        get_remaining_time_in_millis=lambda: int(seconds * 1000), function_name=name, aws_request_id="req-1",
+        invoked_function_arn=f"arn:aws:lambda:{REGION}:111111111111:function:{name}", memory_limit_in_mb=256,
+    )

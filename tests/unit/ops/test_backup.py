@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -12,7 +11,7 @@ import redis
 
 from tasks import backup
 from tasks.manifest import build_manifest, namespace_of, verify_manifest
-from tests.ops_world import BUCKET, COPY_BUCKET, COPY_REGION, GROUP, REGION
+from tests.ops_world import BUCKET, COPY_BUCKET, COPY_REGION, GROUP, REGION, lambda_context
 
 
 def _fill(url: str) -> redis.Redis:
@@ -27,10 +26,7 @@ def _fill(url: str) -> redis.Redis:
     return client
 
 
-def context(seconds: float = 900) -> SimpleNamespace:
-    return SimpleNamespace(get_remaining_time_in_millis=lambda: int(seconds * 1000), function_name="backup",
-                           aws_request_id="req-1", invoked_function_arn="arn:aws:lambda:eu-west-1:1:function:b",
-                           memory_limit_in_mb=256)
+context = lambda_context
 
 
 def test_namespaces() -> None:
