@@ -179,3 +179,15 @@ def test_outputs_name_the_role_arn_for_the_github_environment(template: Template
 def test_bad_parameters_fail_with_the_field_named(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _template(**overrides)
+
+
+def test_passes_the_projects_security_gates() -> None:
+    from infra.nag import attach_security_gates
+
+    app = App()
+    attach_security_gates(app)  # cdk-nag AwsSolutions and the Control Tower guard rules
+    stack = DeployRoleStack(
+        app, "GitHubDeploy", environment="production", repository=REPOSITORY,
+        artifact_bucket_name="production-realtime-artifacts", env=Environment(account=ACCOUNT, region=REGION),
+    )  # fmt: skip
+    Template.from_stack(stack).resource_count_is("AWS::IAM::Role", 1)
