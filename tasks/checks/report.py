@@ -32,7 +32,7 @@ class RunResult:
     connect_rate_configured: float = 0.0
     connect_rate_achieved: float = 0.0
     duration_ms: int = 0
-    cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU of the event loop thread (the clients), not of the process
 
     @property
     def messages_expected(self) -> int:
