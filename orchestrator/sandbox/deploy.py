@@ -251,7 +251,13 @@ class Deployer:
             "Dimensions", "Metrics", "Unit",
         )
         for lid, props in self._items("AWS::CloudWatch::Alarm"):
-            kwargs = {k: self._resolve(props[k], f"{lid}.{k}") for k in fields if k in props}
+            try:
+                kwargs = {k: self._resolve(props[k], f"{lid}.{k}") for k in fields if k in props}
+            except UnresolvableIntrinsic as exc:
+                # An alarm on something without a local stand-in (API Gateway, ElastiCache...).
+                log.info("alarm %s not emulated: %s", lid, exc)
+                self.out.not_emulated["AWS::CloudWatch::Alarm (metric of a resource not emulated)"] += 1
+                continue
             kwargs.setdefault("AlarmName", self.resources.physical_name(lid))
             for number in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
                 if number in kwargs:
@@ -261,7 +267,7 @@ class Deployer:
             cw.put_metric_alarm(**kwargs)
             self.out.alarms.append(kwargs["AlarmName"])
         for lid, props in self._items("AWS::CloudWatch::CompositeAlarm"):
-            name = str(self._resolve(props.get("AlarmName") or self.resources.physical_name(lid), lid))
+            name = self.resources.physical_name(lid)
             self.out.composites.append(
                 {
                     "AlarmName": name,
