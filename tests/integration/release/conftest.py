@@ -113,7 +113,8 @@ class ReleaseHarness:
                 assert {v for v, _ in live.values()} == {"2"}
         elif result.error == "ReleaseRolledBack":
             assert record is not None and record["status"] == "ROLLED_BACK", record
-            assert {v for v, _ in live.values()} == {"1"}
+            blue = record.get("blue_versions") or {}
+            assert all(live[fn][0] == version for fn, version in blue.items()), (live, blue)
         else:
             # Failed before anything changed: nothing recorded for this release.
             assert record is None, record
