@@ -283,7 +283,7 @@ class Gateway:
             if (auth.error or {}).get("errorMessage") == "Unauthorized":
                 return connection.respond(401, "Unauthorized\n")
             return connection.respond(500, "Internal server error\n")
-        if not _allowed(auth.result, auth_event["methodArn"]):
+        if not _allowed(auth.result, self.method_arn(stage.name)):
             return connection.respond(403, "Forbidden\n")
         conn.authorizer = {"principalId": auth.result.get("principalId"), **(auth.result.get("context") or {})}
         connect_event = {
@@ -352,7 +352,7 @@ class Gateway:
         binary = isinstance(message, bytes)
         event = {
             "requestContext": context,
-            "body": base64.b64encode(message).decode() if binary else message,
+            "body": base64.b64encode(message).decode() if isinstance(message, bytes) else message,
             "isBase64Encoded": binary,
             "stageVariables": {"alias": conn.stage.alias},
         }

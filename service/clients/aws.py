@@ -20,7 +20,7 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
     with _lock:
         found = _clients.get(key)
         if found is None:
-            found = boto3.client(service, endpoint_url=endpoint_url, config=_CONFIG)  # type: ignore[call-overload]
+            found = boto3.client(service, endpoint_url=endpoint_url, config=_CONFIG)
             _clients[key] = found
         return found
 

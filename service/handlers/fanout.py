@@ -67,4 +67,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # records all failed is still reported record by record rather than as a function error:
     # bad events must not look like a faulty release to the Errors alarms that guard it.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=_record_handler, processor=processor, context=context)
+    return dict(process_partial_response(event=event, record_handler=_record_handler, processor=processor, context=context))

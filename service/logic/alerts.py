@@ -81,7 +81,7 @@ def evaluate(rules: tuple[AlertRule, ...], event: Event, previous: Event | None)
         if value is None:
             continue
         before = _number(previous.payload, rule.field) if previous else None
-        change = (value - before) / abs(before) * 100 if before not in (None, 0.0) else None  # type: ignore[operator]
+        change = (value - before) / abs(before) * 100 if before not in (None, 0.0) else None
         fired = {
             "above": value >= rule.threshold,
             "below": value <= rule.threshold,

@@ -72,7 +72,7 @@ def unregister(r: redis.Redis, connection_id: str) -> list[str]:
 
 def subscribe(r: redis.Redis, connection_id: str, channel: str, limit: int) -> SubscribeResult:
     code = int(
-        r.eval(  # type: ignore[no-untyped-call]
+        r.eval(
             _SUBSCRIBE_LUA,
             1,
             keys.conn_key(connection_id),

@@ -90,7 +90,7 @@ def parse_event(body: str | bytes) -> models.Event:
 
 def store_snapshot(r: redis.Redis, schema: int, event: models.Event, ttl: int) -> tuple[bool, models.Event | None]:
     """Keep the event as the channel's latest unless a newer one is stored; returns (stored, previous)."""
-    result = r.eval(  # type: ignore[no-untyped-call]
+    result = r.eval(
         _STORE_SNAPSHOT_LUA, 1, keys.snapshot_key(schema, event.channel), event.model_dump_json(), repr(event.ts), str(ttl)
     )
     stored = bool(result[0])
