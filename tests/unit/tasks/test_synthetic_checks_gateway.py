@@ -100,13 +100,15 @@ def check(**overrides: Any) -> dict[str, Any]:
 
 def test_passes_against_a_healthy_green(task_env: Sandbox) -> None:
     task_env.green(HEALTHY)
-    out = check()
+    # A generous threshold: the sandbox shares its CPUs; the slow version below adds 1.2 s to
+    # every invocation and is judged against 1 s.
+    out = check(p99_latency_ms=3000)
     assert out["passed"] is True
     assert out["clients"] == 8 and out["messages_expected"] == 32 and out["messages_received"] == 32
     assert out["success_rate"] == 1.0
     assert out["unauthorized_refused"] is True
     assert out["errors"] == {}
-    assert 0 < out["latency_ms"]["p50"] <= out["latency_ms"]["p95"] <= out["latency_ms"]["p99"] <= 1000
+    assert 0 < out["latency_ms"]["p50"] <= out["latency_ms"]["p95"] <= out["latency_ms"]["p99"] <= 3000
     registry = redis.Redis.from_url(task_env.redis_url)
     # Unsubscribes are acknowledged before the close: no synthetic subscription is left.
     assert list(registry.scan_iter(match="chan:synthetic:*")) == []
