@@ -173,6 +173,7 @@ class Watcher:
         status = self.view.status
         colour = "green" if status == "SUCCEEDED" else "red"
         detail = f": {self.view.error} {self.view.cause or ''}".rstrip() if self.view.error else ""
+        console.print()
         console.print(f"[bold {colour}]{status}[/]{detail}", markup=True)
         return exit_code_for(status)
 
@@ -211,17 +212,22 @@ class Watcher:
             remaining = max(0.0, seconds - elapsed)
             lines.append(Text(f"bake: {view.current} {seconds:.0f} s, about {remaining:.0f} s left", style="blue"))
         if self.splits:
-            traffic = Text("live: ")
-            for fn, split in self.splits.items():
-                traffic.append(f"{fn.removeprefix(self.names.env + '-realtime-')} {split.describe()}  ")
-            traffic.append(f"(green v{self.green_version}: {self.green_percent():.0f}%)", style="bold")
+            described = {split.describe() for split in self.splits.values()}
+            if len(described) == 1:  # lockstep, as releases keep them: one line for all
+                traffic = Text(f"live ({len(self.splits)} functions): {described.pop()}")
+            else:
+                traffic = Text("live: " + "; ".join(
+                    f"{fn.removeprefix(self.names.env + '-realtime-')} {split.describe()}"
+                    for fn, split in self.splits.items()
+                ))
+            traffic.append(f"  green v{self.green_version} takes {self.green_percent():.0f}%", style="bold")
             lines.append(traffic)
         if self.alarms:
-            alarms = Text("alarms: ")
-            for alarm in self.alarms.values():
-                style = {"OK": "green", "ALARM": "bold red"}.get(alarm.state, "yellow")
-                alarms.append(f"{alarm.name} {alarm.state}  ", style=style)
-            lines.append(alarms)
+            firing = [a.name for a in self.alarms.values() if a.state == "ALARM"]
+            summary = Text(f"alarms: {len(self.alarms) - len(firing)} of {len(self.alarms)} not in ALARM", style="green")
+            if firing:
+                summary = Text(f"alarms: ALARM {', '.join(firing)}", style="bold red")
+            lines.append(summary)
         if self.warning:
             lines.append(Text(f"side panel stale: {self.warning}", style="yellow"))
         return Group(*lines)

@@ -7,7 +7,6 @@ so "succeeded", "caught" and "failed" mean the same thing everywhere.
 from __future__ import annotations
 
 import json
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,16 +44,48 @@ class Graph:
     edges: list[Edge]
 
     def order(self) -> list[str]:
-        """States in breadth-first order from StartAt (then any unreachable ones)."""
-        seen: list[str] = []
-        queue = deque([self.start])
-        while queue:
-            name = queue.popleft()
-            if name in seen or name not in self.states:
+        """States in reading order: by depth on the longest forward path, then document order."""
+        row, _, _ = self.rows()
+        position = {name: index for index, name in enumerate(self.states)}
+        return sorted(self.states, key=lambda name: (row.get(name, 0), position[name]))
+
+    def rows(self) -> tuple[dict[str, int], set[tuple[str, str]], set[tuple[str, str]]]:
+        """(depth of each node, forward edges, back edges): loops are the edges closing a cycle
+        in a depth-first walk from the start; depth is the longest path over forward edges."""
+        nodes = [START, *self.states, END]
+        succ: dict[str, list[str]] = {n: [] for n in nodes}
+        for edge in self.edges:
+            if edge.source in succ and edge.target in succ and edge.target not in succ[edge.source]:
+                succ[edge.source].append(edge.target)
+        back: set[tuple[str, str]] = set()
+        seen: dict[str, int] = {}
+        finish: list[str] = []
+        for root in nodes:
+            if root in seen:
                 continue
-            seen.append(name)
-            queue.extend(e.target for e in self.edges if e.source == name)
-        return seen + [name for name in self.states if name not in seen]
+            stack: list[tuple[str, int]] = [(root, 0)]
+            seen[root] = 1
+            while stack:
+                node, index = stack.pop()
+                if index < len(succ[node]):
+                    stack.append((node, index + 1))
+                    nxt = succ[node][index]
+                    if seen.get(nxt) == 1:
+                        back.add((node, nxt))
+                    elif nxt not in seen:
+                        seen[nxt] = 1
+                        stack.append((nxt, 0))
+                else:
+                    seen[node] = 2
+                    finish.append(node)
+        forward = {(a, b) for a in nodes for b in succ[a] if (a, b) not in back}
+        row: dict[str, int] = dict.fromkeys(nodes, 0)
+        for node in reversed(finish):
+            for nxt in succ[node]:
+                if (node, nxt) in forward:
+                    row[nxt] = max(row[nxt], row[node] + 1)
+        row[END] = max(row[n] for n in nodes if n != END) + 1  # the end sits below everything
+        return row, forward, back
 
 
 def parse_definition(definition: dict[str, Any] | str) -> Graph:

@@ -42,48 +42,10 @@ TERMINAL_W = 90.0
 
 def layout(graph: Graph) -> Layout:
     nodes = [START, *graph.order(), END]
-    succ: dict[str, list[str]] = {n: [] for n in nodes}
-    for edge in graph.edges:
-        if edge.source in succ and edge.target in succ and edge.target not in succ[edge.source]:
-            succ[edge.source].append(edge.target)
-
-    # Depth-first from the start: an edge into a node still on the stack closes a loop.
-    back: set[tuple[str, str]] = set()
-    state: dict[str, int] = {}
-    finish: list[str] = []
-
-    def visit(root: str) -> None:
-        stack: list[tuple[str, int]] = [(root, 0)]
-        state[root] = 1
-        while stack:
-            node, index = stack.pop()
-            if index < len(succ[node]):
-                stack.append((node, index + 1))
-                nxt = succ[node][index]
-                if state.get(nxt) == 1:
-                    back.add((node, nxt))
-                elif nxt not in state:
-                    state[nxt] = 1
-                    stack.append((nxt, 0))
-            else:
-                state[node] = 2
-                finish.append(node)
-
-    for node in nodes:
-        if node not in state:
-            visit(node)
-    forward = {(a, b) for a in nodes for b in succ[a] if (a, b) not in back}
-
-    # Longest path rows over the forward (acyclic) edges, in topological order.
-    row: dict[str, int] = dict.fromkeys(nodes, 0)
-    for node in reversed(finish):
-        for nxt in succ[node]:
-            if (node, nxt) in forward:
-                row[nxt] = max(row[nxt], row[node] + 1)
-    row[END] = max(row[n] for n in nodes if n != END) + 1  # the end sits below everything
+    row, forward, back = graph.rows()
 
     rows: dict[int, list[str]] = {}
-    for node in nodes:  # breadth-first order keeps siblings in reading order
+    for node in nodes:  # reading order keeps siblings left to right as the document lists them
         rows.setdefault(row[node], []).append(node)
     widest = max(len(r) for r in rows.values())
     canvas_w = MARGIN * 2 + widest * NODE_W + (widest - 1) * COL_GAP + 60  # room for loop arcs

@@ -61,7 +61,7 @@ class Sandbox:
 
     directory: Path
     time_scale: float
-    template_path: Path
+    template_paths: list[Path]
     parts: list[Any] = field(default_factory=list)
     state: SandboxState | None = None
 
@@ -104,7 +104,7 @@ class Sandbox:
 
         from orchestrator.sandbox.deploy import Deployer
 
-        template = json.loads(self.template_path.read_text())
+        template = merge_templates([json.loads(path.read_text()) for path in self.template_paths])
         deployment = Deployer(engine, template, env_overrides={"REDIS_URL": redis_server.url}).deploy()
         for spec in deployment.functions.values():
             if spec["handler"].startswith("tasks."):
@@ -178,6 +178,18 @@ class Sandbox:
                 log.exception("stopping %s failed", getattr(part, "__qualname__", part))
 
 
+def merge_templates(templates: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stacks of one stage deployed together (logical ids are unique across CDK stacks)."""
+    merged: dict[str, Any] = {"Resources": {}, "Parameters": {}}
+    for template in templates:
+        for section in ("Resources", "Parameters"):
+            clash = set(merged[section]) & set(template.get(section, {}))
+            if clash and section == "Resources":
+                raise SandboxError(f"templates define the same logical ids: {', '.join(sorted(clash)[:5])}")
+            merged[section].update(template.get(section, {}))
+    return merged
+
+
 def _enable_execution(moto_url: str) -> None:
     request = urllib.request.Request(  # noqa: S310 - loopback moto URL we built
         f"{moto_url}/moto-api/config", method="POST",
@@ -189,8 +201,8 @@ def _enable_execution(moto_url: str) -> None:
             raise SandboxError(f"moto at {moto_url} refused to enable state machine execution: HTTP {response.status}")
 
 
-def serve(directory: Path, time_scale: float, template: Path | None) -> int:
-    sandbox = Sandbox(directory, time_scale, template or staging_template())
+def serve(directory: Path, time_scale: float, templates: list[Path]) -> int:
+    sandbox = Sandbox(directory, time_scale, templates or [staging_template()])
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -210,7 +222,7 @@ def serve(directory: Path, time_scale: float, template: Path | None) -> int:
 
 def start_background(
     directory: Path, *, time_scale: float = 60.0, progress: Console | None = None, timeout: float = 120.0,
-    template: Path | None = None,
+    templates: list[Path] | None = None,
 ) -> SandboxState:
     try:
         state = read_state(directory)
@@ -219,12 +231,12 @@ def start_background(
         return state
     except SandboxNotRunning:
         remove_state(directory)
-    template_path = template or _template_or_synth(progress)
+    template_paths = templates or _extra_templates() or [_template_or_synth(progress)]
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = directory / LOG_FILE
     command = [
         sys.executable, "-m", "orchestrator.sandbox.daemon", "--dir", str(directory),
-        "--time-scale", str(time_scale), "--template", str(template_path),
+        "--time-scale", str(time_scale), *(arg for path in template_paths for arg in ("--template", str(path))),
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -248,6 +260,12 @@ def start_background(
             status.stop()
     process.terminate()
     raise SandboxError(f"the sandbox did not start within {timeout:.0f}s; see {log_path}")
+
+
+def _extra_templates() -> list[Path]:
+    """ORCHESTRATOR_SANDBOX_TEMPLATES (os.pathsep-separated) replaces the synthesized stage."""
+    raw = os.environ.get("ORCHESTRATOR_SANDBOX_TEMPLATES", "")
+    return [Path(p) for p in raw.split(os.pathsep) if p]
 
 
 def _template_or_synth(progress: Console | None) -> Path:
@@ -294,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orchestrator.sandbox.daemon")
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--time-scale", type=float, default=60.0)
-    parser.add_argument("--template", type=Path)
+    parser.add_argument("--template", type=Path, action="append", default=[])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
