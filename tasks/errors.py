@@ -51,3 +51,30 @@ class CacheUnavailable(ReleaseError):
 
 class AwsRequestFailed(ReleaseError):
     """An AWS API call of a release task failed permanently (the message names the call and the code)."""
+
+
+# -- DR drill (state_machines/dr_drill.py routes on these) --------------------------------------
+
+
+class InvalidDrill(ReleaseError):
+    """The drill request is invalid (the message names the field); nothing was changed."""
+
+
+class NoSnapshot(ReleaseError):
+    """No usable snapshot (with its manifest) exists to restore from."""
+
+
+class RestoreFailed(ReleaseError):
+    """The temporary replication group could not be created from the snapshot."""
+
+
+class RestoreTimedOut(ReleaseError):
+    """The temporary replication group did not become available within the polling bound."""
+
+
+class VerificationFailed(ReleaseError):
+    """The restored data does not match the snapshot's manifest."""
+
+
+class TemporaryGroupBusy(ReleaseError):
+    """The temporary group is still being created or modified; deletion is retried."""

@@ -1,0 +1,193 @@
+"""The DR drill state machine: restore a backup into a temporary group, prove it, always clean up.
+
+    PrepareDrill -> AcquireLock -> PickSnapshot -> RestoreToTemporaryGroup
+    -> WaitForRestore -> CheckRestore -> IsRestoreAvailable (loop, bounded, back-off)
+    -> VerifyAgainstManifest -> IsFailoverDrilled -> [TestFailover]
+    -> DeleteTemporaryGroup -> RecordDrill -> ReleaseLock -> DidDrillPass
+    -> DrillSucceeded | DrillFailed | TemporaryGroupNotDeleted | DrillNotRecorded
+
+Every failure after the lock is caught into `$.failure` and joins the same tail, so the
+temporary group is deleted on every path (DeleteTemporaryGroup is idempotent and retried while
+the group is still creating or failing over). The lock is the release lock: the same item
+(`lock#<env>`), the same conditional write, so a drill and a release never overlap.
+
+Polling costs 3 transitions per check: CheckRestore doubles the wait up to 5 minutes and gives
+up (RestoreTimedOut) after a fixed number of checks, so a drill stays under ~120 transitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from state_machines.policies import FAILURE_PATH, TRANSIENT_DYNAMODB_ERRORS, catch_all, retry_transient
+from state_machines.release import LOCK_CONFLICT, _lock_key
+
+DRILL_KIND = "dr-drill"
+
+
+@dataclass(frozen=True)
+class DrDrillProps:
+    environment: str
+    table: dynamodb.ITable
+    # `tasks.dr_drill.handler` (control plane) and `tasks.dr_drill.verify_handler` (in the VPC).
+    drill_function: lambda_.IFunction
+    verify_function: lambda_.IFunction
+
+
+def _step(scope: Construct, name: str, fn: lambda_.IFunction, step: str, *, result_path: str,
+          fields: dict[str, str], comment: str) -> tasks.LambdaInvoke:
+    payload = {"step": step, **{key: sfn.JsonPath.object_at(path) for key, path in fields.items()}}
+    state = tasks.LambdaInvoke(
+        scope, name, state_name=name, comment=comment, lambda_function=fn,
+        payload=sfn.TaskInput.from_object(payload), payload_response_only=True,
+        retry_on_service_exceptions=False, result_path=result_path,
+    )
+    retry_transient(state)
+    return state
+
+
+def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable:
+    fn, env = props.drill_function, props.environment
+
+    # -- the tail every path takes once the lock is held ---------------------------------------
+    lock_release_failed = sfn.Fail(
+        scope, "DrillLockReleaseFailed", state_name="DrillLockReleaseFailed",
+        comment="The lock could not be released; it expires at drill.lock_expires_at",
+        error="LockReleaseFailed", cause_path="$.lock_release.Cause",
+    )
+    outcome = (
+        sfn.Choice(scope, "DidDrillPass", state_name="DidDrillPass")
+        .when(sfn.Condition.is_present("$.failure"),
+              sfn.Fail(scope, "DrillFailed", state_name="DrillFailed",
+                       error_path="$.failure.Error", cause_path="$.failure.Cause"))
+        .when(sfn.Condition.is_present("$.cleanup_failure"),
+              sfn.Fail(scope, "TemporaryGroupNotDeleted", state_name="TemporaryGroupNotDeleted",
+                       comment="Delete the temporary group by hand (runbooks/dr-drill.md)",
+                       error="TemporaryGroupNotDeleted", cause_path="$.cleanup_failure.Cause"))
+        .when(sfn.Condition.and_(sfn.Condition.is_present("$.record.outcome"),
+                                 sfn.Condition.string_equals("$.record.outcome", "SUCCEEDED")),
+              sfn.Succeed(scope, "DrillSucceeded", state_name="DrillSucceeded"))
+        .otherwise(sfn.Fail(scope, "DrillNotRecorded", state_name="DrillNotRecorded",
+                            error="DrillNotRecorded", cause="the drill's outcome could not be recorded"))
+    )
+    release_lock = tasks.DynamoDeleteItem(
+        scope, "ReleaseDrillLock", state_name="ReleaseDrillLock",
+        comment="Release the environment's lock held by this drill",
+        table=props.table, key=_lock_key(env),
+        condition_expression="release_id = :rid",
+        expression_attribute_values={
+            ":rid": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.drill.drill_id"))
+        },
+        result_path=sfn.JsonPath.DISCARD,
+    )
+    retry_transient(release_lock, attempts=6, retry_timeouts=False, errors=TRANSIENT_DYNAMODB_ERRORS)
+    release_lock.add_catch(outcome, errors=[LOCK_CONFLICT], result_path="$.lock_release")
+    release_lock.add_catch(lock_release_failed, errors=["States.ALL"], result_path="$.lock_release")
+    release_lock.next(outcome)
+
+    record = _step(scope, "RecordDrill", fn, "record", result_path="$.record",
+                   # The whole state: which of snapshot/restore/verify/failure exist depends on the path.
+                   fields={"state": "$"},
+                   comment="RTO and RPO, the outcome in the release table, metrics and the notice")
+    # A record that cannot be written must not keep the lock.
+    record.add_catch(release_lock, errors=["States.ALL"], result_path="$.record_failure")
+    record.next(release_lock)
+
+    delete = _step(scope, "DeleteTemporaryGroup", fn, "delete", result_path="$.cleanup",
+                   fields={"drill": "$.drill"},
+                   comment="Always: delete the temporary replication group (idempotent)")
+    # A group still creating or failing over cannot be deleted yet: wait for it (bounded, ~1.5 h).
+    delete.add_retry(errors=["TemporaryGroupBusy"], interval=Duration.seconds(60), backoff_rate=1.5,
+                     max_attempts=20, max_delay=Duration.seconds(300), jitter_strategy=sfn.JitterType.FULL)
+    delete.add_catch(record, errors=["States.ALL"], result_path="$.cleanup_failure")
+    delete.next(record)
+
+    # -- the drill ---------------------------------------------------------------------------
+    prepare = tasks.LambdaInvoke(
+        scope, "PrepareDrill", state_name="PrepareDrill", lambda_function=fn,
+        comment="Validate the request; drill id, temporary group id, lock expiry",
+        payload=sfn.TaskInput.from_object({
+            "step": "prepare",
+            "request": sfn.JsonPath.entire_payload,
+            "execution_arn": sfn.JsonPath.execution_id,
+            "execution_name": sfn.JsonPath.execution_name,
+            "started_at": sfn.JsonPath.execution_start_time,
+        }),
+        payload_response_only=True, retry_on_service_exceptions=False, result_path="$.drill",
+    )
+    retry_transient(prepare)
+    prepare.add_catch(sfn.Fail(scope, "DrillRejected", state_name="DrillRejected",
+                               error_path="$.failure.Error", cause_path="$.failure.Cause"),
+                      errors=["States.ALL"], result_path=FAILURE_PATH)
+
+    acquire_lock = tasks.DynamoPutItem(
+        scope, "AcquireDrillLock", state_name="AcquireDrillLock",
+        comment="One release or DR drill per environment: the release lock's conditional write",
+        table=props.table,
+        item={
+            **_lock_key(env),
+            "kind": tasks.DynamoAttributeValue.from_string(DRILL_KIND),
+            "release_id": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.drill.drill_id")),
+            "execution_arn": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.execution_id),
+            "version": tasks.DynamoAttributeValue.from_string(DRILL_KIND),
+            "requested_by": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.drill.requested_by")),
+            "acquired_at": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime")),
+            "expires_at": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.drill.lock_expires_at")),
+        },
+        condition_expression="attribute_not_exists(pk) OR expires_at < :now",
+        expression_attribute_values={
+            ":now": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime"))
+        },
+        result_path=sfn.JsonPath.DISCARD,
+    )
+    retry_transient(acquire_lock, attempts=4, retry_timeouts=False, errors=TRANSIENT_DYNAMODB_ERRORS)
+    acquire_lock.add_catch(
+        sfn.Fail(scope, "ReleaseOrDrillInProgress", state_name="ReleaseOrDrillInProgress",
+                 error="ReleaseInProgress", cause=f"a release or another DR drill holds the {env} lock"),
+        errors=[LOCK_CONFLICT], result_path=FAILURE_PATH,
+    )
+    acquire_lock.add_catch(
+        sfn.Fail(scope, "DrillLockUnavailable", state_name="DrillLockUnavailable",
+                 error_path="$.failure.Error", cause_path="$.failure.Cause"),
+        errors=["States.ALL"], result_path=FAILURE_PATH,
+    )
+
+    pick = _step(scope, "PickSnapshot", fn, "pick_snapshot", result_path="$.snapshot", fields={"drill": "$.drill"},
+                 comment="The requested snapshot, or the newest backup with a manifest")
+    restore = _step(scope, "RestoreToTemporaryGroup", fn, "restore", result_path="$.restore",
+                    fields={"drill": "$.drill", "snapshot": "$.snapshot"},
+                    comment="CreateReplicationGroup from the snapshot, shaped like the live group")
+    wait = sfn.Wait(scope, "WaitForRestore", state_name="WaitForRestore",
+                    comment="Back-off between status checks (doubles up to 5 minutes)",
+                    time=sfn.WaitTime.seconds_path("$.restore.wait_seconds"))
+    check = _step(scope, "CheckRestore", fn, "check_restore", result_path="$.restore",
+                  fields={"drill": "$.drill", "restore": "$.restore"},
+                  comment="Status of the temporary group; RestoreTimedOut after the last allowed check")
+    verify = _step(scope, "VerifyAgainstManifest", props.verify_function, "verify", result_path="$.verify",
+                   fields={"drill": "$.drill", "snapshot": "$.snapshot", "restore": "$.restore"},
+                   comment="Key counts per namespace and sampled value digests against the backup manifest")
+    failover = _step(scope, "TestFailover", fn, "test_failover", result_path="$.failover",
+                     fields={"drill": "$.drill"},
+                     comment="Staging: ElastiCache TestFailover on the temporary group's node group")
+    for state in (pick, restore, check, verify, failover):
+        catch_all(state, delete)
+
+    is_failover = (
+        sfn.Choice(scope, "IsFailoverDrilled", state_name="IsFailoverDrilled")
+        .when(sfn.Condition.boolean_equals("$.drill.failover", True), failover.next(delete))
+        .otherwise(delete)
+    )
+    is_available = (
+        sfn.Choice(scope, "IsRestoreAvailable", state_name="IsRestoreAvailable")
+        .when(sfn.Condition.string_equals("$.restore.status", "available"), verify.next(is_failover))
+        .otherwise(wait)
+    )
+    wait.next(check).next(is_available)
+    return sfn.Chain.start(prepare).next(acquire_lock).next(pick).next(restore).next(wait)
