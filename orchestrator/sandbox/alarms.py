@@ -2,11 +2,16 @@
 
 moto stores alarms and metric data but never evaluates them. This evaluator does what
 CloudWatch does for the stage's static-threshold metric alarms and composite alarms, on the
-metrics the gateway really records: every tick it reads each alarm's statistic over its last
+metrics the gateway really records: every tick it computes each alarm's statistic over its last
 `EvaluationPeriods` periods, compares with the threshold (`DatapointsToAlarm` of them must
 breach; missing data per `TreatMissingData`), sets the new state in moto (SetAlarmState) and
 puts a `CloudWatch Alarm State Change` event on the stage's rules. A state set from outside
 (SetAlarmState, e.g. `orchestrator release rollback`) emits the same event, as on AWS.
+
+The datapoints come from `MetricStore`, fed by the gateway's recorder as it records each
+invocation (the same samples it sends to moto's CloudWatch): moto's GetMetricStatistics
+truncates its window to whole seconds and matches dimension subsets (counting an alias's
+invocations twice), while CloudWatch matches the exact dimension set an alarm names.
 
 Time is compressed: a period of P seconds lasts P / time_scale seconds of wall time.
 """
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrator.gateway.metrics import NAMESPACE, MetricRecorder, Sample, dimension_sets
 from orchestrator.sandbox.events import EventBus, alarm_state_change_event
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,45 @@ _COMPARE = {
     "LessThanThreshold": lambda v, t: v < t,
     "LessThanOrEqualToThreshold": lambda v, t: v <= t,
 }
+
+
+Dimensions = frozenset[tuple[str, str]]
+
+
+class MetricStore:
+    """Recent datapoints by (namespace, metric name, exact dimension set), with wall-clock times."""
+
+    def __init__(self, keep_seconds: float = 600.0) -> None:
+        self._lock = threading.Lock()
+        self._points: dict[tuple[str, str, Dimensions], list[tuple[datetime, float]]] = {}
+        self._keep = timedelta(seconds=keep_seconds)
+
+    def put(self, namespace: str, name: str, dimensions: Dimensions, value: float, at: datetime | None = None) -> None:
+        at = at or datetime.now(UTC)
+        with self._lock:
+            series = self._points.setdefault((namespace, name, dimensions), [])
+            series.append((at, value))
+            while series and series[0][0] < at - self._keep:
+                series.pop(0)
+
+    def values(self, namespace: str, name: str, dimensions: Dimensions, start: datetime, end: datetime) -> list[float]:
+        with self._lock:
+            series = list(self._points.get((namespace, name, dimensions), ()))
+        return [value for at, value in series if start <= at < end]
+
+
+def statistic(values: list[float], stat: str) -> float:
+    if stat == "Sum":
+        return sum(values)
+    if stat == "Average":
+        return sum(values) / len(values)
+    if stat == "Maximum":
+        return max(values)
+    if stat == "Minimum":
+        return min(values)
+    if stat == "SampleCount":
+        return float(len(values))
+    raise ValueError(f"statistic {stat} is not evaluated by the sandbox")
 
 
 @dataclass
@@ -45,6 +90,7 @@ class Transition:
 class AlarmEvaluator:
     cloudwatch: Any
     bus: EventBus
+    store: MetricStore
     region: str
     account: str
     time_scale: float = 60.0
@@ -124,17 +170,14 @@ class AlarmEvaluator:
         breaching = 0
         missing = 0
         values: list[float] = []
+        dimensions = frozenset((d["Name"], d["Value"]) for d in alarm.get("Dimensions", []))
         for index in range(periods):
             end = now - period * index
-            points = self.cloudwatch.get_metric_statistics(
-                Namespace=alarm["Namespace"], MetricName=alarm["MetricName"],
-                Dimensions=alarm.get("Dimensions", []), StartTime=end - period, EndTime=end,
-                Period=60, Statistics=[stat],
-            ).get("Datapoints", [])
+            points = self.store.values(alarm["Namespace"], alarm["MetricName"], dimensions, end - period, end)
             if not points:
                 missing += 1
                 continue
-            value = sum(p[stat] for p in points) if stat in {"Sum", "SampleCount"} else points[0][stat]
+            value = statistic(points, stat)
             values.append(value)
             if compare(value, float(alarm["Threshold"])):
                 breaching += 1
@@ -223,3 +266,20 @@ def evaluate_rule(rule: str, states: dict[str, str], arn_to_name: dict[str, str]
         return term_value(text)
 
     return "ALARM" if tokens and parse_or() else "OK"
+
+
+class StoringRecorder(MetricRecorder):
+    """The gateway's recorder, also keeping each sample's datapoints for the alarm evaluator."""
+
+    def __init__(self, cloudwatch: Any, store: MetricStore, flush_seconds: float = 0.25) -> None:
+        super().__init__(cloudwatch, flush_seconds=flush_seconds)
+        self.store = store
+
+    def record(self, sample: Sample) -> None:
+        super().record(sample)
+        now = datetime.now(UTC)
+        for dims in dimension_sets(sample):
+            key = frozenset(dims)
+            self.store.put(NAMESPACE, "Invocations", key, 1.0, now)
+            self.store.put(NAMESPACE, "Errors", key, 1.0 if sample.error else 0.0, now)
+            self.store.put(NAMESPACE, "Duration", key, sample.duration_ms, now)

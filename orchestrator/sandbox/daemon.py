@@ -110,10 +110,12 @@ class Sandbox:
             if spec["handler"].startswith("tasks."):
                 os.environ.update(spec["env"])  # task code reads os.environ; their settings agree
 
-        from orchestrator.gateway import Gateway, LambdaRuntime, MetricRecorder, QueueBinding
+        from orchestrator.gateway import Gateway, LambdaRuntime, QueueBinding
+        from orchestrator.sandbox.alarms import AlarmEvaluator, MetricStore, StoringRecorder
         from service import catalog
 
-        recorder = MetricRecorder(engine.client("cloudwatch"), flush_seconds=0.25)
+        store = MetricStore()
+        recorder = StoringRecorder(engine.client("cloudwatch"), store, flush_seconds=0.25)
         names = {key: constants.function_name(ENVIRONMENT, key) for key in catalog.released_keys()}
         runtime = LambdaRuntime(engine.client("lambda"), names, recorder=recorder, region=region, alias_cache_seconds=0.2)
         bindings = [
@@ -130,7 +132,6 @@ class Sandbox:
         os.environ["PREVIEW_WS_URL"] = urls.websocket["preview"]
         os.environ["LIVE_WS_URL"] = urls.websocket["live"]
 
-        from orchestrator.sandbox.alarms import AlarmEvaluator
         from orchestrator.sandbox.events import EventBus
 
         def deliver(arn: str, event: dict[str, Any]) -> Any:
@@ -143,7 +144,7 @@ class Sandbox:
 
         bus = EventBus(deployment.rules, deliver)
         evaluator = AlarmEvaluator(
-            engine.client("cloudwatch"), bus, region=region, account=ACCOUNT, time_scale=self.time_scale,
+            engine.client("cloudwatch"), bus, store, region=region, account=ACCOUNT, time_scale=self.time_scale,
             composites=deployment.composites,
         )
         evaluator.start()

@@ -10,7 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from orchestrator.sandbox.alarms import AlarmEvaluator, evaluate_rule
+from orchestrator.gateway.metrics import Sample
+from orchestrator.sandbox.alarms import AlarmEvaluator, MetricStore, StoringRecorder, evaluate_rule
 from orchestrator.sandbox.events import EventBus, Rule, alarm_state_change_event, matches
 from orchestrator.sandbox.state import SandboxNotRunning, SandboxState, read_state, write_state
 
@@ -70,24 +71,29 @@ def test_evaluator_fires_on_recorded_errors_and_on_set_alarm_state() -> None:
     delivered: list[dict] = []
     composite = {"AlarmName": "staging-release-health", "AlarmArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:staging-release-health",
                  "AlarmRule": 'ALARM("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:staging-release-guard-fn-errors")'}
+    store = MetricStore()
     evaluator = AlarmEvaluator(cw, EventBus([Rule("r", RULE, [{"Arn": "arn:fn"}])], lambda a, e: delivered.append(e)),
-                               region="eu-west-1", account="123456789012", time_scale=60, composites=[composite])
+                               store, region="eu-west-1", account="123456789012", time_scale=60, composites=[composite])
+    recorder = StoringRecorder(cw, store)
     now = datetime.now(UTC)
     evaluator.tick(now)  # learns the states; no data: not breaching
-    cw.put_metric_data(Namespace="AWS/Lambda", MetricData=[
-        {"MetricName": "Errors", "Dimensions": dims, "Timestamp": now + timedelta(milliseconds=300), "Value": 2}])
-    changes = evaluator.tick(now + timedelta(milliseconds=600))
+    # Green (version 2) fails once behind live; version 1's successes do not count as errors.
+    recorder.record(Sample("fn", "live", "1", 3.0, False))
+    recorder.record(Sample("fn", "live", "2", 4.0, True))
+    assert store.values("AWS/Lambda", "Errors", frozenset({("FunctionName", "fn"), ("Resource", "fn:live")}),
+                        now, now + timedelta(seconds=60)) == [0.0, 1.0]  # exact dimension set, counted once
+    changes = evaluator.tick(datetime.now(UTC) + timedelta(milliseconds=100))
     assert [(c.alarm, c.state) for c in changes] == [
         ("staging-release-guard-fn-errors", "ALARM"), ("staging-release-health", "ALARM")]
     assert cw.describe_alarms(AlarmNames=["staging-release-guard-fn-errors"])["MetricAlarms"][0]["StateValue"] == "ALARM"
     assert [e["detail"]["alarmName"] for e in delivered] == ["staging-release-guard-fn-errors", "staging-release-health"]
     # One compressed period later (1 s of wall time at 60x) the data has aged out: back to OK.
-    changes = evaluator.tick(now + timedelta(seconds=2))
+    changes = evaluator.tick(datetime.now(UTC) + timedelta(seconds=2))
     assert {(c.alarm, c.state) for c in changes} == {("staging-release-guard-fn-errors", "OK"), ("staging-release-health", "OK")}
     # An operator's SetAlarmState emits the same event, as CloudWatch does.
     cw.set_alarm_state(AlarmName="staging-release-guard-fn-errors", StateValue="ALARM", StateReason="manual")
     delivered.clear()
-    evaluator.tick(now + timedelta(seconds=2.1))
+    evaluator.tick(datetime.now(UTC) + timedelta(seconds=2.1))
     assert delivered[0]["detail"]["state"] == {"value": "ALARM", "reason": "manual", "timestamp": delivered[0]["detail"]["state"]["timestamp"]}
 
 
