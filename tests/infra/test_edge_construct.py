@@ -179,3 +179,13 @@ def test_public_name_resolves_to_the_distribution_over_ipv4_and_ipv6(built) -> N
                 "AliasTarget": Match.object_like({"HostedZoneId": Match.any_value()}),
             },
         )
+
+
+def test_scanner_suppressions_sit_on_their_resource_with_a_reason(built) -> None:
+    _, tpl, _ = built
+    skipped = {
+        r["Type"]: [entry["id"] for entry in r["Metadata"]["checkov"]["skip"] if entry["comment"]]
+        for r in tpl["Resources"].values()
+        if "checkov" in r.get("Metadata", {})
+    }
+    assert skipped == {"AWS::CloudFront::Distribution": ["CKV_AWS_68"], "AWS::S3::Bucket": ["CKV_AWS_18"]}
