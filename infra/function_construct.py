@@ -125,8 +125,6 @@ class HardenedFunction(Construct):
             vpc_subnets=subnets,
             security_groups=[security_group],
         )
-        # The function must not exist before its role can write logs and create ENIs.
-        self.function.node.add_dependency(self.role)
 
 
 def _lambda_level(level: str) -> lambda_.ApplicationLogLevel:

@@ -11,7 +11,7 @@ moves both aliases to it.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -160,20 +160,6 @@ class ServiceConstruct(Construct):
             api_keys.grant_read(role)
         if "alerts" in needs:
             messaging.alerts_topic.grant_publish(role)
-
-    def allow_connection_callbacks(self, api_id: str) -> None:
-        """Let the functions that post to clients call the `@connections` API of `api_id`.
-
-        Called by the API construct once the WebSocket API exists; scoped to that API's
-        management endpoint on every stage (a client's stage decides the callback path).
-        """
-        stack = Stack.of(self)
-        arn = stack.format_arn(service="execute-api", resource=api_id, resource_name="*/*/@connections/*")
-        for key, role in self.roles.items():
-            if "connections" in PERMISSIONS.get(key, DEFAULT_PERMISSIONS):
-                role.add_to_policy(
-                    iam.PolicyStatement(sid="PostToConnections", actions=["execute-api:ManageConnections"], resources=[arn])
-                )
 
     def use_origin_secret(self, secret: secretsmanager.ISecret) -> None:
         """Give the authorizer the CloudFront origin secret (ORIGIN_SECRET_ARN) to check."""
