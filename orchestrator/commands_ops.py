@@ -1,0 +1,218 @@
+"""Operations commands: `cost report`, `cost estimate`, `drill start`, `drill status`.
+
+`cost report` asks Cost Explorer (the same query as the daily cost check) and compares with the
+environment's budget; `cost estimate` prices a synthesized stage offline from
+orchestrator/pricing.json; `drill start|status` drive the `<env>-dr-drill` state machine
+(`dr-drill` is the same group under the name the pipeline's workflow uses).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.cli import (
+    EXIT_OK,
+    EXIT_RELEASE_FAILED,
+    REPO_ROOT,
+    CliError,
+    EnvOpt,
+    JsonOpt,
+    _opts,
+    _whoami,
+    check_env,
+    out,
+    usage_error,
+)
+
+cost_app = typer.Typer(help="Cost Explorer report and the offline monthly estimate of a stage.", no_args_is_help=True)
+drill_app = typer.Typer(help="Disaster-recovery drills: restore a backup into a temporary group and verify it.",
+                        no_args_is_help=True)
+DRILL_TYPES = ("snapshot-restore",)
+_TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+def drill_state_machine(env: str) -> str:
+    return f"{env}-dr-drill"
+
+
+def _config(env: str) -> dict[str, Any]:
+    path = REPO_ROOT / "config" / f"{env}.json"
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise CliError(f"config/{env}.json could not be read: {exc}", 2) from exc
+
+
+# ---- cost ---------------------------------------------------------------------------------
+
+
+@cost_app.command("report")
+def cost_report(
+    ctx: typer.Context,
+    env: EnvOpt,
+    day: Annotated[str | None, typer.Option(help="UTC day to judge, YYYY-MM-DD (default: yesterday).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Yesterday's cost per service against the daily budget and the trailing 7-day mean."""
+    from datetime import date
+
+    from tasks.common import utc_now
+    from tasks.cost_check import CostSettings, check, cost_explorer
+
+    check_env(env)
+    if day is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+        usage_error(f"--day: {day!r} is not YYYY-MM-DD")
+    budget = float(_config(env)["budget"]["daily_limit_usd"])
+    aws = _opts(ctx).aws()
+    settings = CostSettings(environment=env, daily_budget_usd=budget)
+    when = date.fromisoformat(day) if day else utc_now().date() - timedelta(days=1)
+    try:
+        result = check(settings, cost_explorer(aws.session, aws.target.endpoint_url), when)
+    except Exception as exc:  # noqa: BLE001 - botocore errors become one line with the call named
+        raise CliError(f"ce.get_cost_and_usage: {exc}") from exc
+    if as_json:
+        print(json.dumps(result))
+    else:
+        flag = "ANOMALY" if result["anomaly"] else "normal"
+        mean = result["trailing_mean_usd"]
+        out.print(f"{env} {result['day']}{' (estimated)' if result['estimated'] else ''}: "
+                  f"{result['total_usd']:.2f} USD = {result['budget_percent']:.0f}% of the "
+                  f"{result['daily_budget_usd']:.2f} USD budget; 7-day mean "
+                  f"{'n/a' if mean is None else f'{mean:.2f} USD'} -> {flag}")
+        for reason in result["reasons"]:
+            out.print(f"  - {reason}")
+        for line in result["by_service"][:10]:
+            out.print(f"  {line['service']:<45} {line['usd']:>9.2f}  mean {line['mean_usd']:>8.2f}  "
+                      f"delta {line['delta_usd']:>+8.2f}")
+    raise typer.Exit(EXIT_RELEASE_FAILED if result["anomaly"] else EXIT_OK)
+
+
+@cost_app.command("estimate")
+def cost_estimate(
+    env: EnvOpt,
+    cdk_out: Annotated[Path, typer.Option(help="Cloud assembly from `make synth`.")] = REPO_ROOT / "cdk.out",
+    releases_per_month: Annotated[int, typer.Option(min=0, help="Releases per month.")] = 30,
+    as_json: JsonOpt = False,
+) -> None:
+    """Monthly fixed cost of the synthesized stage from the repository's price table (offline)."""
+    from orchestrator.costs import EstimateError, estimate, merge, stage_templates
+
+    check_env(env)
+    config = _config(env)
+    drills = 4 if env == "staging" else 1
+    try:
+        result = estimate(merge(stage_templates(cdk_out, env)), environment=env, region=config["region"],
+                          release_steps=len(config["release"]["steps"]), releases_per_month=releases_per_month,
+                          drills_per_month=drills)
+    except EstimateError as exc:
+        raise CliError(str(exc), 2) from exc
+    if as_json:
+        print(json.dumps(result.to_json()))
+        return
+    out.print(f"{env}: about {result.total:.2f} USD per month "
+              f"({result.region} list prices of {result.prices_as_of}, orchestrator/pricing.json)")
+    for line in sorted(result.lines, key=lambda item: item.monthly, reverse=True):
+        out.print(f"  {line.monthly:>9.2f}  {line.item} ({line.quantity:g} {line.unit})", markup=False)
+    for note in result.notes:
+        out.print(f"  note: {note}", markup=False)
+
+
+# ---- drill --------------------------------------------------------------------------------
+
+
+@drill_app.command("start")
+def drill_start(
+    ctx: typer.Context,
+    env: EnvOpt,
+    drill_type: Annotated[str, typer.Option("--type", help="Drill type: snapshot-restore.")] = "snapshot-restore",
+    snapshot: Annotated[str | None, typer.Option(help="Snapshot to restore (default: the newest backup).")] = None,
+    failover: Annotated[bool | None, typer.Option("--failover/--no-failover",
+                                                  help="Run TestFailover on the temporary group (staging only).")] = None,
+    drill_id: Annotated[str | None, typer.Option(help="Drill id (execution name); generated if absent.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the end; the exit code follows the drill.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a DR drill (it takes the environment's release lock while it runs)."""
+    check_env(env)
+    if drill_type not in DRILL_TYPES:
+        usage_error(f"--type: {drill_type!r} is not one of {', '.join(DRILL_TYPES)}")
+    if failover and env == "production":
+        usage_error("--failover: TestFailover is only drilled in staging")
+    name = drill_id or f"drill-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}", name):
+        usage_error(f"--drill-id: {name!r} must be 1-40 letters, digits or dashes")
+    request: dict[str, Any] = {"type": drill_type, "requested_by": _whoami(), "drill_id": name}
+    if snapshot:
+        request["snapshot"] = snapshot
+    if failover is not None:
+        request["failover"] = failover
+    aws = _opts(ctx).aws()
+    machine = aws.state_machine_arn(drill_state_machine(env))
+    arn = aws.start_execution(machine, name, request)["executionArn"]
+    if as_json and not wait:
+        print(json.dumps({"drill_id": name, "execution_arn": arn}))
+    elif not as_json:
+        out.print(f"drill [bold]{name}[/] started: {arn}")
+    if wait:
+        raise typer.Exit(_wait(ctx, arn, as_json))
+
+
+def _wait(ctx: typer.Context, arn: str, as_json: bool) -> int:
+    aws = _opts(ctx).aws()
+    interval = 0.25 if _opts(ctx).target.sandbox else 15.0
+    while True:
+        describe = aws.describe_execution(arn)
+        if describe["status"] in _TERMINAL:
+            return _print_status(describe, as_json)
+        time.sleep(interval)
+
+
+def _print_status(describe: dict[str, Any], as_json: bool) -> int:
+    output = json.loads(describe.get("output") or "null")
+    record = (output or {}).get("record") if isinstance(output, dict) else None
+    summary = {
+        "drill_id": describe.get("name"), "status": describe["status"], "error": describe.get("error"),
+        "cause": describe.get("cause"), "record": record, "execution_arn": describe["executionArn"],
+    }
+    if as_json:
+        print(json.dumps(summary, default=str))
+    else:
+        out.print(f"drill {summary['drill_id']}: {summary['status']}", markup=False)
+        if summary["error"]:
+            out.print(f"  {summary['error']}: {summary['cause']}", markup=False)
+        if record:
+            out.print(f"  RTO {record.get('rto_seconds')} s, RPO {record.get('rpo_seconds')} s, "
+                      f"snapshot {record.get('snapshot')}, temporary group deleted "
+                      f"{record.get('temporary_group_deleted')}", markup=False)
+    # A running drill is not a failure; a finished one that did not succeed is.
+    return EXIT_RELEASE_FAILED if describe["status"] in _TERMINAL and describe["status"] != "SUCCEEDED" else EXIT_OK
+
+
+@drill_app.command("status")
+def drill_status(
+    ctx: typer.Context,
+    drill_id: Annotated[str | None, typer.Argument(help="Drill id (default: the latest drill).")] = None,
+    env: EnvOpt = "staging",
+    as_json: JsonOpt = False,
+) -> None:
+    """The state of a drill (the latest by default): status, error, RTO/RPO once recorded."""
+    check_env(env)
+    aws = _opts(ctx).aws()
+    machine = aws.state_machine_arn(drill_state_machine(env))
+    if drill_id:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,79}", drill_id):
+            usage_error(f"{drill_id!r} is not a drill id")
+        arn = machine.replace(":stateMachine:", ":execution:") + f":{drill_id}"
+    else:
+        latest = aws.list_executions(machine, limit=1)
+        if not latest:
+            raise CliError(f"no drill has run in {env}", EXIT_RELEASE_FAILED)
+        arn = latest[0]["executionArn"]
+    raise typer.Exit(_print_status(aws.describe_execution(arn), as_json))
