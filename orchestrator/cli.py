@@ -100,9 +100,6 @@ def root(
             state = read_state(sandbox_dir())
         except SandboxNotRunning as exc:
             raise CliError(str(exc), EXIT_AWS) from exc
-        # The sandbox's moto accepts any credentials; fixed ones keep a developer's real keys out of it.
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "sandbox")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "sandbox")
         target = Target(region=state.region, endpoint_url=state.moto_url, sandbox=True)
     ctx.obj = Options(target=target, debug=debug, sandbox_dir=sandbox_dir())
 
@@ -641,6 +638,15 @@ def demo(
     from orchestrator.demo import run_demo
 
     raise typer.Exit(run_demo(sandbox_dir(), reports, keep=keep, console=out))
+
+
+# ---- operations: cost and DR drills (orchestrator/commands_ops.py) ------------------------
+from orchestrator.commands_ops import cost_app, drill_app  # noqa: E402 - it imports this module's helpers
+
+app.add_typer(cost_app, name="cost")
+app.add_typer(drill_app, name="drill")
+# The pipeline's workflow (dr-drill.yml) spells the group `dr-drill`.
+app.add_typer(drill_app, name="dr-drill", hidden=True)
 
 
 # ---- entry point ------------------------------------------------------------------------
