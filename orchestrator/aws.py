@@ -122,7 +122,14 @@ class Aws:
     def __init__(self, target: Target) -> None:
         self.target = target
         try:
-            self.session = boto3.Session(profile_name=target.profile, region_name=target.region)
+            if target.sandbox:
+                # The sandbox's moto accepts any key: fixed ones keep real credentials out of it.
+                self.session = boto3.Session(
+                    aws_access_key_id="sandbox", aws_secret_access_key="sandbox",  # noqa: S106
+                    region_name=target.region,
+                )
+            else:
+                self.session = boto3.Session(profile_name=target.profile, region_name=target.region)
         except BotoCoreError as exc:
             raise AwsError(_error_line("session", exc)) from exc
         self.region = self.session.region_name or "us-east-1"

@@ -100,9 +100,6 @@ def root(
             state = read_state(sandbox_dir())
         except SandboxNotRunning as exc:
             raise CliError(str(exc), EXIT_AWS) from exc
-        # The sandbox's moto accepts any credentials; fixed ones keep a developer's real keys out of it.
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "sandbox")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "sandbox")
         target = Target(region=state.region, endpoint_url=state.moto_url, sandbox=True)
     ctx.obj = Options(target=target, debug=debug, sandbox_dir=sandbox_dir())
 

@@ -89,7 +89,7 @@ def release(
 
     # The demo's synthetic checks tolerate some failures, so that 1.2.0 reaches its bakes and
     # its alarm (not the pre-traffic check) is what stops it.
-    request["checks"] = {**request.get("checks", {}), "clients": 3, "messages": 6, "min_success_rate": min_success_rate}
+    request["checks"] = {**request.get("checks", {}), "clients": 8, "messages": 10, "min_success_rate": min_success_rate}
     request = parse_release_request(request).model_dump(mode="json", exclude_none=True)
     names = Names(ENV)
     machine = aws.state_machine_arn(names.release_state_machine)
@@ -174,8 +174,8 @@ def run_demo(sandbox_dir: Path, reports: Path, *, keep: bool = False, console: C
         traffic.start()
         outcomes.append(release(aws, console, reports, version="1.1.0", configuration={}, min_success_rate=0.95))
         outcomes.append(
-            release(aws, console, reports, version="1.2.0", configuration={"FAULT_ERROR_RATE": "0.25"},
-                    min_success_rate=0.5)
+            release(aws, console, reports, version="1.2.0", configuration={"FAULT_ERROR_RATE": "0.1"},
+                    min_success_rate=0.25)
         )
     finally:
         if traffic is not None:
@@ -192,19 +192,22 @@ def summary(
     console: Console, outcomes: list[Outcome], traffic: TrafficGenerator | None, wall: float, state: SandboxState
 ) -> None:
     table = Table(title="demo summary", title_justify="left")
-    for column in ("release", "version", "outcome", "wall", "transitions", "detect-to-rollback", "report"):
-        table.add_column(column, overflow="fold")
+    for column in ("version", "outcome", "wall time", "transitions", "detect-to-rollback"):
+        table.add_column(column)
     for o in outcomes:
-        outcome = "finalized" if o.status == "SUCCEEDED" else f"{o.status} ({o.error})"
+        outcome = "finalized" if o.status == "SUCCEEDED" else f"rolled back ({o.error})"
         latency = f"{o.detect_to_rollback_ms:.0f} ms" if o.detect_to_rollback_ms is not None else "–"
-        table.add_row(o.release_id, o.version, outcome, f"{o.wall_seconds:.1f} s", str(o.transitions), latency, str(o.report))
+        table.add_row(o.version, outcome, f"{o.wall_seconds:.1f} s", str(o.transitions), latency)
     console.print(table)
+    for o in outcomes:
+        if o.status != "SUCCEEDED":
+            console.print(f"{o.version}: {o.error}: {(o.cause or '')[:300]}")
     if traffic is not None:
         s = traffic.stats
         console.print(
             f"traffic: {s.connects} connections ({s.connect_failures} refused), {s.sent} pings, "
             f"{s.frames} frames received ({s.error_frames} errors), {s.events_published} events published"
         )
-    console.print(f"demo wall time {wall:.1f} s (sandbox start {state.startup_seconds:.1f} s) at {datetime.now(UTC):%H:%M:%S} UTC")
+    console.print(f"demo wall time {wall:.1f} s (sandbox start {state.startup_seconds:.1f} s), ended {datetime.now(UTC):%H:%M:%S} UTC")
     for o in outcomes:
-        console.print(f"report: {o.report.resolve()}")
+        console.print(f"report {o.version}: {o.report.resolve()}")

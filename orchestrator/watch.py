@@ -61,6 +61,7 @@ class Watcher:
     view: ExecutionView | None = None
     splits: dict[str, AliasSplit] = field(default_factory=dict)
     green_version: str | None = None
+    blue_version: str | None = None  # what live served when the watch began
     alarms: dict[str, AlarmState] = field(default_factory=dict)
     traffic: list[TrafficSample] = field(default_factory=list)
     requests: int = 0
@@ -119,6 +120,8 @@ class Watcher:
         changed = {fn: s for fn, s in splits.items() if fn not in self.splits or self.splits[fn].weights != s.weights}
         green_changed = green != self.green_version
         self.splits, self.green_version = splits, green
+        if self.blue_version is None and splits:
+            self.blue_version = next(iter(splits.values())).version
         percent = self.green_percent()
         now = datetime.now(UTC)
         if not self.traffic or self.traffic[-1].green_percent != percent:
@@ -133,11 +136,13 @@ class Watcher:
         ]
 
     def green_percent(self) -> float:
-        """Share of `live` invocations on the green version (first function; all move in lockstep)."""
-        if not self.splits or self.green_version is None:
+        """Share of `live` invocations off blue, the version live served when the watch began
+        (first function; releases move all of them in lockstep): 0 before the shift, the step's
+        percent during it, 100 once finalized, 0 again after a rollback."""
+        if not self.splits or self.blue_version is None:
             return 0.0
         split = next(iter(self.splits.values()))
-        return round(split.weights.get(self.green_version, 0.0) * 100, 3)
+        return round((1.0 - split.weights.get(self.blue_version, 0.0)) * 100, 3)
 
     def _read_alarms(self) -> list[dict[str, Any]]:
         alarms = {a.name: a for a in self.aws.alarm_states(self.names.alarm_prefix)}
@@ -220,7 +225,7 @@ class Watcher:
                     f"{fn.removeprefix(self.names.env + '-realtime-')} {split.describe()}"
                     for fn, split in self.splits.items()
                 ))
-            traffic.append(f"  green v{self.green_version} takes {self.green_percent():.0f}%", style="bold")
+            traffic.append(f"  (off blue v{self.blue_version}: {self.green_percent():.0f}%)", style="bold")
             lines.append(traffic)
         if self.alarms:
             firing = [a.name for a in self.alarms.values() if a.state == "ALARM"]

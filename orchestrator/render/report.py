@@ -19,7 +19,7 @@ from orchestrator.render.graph import PENDING, ExecutionView
 
 @dataclass(frozen=True)
 class TrafficSample:
-    """Share of `live` invocations routed to the green version, at a moment."""
+    """Share of `live` invocations routed away from blue (to the new version), at a moment."""
 
     at: datetime
     green_percent: float
@@ -59,7 +59,7 @@ def traffic_svg(samples: list[TrafficSample], width: int = 760, height: int = 22
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img" font-family="Helvetica, Arial, sans-serif">'
-        "<title>green share of live traffic over time</title>",
+        "<title>new version's share of live traffic over time</title>",
     ]
     for pct in (0, 25, 50, 75, 100):
         y = top + plot_h * (1 - pct / 100)
@@ -105,7 +105,7 @@ def traffic_svg(samples: list[TrafficSample], width: int = 760, height: int = 22
         )
     parts.append(
         f'<text x="{left + plot_w / 2}" y="{height - 2}" font-size="10" text-anchor="middle" fill="#5f6368">'
-        "elapsed time (execution clock)</text></svg>"
+        "wall-clock seconds since the watch began</text></svg>"
     )
     return "".join(parts)
 
@@ -142,7 +142,7 @@ def execution_report(
     body = [
         "<h2>State graph (path taken highlighted)</h2>",
         f'<div class="graph">{to_svg(view.graph, view, title=name)}</div>',
-        "<h2>Green share of live traffic</h2>",
+        "<h2>New version's share of live traffic (off blue)</h2>",
         traffic_svg(traffic or []),
         "<h2>States</h2>",
         _state_table(view),
