@@ -31,8 +31,8 @@ from orchestrator.cli import (
     usage_error,
 )
 
-cost_app = typer.Typer(help="Cost Explorer report and the offline monthly estimate of a stage.", no_args_is_help=True)
-drill_app = typer.Typer(help="Disaster-recovery drills: restore a backup into a temporary group and verify it.",
+cost_app: typer.Typer = typer.Typer(help="Cost Explorer report and the offline monthly estimate of a stage.", no_args_is_help=True)
+drill_app: typer.Typer = typer.Typer(help="Disaster-recovery drills: restore a backup into a temporary group and verify it.",
                         no_args_is_help=True)
 DRILL_TYPES = ("snapshot-restore",)
 _TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")

@@ -175,7 +175,7 @@ def client_in_region(service: str, region: str) -> Any:
 
     from tasks.common import _CLIENT_CONFIG
 
-    return boto3.client(service, region_name=region, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, region_name=region, config=_CLIENT_CONFIG)
 
 
 def prune(elasticache: Any, settings: BackupSettings, now: datetime, keep: str) -> list[str]:
