@@ -132,7 +132,7 @@ class Sandbox:
         os.environ["PREVIEW_WS_URL"] = urls.websocket["preview"]
         os.environ["LIVE_WS_URL"] = urls.websocket["live"]
 
-        from orchestrator.sandbox.events import EventBus
+        from orchestrator.sandbox.events import EventBus, ExecutionEvents
 
         def deliver(arn: str, event: dict[str, Any]) -> Any:
             if ":function:" in arn:
@@ -149,6 +149,12 @@ class Sandbox:
         )
         evaluator.start()
         self.parts.append(evaluator.stop)
+        executions = ExecutionEvents(
+            engine.client("stepfunctions"), list(deployment.state_machines.values()), bus, region, ACCOUNT
+        )
+        executions.tick()  # nothing runs yet: learn the (empty) baseline before polling
+        executions.start()
+        self.parts.append(executions.stop)
 
         self.state = SandboxState(
             pid=os.getpid(), moto_url=moto_url, redis_url=redis_server.url, region=region, environment=ENVIRONMENT,

@@ -1,4 +1,5 @@
-"""EventBridge rules of the stage, evaluated locally: pattern matching and target delivery.
+"""EventBridge rules of the stage, evaluated locally: pattern matching and target delivery,
+plus the Step Functions execution status events moto does not emit.
 
 moto stores rules but does not deliver to in-process targets (and its TestEventPattern answers
 without a result), so the sandbox matches the documented pattern syntax itself: exact values,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,3 +113,71 @@ class EventBus:
                 except Exception:  # noqa: BLE001 - EventBridge retries; the sandbox logs and moves on
                     log.exception("rule %s: delivery to %s failed", rule.name, target["Arn"])
         return results
+
+
+def execution_status_event(execution: dict[str, Any], region: str, account: str) -> dict[str, Any]:
+    """`Step Functions Execution Status Change` as EventBridge delivers it (times in epoch ms)."""
+
+    def millis(value: Any) -> int | None:
+        return int(value.timestamp() * 1000) if isinstance(value, datetime) else None
+
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": account,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [execution["executionArn"]],
+        "detail": {
+            "executionArn": execution["executionArn"],
+            "stateMachineArn": execution["stateMachineArn"],
+            "name": execution["name"],
+            "status": execution["status"],
+            "startDate": millis(execution.get("startDate")),
+            "stopDate": millis(execution.get("stopDate")),
+        },
+    }
+
+
+class ExecutionEvents:
+    """Polls the sandbox's state machines and puts a status-change event for every execution
+    that starts or ends, as Step Functions does on AWS (moto emits none)."""
+
+    def __init__(self, sfn: Any, machines: list[str], bus: EventBus, region: str, account: str,
+                 interval: float = 0.25) -> None:
+        self._sfn, self._machines, self._bus = sfn, machines, bus
+        self._region, self._account, self._interval = region, account, interval
+        self._seen: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> list[dict[str, Any]]:
+        emitted = []
+        for machine in self._machines:
+            for page in self._sfn.get_paginator("list_executions").paginate(stateMachineArn=machine):
+                for execution in page["executions"]:
+                    arn, status = execution["executionArn"], execution["status"]
+                    if self._seen.get(arn) != status:
+                        self._seen[arn] = status
+                        event = execution_status_event(execution, self._region, self._account)
+                        emitted.append(event)
+                        self._bus.put(event)
+        return emitted
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="execution-events", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - keep polling; the next tick catches up
+                log.exception("execution status polling failed")

@@ -109,3 +109,30 @@ def test_state_file(tmp_path) -> None:
     write_state(tmp_path, SandboxState(**{**state.to_dict(), "pid": 2**22 + 7}))
     with pytest.raises(SandboxNotRunning, match="no longer running"):
         read_state(tmp_path, check_endpoint=False)
+
+
+def test_execution_status_events_are_emitted_once_per_status() -> None:
+    import json
+    import time
+
+    from orchestrator.sandbox.events import ExecutionEvents
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+        machine = sfn.create_state_machine(
+            name="m", roleArn="arn:aws:iam::123456789012:role/r",
+            definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+        )["stateMachineArn"]
+        delivered: list[dict] = []
+        pattern = {"source": ["aws.states"], "detail": {"status": ["SUCCEEDED", "ABORTED"]}}
+        poller = ExecutionEvents(sfn, [machine], EventBus([Rule("ended", pattern, [{"Arn": "arn:fn"}])],
+                                 lambda a, e: delivered.append(e)), "eu-west-1", "123456789012")
+        assert poller.tick() == []
+        arn = sfn.start_execution(stateMachineArn=machine, name="x", input="{}")["executionArn"]
+        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+            time.sleep(0.01)
+        emitted = poller.tick()
+        assert [e["detail"]["status"] for e in emitted] == ["SUCCEEDED"]
+        assert poller.tick() == []
+        assert delivered[0]["detail"]["executionArn"] == arn
+        assert delivered[0]["detail-type"] == "Step Functions Execution Status Change"
