@@ -238,6 +238,19 @@ class MessagingConfig(_Model):
     max_batching_window_seconds: int = Field(ge=0, le=300)
 
 
+class DeployConfig(_Model):
+    """The pipeline's GitHub OIDC deploy role (infra/deploy_role_stack.py)."""
+
+    github_repository: str = Field(pattern=r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
+    # Bucket the pipeline uploads service bundles to (`service/` prefix), same account and region.
+    artifact_bucket_name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    # Set when the account's GitHub OIDC provider already exists (one per account).
+    oidc_provider_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$"
+    )
+    cdk_qualifier: str = Field(default="hnb659fds", pattern=r"^[a-z0-9]{1,10}$")
+
+
 class SecretsConfig(_Model):
     api_key_rotation_days: int = Field(ge=1, le=1000)
 
@@ -253,6 +266,7 @@ class EnvironmentConfig(_Model):
     messaging: MessagingConfig
     api: ApiConfig
     secrets: SecretsConfig
+    deploy: DeployConfig | None = None
     release: ReleaseConfig
     alarms: AlarmConfig
     schedules: ScheduleConfig

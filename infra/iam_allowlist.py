@@ -29,6 +29,10 @@ WILDCARD_RESOURCE_ACTIONS: MappingProxyType[str, str] = MappingProxyType(
             "PutMetricData supports no resource-level permissions; the statement is narrowed with the "
             "cloudwatch:namespace condition instead."
         ),
+        "states:ListStateMachines": (
+            "ListStateMachines supports no resource-level permissions; the deploy role uses it to find "
+            "this environment's state machines by name."
+        ),
         "secretsmanager:GetRandomPassword": (
             "GetRandomPassword acts on no resource (AWS Secrets Manager IAM reference); the rotation "
             "function uses it to generate the new API key."

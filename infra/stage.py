@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra import constants
 from infra.config import EnvironmentConfig, load_config
+from infra.deploy_role_stack import DeployRoleStack
 from infra.nag import attach_security_gates
 from infra.nag_acknowledgments import acknowledge
 from infra.stacks.realtime_analytics_stack import RealtimeAnalyticsStack
@@ -20,6 +21,20 @@ class RealtimeAnalyticsStage(Stage):
         super().__init__(scope, construct_id, env=Environment(account=config.account, region=config.region))
         self.config = config
         self.main = RealtimeAnalyticsStack(self, constants.MAIN_STACK_ID, config=config)
+        self.deploy_role: DeployRoleStack | None = None
+        if config.deploy:
+            # Deployed once by an administrator before the pipeline can assume the role.
+            self.deploy_role = DeployRoleStack(
+                self,
+                "GitHubDeploy",
+                stack_name=f"{constants.prefix(config.environment)}-github-deploy",
+                env=Environment(account=config.account, region=config.region),
+                environment=config.environment,
+                repository=config.deploy.github_repository,
+                artifact_bucket_name=config.deploy.artifact_bucket_name,
+                oidc_provider_arn=config.deploy.oidc_provider_arn,
+                cdk_qualifier=config.deploy.cdk_qualifier,
+            )
         acknowledge(self, config.cache.engine)
 
 

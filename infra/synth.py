@@ -64,13 +64,19 @@ def template_summary(outdir: Path) -> list[dict[str, Any]]:
     """Stacks per stage assembly with their resource counts."""
     stacks = []
     for assembly in sorted(outdir.glob("assembly-*")):
+        manifest = json.loads((assembly / "manifest.json").read_text(encoding="utf-8"))
+        names = {
+            artifact_id: artifact.get("properties", {}).get("stackName", artifact_id)
+            for artifact_id, artifact in manifest.get("artifacts", {}).items()
+        }
         for template in sorted(assembly.glob("*.template.json")):
+            artifact_id = template.name.removesuffix(".template.json")
             resources = json.loads(template.read_text(encoding="utf-8")).get("Resources", {})
             types = Counter(resource["Type"] for resource in resources.values())
             stacks.append(
                 {
                     "stage": assembly.name.removeprefix("assembly-"),
-                    "stack": template.name.removesuffix(".template.json"),
+                    "stack": names.get(artifact_id, artifact_id),
                     "resources": len(resources),
                     "top_types": types.most_common(5),
                 }
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"synthesized {', '.join(environments)} into {outdir}/ in {elapsed:.1f} s")
     for stack in template_summary(outdir):
         top = ", ".join(f"{kind.removeprefix('AWS::')} {count}" for kind, count in stack["top_types"])
-        print(f"  {stack['stage']:<11} {stack['stack']:<45} {stack['resources']:>4} resources ({top}, ...)")
+        print(f"  {stack['stage']:<11} {stack['stack']:<40} {stack['resources']:>4} resources ({top}, ...)")
     for gate in gate_results(outdir):
         print(
             f"  gate {gate['plugin']}: {gate['conclusion']}, {len(gate['violations'])} open, "
