@@ -211,7 +211,7 @@ class ExecutionView:
                 run.durations.append((when - run.entered).total_seconds())
             out.append(self._set(run, CAUGHT if run.error else SUCCEEDED))
         elif kind in _FAILURE_EVENTS and current is not None:
-            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+            details = _details(event)
             current.error, current.cause = details.get("error"), details.get("cause")
             out.append(self._set(current, FAILED))
         elif kind in {"TaskScheduled", "LambdaFunctionScheduled"} and current is not None:
@@ -228,7 +228,7 @@ class ExecutionView:
                 "ExecutionAborted": "ABORTED", "ExecutionTimedOut": "TIMED_OUT",
             }.get(kind, self.status)
             self.status = status
-            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
+            details = _details(event)
             self.error, self.cause = details.get("error"), details.get("cause")
             if current is not None and current.status == RUNNING:
                 current.exited = when
@@ -237,6 +237,12 @@ class ExecutionView:
             elif current is not None and current.status == FAILED:
                 current.exited = when
         return out
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    """The event's `<kind>EventDetails` object (every history event carries at most one)."""
+    found: Any = next((v for k, v in event.items() if k.endswith("EventDetails")), None)
+    return found if isinstance(found, dict) else {}
 
 
 def _json(text: str | None) -> Any:
