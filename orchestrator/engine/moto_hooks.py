@@ -12,7 +12,9 @@ exactly that, by replacing module attributes for as long as they are installed:
   `VirtualClock`, and every timestamp moto records (history, start/stop dates, `$$.State.EnteredTime`)
   reads that clock;
 * JSONPath parsing is memoised (parsed expressions are immutable, so sharing them is safe);
-* StopExecution keeps its error and cause; executions signal their end to `wait_finished`.
+* StopExecution keeps its error and cause; executions signal their end to `wait_finished`;
+* GetExecutionHistory serializes each event once (`history_wire`) instead of running moto's
+  generic serializer over the whole history on every read.
 
 `HOOK_POINTS` lists every symbol touched; `check_hook_points()` fails with a message naming
 the one that moved when moto changes (tests/unit/engine/test_moto_hooks.py runs it).
@@ -26,6 +28,7 @@ import importlib
 import logging
 import threading
 import time as _time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from typing import Any
 
 from orchestrator.engine.clock import VirtualClock, VirtualEvent
 from orchestrator.engine.functions import FunctionRegistry
+from orchestrator.engine.history_wire import HistoryBody, Unsupported
 
 _SFN = "moto.stepfunctions"
 _ASL = "moto.stepfunctions.parser.asl"
@@ -109,6 +113,16 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
     HookPoint(_JSON_PATH, "parse", "memoised JSONPath parsing (jsonpath_ng.ext)"),
     HookPoint(_RESULT_PATH, "parse", "memoised JSONPath parsing (jsonpath_ng)"),
     HookPoint(_RESPONSES, "StepFunctionResponse.stop_execution", "StopExecution keeps error and cause"),
+    HookPoint(
+        _RESPONSES,
+        "StepFunctionResponse.get_execution_history",
+        "GetExecutionHistory serializes each recorded event once",
+    ),
+    HookPoint(
+        _EVENT_MANAGER,
+        "EventManager.get_event_history",
+        "recorded events read without a deep copy (moto only appends them)",
+    ),
     HookPoint(_ENVIRONMENT, "Environment.set_error", "a stopped execution stays ABORTED"),
     HookPoint(_EVENT_MANAGER, "EventManager.add_event", "no events after StopExecution but ExecutionAborted"),
     HookPoint(
@@ -369,6 +383,80 @@ def _lambda_client_error(original: Callable[..., Any]) -> Callable[..., Any]:
     return from_error
 
 
+def _event_history_snapshot(self: Any) -> list[Any]:
+    # Replaces EventManager.get_event_history, which deep-copies the whole history on every
+    # read. moto only ever appends finished event dicts and its readers (the response
+    # serializer) only read them, so a snapshot of the list is enough.
+    with self._mutex:
+        return list(self._history_event_list)
+
+
+_history_bodies: weakref.WeakKeyDictionary[Any, HistoryBody] = weakref.WeakKeyDictionary()
+_history_bodies_lock = threading.Lock()
+
+
+def _history_result_class() -> type[Any]:
+    from moto.core.responses import ActionResult
+    from moto.core.serialize import JSONSerializer
+    from moto.settings import PRETTIFY_RESPONSES
+    from moto.stepfunctions.parser.api import GetExecutionHistoryOutput
+
+    class HistoryResult(ActionResult):
+        """GetExecutionHistory's result, rendered from per-event fragments when it can be."""
+
+        def __init__(self, manager: Any, events: list[Any]) -> None:
+            super().__init__(GetExecutionHistoryOutput(events=events))
+            self._manager = manager
+            self._events = events
+
+        def execute_result(self, context: Any) -> Any:
+            if context.serializer_class is not JSONSerializer or PRETTIFY_RESPONSES:
+                return super().execute_result(context)
+            serializer = context.serializer_class(operation_model=context.operation_model)
+            try:
+                with _history_bodies_lock:
+                    body = None if self._manager is None else _history_bodies.get(self._manager)
+                    if body is None:
+                        body = HistoryBody(context.operation_model.output_shape)
+                        if self._manager is not None:
+                            _history_bodies[self._manager] = body
+                    text = body.render(self._events)
+            except Unsupported:
+                return super().execute_result(context)
+            response = serializer._create_default_response()
+            response["body"] = text
+            response["headers"]["Content-Type"] = serializer._get_protocol_specific_content_type()
+            return response["status_code"], response["headers"], response["body"]
+
+    return HistoryResult
+
+
+def _fast_history(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # GetExecutionHistory through moto's generic serializer costs about 1 ms per event on
+    # every read (a 600-transition execution: seconds); render each event once instead.
+    result_class = _history_result_class()
+
+    @functools.wraps(original)
+    def get_execution_history(self: Any) -> Any:
+        from moto.stepfunctions.parser.backend.execution import Execution as ParserExecution
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+        backend = self.stepfunction_backend
+        if getattr(self, "RESPONSE_KEY_PATH_TO_TRANSFORMER", None) or not isinstance(
+            backend, StepFunctionsParserBackend
+        ):
+            return original(self)
+        execution = backend.describe_execution(self._get_param("executionArn"))
+        if not isinstance(execution, ParserExecution) or execution.exec_worker is None:
+            return original(self)
+        env = execution.exec_worker.env
+        if env is None:  # not started yet: moto answers an empty history
+            return result_class(None, [])
+        return result_class(env.event_manager, env.event_manager.get_event_history())
+
+    return get_execution_history
+
+
 def _finished_event(execution_arn: str) -> threading.Event:
     with _finished_lock:
         event = _finished.get(execution_arn)
@@ -431,6 +519,8 @@ def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], 
         f"{_JSON_PATH}.parse": lambda _orig: _parse_ext,
         f"{_RESULT_PATH}.parse": lambda _orig: _parse_plain,
         f"{_RESPONSES}.StepFunctionResponse.stop_execution": lambda _orig: _stop_execution,
+        f"{_RESPONSES}.StepFunctionResponse.get_execution_history": _fast_history,
+        f"{_EVENT_MANAGER}.EventManager.get_event_history": lambda _orig: _event_history_snapshot,
         f"{_ENVIRONMENT}.Environment.set_error": _keep_stopped,
         f"{_EVENT_MANAGER}.EventManager.add_event": _silence_after_stop,
         f"{_TASK_LAMBDA}.StateTaskLambda._from_error": _lambda_client_error,
