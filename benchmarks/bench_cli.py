@@ -48,6 +48,11 @@ def watch_refresh(loops: int = 300) -> dict[str, float]:
     """Refresh cost on a finished execution with a long history (a Pass/Choice loop)."""
     from moto.server import ThreadedMotoServer
 
+    from orchestrator.engine import LocalEngine
+
+    # The sandbox runs with the engine's moto hooks installed (they also cache history rendering).
+    engine = LocalEngine(start_mock=False)
+    engine.open()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
@@ -79,6 +84,7 @@ def watch_refresh(loops: int = 300) -> dict[str, float]:
         watcher.refresh()
         timings.append(time.perf_counter() - started)
     server.stop()
+    engine.close()
     return {
         "watch_history_events": events,
         "watch_first_read_ms": round(first * 1000, 1),
