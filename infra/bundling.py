@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = ROOT / ".build" / "lambda"
+# Overridable so a benchmark can measure a cold cache without disturbing the shared one.
+BUILD_DIR = Path(os.environ.get("LAMBDA_BUILD_DIR") or ROOT / ".build" / "lambda")
 LOCK_FILE = ROOT / "requirements.lock"
 PLATFORM = "manylinux2014_aarch64"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache")
