@@ -56,7 +56,6 @@ class ServiceConstruct(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
-        env = config.environment
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
         self.live: dict[str, lambda_.Alias] = {}
@@ -98,7 +97,6 @@ class ServiceConstruct(Construct):
             self.green["fanout"].add_event_source(
                 sources.SqsEventSource(messaging.preview_events_queue, **fanout_settings)
             )
-        self._env = env
 
     def _function(
         self,
