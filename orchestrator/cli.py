@@ -310,7 +310,14 @@ def release_start(
 def _watch(opts: Options, aws: Aws, env: str, arn: str, *, as_json: bool, interval: float | None) -> int:
     from orchestrator.watch import Watcher
 
-    watcher = Watcher(aws, arn, Names(env), interval=interval or (0.25 if opts.target.sandbox else 2.0))
+    scale = 1.0
+    if opts.target.sandbox:
+        from orchestrator.sandbox.state import read_state
+
+        scale = read_state(opts.sandbox_dir, check_endpoint=False).time_scale
+    watcher = Watcher(
+        aws, arn, Names(env), interval=interval or (0.25 if opts.target.sandbox else 2.0), time_scale=scale
+    )
     return watcher.run_json(sys.stdout) if as_json else watcher.run_live(out)
 
 

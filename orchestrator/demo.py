@@ -97,7 +97,7 @@ def release(
     started = time.monotonic()
     arn = aws.start_execution(machine, request["release_id"], request)["executionArn"]
     console.print(f"execution {arn}")
-    watcher = Watcher(aws, arn, names, interval=0.2, side_every=0.2)
+    watcher = Watcher(aws, arn, names, interval=0.2, side_every=0.2, time_scale=TIME_SCALE)
     code = watcher.run_live(console)
     wall = time.monotonic() - started
     assert watcher.view is not None

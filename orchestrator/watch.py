@@ -66,6 +66,9 @@ class Watcher:
     traffic: list[TrafficSample] = field(default_factory=list)
     requests: int = 0
     warning: str | None = None
+    # Virtual seconds per wall second of the history clock (the sandbox compresses time).
+    time_scale: float = 1.0
+    _wait_seen: dict[tuple[str, int], float] = field(default_factory=dict)
     _side_at: float = -1e9
 
     def refresh(self) -> list[dict[str, Any]]:
@@ -209,11 +212,16 @@ class Watcher:
             )
         lines: list[Any] = [table]
         bake = wait_deadline(view)
-        if bake is not None:
+        if bake is not None and view.current is not None:
             entered, seconds = bake
-            reference = view.last_event_time or entered
-            # Compare against wall time on AWS; in the sandbox the history clock is virtual and runs ahead.
-            elapsed = max((datetime.now(UTC) - entered).total_seconds(), (reference - entered).total_seconds())
+            if self.time_scale == 1.0:
+                elapsed = (datetime.now(UTC) - entered).total_seconds()
+            else:
+                # History timestamps are on the sandbox's compressed clock: count from when this
+                # watch first saw the wait, scaled.
+                key = (view.current, view.runs[view.current].visits)
+                first_seen = self._wait_seen.setdefault(key, time.monotonic())
+                elapsed = (time.monotonic() - first_seen) * self.time_scale
             remaining = max(0.0, seconds - elapsed)
             lines.append(Text(f"bake: {view.current} {seconds:.0f} s, about {remaining:.0f} s left", style="blue"))
         if self.splits:
