@@ -217,6 +217,7 @@ class LocalEngine:
     session: boto3.Session | None = None
     start_mock: bool = True
     jsonpath_cache: bool = True
+    fast_paths: bool = True  # off only to measure what the speed-only hooks save
     _mock: Any = field(default=None, init=False, repr=False)
     _sfn: Any = field(default=None, init=False, repr=False)
 
@@ -241,7 +242,9 @@ class LocalEngine:
     def open(self) -> None:
         """Install the moto hooks and start (or configure) moto; `close()` undoes it."""
         assert self.functions is not None
-        moto_hooks.install(self.clock, self.functions, jsonpath_cache=self.jsonpath_cache)
+        moto_hooks.install(
+            self.clock, self.functions, jsonpath_cache=self.jsonpath_cache, fast_paths=self.fast_paths
+        )
         try:
             if self.endpoint_url is None and self.start_mock:
                 from moto import mock_aws

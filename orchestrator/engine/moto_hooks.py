@@ -12,7 +12,12 @@ exactly that, by replacing module attributes for as long as they are installed:
   `VirtualClock`, and every timestamp moto records (history, start/stop dates, `$$.State.EnteredTime`)
   reads that clock;
 * JSONPath parsing is memoised (parsed expressions are immutable, so sharing them is safe);
+* the interpreter's deep copies of JSON state data use `jsoncopy.deepcopy` (same result);
 * StopExecution keeps its error and cause; executions signal their end to `wait_finished`;
+* request-response Task states (Lambda, and service integrations without `.sync` or
+  `.waitForTaskToken`) run in the execution's thread instead of a new thread per attempt, while
+  the clock skips waits (their TimeoutSeconds is then judged when the call returns, the way
+  the thread-based wait judges a call that ends after its virtual deadline);
 * GetExecutionHistory serializes each event once (`history_wire`) instead of running moto's
   generic serializer over the whole history on every read.
 
@@ -34,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.engine import jsoncopy
 from orchestrator.engine.clock import VirtualClock, VirtualEvent
 from orchestrator.engine.functions import FunctionRegistry
 from orchestrator.engine.history_wire import HistoryBody, Unsupported
@@ -58,6 +64,13 @@ _PARSER_MODELS = f"{_SFN}.parser.models"
 _RESPONSES = f"{_SFN}.responses"
 _ENVIRONMENT = f"{_ASL}.eval.environment"
 _TASK_LAMBDA = f"{_ASL}.component.state.exec.state_task.state_task_lambda"
+# Modules that deep-copy JSON state data on every state (input, results, parameters).
+_COPYING = (
+    f"{_ASL}.eval.states",
+    f"{_ASL}.component.common.string.string_expression",
+    f"{_ASL}.component.common.path.result_path",
+    f"{_ASL}.component.state.exec.state_task.service.state_task_service",
+)
 
 
 class HookPointMoved(RuntimeError):
@@ -99,6 +112,11 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
     HookPoint(_TIMESTAMP, "datetime", "Wait Timestamp/TimestampPath measured on the virtual clock"),
     HookPoint(_RETRIER, "time", "Retry back-off on the virtual clock"),
     HookPoint(_EXECUTE_STATE, "threading", "task TimeoutSeconds on the virtual clock"),
+    HookPoint(
+        _EXECUTE_STATE,
+        "ExecutionState._evaluate_with_timeout",
+        "request-response tasks run without a thread per attempt",
+    ),
     HookPoint(_CALLBACK, "Event", "waitForTaskToken and heartbeat timeouts on the virtual clock"),
     HookPoint(_PROGRAM, "threading", "state machine TimeoutSeconds on the virtual clock"),
     HookPoint(
@@ -125,11 +143,25 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
     ),
     HookPoint(_ENVIRONMENT, "Environment.set_error", "a stopped execution stays ABORTED"),
     HookPoint(_EVENT_MANAGER, "EventManager.add_event", "no events after StopExecution but ExecutionAborted"),
+    *(
+        HookPoint(module, "copy", "deep copies of JSON state data without copy's dispatch")
+        for module in _COPYING
+    ),
     HookPoint(
         _TASK_LAMBDA,
         "StateTaskLambda._from_error",
         "Invoke API errors as Lambda.<Code> for function-ARN tasks",
     ),
+)
+
+# Hooks that change nothing but speed (benchmarks can leave them out to measure them).
+FAST_PATHS: frozenset[str] = frozenset(
+    {
+        f"{_EXECUTE_STATE}.ExecutionState._evaluate_with_timeout",
+        f"{_RESPONSES}.StepFunctionResponse.get_execution_history",
+        f"{_EVENT_MANAGER}.EventManager.get_event_history",
+        *(f"{module}.copy" for module in _COPYING),
+    }
 )
 
 # moto logs every task failure (including caught, expected ones) at ERROR with a dump of the
@@ -383,6 +415,77 @@ def _lambda_client_error(original: Callable[..., Any]) -> Callable[..., Any]:
     return from_error
 
 
+def _runs_inline(state: Any, clock: VirtualClock) -> bool:
+    # Only calls that return by themselves: Lambda tasks and request-response integrations. A
+    # callback/.sync/activity task waits on something outside the call, and only a waiting
+    # thread can give up on it at its deadline. In manual mode (auto_advance off) a handler's
+    # clock.sleep blocks until the test advances the clock, and the state's timeout must be
+    # able to fire first, so the thread stays there too.
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+        StateTaskService,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
+        StateTaskLambda,
+    )
+
+    if not clock.auto_advance or state.heartbeat is not None:
+        return False
+    if isinstance(state, StateTaskLambda):
+        return True
+    return isinstance(state, StateTaskService) and getattr(state.resource, "condition", None) is None
+
+
+def _inline_tasks(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    # ExecutionState._evaluate_with_timeout starts a thread per task attempt only to wait on it
+    # with a timeout (about 1-2 ms per attempt on a busy host). This is the same method with
+    # the call made in place: same frame, same stack copy, same result handling; the timeout
+    # counts as missed when the virtual clock passed the deadline before the call returned
+    # (VirtualEvent's rule for an event set late), and a call's own failure wins over a late
+    # return, as it does when the waiting thread sees the event set after the deadline.
+    @functools.wraps(original)
+    def evaluate_with_timeout(self: Any, env: Any) -> None:
+        active = _active
+        if active is None or not _runs_inline(self, active.clock):
+            return original(self, env)
+        from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import EvalTimeoutError
+
+        clock = active.clock
+        self.timeout.eval(env=env)
+        timeout_seconds: int = env.stack.pop()
+        frame = env.open_frame()
+        frame.states.reset(input_value=env.states.get_input())
+        frame.stack = jsoncopy.deepcopy(env.stack)
+        deadline = clock.time() + max(0.0, timeout_seconds)
+        execution_outputs: list[Any] = []
+        execution_exception: Exception | None = None
+        try:
+            self._eval_execution(frame)
+            execution_outputs.extend(frame.stack)
+        except Exception as ex:  # noqa: BLE001 - re-raised below, as moto's thread hands it over
+            execution_exception = ex
+        finished_on_time = clock.time() <= deadline
+        frame.set_ended()
+        env.close_frame(frame)
+        if execution_exception is not None:
+            raise execution_exception
+        if not finished_on_time:
+            raise EvalTimeoutError()
+        env.stack.append(execution_outputs.pop())
+        if not self._is_language_query_jsonpath():
+            env.states.set_result(env.stack[-1])
+        if self.assign_decl:
+            self.assign_decl.eval(env=env)
+        if self.result_selector:
+            self.result_selector.eval(env=env)
+        if self.result_path:
+            self.result_path.eval(env)
+        else:
+            env.states.reset(input_value=env.stack.pop())
+        return None
+
+    return evaluate_with_timeout
+
+
 def _event_history_snapshot(self: Any) -> list[Any]:
     # Replaces EventManager.get_event_history, which deep-copies the whole history on every
     # read. moto only ever appends finished event dicts and its readers (the response
@@ -505,12 +608,14 @@ def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], 
     datetime_proxy = _datetime_module(clock)
     threading_proxy = _threading_module(clock)
     time_proxy = _ModuleProxy(_time, sleep=lambda seconds: clock.sleep(seconds))
+    copy_module = jsoncopy.CopyModule()
     values: dict[str, Callable[[Any], Any]] = {
         f"{_LAMBDA_UTILS}._invoke_lambda_function": lambda _orig: _invoke_lambda_function,
         f"{_WAIT_FUNCTION}.WaitFunction._wait_interval": lambda _orig: _wait_interval,
         f"{_RETRIER}.time": lambda _orig: time_proxy,
         f"{_EXECUTE_STATE}.threading": lambda _orig: threading_proxy,
         f"{_PROGRAM}.threading": lambda _orig: threading_proxy,
+        f"{_EXECUTE_STATE}.ExecutionState._evaluate_with_timeout": _inline_tasks,
         f"{_CALLBACK}.Event": lambda _orig: lambda: VirtualEvent(clock),
         f"{_EVENT_MANAGER}.EventManager._get_current_timestamp": lambda _orig: staticmethod(
             _current_timestamp
@@ -527,16 +632,25 @@ def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], 
     }
     for module in (_TIMESTAMP, _STATE, _BRANCHES, _MAP_RUN, _EXECUTION, _PARSER_MODELS):
         values[f"{module}.datetime"] = lambda _orig: datetime_proxy
+    for module in _COPYING:
+        values[f"{module}.copy"] = lambda _orig: copy_module
     missing = {p.symbol for p in HOOK_POINTS} ^ set(values)
     if missing:
         raise RuntimeError(f"hook table and HOOK_POINTS disagree on: {sorted(missing)}")
     return [(point, values[point.symbol]) for point in HOOK_POINTS]
 
 
-def install(clock: VirtualClock, functions: FunctionRegistry, *, jsonpath_cache: bool = True) -> None:
+def install(
+    clock: VirtualClock,
+    functions: FunctionRegistry,
+    *,
+    jsonpath_cache: bool = True,
+    fast_paths: bool = True,
+) -> None:
     """Install the hooks (re-entrant: nested installs must share the clock and registry).
 
-    `jsonpath_cache=False` leaves moto's JSONPath parsing as it is (for benchmarks)."""
+    For benchmarks: `jsonpath_cache=False` leaves moto's JSONPath parsing as it is, and
+    `fast_paths=False` leaves the hooks that only save time (`FAST_PATHS`) out."""
     global _active
     with _lock:
         if _active is not None:
@@ -550,7 +664,13 @@ def install(clock: VirtualClock, functions: FunctionRegistry, *, jsonpath_cache:
         check_hook_points()
         installation = _Installation(clock=clock, functions=functions, users=1)
         for point, make in _replacements(clock):
-            if not jsonpath_cache and point.module in (_JSON_PATH, _RESULT_PATH):
+            if (
+                not jsonpath_cache
+                and point.module in (_JSON_PATH, _RESULT_PATH)
+                and point.attribute == "parse"
+            ):
+                continue
+            if not fast_paths and point.symbol in FAST_PATHS:
                 continue
             owner, name = point.owner_and_name()
             original = vars(owner)[name]
@@ -580,9 +700,13 @@ def uninstall() -> None:
 
 @contextmanager
 def installed(
-    clock: VirtualClock, functions: FunctionRegistry, *, jsonpath_cache: bool = True
+    clock: VirtualClock,
+    functions: FunctionRegistry,
+    *,
+    jsonpath_cache: bool = True,
+    fast_paths: bool = True,
 ) -> Iterator[None]:
-    install(clock, functions, jsonpath_cache=jsonpath_cache)
+    install(clock, functions, jsonpath_cache=jsonpath_cache, fast_paths=fast_paths)
     try:
         yield
     finally:

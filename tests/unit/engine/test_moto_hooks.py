@@ -115,3 +115,57 @@ def test_lambda_invoke_goes_to_registered_handler_without_docker() -> None:
     # Outside the engine moto is untouched: no handler routing remains.
     assert boto3.session.Session().region_name in (None, "eu-west-1")
     assert json.loads(json.dumps(result.describe, default=str))["status"] == "SUCCEEDED"
+
+
+def test_fast_paths_can_be_left_out_for_benchmarks() -> None:
+    before = {p.symbol: vars(p.owner_and_name()[0])[p.owner_and_name()[1]] for p in HOOK_POINTS}
+    assert moto_hooks.FAST_PATHS <= set(before)
+    with moto_hooks.installed(VirtualClock(), FunctionRegistry(), fast_paths=False):
+        untouched = {
+            p.symbol
+            for p in HOOK_POINTS
+            if vars(p.owner_and_name()[0])[p.owner_and_name()[1]] is before[p.symbol]
+        }
+    assert untouched == moto_hooks.FAST_PATHS
+
+
+def test_task_timeout_is_judged_on_the_virtual_clock() -> None:
+    # A task whose call returns after TimeoutSeconds of virtual time fails with States.Timeout
+    # (Catch sees it); one that returns in time succeeds. (With moto's thread per task this
+    # was a race: the waiting thread often read the clock only after the handler had moved it.)
+    definition = {
+        "StartAt": "Quick",
+        "States": {
+            "Quick": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": "slow", "Payload": {"seconds": 4}},
+                "TimeoutSeconds": 5,
+                "ResultSelector": {"slept.$": "$.Payload.slept"},
+                "ResultPath": "$.quick",
+                "Next": "Slow",
+            },
+            "Slow": {
+                "Type": "Task",
+                "Resource": "arn:aws:lambda:eu-west-1:123456789012:function:slow",
+                "Parameters": {"seconds": 6},
+                "TimeoutSeconds": 5,
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "TimedOut"}],
+                "End": True,
+            },
+            "TimedOut": {"Type": "Pass", "End": True},
+        },
+    }
+
+    def slow(event: Any, context: Any) -> Any:
+        context.clock.sleep(event["seconds"])
+        return {"slept": event["seconds"]}
+
+    with LocalEngine() as engine:
+        engine.register("slow", slow)
+        result = engine.run(engine.create_state_machine("timeouts", definition), {}, name="timeouts-1")
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output["quick"] == {"slept": 4}
+    assert result.output["error"]["Error"] == "States.Timeout"
+    assert result.states_entered() == ["Quick", "Slow", "TimedOut"]
+    assert len(result.events("TaskTimedOut", "LambdaFunctionTimedOut")) == 1
