@@ -299,7 +299,8 @@ class Deployer:
 
 
 def _with_env(dotted: str, env: dict[str, str]) -> Any:
-    """The handler, run with its function's environment bound for the invocation.
+    """The handler, imported on its first invocation (so start-up does not pay for every
+    function's imports), run with its function's environment bound for the invocation.
 
     Service code reads settings through `service.settings` (a per-invocation context); task
     code reads os.environ, which the daemon fills with the task functions' shared settings.
@@ -307,11 +308,13 @@ def _with_env(dotted: str, env: dict[str, str]) -> Any:
     from orchestrator.engine import import_handler
     from service.settings import use_env
 
-    handler = import_handler(dotted)
+    loaded: list[Any] = []
 
     def run(event: Any, context: Any) -> Any:
+        if not loaded:
+            loaded.append(import_handler(dotted))
         with use_env(env):
-            return handler(event, context)
+            return loaded[0](event, context)
 
-    run.__name__ = getattr(handler, "__name__", "handler")
+    run.__name__ = dotted.rsplit(".", 1)[-1]
     return run
