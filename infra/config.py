@@ -225,6 +225,44 @@ class ScheduleConfig(_Model):
 class BudgetConfig(_Model):
     daily_limit_usd: float = Field(gt=0)
     alert_threshold_percent: float = Field(gt=0, le=100)
+    # AWS Budgets: a monthly budget (forecast alerts exist only for monthly and longer periods);
+    # by default 31 days of the daily limit.
+    monthly_limit_usd: float | None = Field(default=None, gt=0)
+
+    @property
+    def monthly_usd(self) -> float:
+        return self.monthly_limit_usd if self.monthly_limit_usd is not None else round(self.daily_limit_usd * 31, 2)
+
+
+class BackupConfig(_Model):
+    """Daily manual snapshots, their S3 exports and manifests (infra/operations/backup_bucket.py)."""
+
+    # Manual snapshots the backup task keeps (automatic ones follow cache.snapshot_retention_days).
+    snapshot_retention_days: int = Field(default=14, ge=1, le=365)
+    # Exports and manifests move to cheaper classes, then expire. Glacier Instant Retrieval keeps
+    # manifests readable in milliseconds: the DR drill reads them with a plain GetObject.
+    infrequent_access_after_days: int = Field(default=30, ge=30)
+    glacier_instant_after_days: int = Field(default=90, ge=90)
+    expire_after_days: int = Field(default=365, ge=1)
+    # S3 Object Lock default retention on every object version (production); None disables it.
+    object_lock_days: int | None = Field(default=None, ge=1, le=3650)
+    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    # Optional copy of manifests and exports to a bucket in another region (created by the
+    # account's DR baseline, not by this stack: a bucket in another region needs its own stack).
+    copy_region: str | None = None
+    copy_bucket_name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BackupConfig:
+        if not self.infrequent_access_after_days < self.glacier_instant_after_days < self.expire_after_days:
+            raise ValueError("infrequent_access_after_days < glacier_instant_after_days < expire_after_days must hold")
+        if self.object_lock_days is not None and self.object_lock_days > self.expire_after_days:
+            raise ValueError("object_lock_days: longer than expire_after_days, objects could never expire")
+        if bool(self.copy_region) != bool(self.copy_bucket_name):
+            raise ValueError("copy_region and copy_bucket_name: set both for the cross-region copy, or neither")
+        if self.copy_region and not _REGION.match(self.copy_region):
+            raise ValueError(f"copy_region: {self.copy_region!r} is not an AWS region name")
+        return self
 
 
 class MessagingConfig(_Model):
@@ -271,6 +309,7 @@ class EnvironmentConfig(_Model):
     alarms: AlarmConfig
     schedules: ScheduleConfig
     budget: BudgetConfig
+    backup: BackupConfig = Field(default_factory=BackupConfig)
     log_retention_days: int
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Alarm and operations notifications (subscribed to the operations topic).
@@ -305,6 +344,8 @@ class EnvironmentConfig(_Model):
                 "messaging.visibility_timeout_seconds: must be at least 6x the fanout timeout "
                 f"({fanout.timeout_seconds * 6} s)"
             )
+        if self.backup.copy_region == self.region:
+            raise ValueError("backup.copy_region: must differ from the stack's region")
         if self.network.nat_gateways > len(self.network.availability_zones):
             raise ValueError("network.nat_gateways: more NAT gateways than availability zones")
         return self
