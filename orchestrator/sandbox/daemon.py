@@ -176,14 +176,25 @@ class Sandbox:
         write_state(self.directory, self.state)
         return self.state
 
-    def stop(self) -> None:
+    def stop(self, per_part_seconds: float = 8.0) -> None:
+        """Stop everything in reverse order; a part that hangs is left behind after a bound so
+        the ones started before it (the Redis server, moto) are still stopped."""
         remove_state(self.directory)
         while self.parts:
             part = self.parts.pop()
-            try:
-                part()
-            except Exception:  # noqa: BLE001 - keep stopping the rest
-                log.exception("stopping %s failed", getattr(part, "__qualname__", part))
+            name = getattr(part, "__qualname__", repr(part))
+            worker = threading.Thread(target=_stop_quietly, args=(part, name), name=f"stop {name}", daemon=True)
+            worker.start()
+            worker.join(per_part_seconds)
+            if worker.is_alive():
+                log.error("stopping %s took over %.0fs; moving on", name, per_part_seconds)
+
+
+def _stop_quietly(part: Any, name: str) -> None:
+    try:
+        part()
+    except Exception:  # noqa: BLE001 - keep stopping the rest
+        log.exception("stopping %s failed", name)
 
 
 def merge_templates(templates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -345,7 +356,11 @@ def stop_background(directory: Path, timeout: float = 30.0) -> bool:
         except ChildProcessError:
             pass
     if pid_alive(state.pid):
-        os.kill(state.pid, signal.SIGKILL)
+        # The daemon leads its own process group (start_new_session): take its children with it.
+        try:
+            os.killpg(state.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            os.kill(state.pid, signal.SIGKILL)
     remove_state(directory)
     return True
 
