@@ -33,6 +33,23 @@ WILDCARD_RESOURCE_ACTIONS: MappingProxyType[str, str] = MappingProxyType(
             "ListStateMachines supports no resource-level permissions; the deploy role uses it to find "
             "this environment's state machines by name."
         ),
+        "cloudwatch:GetMetricStatistics": (
+            "GetMetricStatistics supports no resource-level permissions; CheckAlarms reads green's "
+            "invocation count (AWS/Lambda Invocations) with it."
+        ),
+        "xray:GetSamplingRules": "X-Ray sampling rules have no resource-level permissions (tracing of the state machine).",
+        "xray:GetSamplingTargets": "X-Ray sampling targets have no resource-level permissions (tracing of the state machine).",
+        **{
+            action: (
+                "Step Functions delivers execution logs through CloudWatch Logs vended log delivery, whose "
+                "actions support no resource-level permissions (Step Functions logging IAM reference)."
+            )
+            for action in (
+                "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups",
+            )
+        },
         "secretsmanager:GetRandomPassword": (
             "GetRandomPassword acts on no resource (AWS Secrets Manager IAM reference); the rotation "
             "function uses it to generate the new API key."

@@ -179,6 +179,102 @@ ACKNOWLEDGMENTS: list[Ack] = [
 ]
 
 
+# -- release orchestration (infra/orchestration/) ----------------------------------------------
+_ORCH = f"{STACK}/Orchestration"
+_RELEASE_TASKS = (
+    "ValidateRequest", "RecordRelease", "DeployGreen", "WarmCache", "CleanupCache", "SyntheticChecks",
+    "RequestApproval", "SetWeights", "CheckAlarms", "Finalize", "Rollback", "AlarmRollback",
+)
+# Logical ids of the functions whose versions and aliases (`<arn>:*`) roles address; they derive
+# from construct paths, which these acknowledgments pin (a moved construct fails synthesis).
+_SERVICE_FUNCTION_IDS = (
+    "ServiceAuthorizerFunction6FA48037", "ServiceConnectFunctionB48E2FD8", "ServiceDisconnectFunction7140172B",
+    "ServiceMessagesFunctionCCE5C656", "ServiceFanoutFunctionFFCF5335",
+)
+_STATE_MACHINE_TASK_IDS = (
+    "OrchestrationTasksValidateRequestFunction07B1C4FF", "OrchestrationTasksRecordReleaseFunctionAB049C16",
+    "OrchestrationTasksDeployGreenFunctionB7E65D82", "OrchestrationTasksWarmCacheFunctionA5C3D2B0",
+    "OrchestrationTasksCleanupCacheFunction25DDF097", "OrchestrationTasksSyntheticChecksFunction83F9C8CC",
+    "OrchestrationTasksRequestApprovalFunction3740932F", "OrchestrationTasksSetWeightsFunction246EECEC",
+    "OrchestrationTasksCheckAlarmsFunctionA950BA51", "OrchestrationTasksFinalizeFunction2498253A",
+    "OrchestrationTasksRollbackFunctionF1E2ECF2",
+)
+ACKNOWLEDGMENTS += [
+    *[Ack(f"{_ORCH}/Tasks/{task}/Role", f"{NAG}-IAM5[Resource::*]", _WILDCARD_REASON) for task in _RELEASE_TASKS],
+    *[
+        Ack(
+            f"{_ORCH}/Tasks/{task}/Function",
+            f"{NAG}-L1",
+            "Runtime pinned in configuration (lambdas.python_runtime) to the version the release tasks are "
+            "tested with and for which AWS publishes the Powertools v3 arm64 layer; upgrading is a configuration "
+            "change.",
+        )
+        for task in _RELEASE_TASKS
+    ],
+    *[
+        Ack(
+            f"{_ORCH}/Tasks",
+            f"{NAG}-IAM5[Resource::<{function_id}.Arn>:*]",
+            "Releases publish versions of this service function and move its `live`/`green` aliases: Lambda "
+            "authorizes GetAlias/UpdateAlias/GetFunctionConfiguration(Qualifier) on `<function>:<qualifier>`, "
+            "whose version numbers exist only at release time. Scoped to this one function's qualifiers.",
+        )
+        for function_id in _SERVICE_FUNCTION_IDS
+    ],
+    *[
+        Ack(
+            f"{_ORCH}/Release/StateMachine/Role",
+            f"{NAG}-IAM5[Resource::<{function_id}.Arn>:*]",
+            "CDK's LambdaInvoke grants lambda:InvokeFunction on the task function and its qualifiers (`:*`) so "
+            "a versioned or aliased invocation works; limited to this one release task function.",
+        )
+        for function_id in _STATE_MACHINE_TASK_IDS
+    ],
+    Ack(f"{_ORCH}/Release/StateMachine/Role", f"{NAG}-IAM5[Resource::*]", _WILDCARD_REASON),
+    Ack(
+        f"{_ORCH}/Tasks/DeployGreen/Role",
+        f"{NAG}-IAM5[Resource::arn:<AWS::Partition>:s3:::{{artifact_bucket}}/service/*]",
+        "DeployGreen reads the release's service bundle, whose key (`service/<version>-<sha>.zip`) is chosen "
+        "per release: s3:GetObject only, under the artifact bucket's service/ prefix only.",
+    ),
+    Ack(
+        f"{_ORCH}/Tasks/CheckAlarms/Role",
+        f"{NAG}-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:{{region}}:{{account}}:alarm:{{environment}}-release-*]",
+        "cloudwatch:DescribeAlarms on the environment's release alarms only: the release-guard alarms "
+        "(`<env>-release-guard-*`, looked up by prefix) and the `<env>-release-health` composite.",
+    ),
+    Ack(
+        f"{_ORCH}/Tasks/AlarmRollback/Role",
+        f"{NAG}-IAM5[Resource::arn:<AWS::Partition>:states:{{region}}:{{account}}:execution:{{environment}}-release:*]",
+        "The alarm rollback stops the release execution holding the lock, whose name is the release id "
+        "chosen at start time: states:StopExecution only, on executions of the release state machine only.",
+    ),
+    *[
+        Ack(
+            f"{_ORCH}/AlarmRollback/Dlq",
+            rule,
+            "This queue is itself the dead-letter queue of the alarm-rollback rules' Lambda target; a DLQ of a "
+            "DLQ would only move the events its depth alarm already reports.",
+        )
+        for rule in (f"{NAG}-SQS3", f"{GUARD}::sqs_dlq_check")
+    ],
+]
+
+
+def _placeholders(stage: Stage) -> dict[str, str]:
+    """Values of `{environment}`, `{account}`, `{region}`, `{artifact_bucket}` in environment-specific rules."""
+    config = getattr(stage, "config", None)
+    if config is None:
+        return {}
+    deploy = getattr(config, "deploy", None)
+    return {
+        "environment": config.environment,
+        "account": config.account,
+        "region": config.region,
+        "artifact_bucket": deploy.artifact_bucket_name if deploy else "",
+    }
+
+
 class StaleAcknowledgment(LookupError):
     """An acknowledgment names a construct path that does not exist."""
 
@@ -191,10 +287,12 @@ def _find(stage: Stage, path: str) -> IConstruct | None:
 
 
 def acknowledge(stage: Stage, engine: str) -> None:
+    placeholders = _placeholders(stage)
     for ack in ACKNOWLEDGMENTS:
         if ack.only_for_engine and ack.only_for_engine != engine:
             continue
         target = _find(stage, ack.path)
         if target is None:
             raise StaleAcknowledgment(f"acknowledgment of {ack.rule}: no construct at {stage.node.id}/{ack.path}")
-        Validations.of(target).acknowledge(Acknowledgment(id=ack.rule, reason=ack.reason))
+        rule = ack.rule.format(**placeholders) if "{" in ack.rule else ack.rule
+        Validations.of(target).acknowledge(Acknowledgment(id=rule, reason=ack.reason))

@@ -1,0 +1,157 @@
+"""What each `tasks/catalog.py` permission means in IAM, scoped to the exact resources.
+
+Every statement names its resources: the service functions (and their versions and aliases,
+`<function-arn>:*`), the release table and its index, the release topic, the artifact bucket's
+objects, the release alarms by name, the release state machine's executions. The only `*` is
+`cloudwatch:GetMetricStatistics`, which supports no resource-level permissions
+(infra/iam_allowlist.py). KMS permissions name the exact key and are limited to use through
+the service that owns the data (`kms:ViaService`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+
+from infra.orchestration.table import ReleaseTable
+from tasks.catalog import Permission
+
+SERVICE_READ_ACTIONS = ("lambda:GetAlias", "lambda:GetFunctionConfiguration", "lambda:ListVersionsByFunction")
+SERVICE_DEPLOY_ACTIONS = (
+    "lambda:UpdateFunctionCode",
+    "lambda:UpdateFunctionConfiguration",
+    "lambda:PublishVersion",
+    # The `function_updated_v2` waiter polls GetFunction.
+    "lambda:GetFunction",
+    "lambda:GetFunctionConfiguration",
+    "lambda:ListVersionsByFunction",
+)
+SERVICE_ALIAS_ACTIONS = ("lambda:GetAlias", "lambda:UpdateAlias", "lambda:CreateAlias")
+TABLE_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
+# TransactWriteItems is authorized per contained operation (PutItem here).
+TABLE_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+# What DynamoDB asks KMS for on the caller's behalf when it reads or writes a CMK-encrypted table.
+TABLE_KEY_READ_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
+TABLE_KEY_WRITE_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey")
+# SNS and SQS encrypt a message with a data key from the topic's / queue's CMK.
+MESSAGE_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+
+
+@dataclass(frozen=True)
+class GrantTargets:
+    """The resources the release tasks act on."""
+
+    table: ReleaseTable
+    topic: sns.ITopic
+    topic_key: kms.IKey
+    service_functions: Mapping[str, lambda_.IFunction]
+    artifact_bucket_name: str
+    # CloudWatch alarm name patterns (`<env>-release-*`): the guards and the composite.
+    alarm_name_patterns: Sequence[str]
+    # `arn:...:execution:<env>-release:*`, built from the name (no dependency on the state machine).
+    execution_arn_pattern: str
+    cache_auth_secret: secretsmanager.ISecret
+    api_keys_secret: secretsmanager.ISecret
+    preview_events_queue: sqs.IQueue
+    messaging_key: kms.IKey
+
+
+class TaskGrants:
+    def __init__(self, scope_stack: Stack, targets: GrantTargets) -> None:
+        self._stack = scope_stack
+        self._t = targets
+        self._grants: dict[Permission, Callable[[iam.IRole], None]] = {
+            "table_read": self._table_read,
+            "table_write": self._table_write,
+            "topic_publish": self._topic_publish,
+            "service_read": lambda role: self._service(role, "ReadServiceFunctions", SERVICE_READ_ACTIONS),
+            "service_deploy": lambda role: self._service(role, "DeployServiceFunctions", SERVICE_DEPLOY_ACTIONS),
+            "service_aliases": lambda role: self._service(role, "MoveServiceAliases", SERVICE_ALIAS_ACTIONS),
+            "artifact_read": self._artifact_read,
+            "alarms_read": self._alarms_read,
+            "metrics_read": self._metrics_read,
+            "execution_stop": self._execution_stop,
+            "redis": self._redis,
+            "synthetic": self._synthetic,
+        }
+
+    def grant(self, role: iam.IRole, permissions: Sequence[Permission]) -> None:
+        unknown = [p for p in permissions if p not in self._grants]
+        if unknown:
+            raise KeyError(f"no IAM meaning defined for task permission(s) {', '.join(unknown)}")
+        for permission in permissions:
+            self._grants[permission](role)
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def _add(self, role: iam.IRole, sid: str, actions: Sequence[str], resources: Sequence[str],
+             conditions: Mapping[str, object] | None = None) -> None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid=sid, actions=list(actions), resources=list(resources),
+                conditions=dict(conditions) if conditions else None,
+            )
+        )
+
+    def _via(self, service: str) -> dict[str, object]:
+        return {"StringEquals": {"kms:ViaService": f"{service}.{self._stack.region}.amazonaws.com"}}
+
+    def _table_read(self, role: iam.IRole) -> None:
+        table = self._t.table
+        self._add(role, "ReadReleaseTable", TABLE_READ_ACTIONS, [table.table.table_arn, table.index_arn()])
+        self._add(role, "DecryptReleaseTable", TABLE_KEY_READ_ACTIONS, [table.key.key_arn], self._via("dynamodb"))
+
+    def _table_write(self, role: iam.IRole) -> None:
+        table = self._t.table
+        self._add(role, "WriteReleaseTable", TABLE_WRITE_ACTIONS, [table.table.table_arn])
+        self._add(role, "EncryptReleaseTable", TABLE_KEY_WRITE_ACTIONS, [table.key.key_arn], self._via("dynamodb"))
+
+    def _topic_publish(self, role: iam.IRole) -> None:
+        self._add(role, "PublishReleaseNotifications", ["sns:Publish"], [self._t.topic.topic_arn])
+        self._add(role, "EncryptReleaseNotifications", MESSAGE_KEY_ACTIONS, [self._t.topic_key.key_arn], self._via("sns"))
+
+    def _service(self, role: iam.IRole, sid: str, actions: Sequence[str]) -> None:
+        resources = []
+        for function in self._t.service_functions.values():
+            # The function itself, and its versions and aliases (`:<qualifier>`).
+            resources += [function.function_arn, f"{function.function_arn}:*"]
+        self._add(role, sid, actions, resources)
+
+    def _artifact_read(self, role: iam.IRole) -> None:
+        # HeadObject and Lambda's own fetch for UpdateFunctionCode both need s3:GetObject of the caller.
+        bucket_objects = self._stack.format_arn(
+            service="s3", region="", account="", resource=self._t.artifact_bucket_name, resource_name="service/*",
+        )
+        self._add(role, "ReadServiceBundles", ["s3:GetObject"], [bucket_objects])
+
+    def _alarms_read(self, role: iam.IRole) -> None:
+        # DescribeAlarms accepts alarm ARNs as resources (Service Authorization Reference: alarm*).
+        alarms = [
+            self._stack.format_arn(service="cloudwatch", resource="alarm", resource_name=pattern,
+                                   arn_format=ArnFormat.COLON_RESOURCE_NAME)
+            for pattern in self._t.alarm_name_patterns
+        ]
+        self._add(role, "DescribeReleaseAlarms", ["cloudwatch:DescribeAlarms"], alarms)
+
+    def _metrics_read(self, role: iam.IRole) -> None:
+        self._add(role, "ReadGreenInvocations", ["cloudwatch:GetMetricStatistics"], ["*"])
+
+    def _execution_stop(self, role: iam.IRole) -> None:
+        self._add(role, "StopReleaseExecution", ["states:StopExecution"], [self._t.execution_arn_pattern])
+
+    def _redis(self, role: iam.IRole) -> None:
+        self._t.cache_auth_secret.grant_read(role)
+
+    def _synthetic(self, role: iam.IRole) -> None:
+        self._t.api_keys_secret.grant_read(role)
+        self._add(role, "PublishMarkedEvents", ["sqs:SendMessage"],
+                  [self._t.preview_events_queue.queue_arn])
+        self._add(role, "EncryptMarkedEvents", MESSAGE_KEY_ACTIONS, [self._t.messaging_key.key_arn], self._via("sqs"))
