@@ -1,0 +1,235 @@
+"""Fault schedules for release executions: what goes wrong, where, and what the release must then do.
+
+A schedule names at most one task fault (which task, at which of its invocations, which kind),
+an alarm that fires while a given traffic step bakes, the operator's answer at the approval
+gate, and the request's shape (steps, dry run). `FaultInjector` acts it out by wrapping the
+in-process task handlers the engine routes to; the code under test is never changed.
+`expected_outcome` is the model the property test holds each execution to.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import strategies as st
+
+from orchestrator.engine import invoke_error
+
+# Retry budgets of state_machines/policies.py: transient Lambda errors are retried
+# `attempts` times (Rollback: 8), a timeout once; the ApprovalGate never retries a timeout.
+TRANSIENT_RETRIES = {"rollback": 8}
+DEFAULT_TRANSIENT_RETRIES = 4
+
+# Tasks of the happy path, in the order the state machine first calls them.
+PRE_LOCK = ("validate_request",)
+BEFORE_ANY_CHANGE = ("record_release",)
+# Faults in these never change the outcome: clean-up failures are caught and ignored, and a
+# rollback must survive transient faults (a rollback that fails for good stops in
+# RollbackFailed with the lock held on purpose, for an operator: not a schedule we generate).
+OUTCOME_NEUTRAL = ("cleanup_cache",)
+
+
+class InjectedFault(RuntimeError):
+    """The failure a schedule injects into a task (the state machine sees `InjectedFault`)."""
+
+
+@dataclass(frozen=True)
+class TaskFault:
+    task: str
+    at: int  # 1-based invocation of that task (retries count as invocations)
+    kind: str  # exception | throttled | timeout
+    repeats: int = 1  # consecutive invocations that fail this way
+
+    @property
+    def fatal(self) -> bool:
+        """Does the fault outlast the task's retries?"""
+        if self.kind == "exception":
+            return True
+        if self.kind == "throttled":
+            return self.repeats > TRANSIENT_RETRIES.get(self.task, DEFAULT_TRANSIENT_RETRIES)
+        return self.repeats > 1  # a timeout is retried once
+
+    @property
+    def error(self) -> str:
+        """The error Step Functions reports for this fault once the retries are spent."""
+        return {
+            "exception": "InjectedFault",
+            "throttled": "Lambda.TooManyRequestsException",
+            "timeout": "Sandbox.Timedout",
+        }[self.kind]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: tuple[int, ...]  # traffic percents, the last one 100
+    bake_seconds: int
+    dry_run: bool
+    approval: str | None  # None (no gate), "approve", "reject", "timeout"
+    fault: TaskFault | None
+    alarm_step: int | None  # 0-based traffic step during whose bake a guard alarm fires
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # the execution's status
+    error: str | None  # the execution's error
+    cause_prefix: str | None  # how the rollback's cause (or the failure's error) starts
+    record: str | None  # the release record's status (None: never written)
+    final_state: str
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.error == "ReleaseRolledBack"
+
+
+def happy_path(schedule: Schedule) -> list[tuple[str, int]]:
+    """(task, n-th call) in the order a fault-free execution makes them; ("bake", i) and
+    ("decision", 0) mark where an alarm or the operator's answer takes effect."""
+    calls = [("validate_request", 1), ("record_release", 1), ("deploy_green", 1), ("warm_cache", 1),
+             ("synthetic_checks", 1)]
+    if schedule.approval is not None:
+        calls += [("request_approval", 1), ("decision", 0)]
+    for index in range(len(schedule.steps)):
+        # The alarm fires during the bake, so CheckAlarms of that step reads it.
+        calls += [("set_weights", index + 1), ("check_alarms", index + 1), ("bake", index)]
+    calls.append(("finalize", 1))
+    if schedule.dry_run:
+        calls.append(("cleanup_cache", 1))
+    return calls
+
+
+def calls_of(schedule: Schedule, task: str) -> int:
+    return sum(1 for name, _ in happy_path(schedule) if name == task)
+
+
+def expected_outcome(schedule: Schedule) -> Outcome:
+    fault = schedule.fault
+    for name, n in happy_path(schedule):
+        if fault is not None and fault.fatal and name == fault.task and n == fault.at and name not in OUTCOME_NEUTRAL:
+            if name in PRE_LOCK:
+                return Outcome("FAILED", fault.error, fault.error, None, "RequestRejected")
+            if name in BEFORE_ANY_CHANGE:
+                return Outcome("FAILED", fault.error, fault.error, None, "ReleaseAborted")
+            return Outcome("FAILED", "ReleaseRolledBack", fault.error, "ROLLED_BACK", "ReleaseRolledBack")
+        if name == "decision" and schedule.approval == "reject":
+            return Outcome("FAILED", "ReleaseRolledBack", "ApprovalRejected", "ROLLED_BACK", "ReleaseRolledBack")
+        if name == "decision" and schedule.approval == "timeout":
+            return Outcome("FAILED", "ReleaseRolledBack", "States.Timeout", "ROLLED_BACK", "ReleaseRolledBack")
+        if name == "bake" and schedule.alarm_step == n:
+            return Outcome("FAILED", "ReleaseRolledBack", "AlarmTriggered", "ROLLED_BACK", "ReleaseRolledBack")
+    record = "DRY_RUN_SUCCEEDED" if schedule.dry_run else "SUCCEEDED"
+    return Outcome("SUCCEEDED", None, None, record, "ReleaseSucceeded")
+
+
+def reaches_approval_gate(schedule: Schedule) -> bool:
+    fault = schedule.fault
+    for name, n in happy_path(schedule):
+        if name == "decision":
+            return True
+        if fault is not None and fault.fatal and name == fault.task and n == fault.at and name not in OUTCOME_NEUTRAL:
+            return False
+    return False
+
+
+# -- hypothesis strategies ------------------------------------------------------------------------
+FAULTABLE = ("validate_request", "record_release", "deploy_green", "warm_cache", "synthetic_checks",
+             "request_approval", "set_weights", "check_alarms", "finalize", "cleanup_cache", "rollback")
+
+
+@st.composite
+def task_faults(draw: st.DrawFn, steps: int) -> TaskFault:
+    task = draw(st.sampled_from(FAULTABLE))
+    # Sometimes past the task's last call: the fault never fires.
+    at = draw(st.integers(min_value=1, max_value=steps + 1 if task in ("set_weights", "check_alarms") else 2))
+    kinds = ["exception", "throttled", "timeout"]
+    if task == "rollback":
+        kinds = ["throttled", "timeout"]  # transient only (see OUTCOME_NEUTRAL)
+    if task == "request_approval":
+        # The gate's own invocation is not retried on timeout, and its wait's timeout is
+        # the approval timeout: covered by the "timeout" decision instead.
+        kinds = ["exception", "throttled"]
+    kind = draw(st.sampled_from(kinds))
+    budget = TRANSIENT_RETRIES.get(task, DEFAULT_TRANSIENT_RETRIES)
+    if kind == "throttled":
+        repeats = draw(st.integers(min_value=1, max_value=budget + 1))
+        if task == "rollback":
+            repeats = min(repeats, budget)
+    elif kind == "timeout":
+        repeats = 1 if task == "rollback" else draw(st.integers(min_value=1, max_value=2))
+    else:
+        repeats = 1
+    return TaskFault(task=task, at=at, kind=kind, repeats=repeats)
+
+
+@st.composite
+def schedules(draw: st.DrawFn) -> Schedule:
+    count = draw(st.integers(min_value=1, max_value=5))
+    percents = sorted(draw(st.sets(st.integers(min_value=1, max_value=99), min_size=count - 1, max_size=count - 1)))
+    steps = (*percents, 100)
+    return Schedule(
+        steps=steps,
+        bake_seconds=draw(st.sampled_from([0, 60, 600, 3600, 86_400])),
+        dry_run=draw(st.booleans()),
+        approval=draw(st.sampled_from([None, None, "approve", "reject", "timeout"])),
+        fault=draw(st.one_of(st.none(), task_faults(len(steps)))),
+        alarm_step=draw(st.one_of(st.none(), st.none(), st.integers(min_value=0, max_value=count - 1))),
+    )
+
+
+# -- acting a schedule out --------------------------------------------------------------------------
+Handler = Callable[[Any, Any], Any]
+
+
+def _throttle(context: Any) -> None:
+    raise invoke_error("TooManyRequestsException", "Rate exceeded")
+
+
+def _time_out(context: Any) -> None:
+    # The function runs past its timeout (virtual time); Lambda then reports Sandbox.Timedout
+    # although the handler's work (below) happened: a timed-out task may have had its effect.
+    context.clock.sleep(context.get_remaining_time_in_millis() / 1000 + 1)
+
+
+def _raise(context: Any) -> None:
+    raise InjectedFault("injected by the fault schedule")
+
+
+_ACTIONS: dict[str, Callable[[Any], None]] = {"exception": _raise, "throttled": _throttle, "timeout": _time_out}
+
+
+@dataclass
+class FaultInjector:
+    """Wraps task handlers; `arm(schedule, fire_alarm)` sets what the next execution meets."""
+
+    schedule: Schedule | None = None
+    fire_alarm: Callable[[], None] | None = None
+    invocations: dict[str, int] = field(default_factory=dict)
+    alarm_fired: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def arm(self, schedule: Schedule, fire_alarm: Callable[[], None]) -> None:
+        with self._lock:
+            self.schedule, self.fire_alarm = schedule, fire_alarm
+            self.invocations = {}
+            self.alarm_fired = False
+
+    def wrap(self, key: str, handler: Handler) -> Handler:
+        def run(event: Any, context: Any) -> Any:
+            with self._lock:
+                n = self.invocations[key] = self.invocations.get(key, 0) + 1
+                schedule = self.schedule
+            if schedule is not None:
+                if key == "check_alarms" and schedule.alarm_step is not None and not self.alarm_fired:
+                    if int(event.get("shift", {}).get("index", -1)) == schedule.alarm_step:
+                        assert self.fire_alarm is not None
+                        self.fire_alarm()
+                        self.alarm_fired = True
+                fault = schedule.fault
+                if fault is not None and fault.task == key and fault.at <= n < fault.at + fault.repeats:
+                    _ACTIONS[fault.kind](context)
+            return handler(event, context)
+
+        return run
