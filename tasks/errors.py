@@ -78,3 +78,30 @@ class VerificationFailed(ReleaseError):
 
 class TemporaryGroupBusy(ReleaseError):
     """The temporary group is still being created or modified; deletion is retried."""
+
+
+# -- event-path drill (state_machines/event_path_drill.py routes on these) ------------------------
+
+
+class EventPathNotReady(ReleaseError):
+    """The event path is not in a state to drill (mapping paused, DLQ or queue not empty); nothing was changed."""
+
+
+class MappingBusy(ReleaseError):
+    """The event source mapping is between states (Enabling/Disabling/Updating); the change is retried."""
+
+
+class MappingStuck(ReleaseError):
+    """The event source mapping did not reach the expected state within the polling bound."""
+
+
+class EventsNotDeadLettered(ReleaseError):
+    """The drill's marked events did not all reach the dead-letter queue within the bound."""
+
+
+class RedriveFailed(ReleaseError):
+    """The dead-letter queue redrive (message move task) failed or was cancelled."""
+
+
+class DeliveryTimedOut(ReleaseError):
+    """The redriven events were not all delivered by the fan-out within the polling bound."""
