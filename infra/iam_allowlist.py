@@ -50,6 +50,10 @@ WILDCARD_RESOURCE_ACTIONS: MappingProxyType[str, str] = MappingProxyType(
                 "logs:DescribeLogGroups",
             )
         },
+        "ce:GetCostAndUsage": (
+            "Cost Explorer supports no resource-level permissions for GetCostAndUsage (AWS Billing and Cost "
+            "Management IAM reference); the daily cost check queries the project's tagged costs with it."
+        ),
         "secretsmanager:GetRandomPassword": (
             "GetRandomPassword acts on no resource (AWS Secrets Manager IAM reference); the rotation "
             "function uses it to generate the new API key."

@@ -296,3 +296,13 @@ def acknowledge(stage: Stage, engine: str) -> None:
             raise StaleAcknowledgment(f"acknowledgment of {ack.rule}: no construct at {stage.node.id}/{ack.path}")
         rule = ack.rule.format(**placeholders) if "{" in ack.rule else ack.rule
         Validations.of(target).acknowledge(Acknowledgment(id=rule, reason=ack.reason))
+    # Operations findings name the account and the environment's resources: built from the config.
+    config = getattr(stage, "config", None)
+    if config is not None:
+        from infra.operations.acknowledgments import operations_acknowledgments
+
+        for path, rule, reason in operations_acknowledgments(config):
+            target = _find(stage, path)
+            if target is None:
+                raise StaleAcknowledgment(f"acknowledgment of {rule}: no construct at {stage.node.id}/{path}")
+            Validations.of(target).acknowledge(Acknowledgment(id=rule, reason=reason))

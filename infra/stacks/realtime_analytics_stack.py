@@ -14,6 +14,7 @@ from infra.edge_observability import add_api_edge_and_monitoring
 from infra.keys_construct import KeysConstruct
 from infra.messaging_construct import MessagingConstruct
 from infra.network_construct import NetworkConstruct
+from infra.operations.wiring import add_operations
 from infra.orchestration.wiring import add_release_orchestration
 from infra.secrets_construct import SecretsConstruct
 from infra.service_construct import ServiceConstruct
@@ -94,3 +95,5 @@ class RealtimeAnalyticsStack(Stack):
         self.api, self.edge, self.monitoring = add_api_edge_and_monitoring(self)
         # Release table, release tasks, state machine and alarm rollback (infra/orchestration/).
         self.orchestration = add_release_orchestration(self)
+        # Backups, cost checks, budgets and DR drills on schedules (infra/operations/).
+        self.operations = add_operations(self)
