@@ -34,12 +34,13 @@ from orchestrator.cli import (
 cost_app: typer.Typer = typer.Typer(help="Cost Explorer report and the offline monthly estimate of a stage.", no_args_is_help=True)
 drill_app: typer.Typer = typer.Typer(help="Disaster-recovery drills: restore a backup into a temporary group and verify it.",
                         no_args_is_help=True)
-DRILL_TYPES = ("snapshot-restore",)
+DRILL_TYPES = ("snapshot-restore", "event-path")
 _TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
-def drill_state_machine(env: str) -> str:
-    return f"{env}-dr-drill"
+def drill_state_machine(env: str, drill_type: str = "snapshot-restore") -> str:
+    """`<env>-dr-drill` (snapshot restore) or `<env>-event-path-drill` (queue -> DLQ -> redrive)."""
+    return f"{env}-event-path-drill" if drill_type == "event-path" else f"{env}-dr-drill"
 
 
 def _config(env: str) -> dict[str, Any]:
@@ -131,11 +132,12 @@ def cost_estimate(
 def drill_start(
     ctx: typer.Context,
     env: EnvOpt,
-    drill_type: Annotated[str, typer.Option("--type", help="Drill type: snapshot-restore.")] = "snapshot-restore",
+    drill_type: Annotated[str, typer.Option("--type", help="Drill type: snapshot-restore or event-path.")] = "snapshot-restore",
     snapshot: Annotated[str | None, typer.Option(help="Snapshot to restore (default: the newest backup).")] = None,
     failover: Annotated[bool | None, typer.Option("--failover/--no-failover",
                                                   help="Run TestFailover on the temporary group (staging only).")] = None,
     drill_id: Annotated[str | None, typer.Option(help="Drill id (execution name); generated if absent.")] = None,
+    events: Annotated[int | None, typer.Option(min=1, max=50, help="event-path: marked events to send (default 10).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the end; the exit code follows the drill.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -145,6 +147,10 @@ def drill_start(
         usage_error(f"--type: {drill_type!r} is not one of {', '.join(DRILL_TYPES)}")
     if failover and env == "production":
         usage_error("--failover: TestFailover is only drilled in staging")
+    if drill_type == "event-path" and (snapshot or failover is not None):
+        usage_error("--snapshot/--failover: only the snapshot-restore drill takes them")
+    if drill_type != "event-path" and events is not None:
+        usage_error("--events: only the event-path drill takes it")
     name = drill_id or f"drill-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}", name):
         usage_error(f"--drill-id: {name!r} must be 1-40 letters, digits or dashes")
@@ -153,8 +159,10 @@ def drill_start(
         request["snapshot"] = snapshot
     if failover is not None:
         request["failover"] = failover
+    if events is not None:
+        request["events"] = events
     aws = _opts(ctx).aws()
-    machine = aws.state_machine_arn(drill_state_machine(env))
+    machine = aws.state_machine_arn(drill_state_machine(env, drill_type))
     arn = aws.start_execution(machine, name, request)["executionArn"]
     if as_json and not wait:
         print(json.dumps({"drill_id": name, "execution_arn": arn}))
@@ -187,7 +195,11 @@ def _print_status(describe: dict[str, Any], as_json: bool) -> int:
         out.print(f"drill {summary['drill_id']}: {summary['status']}", markup=False)
         if summary["error"]:
             out.print(f"  {summary['error']}: {summary['cause']}", markup=False)
-        if record:
+        if record and record.get("type") == "event-path":
+            out.print(f"  {record.get('events')} events: {record.get('dead_lettered')} dead-lettered, "
+                      f"{record.get('delivered')} delivered after the redrive; mapping restored "
+                      f"{record.get('mapping_restored')}", markup=False)
+        elif record:
             out.print(f"  RTO {record.get('rto_seconds')} s, RPO {record.get('rpo_seconds')} s, "
                       f"snapshot {record.get('snapshot')}, temporary group deleted "
                       f"{record.get('temporary_group_deleted')}", markup=False)
@@ -200,12 +212,15 @@ def drill_status(
     ctx: typer.Context,
     drill_id: Annotated[str | None, typer.Argument(help="Drill id (default: the latest drill).")] = None,
     env: EnvOpt = "staging",
+    drill_type: Annotated[str, typer.Option("--type", help="Drill type: snapshot-restore or event-path.")] = "snapshot-restore",
     as_json: JsonOpt = False,
 ) -> None:
     """The state of a drill (the latest by default): status, error, RTO/RPO once recorded."""
     check_env(env)
+    if drill_type not in DRILL_TYPES:
+        usage_error(f"--type: {drill_type!r} is not one of {', '.join(DRILL_TYPES)}")
     aws = _opts(ctx).aws()
-    machine = aws.state_machine_arn(drill_state_machine(env))
+    machine = aws.state_machine_arn(drill_state_machine(env, drill_type))
     if drill_id:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,79}", drill_id):
             usage_error(f"{drill_id!r} is not a drill id")

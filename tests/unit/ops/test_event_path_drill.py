@@ -134,3 +134,31 @@ def test_record_writes_metrics_notice_and_item(world: EventPathWorld, ops_world:
     assert ops_world.metric("EventPathDrillSucceeded") == [1.0]
     [notice] = [n for n in ops_world.notices() if n["kind"] == "event-path drill"]
     assert notice["summary"] == "SUCCEEDED: 4 events dead-lettered in 5s, redriven and delivered in 10s"
+
+
+def test_cli_starts_the_event_path_drill(ops_world: OpsWorld, capsys) -> None:
+    from orchestrator.cli import main
+
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    sfn.create_state_machine(name="staging-event-path-drill", roleArn="arn:aws:iam::123456789012:role/x",
+                             definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))
+    assert main(["drill", "start", "--env", "staging", "--type", "event-path", "--events", "5",
+                 "--drill-id", "ep-9", "--json"]) == 0
+    started = json.loads(capsys.readouterr().out)
+    assert ":stateMachine:" not in started["execution_arn"] and "staging-event-path-drill:ep-9" in started["execution_arn"]
+    request = json.loads(sfn.describe_execution(executionArn=started["execution_arn"])["input"])
+    assert request["type"] == "event-path" and request["events"] == 5 and "failover" not in request
+    assert main(["drill", "status", "--env", "staging", "--type", "event-path", "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["drill_id"] == "ep-9"
+
+
+@pytest.mark.parametrize("argv", [
+    ["drill", "start", "--env", "staging", "--type", "event-path", "--snapshot", "s1"],
+    ["drill", "start", "--env", "staging", "--type", "event-path", "--events", "51"],
+    ["drill", "start", "--env", "staging", "--events", "3"],
+])
+def test_cli_refuses_options_of_the_other_drill(argv, capsys) -> None:
+    from orchestrator.cli import main
+
+    assert main(argv) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
