@@ -15,7 +15,7 @@ from infra.operations import names
 NAG = "AwsSolutions::AwsSolutions"
 GUARD = "cdk-validator-cfnguard"
 OPS = "RealtimeAnalytics/Operations"
-FUNCTIONS = ("Backup", "CostCheck", "DrDrill", "DrVerify")
+FUNCTIONS = ("Backup", "CostCheck", "DrDrill", "DrVerify", "EventPathDrill")
 
 
 def operations_acknowledgments(config: EnvironmentConfig) -> list[tuple[str, str, str]]:
@@ -59,6 +59,11 @@ def operations_acknowledgments(config: EnvironmentConfig) -> list[tuple[str, str
     for logical in ("OperationsTasksDrDrillFunctionF999786B", "OperationsTasksDrVerifyFunction37031788"):
         acks.append((f"{OPS}/DrDrill/StateMachine/Role", f"{iam5}[Resource::<{logical}.Arn>:*]", invoke))
     acks.append((f"{OPS}/DrDrill/StateMachine/Role", f"{iam5}[Resource::*]",
+                 "X-Ray tracing and CloudWatch Logs vended delivery of the state machine support no "
+                 "resource-level permissions (infra/iam_allowlist.py)."))
+    acks.append((f"{OPS}/EventPathDrill/StateMachine/Role",
+                 f"{iam5}[Resource::<OperationsTasksEventPathDrillFunctionE6B32B14.Arn>:*]", invoke))
+    acks.append((f"{OPS}/EventPathDrill/StateMachine/Role", f"{iam5}[Resource::*]",
                  "X-Ray tracing and CloudWatch Logs vended delivery of the state machine support no "
                  "resource-level permissions (infra/iam_allowlist.py)."))
     for logical in ("OperationsTasksBackupFunctionE1C15274", "OperationsTasksCostCheckFunctionA41DA9E3"):

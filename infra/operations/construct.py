@@ -23,8 +23,8 @@ from infra.config import EnvironmentConfig
 from infra.monitoring_construct import MonitoringConstruct
 from infra.operations.backup_bucket import BackupBucket
 from infra.operations.budgets import CostBudgets
-from infra.operations.drills import DrDrillStateMachine
-from infra.operations.functions import OpsFunctions, OpsFunctionsProps
+from infra.operations.drills import DrDrillStateMachine, EventPathDrillStateMachine
+from infra.operations.functions import EventPathTargets, OpsFunctions, OpsFunctionsProps
 from infra.operations.schedules import OperationsSchedules, ScheduleTargets
 
 
@@ -48,6 +48,8 @@ class OperationsProps:
     table: dynamodb.ITable
     table_key: kms.IKey
     monitoring: MonitoringConstruct
+    # preview-events, its DLQ and its mapping to fanout:green (the event-path drill's subject).
+    event_path: EventPathTargets
 
 
 class Operations(Construct):
@@ -63,7 +65,7 @@ class Operations(Construct):
             cache_environment=props.cache_environment, cache_auth_secret=props.cache_auth_secret,
             cache_subnet_group_name=props.cache_subnet_group_name, cache_security_group=props.cache_security_group,
             backups=self.backups, operations_topic=props.operations_topic,
-            table=props.table, table_key=props.table_key,
+            table=props.table, table_key=props.table_key, event_path=props.event_path,
         ))
         self.dr_drill = DrDrillStateMachine(
             self, "DrDrill", config=config, table=props.table, table_key=props.table_key,
@@ -71,6 +73,11 @@ class Operations(Construct):
             logs_key=props.logs_key,
         )
         props.monitoring.monitor_state_machine(self.dr_drill.state_machine, name="dr-drill")
+        self.event_path_drill = EventPathDrillStateMachine(
+            self, "EventPathDrill", config=config, table=props.table, table_key=props.table_key,
+            drill_function=self.tasks.functions["event-path-drill"], logs_key=props.logs_key,
+        )
+        props.monitoring.monitor_state_machine(self.event_path_drill.state_machine, name="event-path-drill")
         self.schedules = OperationsSchedules(
             self, "Schedules", config=config,
             schedule_targets=ScheduleTargets(
@@ -83,5 +90,7 @@ class Operations(Construct):
                                    messaging_key=props.messaging_key)
         CfnOutput(self, "DrDrillStateMachineArn", value=self.dr_drill.state_machine.state_machine_arn,
                   description="Start a DR drill: orchestrator drill start (StartExecution on this ARN)")
+        CfnOutput(self, "EventPathDrillStateMachineArn", value=self.event_path_drill.state_machine.state_machine_arn,
+                  description="Start an event-path drill: orchestrator drill start --type event-path")
         CfnOutput(self, "BackupBucketName", value=self.backups.bucket.bucket_name,
                   description="Exported snapshots and their manifests")

@@ -21,6 +21,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import constants
@@ -57,7 +58,22 @@ SPECS = (
                  120, 256, False),
     FunctionSpec("dr-verify", "tasks.dr_drill.verify_handler",
                  "DR drill: the restored temporary group against the backup manifest", 600, 512, True),
+    # In the VPC with cache access: delivery is proven by the fan-out's snapshot keys in Redis.
+    FunctionSpec("event-path-drill", "tasks.event_path_drill.handler",
+                 "Event-path drill steps: marked events to the preview DLQ, redrive, delivery check",
+                 300, 256, True),
 )
+
+
+@dataclass(frozen=True)
+class EventPathTargets:
+    """What the event-path drill drives: preview-events, its DLQ, and its mapping to fanout:green."""
+
+    queue: sqs.IQueue
+    dead_letter_queue: sqs.IQueue
+    # The UUID of the preview-events -> fanout:green event source mapping.
+    mapping_id: str
+    fanout_function: lambda_.IFunction
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,7 @@ class OpsFunctionsProps:
     operations_topic: sns.ITopic
     table: dynamodb.ITable
     table_key: kms.IKey
+    event_path: EventPathTargets
 
 
 class OpsFunctions(Construct):
@@ -135,6 +152,13 @@ class OpsFunctions(Construct):
             },
             "dr-drill": drill_env,
             "dr-verify": drill_env,
+            "event-path-drill": {
+                "PREVIEW_EVENTS_QUEUE_URL": props.event_path.queue.queue_url,
+                "PREVIEW_EVENTS_DLQ_URL": props.event_path.dead_letter_queue.queue_url,
+                "PREVIEW_MAPPING_UUID": props.event_path.mapping_id,
+                "FANOUT_FUNCTION_NAME": props.event_path.fanout_function.function_name,
+                "RELEASE_TABLE_NAME": props.table.table_name,
+            },
         }
         self.hardened: dict[str, HardenedFunction] = {}
         self.functions: dict[str, lambda_.Function] = {}
@@ -168,7 +192,8 @@ class OpsFunctions(Construct):
         self._grant_cost_check(self.hardened["cost-check"].role)
         self._grant_drill(self.hardened["dr-drill"].role, group)
         self._grant_verify(self.hardened["dr-verify"].role)
-        for key in ("backup", "cost-check", "dr-drill"):
+        self._grant_event_path_drill(self.hardened["event-path-drill"].role)
+        for key in ("backup", "cost-check", "dr-drill", "event-path-drill"):
             self._grant_notify(self.hardened[key].role)
 
     # -- ARNs -------------------------------------------------------------------------------
@@ -272,6 +297,38 @@ class OpsFunctions(Construct):
 
     def _grant_verify(self, role: iam.IRole) -> None:
         self._grant_manifest_read(role)
+
+    def _grant_event_path_drill(self, role: iam.IRole) -> None:
+        props = self._props
+        targets = props.event_path
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="DrillPreviewQueue",
+            # Send the marked events, receive them without deleting (the forced failures).
+            actions=["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:GetQueueAttributes"],
+            resources=[targets.queue.queue_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="DrillPreviewDeadLetterQueue",
+            # Count the drill's events, redrive them (the move task reads and deletes on the
+            # caller's behalf), delete this drill's own events on a failure path.
+            actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+                     "sqs:GetQueueAttributes", "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"],
+            resources=[targets.dead_letter_queue.queue_arn]))
+        role.add_to_principal_policy(
+            self._key_statement("UseQueueKey", props.messaging_key, MESSAGE_KEY_ACTIONS, "sqs"))
+        mapping_arn = self._stack.format_arn(service="lambda", resource="event-source-mapping",
+                                             resource_name=targets.mapping_id, arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="PauseAndResumePreviewMapping",
+            actions=["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping"],
+            resources=[mapping_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadGreenSchema", actions=["lambda:GetFunctionConfiguration"],
+            resources=[f"{targets.fanout_function.function_arn}:{constants.GREEN_ALIAS}"]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="RecordDrills", actions=["dynamodb:PutItem"], resources=[props.table.table_arn],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["drill#*"]}}))
+        role.add_to_principal_policy(self._key_statement(
+            "UseReleaseTableKey", props.table_key, TABLE_KEY_ACTIONS, "dynamodb"))
 
 
 def _label(key: str) -> str:

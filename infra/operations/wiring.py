@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from infra import constants
 from infra.operations.construct import Operations, OperationsProps
+from infra.operations.functions import EventPathTargets
 
 if TYPE_CHECKING:
     from infra.stacks.realtime_analytics_stack import RealtimeAnalyticsStack
@@ -36,5 +37,20 @@ def add_operations(stack: RealtimeAnalyticsStack) -> Operations:
             table=orchestration.table,
             table_key=orchestration.release_table.key,
             monitoring=stack.monitoring,
+            event_path=_event_path(stack),
         ),
+    )
+
+
+def _event_path(stack: RealtimeAnalyticsStack) -> EventPathTargets:
+    """preview-events, its DLQ, and the mapping that `add_event_source` created under fanout's green alias."""
+    from aws_cdk import aws_lambda as lambda_
+
+    green = stack.service.green["fanout"]
+    [mapping] = [child for child in green.node.children if isinstance(child, lambda_.EventSourceMapping)]
+    return EventPathTargets(
+        queue=stack.messaging.preview_events_queue,
+        dead_letter_queue=stack.messaging.dead_letter_queues["preview-events"],
+        mapping_id=mapping.event_source_mapping_id,
+        fanout_function=stack.service.functions["fanout"],
     )

@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match, Template
 from infra.config import EnvironmentConfig
 from infra.operations import names
 
-FUNCTIONS = ("backup", "cost-check", "dr-drill", "dr-verify")
+FUNCTIONS = ("backup", "cost-check", "dr-drill", "dr-verify", "event-path-drill")
 
 
 def _one(template: Template, kind: str, **properties: Any) -> dict[str, Any]:
@@ -189,3 +189,35 @@ def test_dr_drill_state_machine_standard_traced_logged_and_shares_the_release_lo
     assert "KmsKeyId" in log_group["Properties"]
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     assert any("dr-drill" in json.dumps(a["Properties"].get("AlarmName", "")) for a in alarms.values())
+
+
+def test_event_path_drill_state_machine_function_and_scoped_role(env_template) -> None:
+    env, template = env_template
+    machine = _one(template, "AWS::StepFunctions::StateMachine",
+                   StateMachineName=names.event_path_drill_state_machine_name(env))
+    props = machine["Properties"]
+    assert props["StateMachineType"] == "STANDARD" and props["TracingConfiguration"] == {"Enabled": True}
+    definition = json.dumps(props["DefinitionString"])
+    assert "AcquireEventPathLock" in definition and "RestoreEventPath" in definition
+    assert "OrchestrationReleaseTable" in definition
+    fn = _one(template, "AWS::Lambda::Function", FunctionName=names.ops_function_name(env, "event-path-drill"))
+    variables = fn["Properties"]["Environment"]["Variables"]
+    assert {"PREVIEW_EVENTS_QUEUE_URL", "PREVIEW_EVENTS_DLQ_URL", "PREVIEW_MAPPING_UUID", "FANOUT_FUNCTION_NAME",
+            "RELEASE_TABLE_NAME", "REDIS_HOST", "OPERATIONS_TOPIC_ARN"} <= set(variables)
+    # The mapping named is the one that feeds fanout:green from preview-events.
+    [(mapping_id, mapping)] = template.find_resources("AWS::Lambda::EventSourceMapping", {"Properties": {
+        "EventSourceArn": Match.object_like({"Fn::GetAtt": Match.array_with([Match.string_like_regexp("PreviewEvents")])}),
+    }}).items()
+    assert variables["PREVIEW_MAPPING_UUID"] == {"Ref": mapping_id}
+    assert "Green" in json.dumps(mapping["Properties"]["FunctionName"])
+    role = _by_sid(_statements_of_role(template, f"{names.ops_function_name(env, 'event-path-drill')}-role"))
+    assert "event-source-mapping:" in json.dumps(role["PauseAndResumePreviewMapping"]["Resource"])
+    assert mapping_id in json.dumps(role["PauseAndResumePreviewMapping"]["Resource"])
+    assert "sqs:StartMessageMoveTask" in role["DrillPreviewDeadLetterQueue"]["Action"]
+    # Only the preview path: the live `events` queue is never named.
+    queues = json.dumps([role["DrillPreviewQueue"]["Resource"], role["DrillPreviewDeadLetterQueue"]["Resource"]])
+    assert "PreviewEvents" in queues and "MessagingEventsQueue" not in queues
+    assert role["ReadGreenSchema"]["Resource"]["Fn::Join"][1][-1] == ":green"
+    assert role["RecordDrills"]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["drill#*"]}}
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    assert any("event-path-drill" in json.dumps(a["Properties"].get("AlarmName", "")) for a in alarms.values())
