@@ -30,6 +30,11 @@ BEFORE_ANY_CHANGE = ("record_release",)
 # rollback must survive transient faults (a rollback that fails for good stops in
 # RollbackFailed with the lock held on purpose, for an operator: not a schedule we generate).
 OUTCOME_NEUTRAL = ("cleanup_cache",)
+# RecordReleaseStarted writes the record, then (in the schedule) outruns its timeout twice: the
+# execution ends in ReleaseAborted with the record left RUNNING. Pinned by a strict xfail in
+# test_release_properties.py; kept out of the generated schedules until the abort path
+# records its outcome.
+KNOWN_GAPS = ("record_release",)
 
 
 class InjectedFault(RuntimeError):
@@ -158,7 +163,8 @@ def task_faults(draw: st.DrawFn, steps: int) -> TaskFault:
         if task == "rollback":
             repeats = min(repeats, budget)
     elif kind == "timeout":
-        repeats = 1 if task == "rollback" else draw(st.integers(min_value=1, max_value=2))
+        survivable_only = task in ("rollback", *KNOWN_GAPS)
+        repeats = 1 if survivable_only else draw(st.integers(min_value=1, max_value=2))
     else:
         repeats = 1
     return TaskFault(task=task, at=at, kind=kind, repeats=repeats)
