@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import CfnResource, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -33,6 +33,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.api_construct import ORIGIN_VERIFY_HEADER
+from infra.scanner import checkov_skip
 
 ORIGIN_SECRET_FIELD = "header_value"  # noqa: S105 - a JSON field name, not a secret
 # The WebSocket handshake needs these to reach the origin; the API key may come as a header.
@@ -128,12 +129,12 @@ class EdgeConstruct(Construct):
                 compress=False,
             ),
         )
-        _checkov_skip(
+        checkov_skip(
             self.distribution,
             "CKV_AWS_68",
             "No web ACL yet (see the AwsSolutions-CFR2 acknowledgment); EdgeProps.web_acl_arn attaches one",
         )
-        _checkov_skip(
+        checkov_skip(
             self.log_bucket,
             "CKV_AWS_18",
             "This bucket holds CloudFront's access logs; logging its own accesses would log into itself",
@@ -186,11 +187,3 @@ class EdgeConstruct(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-
-
-def _checkov_skip(construct: Construct, check: str, reason: str) -> None:
-    """Scanner suppression on the one resource it concerns, with its reason (CloudFormation Metadata)."""
-    resource = construct.node.default_child
-    if not isinstance(resource, CfnResource):
-        raise TypeError(f"{construct.node.path} has no CloudFormation resource to annotate")
-    resource.add_metadata("checkov", {"skip": [{"id": check, "comment": reason}]})

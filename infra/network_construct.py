@@ -17,6 +17,7 @@ from constructs import Construct
 from infra import constants
 from infra.config import EnvironmentConfig
 from infra.retention import retention
+from infra.scanner import checkov_skip
 
 PRIVATE = "service"
 ISOLATED = "cache"
@@ -115,15 +116,8 @@ class NetworkConstruct(Construct):
         handler = provider.node.try_find_child("Handler") if provider is not None else None
         if isinstance(handler, CfnResource):
             reason = "CDK's deploy-time provider for the default security group; runs once per deployment"
-            handler.add_metadata(
-                "checkov",
-                {
-                    "skip": [
-                        {"id": "CKV_AWS_115", "comment": f"{reason}, no concurrency to bound"},
-                        {"id": "CKV_AWS_117", "comment": f"{reason}, calls only the EC2 API"},
-                    ]
-                },
-            )
+            checkov_skip(handler, "CKV_AWS_115", f"{reason}, no concurrency to bound")
+            checkov_skip(handler, "CKV_AWS_117", f"{reason}, calls only the EC2 API")
 
     @property
     def private_subnets(self) -> ec2.SubnetSelection:

@@ -23,6 +23,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.orchestration import names
+from infra.scanner import checkov_skip
 
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
@@ -52,6 +53,11 @@ class AlarmRollbackRules(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=dlq_retention,
+        )
+        checkov_skip(
+            self.dead_letter_queue, "CKV_AWS_27",
+            "encrypted at rest with SQS-managed SSE (SqsManagedSseEnabled); checkov only recognizes a KMS key, "
+            "and a customer key would need a key policy for events.amazonaws.com for no added protection here",
         )
         target = targets.LambdaFunction(
             function,
