@@ -115,6 +115,8 @@ def check_invariant(rig: Rig, schedule: Schedule, release_id: str, blue: dict[st
     }, (green, context)
 
 
+# 300 whole releases take several minutes on a small machine: above the suite's default timeout.
+@pytest.mark.timeout(1800)
 @settings(settings.get_profile(PROFILE))
 @given(schedule=schedules())
 def test_every_fault_schedule_ends_safe_and_as_modelled(rig: Rig, schedule: Schedule) -> None:
