@@ -117,7 +117,7 @@ def test_passes_against_a_healthy_green(task_env: Sandbox) -> None:
     registry.close()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
