@@ -7,8 +7,8 @@ Reads top to bottom like the runbook an operator would follow by hand:
     -> SetWeights -> Bake -> CheckAlarms -> IsTrafficFullyShifted (loop per step)
     -> Finalize -> IsDryRun -> [CleanUpScratchCache] -> ReleaseLock -> ReleaseSucceeded
 
-Failures before anything changed end in ReleaseLock + Fail; from DeployGreen on, every failure
-goes to Rollback -> [CleanUpGreenCache] -> ReleaseLockAfterRollback -> ReleaseRolledBack.
+Failures before anything changed end in RecordReleaseAborted -> ReleaseLock + Fail; from
+DeployGreen on, every failure goes to Rollback -> [CleanUpGreenCache] -> ReleaseLockAfterRollback -> ReleaseRolledBack.
 
 The whole execution state is one JSON object: `release` (the validated request and its
 context), `deploy` (blue and green versions, cache schemas), `warm` (the warm-up cursor),
@@ -170,6 +170,18 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
         error_path="$.failure.Error", cause_path="$.failure.Cause",
     )
     release_after_abort = _release_lock(scope, "ReleaseLockAfterAbort", props, aborted, lock_release_failed)
+    # An attempt may have written the record before it failed: the record must tell the outcome.
+    record_aborted = _invoke(
+        scope, "RecordReleaseAborted", props.fn("record_release"), result_path=sfn.JsonPath.DISCARD,
+        payload=sfn.TaskInput.from_object(
+            {"release": sfn.JsonPath.object_at("$.release"), "failure": sfn.JsonPath.object_at("$.failure")}
+        ),
+        comment="Mark the release record ABORTED (nothing had changed) before releasing the lock",
+    )
+    retry_transient(record_aborted)
+    # Releasing the lock matters more than the record: a record failure still releases it.
+    record_aborted.add_catch(release_after_abort, errors=["States.ALL"], result_path="$.record_failure")
+    record_aborted.next(release_after_abort)
 
     # -- the happy path ----------------------------------------------------------------------
     validate = _invoke(
@@ -228,7 +240,7 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
         scope, "RecordReleaseStarted", props.fn("record_release"), result_path="$.record",
         comment="Write the release record and its audit trail (who, what, when)",
     )
-    catch_all(retry_transient(record_started), release_after_abort)
+    catch_all(retry_transient(record_started), record_aborted)
 
     deploy_green = _invoke(
         scope, "DeployGreen", props.fn("deploy_green"), result_path="$.deploy",

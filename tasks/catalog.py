@@ -45,7 +45,7 @@ TASKS: tuple[TaskFunction, ...] = (
     ),
     TaskFunction(
         "record_release", "tasks.release_record.handler",
-        "RecordReleaseStarted: writes the release record and its first audit event",
+        "RecordReleaseStarted / RecordReleaseAborted: writes the release record, its audit events and an abort outcome",
         30, 256, False, ("table_read", "table_write", "topic_publish"),
     ),
     TaskFunction(

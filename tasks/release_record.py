@@ -29,7 +29,8 @@ RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
 DRY_RUN_SUCCEEDED = "DRY_RUN_SUCCEEDED"
 ROLLED_BACK = "ROLLED_BACK"
-TERMINAL_STATUSES = frozenset({SUCCEEDED, DRY_RUN_SUCCEEDED, ROLLED_BACK})
+ABORTED = "ABORTED"
+TERMINAL_STATUSES = frozenset({SUCCEEDED, DRY_RUN_SUCCEEDED, ROLLED_BACK, ABORTED})
 ENVIRONMENT_INDEX = "by_environment"
 
 _serializer = TypeSerializer()
@@ -194,7 +195,25 @@ def list_releases(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     return list(response.get("Items", []))
 
 
+def abort(settings: Settings, release: dict[str, Any], failure: dict[str, Any]) -> dict[str, Any]:
+    """Record ABORTED when the release failed before anything changed.
+
+    The record may not exist (the failure may be the record write itself); then there is no
+    record to correct. An attempt that wrote the record and then timed out leaves it RUNNING,
+    which this turns into the outcome.
+    """
+    existing = get(settings, release["release_id"])
+    if existing is None or existing.get("status") in TERMINAL_STATUSES:
+        return {"recorded": False}
+    error = str(failure.get("Error", "States.ALL"))
+    summary = f"release {release['release_id']} aborted before any change: {error}"
+    finish(settings, release, ABORTED, summary, cause=str(failure.get("Cause", "")) or None)
+    return {"recorded": True}
+
+
 @task_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """State `RecordReleaseStarted`: input is the state (`release` from ValidateRequest)."""
+    """States `RecordReleaseStarted` and, with `failure`, `RecordReleaseAborted`."""
+    if "failure" in event:
+        return abort(Settings.from_env(), event["release"], event["failure"])
     return start(Settings.from_env(), event["release"])
