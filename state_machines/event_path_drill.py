@@ -26,8 +26,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from state_machines.dr_drill import _step
-from state_machines.policies import FAILURE_PATH, TRANSIENT_DYNAMODB_ERRORS, catch_all, retry_transient
-from state_machines.release import LOCK_CONFLICT, _lock_key
+from state_machines.lock import acquire_lock as acquire_lock_state
+from state_machines.lock import release_lock as release_lock_state
+from state_machines.policies import FAILURE_PATH, catch_all, retry_transient
 
 DRILL_KIND = "event-path-drill"
 FORCE_WAIT_SECONDS = 5
@@ -65,20 +66,10 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
         .otherwise(sfn.Fail(scope, "EventPathDrillNotRecorded", state_name="EventPathDrillNotRecorded",
                             error="DrillNotRecorded", cause="the drill's outcome could not be recorded"))
     )
-    release_lock = tasks.DynamoDeleteItem(
-        scope, "ReleaseEventPathLock", state_name="ReleaseEventPathLock",
-        comment="Release the environment's lock held by this drill",
-        table=props.table, key=_lock_key(env),
-        condition_expression="release_id = :rid",
-        expression_attribute_values={
-            ":rid": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.drill.drill_id"))
-        },
-        result_path=sfn.JsonPath.DISCARD,
+    release_lock = release_lock_state(
+        scope, "ReleaseEventPathLock", table=props.table, environment=env, owner_path="$.drill.drill_id",
+        comment="Release the environment's lock held by this drill", then=outcome, on_error=lock_release_failed,
     )
-    retry_transient(release_lock, attempts=6, retry_timeouts=False, errors=TRANSIENT_DYNAMODB_ERRORS)
-    release_lock.add_catch(outcome, errors=[LOCK_CONFLICT], result_path="$.lock_release")
-    release_lock.add_catch(lock_release_failed, errors=["States.ALL"], result_path="$.lock_release")
-    release_lock.next(outcome)
 
     record = _step(scope, "RecordEventPathDrill", fn, "record", result_path="$.record", fields={"state": "$"},
                    comment="Outcome in the release table, metrics and the notice")
@@ -111,36 +102,13 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
                                error_path="$.failure.Error", cause_path="$.failure.Cause"),
                       errors=["States.ALL"], result_path=FAILURE_PATH)
 
-    acquire_lock = tasks.DynamoPutItem(
-        scope, "AcquireEventPathLock", state_name="AcquireEventPathLock",
+    acquire_lock = acquire_lock_state(
+        scope, "AcquireEventPathLock", table=props.table, environment=env, kind=DRILL_KIND,
+        owner_path="$.drill.drill_id", version=DRILL_KIND,
+        requested_by_path="$.drill.requested_by", expires_at_path="$.drill.lock_expires_at",
         comment="One release or drill per environment: the release lock's conditional write",
-        table=props.table,
-        item={
-            **_lock_key(env),
-            "kind": tasks.DynamoAttributeValue.from_string(DRILL_KIND),
-            "release_id": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.drill.drill_id")),
-            "execution_arn": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.execution_id),
-            "version": tasks.DynamoAttributeValue.from_string(DRILL_KIND),
-            "requested_by": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.drill.requested_by")),
-            "acquired_at": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime")),
-            "expires_at": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.drill.lock_expires_at")),
-        },
-        condition_expression="attribute_not_exists(pk) OR expires_at < :now",
-        expression_attribute_values={
-            ":now": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime"))
-        },
-        result_path=sfn.JsonPath.DISCARD,
-    )
-    retry_transient(acquire_lock, attempts=4, retry_timeouts=False, errors=TRANSIENT_DYNAMODB_ERRORS)
-    acquire_lock.add_catch(
-        sfn.Fail(scope, "EventPathReleaseOrDrillInProgress", state_name="EventPathReleaseOrDrillInProgress",
-                 error="ReleaseInProgress", cause=f"a release or another drill holds the {env} lock"),
-        errors=[LOCK_CONFLICT], result_path=FAILURE_PATH,
-    )
-    acquire_lock.add_catch(
-        sfn.Fail(scope, "EventPathLockUnavailable", state_name="EventPathLockUnavailable",
-                 error_path="$.failure.Error", cause_path="$.failure.Cause"),
-        errors=["States.ALL"], result_path=FAILURE_PATH,
+        in_progress=("EventPathReleaseOrDrillInProgress", f"a release or another drill holds the {env} lock"),
+        unavailable="EventPathLockUnavailable",
     )
 
     disable = _step(scope, "DisableMapping", fn, "disable_mapping", result_path="$.mapping", fields={},

@@ -30,9 +30,10 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from state_machines.lock import acquire_lock as acquire_lock_state
+from state_machines.lock import release_lock
 from state_machines.policies import (
     FAILURE_PATH,
-    TRANSIENT_DYNAMODB_ERRORS,
     catch_all,
     retry_transient,
 )
@@ -51,7 +52,6 @@ TASK_KEYS = (
     "finalize",
     "rollback",
 )
-LOCK_CONFLICT = "DynamoDB.ConditionalCheckFailedException"
 
 
 @dataclass(frozen=True)
@@ -82,34 +82,12 @@ def _invoke(scope: Construct, name: str, fn: lambda_.IFunction, *, result_path: 
     )
 
 
-def _lock_key(environment: str) -> dict[str, tasks.DynamoAttributeValue]:
-    return {
-        "pk": tasks.DynamoAttributeValue.from_string(f"lock#{environment}"),
-        "sk": tasks.DynamoAttributeValue.from_string("lock"),
-    }
-
-
 def _release_lock(scope: Construct, name: str, props: ReleaseProps, then: sfn.IChainable,
                   on_error: sfn.IChainable) -> tasks.DynamoDeleteItem:
-    """Delete the lock if this release holds it (already gone, e.g. after an alarm rollback, is fine)."""
-    state = tasks.DynamoDeleteItem(
-        scope,
-        name,
-        state_name=name,
-        comment="Release the environment's release lock held by this release",
-        table=props.table,
-        key=_lock_key(props.environment),
-        condition_expression="release_id = :rid",
-        expression_attribute_values={
-            ":rid": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.release.release_id"))
-        },
-        result_path=sfn.JsonPath.DISCARD,
+    return release_lock(
+        scope, name, table=props.table, environment=props.environment, owner_path="$.release.release_id",
+        comment="Release the environment's release lock held by this release", then=then, on_error=on_error,
     )
-    retry_transient(state, attempts=6, retry_timeouts=False, errors=TRANSIENT_DYNAMODB_ERRORS)
-    state.add_catch(then, errors=[LOCK_CONFLICT], result_path="$.lock_release")
-    state.add_catch(on_error, errors=["States.ALL"], result_path="$.lock_release")
-    state.next(then)
-    return state
 
 
 def _cleanup_payload(dry_run: bool | None = None) -> sfn.TaskInput:
@@ -203,37 +181,13 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
         errors=["States.ALL"], result_path=FAILURE_PATH,
     )
 
-    acquire_lock = tasks.DynamoPutItem(
-        scope, "AcquireLock", state_name="AcquireLock",
+    acquire_lock = acquire_lock_state(
+        scope, "AcquireLock", table=props.table, environment=env, kind="release",
+        owner_path="$.release.release_id", version="$.release.version",
+        requested_by_path="$.release.requested_by", expires_at_path="$.release.lock_expires_at",
         comment="One release or DR drill per environment: a conditional write of the lock item",
-        table=props.table,
-        item={
-            **_lock_key(env),
-            "kind": tasks.DynamoAttributeValue.from_string("release"),
-            "release_id": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.release.release_id")),
-            "execution_arn": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.execution_id),
-            "version": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.release.version")),
-            "requested_by": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.release.requested_by")),
-            "acquired_at": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime")),
-            "expires_at": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.release.lock_expires_at")),
-        },
-        # An abandoned lock (its execution stopped without clean-up) expires instead of blocking forever.
-        condition_expression="attribute_not_exists(pk) OR expires_at < :now",
-        expression_attribute_values={
-            ":now": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime"))
-        },
-        result_path=sfn.JsonPath.DISCARD,
-    )
-    retry_transient(acquire_lock, attempts=4, retry_timeouts=False, errors=TRANSIENT_DYNAMODB_ERRORS)
-    acquire_lock.add_catch(
-        sfn.Fail(scope, "AnotherReleaseInProgress", state_name="AnotherReleaseInProgress",
-                 error="ReleaseInProgress", cause=f"another release or DR drill holds the {env} lock"),
-        errors=[LOCK_CONFLICT], result_path=FAILURE_PATH,
-    )
-    acquire_lock.add_catch(
-        sfn.Fail(scope, "LockUnavailable", state_name="LockUnavailable",
-                 error_path="$.failure.Error", cause_path="$.failure.Cause"),
-        errors=["States.ALL"], result_path=FAILURE_PATH,
+        in_progress=("AnotherReleaseInProgress", f"another release or DR drill holds the {env} lock"),
+        unavailable="LockUnavailable",
     )
 
     record_started = _invoke(
