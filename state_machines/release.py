@@ -33,7 +33,6 @@ from constructs import Construct
 from state_machines.lock import acquire_lock as acquire_lock_state
 from state_machines.lock import release_lock
 from state_machines.policies import (
-    FAILURE_PATH,
     catch_all,
     retry_transient,
 )
@@ -175,10 +174,12 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
         comment="Validate the release request again: StartExecution can bypass the CLI",
     )
     retry_transient(validate)
+    # ResultPath "$": the input may not even be a JSON object (StartExecution accepts any JSON),
+    # and a failure must still end in RequestRejected naming the problem.
     validate.add_catch(
         sfn.Fail(scope, "RequestRejected", state_name="RequestRejected",
-                 error_path="$.failure.Error", cause_path="$.failure.Cause"),
-        errors=["States.ALL"], result_path=FAILURE_PATH,
+                 error_path="$.Error", cause_path="$.Cause"),
+        errors=["States.ALL"], result_path="$",
     )
 
     acquire_lock = acquire_lock_state(

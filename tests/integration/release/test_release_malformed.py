@@ -268,15 +268,10 @@ def test_start_execution_is_rejected_in_the_first_state_with_zero_mutations(
     (failed,) = result.events("LambdaFunctionFailed")
     assert failed["lambdaFunctionFailedEventDetails"]["error"] == "InvalidRelease"
     assert case.expected in failed["lambdaFunctionFailedEventDetails"]["cause"]
-    if isinstance(request, dict):
-        assert result.status == "FAILED" and result.error == "InvalidRelease", (result.error, result.cause)
-        assert case.expected in (result.cause or ""), result.cause
-        assert result.states_entered() == ["ValidateRequest", "RequestRejected"]
-    else:
-        # A non-object input cannot take the Catch's ResultPath ($.failure): the execution fails
-        # in ValidateRequest itself (moto: States.Runtime; AWS: States.ResultPathMatchFailure).
-        assert result.status == "FAILED" and result.error in ("States.Runtime", "States.ResultPathMatchFailure")
-        assert result.states_entered() == ["ValidateRequest"]
+    # Whatever the input's JSON type, the Catch (ResultPath "$") routes it to RequestRejected.
+    assert result.status == "FAILED" and result.error == "InvalidRelease", (result.error, result.cause)
+    assert case.expected in (result.cause or ""), result.cause
+    assert result.states_entered() == ["ValidateRequest", "RequestRejected"]
     # Validated once, no retry: a rejection is not transient.
     assert len(result.events("LambdaFunctionScheduled", "TaskScheduled")) == 1
     assert aws_state(rig, redis_server.url) == before
