@@ -27,9 +27,9 @@ from rich.table import Table
 
 from infra import constants
 from orchestrator.aws import Aws, AwsError, Names, Target, find_task_token
+from orchestrator.paths import REPO_ROOT
 
 EXIT_OK, EXIT_RELEASE_FAILED, EXIT_USAGE, EXIT_AWS = 0, 1, 2, 3
-REPO_ROOT = Path(__file__).resolve().parent.parent
 APPROVAL_STATE_HINT = "Approv"  # approval states are named like "AwaitApproval" / "ApprovalGate"
 
 app = typer.Typer(

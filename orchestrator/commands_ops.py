@@ -20,7 +20,6 @@ import typer
 from orchestrator.cli import (
     EXIT_OK,
     EXIT_RELEASE_FAILED,
-    REPO_ROOT,
     CliError,
     EnvOpt,
     JsonOpt,
@@ -30,6 +29,7 @@ from orchestrator.cli import (
     out,
     usage_error,
 )
+from orchestrator.paths import REPO_ROOT
 
 cost_app: typer.Typer = typer.Typer(help="Cost Explorer report and the offline monthly estimate of a stage.", no_args_is_help=True)
 drill_app: typer.Typer = typer.Typer(help="Disaster-recovery drills: restore a backup into a temporary group and verify it.",

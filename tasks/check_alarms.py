@@ -25,7 +25,7 @@ def alarm_states(settings: Settings) -> dict[str, str]:
     cloudwatch = client("cloudwatch")
     states: dict[str, str] = {}
     paginator = cloudwatch.get_paginator("describe_alarms")
-    queries = [
+    queries: list[dict[str, Any]] = [
         {"AlarmNamePrefix": settings.guard_alarm_prefix, "AlarmTypes": ALARM_TYPES},
         {"AlarmNames": [settings.health_alarm_name], "AlarmTypes": ALARM_TYPES},
     ]

@@ -96,11 +96,11 @@ def _function_names(raw: str) -> tuple[str, ...]:
 def client(service: str) -> Any:
     """A boto3 client with standard retries and bounded timeouts (created per call: cheap, and
     it honours the current environment, which the sandbox and tests change)."""
-    return boto3.client(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, config=_CLIENT_CONFIG)
 
 
 def resource(service: str) -> Any:
-    return boto3.resource(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.resource(service, config=_CLIENT_CONFIG)
 
 
 # The one clock of the tasks; the local engine may substitute its virtual clock.

@@ -263,7 +263,7 @@ def force_failures(drill: Mapping[str, Any], progress: Mapping[str, Any] | None,
     if not done and attempts >= max_attempts:
         raise EventsNotDeadLettered(f"{len(dead)}/{expected} drill events in the DLQ after {attempts} attempts "
                                     f"(maxReceiveCount {max_receive})")
-    result = {"dead_lettered": len(dead), "expected": expected, "max_receive_count": max_receive,
+    result: dict[str, Any] = {"dead_lettered": len(dead), "expected": expected, "max_receive_count": max_receive,
               "receives": int((progress or {}).get("receives", 0)) + receives, "attempts": attempts, "done": done}
     if done:
         result["dead_lettered_at"] = iso(utc_now())
