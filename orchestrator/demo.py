@@ -3,8 +3,9 @@
 1. starts the sandbox (moto, Redis, the gateway, the synthesized staging stage) in the background;
 2. uploads two artifacts to the sandbox's S3 and starts real WebSocket traffic on the live stage;
 3. releases 1.1.0 (healthy, 3 steps) and watches it to its end: finalized;
-4. releases 1.2.0, whose configuration makes a share of invocations fail (FAULT_ERROR_RATE):
-   green's errors on live traffic fire a release-guard alarm during a bake, the alarm rule's
+4. releases 1.2.0, whose configuration makes a share of its `messages` invocations fail
+   (FAULT_ERROR_RATE with FAULT_FUNCTIONS=messages; its authorizer stays correct, so the
+   synthetic checks' refusal test passes): green's errors on live traffic fire a release-guard alarm during a bake, the alarm rule's
    rollback restores blue and stops the execution; the detect-to-rollback latency is printed;
 5. writes an HTML report per execution under reports/, prints a summary, stops the sandbox.
 
@@ -174,7 +175,7 @@ def run_demo(sandbox_dir: Path, reports: Path, *, keep: bool = False, console: C
         traffic.start()
         outcomes.append(release(aws, console, reports, version="1.1.0", configuration={}, min_success_rate=0.95))
         outcomes.append(
-            release(aws, console, reports, version="1.2.0", configuration={"FAULT_ERROR_RATE": "0.1"},
+            release(aws, console, reports, version="1.2.0", configuration={"FAULT_ERROR_RATE": "0.1", "FAULT_FUNCTIONS": "messages"},
                     min_success_rate=0.25)
         )
     finally:

@@ -202,6 +202,12 @@ def _check_known_setting(name: str, value: str) -> None:
             raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
     elif name == "FAULT_DELAY_MS" and (not value.isdigit() or int(value) > 29_000):
         raise ValueError(f"FAULT_DELAY_MS must be an integer between 0 and 29000, got {value!r}")
+    elif name == "FAULT_FUNCTIONS":
+        from service.catalog import released_keys
+
+        unknown = sorted({key.strip() for key in value.split(",") if key.strip()} - set(released_keys()))
+        if unknown:
+            raise ValueError(f"FAULT_FUNCTIONS names unknown functions {unknown}; known: {sorted(released_keys())}")
     elif len(value.encode()) > 1024:
         raise ValueError(f"value of {name} is longer than 1024 bytes")
 

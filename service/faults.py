@@ -3,7 +3,10 @@
 Read from the invocation's environment (a published version's configuration), default off:
 - FAULT_ERROR_RATE: share of invocations (0-1) that raise InjectedFault;
 - FAULT_DELAY_MS: extra latency added to every invocation;
-- FAULT_DROP_RATE: share of fan-out posts (0-1) silently not sent.
+- FAULT_DROP_RATE: share of fan-out posts (0-1) silently not sent;
+- FAULT_FUNCTIONS: comma-separated catalog keys (e.g. `messages`) that the error rate and delay
+  apply to; empty means every released function. It lets a rehearsal break the traffic path
+  while the `$connect` authorizer keeps refusing bad keys correctly.
 Because the values belong to one published version, a faulty green shows up in exactly that
 version's CloudWatch metrics while blue stays healthy.
 """
@@ -26,8 +29,15 @@ class InjectedFault(RuntimeError):
     """Raised on purpose by FAULT_ERROR_RATE."""
 
 
-def before_invocation(rng: random.Random = _rng) -> None:
+def applies_to(key: str, functions: str) -> bool:
+    wanted = {name.strip() for name in functions.split(",") if name.strip()}
+    return not wanted or key in wanted
+
+
+def before_invocation(key: str, rng: random.Random = _rng) -> None:
     current = settings()
+    if not applies_to(key, current.fault_functions):
+        return
     if current.fault_delay_ms:
         time.sleep(current.fault_delay_ms / 1000)
     if current.fault_error_rate and rng.random() < current.fault_error_rate:
@@ -40,10 +50,15 @@ def drop_post(rate: float, rng: random.Random = _rng) -> bool:
     return bool(rate) and rng.random() < rate
 
 
-def inject_faults(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(event: Any, context: Any) -> Any:
-        before_invocation()
-        return fn(event, context)
+def inject_faults(key: str) -> Callable[[F], F]:
+    """Decorate the handler of the catalog function `key`."""
 
-    return wrapper  # type: ignore[return-value]
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(event: Any, context: Any) -> Any:
+            before_invocation(key)
+            return fn(event, context)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -57,6 +57,8 @@ class Settings(BaseModel):
     fault_error_rate: float = Field(default=0.0, ge=0, le=1, alias="FAULT_ERROR_RATE")
     fault_delay_ms: int = Field(default=0, ge=0, le=60_000, alias="FAULT_DELAY_MS")
     fault_drop_rate: float = Field(default=0.0, ge=0, le=1, alias="FAULT_DROP_RATE")
+    # Comma-separated catalog keys the error rate and delay apply to; empty means every function.
+    fault_functions: str = Field(default="", alias="FAULT_FUNCTIONS")
     alert_rules: list[dict[str, Any]] | None = Field(default=None, alias="ALERT_RULES")
 
     @field_validator("alert_rules", mode="before")

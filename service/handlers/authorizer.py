@@ -15,7 +15,7 @@ from service.settings import SettingsError, settings
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @log_metrics
-@inject_faults
+@inject_faults("authorizer")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     current = settings()
     if not current.api_keys_secret_arn:

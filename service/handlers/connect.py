@@ -17,7 +17,7 @@ from service.settings import settings
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @log_metrics
-@inject_faults
+@inject_faults("connect")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = event["requestContext"]
     connection_id = request["connectionId"]

@@ -15,7 +15,7 @@ from service.observability import MetricUnit, add_metric, log_metrics, logger, t
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @log_metrics
-@inject_faults
+@inject_faults("disconnect")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = event["requestContext"]
     connection_id = request["connectionId"]

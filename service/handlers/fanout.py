@@ -61,7 +61,7 @@ def _record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @log_metrics
-@inject_faults
+@inject_faults("fanout")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # One processor per invocation: its success/failure lists are per batch. A batch whose
     # records all failed is still reported record by record rather than as a function error:

@@ -70,6 +70,7 @@ MALFORMED = [
     ({**VALID, "configuration": {"1BAD": "x"}}, "not a valid environment variable name"),
     ({**VALID, "configuration": {"CACHE_SCHEMA_VERSION": "two"}}, "CACHE_SCHEMA_VERSION must be a positive integer"),
     ({**VALID, "configuration": {"FAULT_ERROR_RATE": "1.5"}}, "FAULT_ERROR_RATE must be a number between 0 and 1"),
+    ({**VALID, "configuration": {"FAULT_FUNCTIONS": "messages,billing"}}, "FAULT_FUNCTIONS names unknown functions ['billing']"),
     ({**VALID, "checks": {"min_success_rate": 2}}, "checks.min_success_rate"),
     ({**VALID, "requested_by": ""}, "requested_by"),
     ({**VALID, "padding": "x" * (MAX_REQUEST_BYTES + 1)}, "the limit is"),

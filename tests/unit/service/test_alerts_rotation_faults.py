@@ -128,11 +128,16 @@ def test_fault_injection_is_off_by_default_and_follows_the_version_env(env, cont
         raised = 0
         for _ in range(400):
             try:
-                faults.before_invocation(rng)
+                faults.before_invocation("messages", rng)
             except faults.InjectedFault:
                 raised += 1
     assert 50 < raised < 150
     assert not faults.drop_post(0.0) and faults.drop_post(1.0)
+    # FAULT_FUNCTIONS limits the fault to the named functions: connect stays healthy here.
+    with use_env({**env, "FAULT_ERROR_RATE": "1", "FAULT_FUNCTIONS": "messages,fanout"}):
+        assert connect.handler(event, context) == {"statusCode": 200}
+        with pytest.raises(faults.InjectedFault):
+            faults.before_invocation("messages")
 
 
 @pytest.mark.parametrize("fn", [*catalog.RELEASED_FUNCTIONS, catalog.ROTATION_FUNCTION], ids=lambda f: f.key)
