@@ -200,9 +200,11 @@ def test_weighted_alias_sends_about_ten_percent_to_green(stack: Stack) -> None:
                 {"Name": "Resource", "Value": f"{name}:live"},
                 {"Name": "ExecutedVersion", "Value": version},
             ],
-            StartTime=datetime.now(UTC) - timedelta(minutes=5),
-            EndTime=datetime.now(UTC) + timedelta(minutes=1),
-            Period=300,
+            # Whole periods on both sides of now: a sample stamped in the current second must not
+            # fall into a trailing partial period that the query leaves out.
+            StartTime=datetime.now(UTC) - timedelta(minutes=10),
+            EndTime=datetime.now(UTC) + timedelta(minutes=10),
+            Period=600,
             Statistics=["Sum"],
         )["Datapoints"]
         return sum(p["Sum"] for p in points)
