@@ -356,6 +356,15 @@ def _outstanding_token(aws: Aws, arn: str) -> tuple[str, str]:
     return found
 
 
+def _waiting_for_approval(ctx: typer.Context, env: str, release: str) -> tuple[Any, str, str, str]:
+    """The release's execution and the task token of the gate it waits at (approve and reject)."""
+    check_env(env)
+    aws = _opts(ctx).aws()
+    arn = execution_arn_for(aws, env, release)
+    state, token = _outstanding_token(aws, arn)
+    return aws, arn, state, token
+
+
 @release_app.command("approve")
 def release_approve(
     ctx: typer.Context,
@@ -364,11 +373,7 @@ def release_approve(
     comment: Annotated[str, typer.Option(help="Recorded with the approval.")] = "",
 ) -> None:
     """Approve a release waiting at its approval gate."""
-    opts = _opts(ctx)
-    check_env(env)
-    aws = opts.aws()
-    arn = execution_arn_for(aws, env, release)
-    state, token = _outstanding_token(aws, arn)
+    aws, arn, state, token = _waiting_for_approval(ctx, env, release)
     aws.send_task_success(token, {"approved": True, "approved_by": _whoami(), "comment": comment})
     out.print(f"approved: {arn.rsplit(':', 1)[-1]} continues past {state}")
 
@@ -381,11 +386,7 @@ def release_reject(
     reason: Annotated[str, typer.Option(help="Why; recorded in the release history.")] = "rejected by operator",
 ) -> None:
     """Reject a release waiting at its approval gate (it rolls back)."""
-    opts = _opts(ctx)
-    check_env(env)
-    aws = opts.aws()
-    arn = execution_arn_for(aws, env, release)
-    state, token = _outstanding_token(aws, arn)
+    aws, arn, state, token = _waiting_for_approval(ctx, env, release)
     aws.send_task_failure(token, "ApprovalRejected", f"{reason} (by {_whoami()})")
     out.print(f"rejected: {arn.rsplit(':', 1)[-1]} stops at {state} and rolls back")
 
