@@ -21,6 +21,13 @@ exactly that, by replacing module attributes for as long as they are installed:
 * GetExecutionHistory serializes each event once (`history_wire`) instead of running moto's
   generic serializer over the whole history on every read.
 
+With an `IamEnforcer` installed (`install_iam`, independent of the engine hooks), moto also
+judges every request signed with a role's sandbox credentials against that role's policies
+(`IAM_HOOK_POINTS`): requests through `BaseResponse.call_action` and S3's own authorization
+call, state machine service integrations signed as the execution's role, Lambda tasks of the
+engine authorized before they run, and DescribeAlarms without composite alarms for callers
+whose grant is not scoped to `*`.
+
 `HOOK_POINTS` lists every symbol touched; `check_hook_points()` fails with a message naming
 the one that moved when moto changes (tests/unit/engine/test_moto_hooks.py runs it).
 """
@@ -33,6 +40,7 @@ import importlib
 import logging
 import threading
 import time as _time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -172,7 +180,7 @@ _NOISY_LOGGER = f"{_ASL}.component.eval_component"
 def check_hook_points() -> None:
     """Raise HookPointMoved naming every hook point missing from the installed moto."""
     missing = []
-    for point in HOOK_POINTS:
+    for point in (*HOOK_POINTS, *IAM_HOOK_POINTS):
         try:
             point.owner_and_name()
         except HookPointMoved as exc:
@@ -267,6 +275,7 @@ def _invoke_lambda_function(
 ) -> dict[str, Any]:
     # Replaces lambda_eval_utils._invoke_lambda_function: same arguments, same response shape.
     active = _require_active()
+    _authorize_integration_invoke(parameters, region, state_credentials)
     result = active.functions.invoke(
         parameters["FunctionName"],
         parameters.get("Payload"),
@@ -721,3 +730,318 @@ def active_clock() -> VirtualClock | None:
     """The clock of the installed hooks, if any (what handlers should read as `now`)."""
     active = _active
     return active.clock if active is not None else None
+
+
+# --------------------------------------------------------------------------------------------
+# IAM enforcement (orchestrator.iam): installed on its own, with or without the engine hooks
+# --------------------------------------------------------------------------------------------
+
+_RESPONSES_CORE = "moto.core.responses"
+_AUTHORIZATION = "moto.core.authorization"
+_CLOUDWATCH_RESPONSES = "moto.cloudwatch.responses"
+_SERVICE = f"{_ASL}.component.state.exec.state_task.service"
+# Modules of the ASL interpreter that make SDK calls for a state machine's service integrations.
+_INTEGRATIONS = (
+    _LAMBDA_UTILS,
+    f"{_SERVICE}.state_task_service_aws_sdk",
+    f"{_SERVICE}.state_task_service_dynamodb",
+    f"{_SERVICE}.state_task_service_sns",
+    f"{_SERVICE}.state_task_service_sqs",
+    f"{_SERVICE}.state_task_service_sfn",
+    f"{_SERVICE}.state_task_service_events",
+)
+
+IAM_HOOK_POINTS: tuple[HookPoint, ...] = (
+    HookPoint(_RESPONSES_CORE, "BaseResponse.call_action", "IAM: every request judged against its role"),
+    HookPoint(
+        _AUTHORIZATION,
+        "ActionAuthenticatorMixin._authenticate_and_authorize_s3_action",
+        "IAM: S3 requests judged against their role",
+    ),
+    HookPoint(
+        _CLOUDWATCH_RESPONSES,
+        "CloudWatchResponse.describe_alarms",
+        "IAM: composite alarms only for DescribeAlarms granted on *",
+    ),
+    *(
+        HookPoint(module, "boto_client_for", "IAM: service integrations sign as the execution role")
+        for module in _INTEGRATIONS
+    ),
+)
+
+# The error each service answers a denied call with: (code, HTTP status).
+_DENIAL_ERRORS: dict[str, tuple[str, int]] = {
+    "lambda": ("AccessDeniedException", 403),
+    "dynamodb": ("AccessDeniedException", 400),
+    "secretsmanager": ("AccessDeniedException", 400),
+    "kms": ("AccessDeniedException", 400),
+    "stepfunctions": ("AccessDeniedException", 400),
+    "logs": ("AccessDeniedException", 400),
+    "events": ("AccessDeniedException", 400),
+    "scheduler": ("AccessDeniedException", 403),
+    "ce": ("AccessDeniedException", 400),
+    "budgets": ("AccessDeniedException", 400),
+    "xray": ("AccessDeniedException", 403),
+    "sqs": ("AccessDenied", 403),
+    "cloudwatch": ("AccessDenied", 403),
+    "elasticache": ("AccessDenied", 403),
+    "sts": ("AccessDenied", 403),
+    "s3": ("AccessDenied", 403),
+    "sns": ("AuthorizationError", 403),
+}
+
+_iam_lock = threading.RLock()
+_iam_enforcer: Any = None  # orchestrator.iam.enforcer.IamEnforcer while installed
+_iam_originals: list[tuple[Any, str, Any]] = []
+
+
+def iam_enforcer() -> Any:
+    """The installed IamEnforcer, or None."""
+    return _iam_enforcer
+
+
+def _judged_role(access_key: str | None) -> str | None:
+    # A role the enforcer knows signed this request; None: the operator's key, not judged.
+    from orchestrator.iam.identity import role_of
+
+    enforcer = _iam_enforcer
+    if enforcer is None or not access_key:
+        return None
+    role = role_of(access_key)
+    return role if role is not None and enforcer.knows(role) else None
+
+
+def _request_call(response: Any, service: str, operation: str) -> Any:
+    from orchestrator.iam.requests import Call
+
+    params: dict[str, Any] = {}
+    try:
+        if not (response.automated_parameter_parsing and hasattr(response, "params")):
+            response.parse_parameters(response.normalized_request)
+        params = dict(response.params)
+        for key, value in (response.uri_match or {}).items():
+            params.setdefault(key, value)
+    except Exception:  # noqa: BLE001 - an unparsable request is judged with what the URL says
+        params = dict(getattr(response, "uri_match", None) or {})
+    return Call(
+        service=service,
+        operation=operation,
+        params=params,
+        region=response.region,
+        account_id=response.current_account,
+        partition=response.partition,
+    )
+
+
+def _denial_text(service: str, message: str) -> str:
+    if service == "sns":  # SNS spells its actions in upper case in its messages
+        return message.replace(" sns:", " SNS:")
+    return message
+
+
+@functools.lru_cache(maxsize=1)
+def _access_denied_class() -> type[Exception]:
+    from moto.core.exceptions import ServiceException
+
+    # Defined outside moto's packages: moto's serializer then looks the error code up in the
+    # service's own model only (it derives a service from a moto exception's module name).
+    class SandboxAccessDenied(ServiceException):
+        pass
+
+    return SandboxAccessDenied
+
+
+def _denied_response(response: Any, service: str, message: str) -> Any:
+    from moto.core.responses import ActionResult
+
+    code, status = _DENIAL_ERRORS.get(service, ("AccessDeniedException", 403))
+    error = _access_denied_class()(code, _denial_text(service, message))
+    with warnings.catch_warnings():
+        # moto warns that the code is not an error shape of the service model (AWS's models
+        # leave AccessDenied(Exception) out); the serialized error is what AWS sends anyway.
+        warnings.simplefilter("ignore", UserWarning)
+        _status, headers, body = response.serialized(ActionResult(error))
+    headers = {k: v for k, v in dict(headers).items() if k.lower() not in ("status", "x-amzn-query-error")}
+    headers["status"] = str(status)
+    if not any(k.lower() == "x-amzn-errortype" for k in headers):
+        headers["x-amzn-ErrorType"] = code
+    if service == "sqs":  # JSON SQS names query-compatible errors in this header
+        headers["x-amzn-query-error"] = f"{code};Sender"
+    return status, headers, body
+
+
+def _iam_call_action(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @functools.wraps(original)
+    def call_action(self: Any) -> Any:
+        role = _judged_role(getattr(self, "access_key", None))
+        if role is None:
+            return original(self)
+        service = self.boto3_service_name
+        operation = self._get_action()
+        decision = _iam_enforcer.judge(role, _request_call(self, service, operation))
+        if not decision.allowed:
+            return _denied_response(self, service, decision.message)
+        if service == "cloudwatch" and operation == "DescribeAlarms":
+            self._iam_composites_visible = _iam_enforcer.grants_on_all_resources(
+                role, "cloudwatch:DescribeAlarms"
+            )
+        return original(self)
+
+    return call_action
+
+
+def _s3_operation(response: Any) -> str | None:
+    from moto.core.routing import NotFound, get_service_router
+
+    try:
+        operation, uri_params = get_service_router("s3").match(response.normalized_request)
+    except (NotFound, NotImplementedError):
+        return None
+    response._iam_s3_uri_params = uri_params
+    return str(operation.name)
+
+
+def _iam_s3_authorize(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def authorize(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> Any:
+        original(self, bucket_name=bucket_name, key_name=key_name)
+        role = _judged_role(getattr(self, "access_key", None))
+        if role is None:
+            return None
+        from orchestrator.iam.requests import Call
+
+        operation = _s3_operation(self) or str(self.data.get("Action") or "Unknown")
+        params = dict(getattr(self, "_iam_s3_uri_params", {}) or {})
+        params.setdefault("Bucket", bucket_name)
+        if key_name is not None:
+            params.setdefault("Key", key_name)
+        copy_source = self.headers.get("x-amz-copy-source")
+        if copy_source:
+            params["CopySource"] = copy_source
+        call = Call("s3", operation, params, self.region, self.current_account, self.partition)
+        decision = _iam_enforcer.judge(role, call)
+        if not decision.allowed:
+            from moto.s3.exceptions import S3ClientError
+
+            # moto answers S3 errors it has no model for with HTTP 400 (AWS: 403); the code is AWS's.
+            raise S3ClientError("AccessDenied", decision.message)
+        return None
+
+    return authorize
+
+
+def _iam_describe_alarms(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @functools.wraps(original)
+    def describe_alarms(self: Any) -> Any:
+        result = original(self)
+        if getattr(self, "_iam_composites_visible", True) is False:
+            # CloudWatch omits composite alarms (no error) unless DescribeAlarms is granted on *.
+            result.result["CompositeAlarms"] = []
+        return result
+
+    return describe_alarms
+
+
+def _iam_boto_client_for(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        role = getattr(state_credentials, "role_arn", None)
+        enforcer = _iam_enforcer
+        if enforcer is None or not role or not enforcer.knows(role):
+            return original(region=region, service=service, state_credentials=state_credentials)
+        import boto3
+        from botocore.config import Config
+        from moto.core.models import botocore_stubber
+        from moto.settings import moto_server_port
+        from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+        from orchestrator.iam.identity import credentials_for
+
+        credentials = credentials_for(role)
+        kwargs: dict[str, Any] = {}
+        if not botocore_stubber.enabled:
+            kwargs["endpoint_url"] = f"http://localhost:{moto_server_port()}"
+        return boto3.client(
+            service_name=service,
+            region_name=region,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+            config=Config(
+                parameter_validation=False,
+                retries={"max_attempts": 0, "total_max_attempts": 1},
+                connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+            ),
+            **kwargs,
+        )
+
+    return boto_client_for
+
+
+def _authorize_integration_invoke(parameters: dict[str, Any], region: str, state_credentials: Any) -> None:
+    # The engine runs Lambda tasks without a request to moto: judge lambda:InvokeFunction here,
+    # as Lambda would for the state machine's role, and fail the way the Invoke API fails.
+    enforcer = _iam_enforcer
+    role = getattr(state_credentials, "role_arn", None)
+    if enforcer is None or not role or not enforcer.knows(role):
+        return
+    from botocore.exceptions import ClientError
+
+    from orchestrator.iam.requests import Call
+
+    policies = enforcer.policies
+    call = Call("lambda", "Invoke", dict(parameters), region, policies.account_id, policies.partition)
+    decision = enforcer.judge(role, call, via="integration")
+    if not decision.allowed:
+        raise ClientError(
+            {
+                "Error": {"Code": "AccessDeniedException", "Message": decision.message},
+                "ResponseMetadata": {"HTTPStatusCode": 403, "RequestId": "sandbox-iam"},
+            },
+            "Invoke",
+        )
+
+
+def _iam_replacements() -> dict[str, Callable[[Any], Any]]:
+    values: dict[str, Callable[[Any], Any]] = {
+        f"{_RESPONSES_CORE}.BaseResponse.call_action": _iam_call_action,
+        f"{_AUTHORIZATION}.ActionAuthenticatorMixin._authenticate_and_authorize_s3_action": _iam_s3_authorize,
+        f"{_CLOUDWATCH_RESPONSES}.CloudWatchResponse.describe_alarms": _iam_describe_alarms,
+    }
+    for module in _INTEGRATIONS:
+        values[f"{module}.boto_client_for"] = _iam_boto_client_for
+    missing = {p.symbol for p in IAM_HOOK_POINTS} ^ set(values)
+    if missing:
+        raise RuntimeError(f"IAM hook table and IAM_HOOK_POINTS disagree on: {sorted(missing)}")
+    return values
+
+
+def install_iam(enforcer: Any) -> None:
+    """Judge requests with `enforcer` (an orchestrator.iam.enforcer.IamEnforcer) until `uninstall_iam`.
+
+    Re-installing replaces the enforcer; the moto attributes are patched once."""
+    global _iam_enforcer
+    with _iam_lock:
+        if not _iam_originals:
+            for point in IAM_HOOK_POINTS:
+                point.owner_and_name()  # fail loudly before patching anything
+            values = _iam_replacements()
+            for point in IAM_HOOK_POINTS:
+                owner, name = point.owner_and_name()
+                original = vars(owner)[name]
+                _iam_originals.append((owner, name, original))
+                setattr(owner, name, values[point.symbol](getattr(owner, name)))
+        _iam_enforcer = enforcer
+
+
+def uninstall_iam(enforcer: Any = None) -> None:
+    """Stop judging (only if `enforcer` is the installed one, when given) and restore moto."""
+    global _iam_enforcer
+    with _iam_lock:
+        if enforcer is not None and _iam_enforcer is not enforcer:
+            return
+        _iam_enforcer = None
+        for owner, name, original in reversed(_iam_originals):
+            setattr(owner, name, original)
+        _iam_originals.clear()
