@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -103,8 +104,18 @@ def resource(service: str) -> Any:
     return boto3.resource(service, config=_CLIENT_CONFIG)
 
 
+def _wall_clock() -> datetime:
+    # A local Lambda worker (orchestrator/lambda_runtime/bootstrap.py) publishes the engine's
+    # virtual clock per invocation as "<virtual epoch> <real epoch> <speed>"; never set on AWS.
+    published = os.environ.get("LOCAL_VIRTUAL_CLOCK")
+    if published:
+        virtual, real, speed = (float(part) for part in published.split())
+        return datetime.fromtimestamp(virtual + (time.time() - real) * speed, UTC)
+    return datetime.now(UTC)
+
+
 # The one clock of the tasks; the local engine may substitute its virtual clock.
-_clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
+_clock: Callable[[], datetime] = _wall_clock
 
 
 def utc_now() -> datetime:
@@ -114,7 +125,7 @@ def utc_now() -> datetime:
 def set_clock(clock: Callable[[], datetime] | None) -> None:
     """Replace the tasks' clock (None restores the wall clock)."""
     global _clock
-    _clock = clock or (lambda: datetime.now(UTC))
+    _clock = clock or _wall_clock
 
 
 def iso(moment: datetime) -> str:

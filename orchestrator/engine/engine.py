@@ -4,27 +4,31 @@ The engine talks to Step Functions only through boto3 (CreateStateMachine, Start
 DescribeExecution, GetExecutionHistory, SendTask*, StopExecution), so the same code drives an
 in-process `mock_aws` (the default) or a moto server started in this process (`endpoint_url`,
 e.g. `ThreadedMotoServer`; set MOTO_PORT to its port so moto's own SDK integrations reach it).
-Lambda tasks run the registered Python handlers; Wait, Retry back-off and timeouts run on the
-engine's VirtualClock (see moto_hooks).
+Lambda tasks run the registered Python handlers, in-process or (`load_template(isolated=True)`)
+each in worker processes from its own asset with the template's handler, environment, timeout,
+memory and role credentials (orchestrator.lambda_runtime); Wait, Retry back-off and timeouts
+run on the engine's VirtualClock (see moto_hooks).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import urllib3
 
 from orchestrator.engine import moto_hooks
 from orchestrator.engine.clock import VirtualClock
-from orchestrator.engine.functions import FunctionRegistry, Handler
+from orchestrator.engine.functions import FunctionRegistry, Handler, worker_handler
 from orchestrator.engine.intrinsics import (
     FunctionSpec,
     ResourceMap,
@@ -33,6 +37,9 @@ from orchestrator.engine.intrinsics import (
     lambda_functions,
     state_machines,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.lambda_runtime import CodeLayout, FunctionConfig, LambdaWorkers
 
 _MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
 _TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
@@ -218,6 +225,12 @@ class LocalEngine:
     start_mock: bool = True
     jsonpath_cache: bool = True
     fast_paths: bool = True  # off only to measure what the speed-only hooks save
+    workers: LambdaWorkers | None = None  # isolated functions' worker pools (created on first use)
+    lambda_log_dir: Path | None = None  # isolated functions' logs: <dir>/<function>.log
+    # The moto server isolated functions call (default: endpoint_url, else AWS_ENDPOINT_URL). A
+    # ThreadedMotoServer started next to an in-process mock_aws serves the same backends.
+    worker_endpoint_url: str | None = None
+    _own_workers: bool = field(default=False, init=False, repr=False)
     _mock: Any = field(default=None, init=False, repr=False)
     _sfn: Any = field(default=None, init=False, repr=False)
 
@@ -258,6 +271,10 @@ class LocalEngine:
             raise
 
     def close(self) -> None:
+        if self.workers is not None and self._own_workers:
+            self.workers.close()
+            self.workers = None
+            self._own_workers = False
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -290,6 +307,42 @@ class LocalEngine:
             handler or import_handler(spec.handler),
             timeout_seconds=spec.timeout_seconds,
             memory_mb=spec.memory_mb,
+        )
+
+    def lambda_workers(self) -> LambdaWorkers:
+        """The worker pools of this engine's isolated functions (stopped by `close()`)."""
+        if self.workers is None:
+            from orchestrator.lambda_runtime import LambdaWorkers
+
+            self.workers = LambdaWorkers(region=self.sandbox.region)
+            self._own_workers = True
+        return self.workers
+
+    def function_config(
+        self, spec: FunctionSpec, layout: CodeLayout, *, environment: Mapping[str, str] | None = None
+    ) -> FunctionConfig:
+        """A template function as a worker runs it; `environment` is laid over the template's."""
+        from orchestrator.lambda_runtime import FunctionConfig
+
+        endpoint = self.worker_endpoint_url or self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        if not endpoint:
+            raise RuntimeError(
+                "isolated functions call AWS from their own processes: the engine needs a moto server "
+                "(endpoint_url, or AWS_ENDPOINT_URL), not an in-process mock_aws"
+            )
+        return FunctionConfig(
+            name=spec.name, arn=spec.arn, handler=spec.handler, layout=layout,
+            environment={**spec.environment, **(environment or {})}, timeout_seconds=spec.timeout_seconds,
+            memory_mb=spec.memory_mb, role_arn=spec.role_arn, region=self.sandbox.region, endpoint_url=endpoint,
+            reserved_concurrency=spec.reserved_concurrency, log_dir=self.lambda_log_dir,
+        )
+
+    def register_worker(self, config: FunctionConfig, *, publish_clock: bool = False) -> None:
+        """Route invocations of `config`'s function to worker processes running its asset."""
+        pool = self.lambda_workers().pool(config)
+        self.register(
+            config.arn, worker_handler(pool, publish_clock=publish_clock),
+            timeout_seconds=config.timeout_seconds, memory_mb=config.memory_mb,
         )
 
     # -- state machines --------------------------------------------------------------------
@@ -338,19 +391,35 @@ class LocalEngine:
         handlers: Mapping[str, Handler] | None = None,
         import_handlers: bool = False,
         overrides: Mapping[str, str] | None = None,
+        isolated: bool = False,
+        layout: CodeLayout | Callable[[FunctionSpec], CodeLayout] | None = None,
+        environment: Mapping[str, str] | None = None,
+        publish_clock: bool = False,
+        prestart: bool = False,
     ) -> dict[str, str]:
         """Create every state machine of a synthesized template and register its functions.
 
         `handlers` maps a function's logical id or physical name to its in-process handler;
         with `import_handlers`, other functions get the handler their `Handler` property names.
-        Returns state machine logical id -> ARN.
+        With `isolated`, every other Python function runs in worker processes from `layout`
+        (its asset, layers and runtime directory; default: the development stand-in of
+        orchestrator.lambda_runtime.assets) with the template's handler, environment (plus
+        `environment`), timeout, memory and role credentials; `publish_clock` lets the
+        functions' own clock follow the engine's virtual clock; `prestart` starts one worker
+        per function in the background. Returns state machine logical id -> ARN.
         """
         resources = ResourceMap(template, self.sandbox, overrides=dict(overrides or {}))
         handlers = dict(handlers or {})
+        configs = []
         for logical_id, spec in lambda_functions(template, resources).items():
             handler = handlers.get(logical_id) or handlers.get(spec.name)
-            if handler is not None or import_handlers:
+            if handler is None and isolated and spec.handler:
+                configs.append(self.function_config(spec, _layout_of(spec, layout), environment=environment))
+                self.register_worker(configs[-1], publish_clock=publish_clock)
+            elif handler is not None or import_handlers:
                 self.register_function(spec, handler)
+        if configs and prestart:
+            self.lambda_workers().prestart(configs)
         return {
             lid: self.deploy_state_machine(spec) for lid, spec in state_machines(template, resources).items()
         }
@@ -419,6 +488,14 @@ def import_handler(dotted: str) -> Handler:
     if not callable(handler):
         raise ValueError(f"handler {dotted!r}: {module_name} has no callable {attribute!r}")
     return handler
+
+
+def _layout_of(spec: FunctionSpec, layout: CodeLayout | Callable[[FunctionSpec], CodeLayout] | None) -> CodeLayout:
+    if layout is None:
+        from orchestrator.lambda_runtime.assets import stand_in_layout
+
+        return stand_in_layout()
+    return layout(spec) if callable(layout) else layout
 
 
 def _strip_metadata(response: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,7 @@
-"""In-process Lambda functions: the registry the engine routes Lambda tasks to.
+"""Lambda functions: the registry the engine routes Lambda tasks to.
 
+A function runs in-process (a handler registered with `register`) or in a worker process from
+its own asset (`register_worker`: see orchestrator.lambda_runtime), with the same invoke path.
 A handler is any `callable(event, context)`. Its return value becomes the invocation payload;
 an exception becomes Lambda's `FunctionError: Unhandled` payload (`errorType` = the exception's
 class name), so Retry/Catch clauses that name the error route exactly as on AWS. A handler that
@@ -15,11 +17,14 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from orchestrator.engine.clock import VirtualClock
+
+if TYPE_CHECKING:
+    from orchestrator.lambda_runtime import FunctionPool
 
 Handler = Callable[[Any, "LambdaContext"], Any]
 
@@ -57,6 +62,41 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - self.clock.time()) * 1000))
+
+
+class FunctionErrorPayload(Exception):  # noqa: N818 - it carries Lambda's payload, it is not an error of ours
+    """A worker's error object (`errorType`, `errorMessage` ...), passed through as Lambda reports it."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(f"{payload.get('errorType')}: {payload.get('errorMessage')}")
+        self.payload = payload
+
+
+def worker_handler(pool: FunctionPool, *, publish_clock: bool = False) -> Handler:
+    """A handler that runs each invocation in one of `pool`'s worker processes.
+
+    The worker gets the invocation's virtual now, the clock's speed and the deadline, and the
+    timeout is judged on the same clock as in-process (`expired` reads the virtual clock); with
+    `publish_clock` the function's own clock (tasks.common.utc_now) follows it too.
+    """
+
+    def run(event: Any, context: LambdaContext) -> Any:
+        clock = context.clock
+        outcome = pool.invoke(
+            event,
+            now=clock.time(),
+            speed=clock.speed,
+            expired=lambda: clock.time() >= context.deadline,
+            invoked_function_arn=context.invoked_function_arn,
+            publish_clock=publish_clock,
+            request_id=context.aws_request_id,
+        )
+        if outcome.error:
+            raise FunctionErrorPayload(dict(outcome.payload))
+        return outcome.payload
+
+    run.__name__ = f"worker:{pool.config.handler}"
+    return run
 
 
 @dataclass(frozen=True)
@@ -219,6 +259,8 @@ class FunctionRegistry:
 
 def _error_payload(exc: BaseException) -> dict[str, Any]:
     # The shape of the Python runtime's error payload; Step Functions uses errorType as the error.
+    if isinstance(exc, FunctionErrorPayload):
+        return exc.payload
     return {
         "errorType": type(exc).__name__,
         "errorMessage": str(exc),

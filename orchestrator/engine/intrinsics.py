@@ -377,6 +377,8 @@ class FunctionSpec:
     timeout_seconds: int
     memory_mb: int
     environment: dict[str, str]
+    role_arn: str = ""  # the execution role (its credentials are the worker's)
+    reserved_concurrency: int | None = None
 
 
 def lambda_functions(
@@ -401,5 +403,18 @@ def lambda_functions(
                 k: _as_text(resolve(v, resources, where=f"{logical_id}.Environment.{k}"), logical_id)
                 for k, v in variables.items()
             },
+            role_arn=_role_arn(props.get("Role"), resources, logical_id),
+            reserved_concurrency=(
+                int(props["ReservedConcurrentExecutions"]) if "ReservedConcurrentExecutions" in props else None
+            ),
         )
     return specs
+
+
+def _role_arn(role: Any, resources: ResourceMap, logical_id: str) -> str:
+    if role is None:
+        return ""
+    try:
+        return str(resolve(role, resources, where=f"{logical_id}.Role"))
+    except UnresolvableIntrinsic:
+        return ""

@@ -157,6 +157,36 @@ def harness(release_template: dict[str, Any], redis_url: str, monkeypatch: pytes
         yield h
 
 
+# What the staging stage's template sets on every task function (the test stack's inline
+# functions carry no environment): the world's names, the local Redis, quiet logs.
+def isolated_environment(world: World, redis_url: str) -> dict[str, str]:
+    return {**world.env(), "REDIS_URL": redis_url, "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_SERVICE_NAME": "release-orchestrator", "POWERTOOLS_METRICS_NAMESPACE": "RealtimeAnalytics",
+            "POWERTOOLS_TRACE_DISABLED": "true"}
+
+
+@pytest.fixture
+def isolated_harness(
+    release_template: dict[str, Any], redis_url: str, moto_server_url: str, tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[ReleaseHarness]:
+    """The release harness with every task (SyntheticChecks aside: it needs the gateway) in a
+    Lambda worker process from its own asset, with its template settings and role credentials.
+    Faults cannot be injected here (`fail_next` needs in-process handlers); logs under tmp_path."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    with LocalEngine(sandbox=SANDBOX, worker_endpoint_url=moto_server_url, lambda_log_dir=tmp_path / "logs") as engine:
+        world = build_world()
+        for name, value in world.env().items():
+            monkeypatch.setenv(name, value)
+        h = ReleaseHarness(engine=engine, world=world, state_machine_arn="")
+        synthetic = {task_function_name(ENV, "synthetic_checks"): passing_synthetic_checks(h)}
+        arns = engine.load_template(
+            release_template, handlers=synthetic, isolated=True, environment=isolated_environment(world, redis_url),
+        )
+        h.state_machine_arn = next(iter(arns.values()))
+        yield h
+
+
 def error_of(exception: type[BaseException], message: str = "injected") -> Fault:
     def fault(context: Any) -> None:
         raise exception(message)
