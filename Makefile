@@ -75,14 +75,14 @@ synth: setup
 deploy: setup
 	@case "$(ENV)" in staging|production) ;; *) echo "make deploy: set ENV=staging or ENV=production" >&2; exit 2 ;; esac
 	@test -f cdk.out/manifest.json || { echo "make deploy: cdk.out/ holds no cloud assembly; run make synth first" >&2; exit 2; }
-	@cdk deploy --app cdk.out --require-approval never --progress events "$$($(PY) -c 'import sys; from infra.constants import stage_id; print(stage_id(sys.argv[1]))' $(ENV))/*"
+	@cdk deploy --app cdk.out --require-approval never --progress events "$$($(PY) -c 'import sys; from contracts.names import stage_id; print(stage_id(sys.argv[1]))' $(ENV))/*"
 
 bench: setup
 	@$(PY) benchmarks/run_all.py
 
 lint: setup synth
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/mypy orchestrator tasks service
+	@$(VENV)/bin/mypy orchestrator tasks service contracts
 	@$(VENV)/bin/cfn-lint cdk.out/assembly-*/*.template.json
 	@$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --config-file .checkov.yaml -d cdk.out
 

@@ -2,7 +2,8 @@
 
 Validated twice: by the CLI before any AWS call, and by the state machine's first state,
 because StartExecution can be called directly. Every error names the offending field.
-The JSON Schema exported from this model lives in `orchestrator/schemas/`.
+The JSON Schema exported from this model lives in `orchestrator/schemas/`
+(`python -m contracts.release` writes it).
 """
 
 from __future__ import annotations
@@ -10,11 +11,20 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Step Functions accepts 256 KiB of input; a release request is a few hundred bytes, so anything
 # near the limit is a mistake (or an attack) and is refused before it reaches AWS.
@@ -31,7 +41,8 @@ ENV_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 RESERVED_ENV_NAMES = frozenset({"LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ", "SERVICE_VERSION"})
 RESERVED_ENV_PREFIXES = ("AWS_", "_")
 
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "release_request.schema.json"
+# The CLI publishes the schema; the Lambda assets only validate (this path is not shipped).
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "orchestrator" / "schemas" / "release_request.schema.json"
 
 
 class _Strict(BaseModel):
@@ -148,13 +159,14 @@ class ReleaseRequest(_Strict):
 
     @field_validator("configuration")
     @classmethod
-    def _valid_configuration(cls, config: dict[str, str]) -> dict[str, str]:
+    def _valid_configuration(cls, config: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        function_keys = (info.context or {}).get("function_keys")
         for name, value in config.items():
             if not ENV_NAME_PATTERN.match(name):
                 raise ValueError(f"{name!r} is not a valid environment variable name (letters, digits, '_')")
             if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
                 raise ValueError(f"{name!r} is reserved and cannot be set by a release")
-            _check_known_setting(name, value)
+            _check_known_setting(name, value, function_keys)
         size = sum(len(k.encode()) + len(v.encode()) for k, v in config.items())
         if size > MAX_CONFIGURATION_BYTES:
             raise ValueError(f"configuration is {size} bytes, the limit is {MAX_CONFIGURATION_BYTES}")
@@ -188,8 +200,12 @@ class ReleaseDefaults(_Strict):
         return filled
 
 
-def _check_known_setting(name: str, value: str) -> None:
-    """Settings the service interprets are checked here, so a typo fails before deploying."""
+def _check_known_setting(name: str, value: str, function_keys: Collection[str] | None) -> None:
+    """Settings the service interprets are checked here, so a typo fails before deploying.
+
+    `function_keys` (the service catalog's released keys) is given by callers that know the
+    catalog; without it FAULT_FUNCTIONS is only checked for its form.
+    """
     if name == "CACHE_SCHEMA_VERSION":
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"CACHE_SCHEMA_VERSION must be a positive integer, got {value!r}")
@@ -203,11 +219,10 @@ def _check_known_setting(name: str, value: str) -> None:
     elif name == "FAULT_DELAY_MS" and (not value.isdigit() or int(value) > 29_000):
         raise ValueError(f"FAULT_DELAY_MS must be an integer between 0 and 29000, got {value!r}")
     elif name == "FAULT_FUNCTIONS":
-        from service.catalog import released_keys
-
-        unknown = sorted({key.strip() for key in value.split(",") if key.strip()} - set(released_keys()))
+        named = {key.strip() for key in value.split(",") if key.strip()}
+        unknown = sorted(named - set(function_keys)) if function_keys is not None else []
         if unknown:
-            raise ValueError(f"FAULT_FUNCTIONS names unknown functions {unknown}; known: {sorted(released_keys())}")
+            raise ValueError(f"FAULT_FUNCTIONS names unknown functions {unknown}; known: {sorted(function_keys or ())}")
     elif len(value.encode()) > 1024:
         raise ValueError(f"value of {name} is longer than 1024 bytes")
 
@@ -238,9 +253,13 @@ def describe_errors(error: ValidationError) -> list[str]:
 
 
 def parse_release_request(
-    raw: str | bytes | dict[str, Any], defaults: ReleaseDefaults | None = None
+    raw: str | bytes | dict[str, Any],
+    defaults: ReleaseDefaults | None = None,
+    *,
+    function_keys: Collection[str] | None = None,
 ) -> ReleaseRequest:
-    """Parse and validate a request from JSON text or a dict (absent fields from `defaults`).
+    """Parse and validate a request from JSON text or a dict (absent fields from `defaults`;
+    `function_keys`: the released service functions FAULT_FUNCTIONS may name).
 
     Raises InvalidRequest naming every offending field.
     """
@@ -257,7 +276,8 @@ def parse_release_request(
     if defaults is not None:
         raw = defaults.apply(raw)
     try:
-        return ReleaseRequest.model_validate(raw)
+        context = {"function_keys": tuple(function_keys)} if function_keys is not None else None
+        return ReleaseRequest.model_validate(raw, context=context)
     except ValidationError as exc:
         raise InvalidRequest(describe_errors(exc)) from None
 

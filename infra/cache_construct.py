@@ -19,7 +19,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 from infra.network_construct import NetworkConstruct
 from infra.retention import retention
@@ -44,12 +44,12 @@ class CacheConstruct(Construct):
         self.auth_secret = secretsmanager.Secret(
             self,
             "AuthToken",
-            secret_name=constants.secret_name(env, "cache-auth"),
-            description=f"{env} cache AUTH token (JSON field '{constants.REDIS_AUTH_SECRET_FIELD}')",
+            secret_name=names.secret_name(env, "cache-auth"),
+            description=f"{env} cache AUTH token (JSON field '{names.REDIS_AUTH_SECRET_FIELD}')",
             encryption_key=secrets_key,
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template="{}",  # noqa: S106 - empty JSON template, the token is generated
-                generate_string_key=constants.REDIS_AUTH_SECRET_FIELD,
+                generate_string_key=names.REDIS_AUTH_SECRET_FIELD,
                 # AUTH tokens allow 16-128 printable characters except @, " and /.
                 exclude_punctuation=True,
                 password_length=64,
@@ -59,7 +59,7 @@ class CacheConstruct(Construct):
         subnet_group = elasticache.CfnSubnetGroup(
             self,
             "SubnetGroup",
-            cache_subnet_group_name=f"{constants.prefix(env)}-cache",
+            cache_subnet_group_name=f"{names.prefix(env)}-cache",
             description=f"{env} cache: isolated subnets only",
             subnet_ids=network.vpc.select_subnets(subnet_group_name="cache").subnet_ids,
         )
@@ -74,7 +74,7 @@ class CacheConstruct(Construct):
             self,
             "SlowLog",
             # The vendedlogs prefix keeps the delivery resource policy small (AWS guidance).
-            log_group_name=f"/aws/vendedlogs/elasticache/{constants.prefix(env)}/slow-log",
+            log_group_name=f"/aws/vendedlogs/elasticache/{names.prefix(env)}/slow-log",
             retention=retention(config.log_retention_days),
             encryption_key=logs_key,
             removal_policy=RemovalPolicy.RETAIN,
@@ -84,7 +84,7 @@ class CacheConstruct(Construct):
         self.replication_group = elasticache.CfnReplicationGroup(
             self,
             "ReplicationGroup",
-            replication_group_id=constants.cache_replication_group_id(env),
+            replication_group_id=names.cache_replication_group_id(env),
             replication_group_description=f"{env} realtime analytics connection registry and release cache",
             engine=cache.engine,
             engine_version=cache.engine_version,
@@ -99,7 +99,7 @@ class CacheConstruct(Construct):
             kms_key_id=cache_key.key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
-            auth_token=self.auth_secret.secret_value_from_json(constants.REDIS_AUTH_SECRET_FIELD).unsafe_unwrap(),
+            auth_token=self.auth_secret.secret_value_from_json(names.REDIS_AUTH_SECRET_FIELD).unsafe_unwrap(),
             port=cache.port,
             cache_subnet_group_name=subnet_group.ref,
             cache_parameter_group_name=parameters.ref,
@@ -125,7 +125,7 @@ class CacheConstruct(Construct):
         self.arn = Stack.of(self).format_arn(
             service="elasticache",
             resource="replicationgroup",
-            resource_name=constants.cache_replication_group_id(env),
+            resource_name=names.cache_replication_group_id(env),
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
 

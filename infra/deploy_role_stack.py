@@ -28,7 +28,7 @@ from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, T
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
@@ -40,7 +40,7 @@ _QUALIFIER = re.compile(r"^[a-z0-9]{1,10}$")
 
 
 def deploy_role_name(env: str) -> str:
-    return f"{constants.prefix(env)}-github-deploy"
+    return f"{names.prefix(env)}-github-deploy"
 
 
 def oidc_subject(repository: str, env: str) -> str:
@@ -65,14 +65,14 @@ class DeployRoleStack(Stack):
         max_session_duration: Duration | None = None,
         **kwargs: object,
     ) -> None:
-        if environment not in constants.ENVIRONMENTS:
-            raise ValueError(f"environment: {environment!r} is not one of {', '.join(constants.ENVIRONMENTS)}")
+        if environment not in names.ENVIRONMENTS:
+            raise ValueError(f"environment: {environment!r} is not one of {', '.join(names.ENVIRONMENTS)}")
         if not _REPOSITORY.match(repository):
             raise ValueError(f"repository: {repository!r} is not a GitHub <owner>/<repo> slug")
         if not _QUALIFIER.match(cdk_qualifier):
             raise ValueError(f"cdk_qualifier: {cdk_qualifier!r} is not a CDK bootstrap qualifier")
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
-        Tags.of(self).add("Project", constants.PROJECT)
+        Tags.of(self).add("Project", names.PROJECT)
         Tags.of(self).add("Environment", environment)
 
         provider_arn = oidc_provider_arn or self._create_provider()
@@ -113,17 +113,21 @@ class DeployRoleStack(Stack):
             "ReadReleaseState": "this environment's service functions, read only",
             "OperatorRollback": "versions and aliases of the alarm-rollback function",
             "ReadReleaseHistory": "this environment's tables, read only",
-            "ReadAlarms": "this environment's alarms, read only",
+            "ReadAlarms": "DescribeAlarms returns composite alarms only when allowed on *; read only",
             "ReadStackOutputs": "this environment's stack, read only",
             "PutServiceBundles": "service bundles under the artifact bucket's service/ prefix",
             "EncryptServiceBundles": "KMS keys usable only through S3 in this region",
         }
+        # One acknowledgment per wildcard resource; several grants may share one (`*`).
+        wildcards: dict[str, list[str]] = {}
+        for grant in evidence:
+            for resource in grant.resources:
+                if "*" in resource:
+                    wildcards.setdefault(resource, []).append(reasons[grant.sid])
         Validations.of(role).acknowledge(
             *(
-                Acknowledgment(id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{resource}]", reason=reasons[grant.sid])
-                for grant in evidence
-                for resource in grant.resources
-                if "*" in resource
+                Acknowledgment(id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{resource}]", reason="; ".join(why))
+                for resource, why in wildcards.items()
             )
         )
 
@@ -171,7 +175,7 @@ def deploy_grants(
     region: str,
 ) -> list[Grant]:
     """Everything the deploy role may do in `env`, as plain data (also used for the nag evidence)."""
-    name_prefix = constants.prefix(env)
+    name_prefix = names.prefix(env)
     states = f"arn:{partition}:states:{region}:{account}"
     functions = f"arn:{partition}:lambda:{region}:{account}:function:{name_prefix}-"
     tables = f"arn:{partition}:dynamodb:{region}:{account}:table/{name_prefix}-*"
@@ -195,10 +199,10 @@ def deploy_grants(
               (f"{functions}alarm-rollback", f"{functions}alarm-rollback:*")),
         Grant("ReadReleaseHistory", ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"),
               (tables, f"{tables}/index/*")),
-        Grant("ReadAlarms", ("cloudwatch:DescribeAlarms",),
-              (f"arn:{partition}:cloudwatch:{region}:{account}:alarm:{env}-*",)),
+        # Read-only; scoped to alarm ARNs DescribeAlarms would silently omit the composite alarms.
+        Grant("ReadAlarms", ("cloudwatch:DescribeAlarms",), ("*",)),
         Grant("ReadStackOutputs", ("cloudformation:DescribeStacks",),
-              (f"arn:{partition}:cloudformation:{region}:{account}:stack/{constants.stack_name(env)}/*",)),
+              (f"arn:{partition}:cloudformation:{region}:{account}:stack/{names.stack_name(env)}/*",)),
         Grant("PutServiceBundles", ("s3:PutObject", "s3:GetObject"), (f"arn:{partition}:s3:::{bucket}/service/*",)),
         # Without it S3 answers 403 instead of 404 for a bundle that is not uploaded yet.
         Grant("ListServiceBundles", ("s3:ListBucket",), (f"arn:{partition}:s3:::{bucket}",),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from infra import constants
+from contracts import names
 from infra.api_construct import (
     LIVE_STAGE,
     STAGE_ALIASES,
@@ -86,21 +86,21 @@ def add_api_edge_and_monitoring(
         props=MonitoringProps(
             environment=env,
             functions=stack.service.functions,
-            function_names={key: constants.function_name(env, key) for key in stack.service.functions},
+            function_names={key: names.function_name(env, key) for key in stack.service.functions},
             queues={
                 name: QueuePair(queue, messaging.dead_letter_queues[name]) for name, queue in messaging.queues.items()
             },
             fanout_dead_letter_queue=messaging.dead_letter_queues["events"],
             topics=dict(messaging.topics),
             operations_topic=messaging.topics["operations"],
-            cache_node_ids=cache_node_ids(constants.cache_replication_group_id(env), config.cache.replicas),
+            cache_node_ids=cache_node_ids(names.cache_replication_group_id(env), config.cache.replicas),
             api_id=api.api_id,
             api_stages=list(STAGE_ALIASES),
             live_stage=LIVE_STAGE,
             alarms=config.alarms,
             release_guard_error_threshold=config.alarms.release_guard_errors,
             business_metric_services={
-                key: f"{constants.SERVICE_NAME}-{key}" for key in stack.service.functions
+                key: f"{names.SERVICE_NAME}-{key}" for key in stack.service.functions
             },
         ),
     )

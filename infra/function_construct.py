@@ -18,7 +18,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 from infra.retention import retention
 
@@ -94,7 +94,7 @@ class HardenedFunction(Construct):
                 sid="PublishMetrics",
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": constants.METRICS_NAMESPACE}},
+                conditions={"StringEquals": {"cloudwatch:namespace": names.METRICS_NAMESPACE}},
             )
         )
         layer = lambda_.LayerVersion.from_layer_version_arn(

@@ -37,6 +37,11 @@ WILDCARD_RESOURCE_ACTIONS: MappingProxyType[str, str] = MappingProxyType(
             "GetMetricStatistics supports no resource-level permissions; CheckAlarms reads green's "
             "invocation count (AWS/Lambda Invocations) with it."
         ),
+        "cloudwatch:DescribeAlarms": (
+            "Read-only alarm metadata. Scoped to alarm ARNs, DescribeAlarms silently omits composite alarms "
+            "(CloudWatch API reference, DescribeAlarms: composites are returned only when the permission is "
+            "scoped to *), so CheckAlarms and the CLI would never see the <env>-release-health composite."
+        ),
         "xray:GetSamplingRules": "X-Ray sampling rules have no resource-level permissions (tracing of the state machine).",
         "xray:GetSamplingTargets": "X-Ray sampling targets have no resource-level permissions (tracing of the state machine).",
         **{

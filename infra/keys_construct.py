@@ -11,7 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 
 
@@ -53,7 +53,7 @@ class KeysConstruct(Construct):
         key = kms.Key(
             self,
             construct_id,
-            alias=constants.kms_alias(env, purpose),
+            alias=names.kms_alias(env, purpose),
             description=f"{env} realtime analytics: {description}",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,

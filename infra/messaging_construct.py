@@ -15,7 +15,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 
 QUEUES = ("events", "preview-events")
@@ -34,7 +34,7 @@ class MessagingConstruct(Construct):
             dlq = sqs.Queue(
                 self,
                 f"{label}Dlq",
-                queue_name=constants.dlq_name(env, name),
+                queue_name=names.dlq_name(env, name),
                 encryption=sqs.QueueEncryption.KMS,
                 encryption_master_key=key,
                 data_key_reuse=Duration.minutes(5),
@@ -44,7 +44,7 @@ class MessagingConstruct(Construct):
             queue = sqs.Queue(
                 self,
                 f"{label}Queue",
-                queue_name=constants.queue_name(env, name),
+                queue_name=names.queue_name(env, name),
                 encryption=sqs.QueueEncryption.KMS,
                 encryption_master_key=key,
                 data_key_reuse=Duration.minutes(5),
@@ -61,7 +61,7 @@ class MessagingConstruct(Construct):
             topic = sns.Topic(
                 self,
                 f"{name.capitalize()}Topic",
-                topic_name=constants.topic_name(env, name),
+                topic_name=names.topic_name(env, name),
                 display_name=f"{env} realtime analytics {name}",
                 master_key=key,
                 enforce_ssl=True,

@@ -44,6 +44,12 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
+from contracts.names import (
+    LIVE_ALIAS,
+    release_guard_alarm_name,
+    release_guard_dlq_alarm_name,
+    release_health_alarm_name,
+)
 from infra.config import AlarmConfig
 
 BUSINESS_NAMESPACE = "RealtimeAnalytics"
@@ -70,19 +76,6 @@ BUSINESS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # API Gateway WebSocket metrics (namespace AWS/ApiGateway, dimensions ApiId + Stage).
 API_COUNT_METRICS = ("ConnectCount", "MessageCount", "ClientError", "IntegrationError", "ExecutionError")
 GUARD_PERIOD = Duration.seconds(60)
-LIVE_ALIAS = "live"
-
-
-def release_guard_alarm_name(environment: str, key: str) -> str:
-    return f"{environment}-release-guard-{key}-errors"
-
-
-def release_guard_dlq_alarm_name(environment: str) -> str:
-    return f"{environment}-release-guard-fanout-dlq"
-
-
-def release_health_alarm_name(environment: str) -> str:
-    return f"{environment}-release-health"
 
 
 @dataclass(frozen=True)

@@ -238,12 +238,6 @@ ACKNOWLEDGMENTS += [
         "per release: s3:GetObject only, under the artifact bucket's service/ prefix only.",
     ),
     Ack(
-        f"{_ORCH}/Tasks/CheckAlarms/Role",
-        f"{NAG}-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:{{region}}:{{account}}:alarm:{{environment}}-release-*]",
-        "cloudwatch:DescribeAlarms on the environment's release alarms only: the release-guard alarms "
-        "(`<env>-release-guard-*`, looked up by prefix) and the `<env>-release-health` composite.",
-    ),
-    Ack(
         f"{_ORCH}/Tasks/AlarmRollback/Role",
         f"{NAG}-IAM5[Resource::arn:<AWS::Partition>:states:{{region}}:{{account}}:execution:{{environment}}-release:*]",
         "The alarm rollback stops the release execution holding the lock, whose name is the release id "

@@ -14,7 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 from infra.retention import retention
 from infra.scanner import checkov_skip
@@ -42,7 +42,7 @@ class NetworkConstruct(Construct):
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
-            vpc_name=f"{constants.prefix(config.environment)}-vpc",
+            vpc_name=f"{names.prefix(config.environment)}-vpc",
             ip_addresses=ec2.IpAddresses.cidr(net.cidr),
             availability_zones=list(net.availability_zones),
             nat_gateways=net.nat_gateways,
@@ -131,7 +131,7 @@ class NetworkConstruct(Construct):
         group = logs.LogGroup(
             self,
             "FlowLogGroup",
-            log_group_name=f"/vpc/{constants.prefix(config.environment)}/flow-logs",
+            log_group_name=f"/vpc/{names.prefix(config.environment)}/flow-logs",
             retention=retention(config.network.flow_log_retention_days),
             encryption_key=key,
             removal_policy=RemovalPolicy.RETAIN,

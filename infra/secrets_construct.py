@@ -16,7 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 from infra.function_construct import HardenedFunction
 from infra.network_construct import NetworkConstruct
@@ -41,12 +41,12 @@ class SecretsConstruct(Construct):
         self.api_keys = secretsmanager.Secret(
             self,
             "ApiKeys",
-            secret_name=constants.secret_name(env, "api-keys"),
-            description=f"{env} WebSocket client API key (JSON field '{constants.API_KEY_SECRET_FIELD}')",
+            secret_name=names.secret_name(env, "api-keys"),
+            description=f"{env} WebSocket client API key (JSON field '{names.API_KEY_SECRET_FIELD}')",
             encryption_key=secrets_key,
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template=json.dumps({}),
-                generate_string_key=constants.API_KEY_SECRET_FIELD,
+                generate_string_key=names.API_KEY_SECRET_FIELD,
                 exclude_punctuation=True,
                 password_length=48,
             ),
@@ -57,7 +57,7 @@ class SecretsConstruct(Construct):
             self,
             "Rotation",
             config=config,
-            function_name=constants.rotation_function_name(env),
+            function_name=names.rotation_function_name(env),
             handler=ROTATION_FUNCTION.handler,
             description=ROTATION_FUNCTION.description,
             code=code,
@@ -65,7 +65,7 @@ class SecretsConstruct(Construct):
             timeout_seconds=settings.timeout_seconds if settings else ROTATION_FUNCTION.timeout_seconds,
             # Rotation runs a few times a month; one at a time is plenty and bounds a loop.
             reserved_concurrency=1,
-            environment={**base_environment, "POWERTOOLS_SERVICE_NAME": f"{constants.SERVICE_NAME}-rotation"},
+            environment={**base_environment, "POWERTOOLS_SERVICE_NAME": f"{names.SERVICE_NAME}-rotation"},
             vpc=network.vpc,
             subnets=network.private_subnets,
             security_group=network.lambda_sg,

@@ -19,7 +19,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.cache_construct import CacheConstruct
 from infra.config import EnvironmentConfig
 from infra.function_construct import HardenedFunction
@@ -85,7 +85,7 @@ class ServiceConstruct(Construct):
             self.bootstrap_versions[entry.key] = version
             self.live[entry.key] = self._live_alias(entry, version)
             self.green[entry.key] = lambda_.Alias(
-                self, f"{_label(entry.key)}Green", alias_name=constants.GREEN_ALIAS, version=version
+                self, f"{_label(entry.key)}Green", alias_name=names.GREEN_ALIAS, version=version
             )
         fanout_settings = dict(
             batch_size=config.messaging.batch_size,
@@ -113,14 +113,14 @@ class ServiceConstruct(Construct):
             self,
             _label(entry.key),
             config=config,
-            function_name=constants.function_name(config.environment, entry.key),
+            function_name=names.function_name(config.environment, entry.key),
             handler=entry.handler,
             description=entry.description,
             code=code,
             memory_mb=override.memory_mb if override else entry.memory_mb,
             timeout_seconds=override.timeout_seconds if override else entry.timeout_seconds,
             reserved_concurrency=reserved,
-            environment={**environment, "POWERTOOLS_SERVICE_NAME": f"{constants.SERVICE_NAME}-{entry.key}"},
+            environment={**environment, "POWERTOOLS_SERVICE_NAME": f"{names.SERVICE_NAME}-{entry.key}"},
             vpc=network.vpc,
             subnets=network.private_subnets,
             security_group=network.lambda_sg,
@@ -133,7 +133,7 @@ class ServiceConstruct(Construct):
         alias = lambda_.Alias(
             self,
             f"{_label(entry.key)}Live",
-            alias_name=constants.LIVE_ALIAS,
+            alias_name=names.LIVE_ALIAS,
             version=version,
             provisioned_concurrent_executions=pc.min_capacity if hot and pc else None,
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 from aws_cdk import App, Environment, Stage
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig, load_config
 from infra.deploy_role_stack import DeployRoleStack
 from infra.nag import attach_security_gates
@@ -20,14 +20,14 @@ class RealtimeAnalyticsStage(Stage):
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig) -> None:
         super().__init__(scope, construct_id, env=Environment(account=config.account, region=config.region))
         self.config = config
-        self.main = RealtimeAnalyticsStack(self, constants.MAIN_STACK_ID, config=config)
+        self.main = RealtimeAnalyticsStack(self, names.MAIN_STACK_ID, config=config)
         self.deploy_role: DeployRoleStack | None = None
         if config.deploy:
             # Deployed once by an administrator before the pipeline can assume the role.
             self.deploy_role = DeployRoleStack(
                 self,
                 "GitHubDeploy",
-                stack_name=f"{constants.prefix(config.environment)}-github-deploy",
+                stack_name=f"{names.prefix(config.environment)}-github-deploy",
                 env=Environment(account=config.account, region=config.region),
                 environment=config.environment,
                 repository=config.deploy.github_repository,
@@ -44,10 +44,10 @@ def build_app(
     gates: bool = True,
 ) -> App:
     """The CDK app: a Stage per environment (staging, production), gates attached."""
-    configs = list(configs) if configs is not None else [load_config(env) for env in constants.ENVIRONMENTS]
+    configs = list(configs) if configs is not None else [load_config(env) for env in names.ENVIRONMENTS]
     app = App(outdir=str(outdir) if outdir else None)
     for config in configs:
-        RealtimeAnalyticsStage(app, constants.stage_id(config.environment), config=config)
+        RealtimeAnalyticsStage(app, names.stage_id(config.environment), config=config)
     if gates:
         attach_security_gates(app)
     return app

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from infra import constants
+from contracts import names
 from infra.config import ConfigError, EnvironmentConfig, load_config
 
 DEFAULT_OUTDIR = Path("cdk.out")
@@ -75,11 +75,11 @@ def template_summary(outdir: Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.synth", description=__doc__.splitlines()[0])
-    parser.add_argument("--env", action="append", choices=constants.ENVIRONMENTS, help="default: every environment")
+    parser.add_argument("--env", action="append", choices=names.ENVIRONMENTS, help="default: every environment")
     parser.add_argument("--config-dir", type=Path, default=None)
     parser.add_argument("--outdir", type=Path, default=DEFAULT_OUTDIR)
     args = parser.parse_args(argv)
-    environments = args.env or list(constants.ENVIRONMENTS)
+    environments = args.env or list(names.ENVIRONMENTS)
     try:
         configs = _load(environments, args.config_dir)
     except ConfigError as exc:

@@ -21,7 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import constants
+from contracts import names
 
 # Catalog keys of the service functions released in lockstep (service/catalog.py is the
 # source; this fallback keeps the CLI usable when only the client is installed).
@@ -48,26 +48,28 @@ class Names:
 
     @property
     def release_state_machine(self) -> str:
-        name = getattr(constants, "release_state_machine_name", None)
-        return name(self.env) if callable(name) else f"{self.env}-release"
+        return names.release_state_machine_name(self.env)
 
     @property
     def release_table(self) -> str:
-        name = getattr(constants, "release_table_name", None)
-        return name(self.env) if callable(name) else f"{self.env}-release"
+        return names.release_table_name(self.env)
 
     @property
     def health_alarm(self) -> str:
         """The composite of every release-guard alarm (what the alarm-rollback rule listens to)."""
-        return f"{self.env}-release-health"
+        return names.release_health_alarm_name(self.env)
 
     @property
     def alarm_prefix(self) -> str:
-        """Release-guard alarms are `<env>-release-guard-*`, the composite `<env>-release-health`."""
-        return f"{self.env}-release-"
+        """Every alarm of the release gate: the guards `<env>-release-guard-*` and the composite."""
+        return names.release_alarm_prefix(self.env)
+
+    @property
+    def guard_alarm_prefix(self) -> str:
+        return names.release_guard_alarm_prefix(self.env)
 
     def functions(self) -> list[str]:
-        return [constants.function_name(self.env, key) for key in function_keys()]
+        return [names.function_name(self.env, key) for key in function_keys()]
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,7 @@ class Aws:
 
     # ---- Lambda ---------------------------------------------------------------------
 
-    def alias_split(self, function: str, alias: str = constants.LIVE_ALIAS) -> AliasSplit:
+    def alias_split(self, function: str, alias: str = names.LIVE_ALIAS) -> AliasSplit:
         out = self.call("lambda", "get_alias", FunctionName=function, Name=alias)
         extra = (out.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
         return AliasSplit(function, alias, str(out["FunctionVersion"]), {str(k): float(v) for k, v in extra.items()})

@@ -25,8 +25,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra import constants
-from orchestrator.aws import Aws, AwsError, Names, Target, find_task_token
+from contracts import names
+from orchestrator.aws import Aws, AwsError, Names, Target, find_task_token, function_keys
 from orchestrator.paths import REPO_ROOT
 
 EXIT_OK, EXIT_RELEASE_FAILED, EXIT_USAGE, EXIT_AWS = 0, 1, 2, 3
@@ -145,8 +145,8 @@ def environment_strategy(env: str) -> list[dict[str, int]] | None:
 
 
 def check_env(env: str) -> str:
-    if env not in constants.ENVIRONMENTS:
-        usage_error(f"--env: {env!r} is not one of {', '.join(constants.ENVIRONMENTS)}")
+    if env not in names.ENVIRONMENTS:
+        usage_error(f"--env: {env!r} is not one of {', '.join(names.ENVIRONMENTS)}")
     return env
 
 
@@ -180,7 +180,7 @@ def build_request(
     aws: Aws | None,
 ) -> dict[str, Any]:
     """The release request as a dict, validated; usage errors for anything invalid."""
-    from orchestrator.models import InvalidRequest, parse_release_request
+    from contracts.release import InvalidRequest, parse_release_request
 
     if bake is not None and bake < 0:
         usage_error("--bake: must be 0 or more seconds")
@@ -218,14 +218,16 @@ def build_request(
     if not sha256:
         try:
             # Everything else must be valid before S3 is asked for the checksum.
-            parse_release_request({**request, "artifact": {"bucket": bucket, "key": key, "sha256": "0" * 64}})
+            parse_release_request(
+                {**request, "artifact": {"bucket": bucket, "key": key, "sha256": "0" * 64}}, function_keys=function_keys()
+            )
         except InvalidRequest as exc:
             usage_error(str(exc))
         if aws is None:
             usage_error("artifact.sha256: pass --sha256")
         request["artifact"]["sha256"] = artifact_sha256(aws, bucket, key)
     try:
-        model = parse_release_request(request).with_defaults()
+        model = parse_release_request(request, function_keys=function_keys()).with_defaults()
     except InvalidRequest as exc:
         usage_error(str(exc))
     return model.model_dump(mode="json", exclude_none=True)
@@ -416,7 +418,7 @@ def release_rollback(
     if running is None:
         raise CliError(f"no release is running in {env}: nothing to roll back", EXIT_RELEASE_FAILED)
     alarms = {a.name for a in aws.alarm_states(names.alarm_prefix)}
-    guards = sorted(a for a in alarms if a.startswith(f"{env}-release-guard-"))
+    guards = sorted(a for a in alarms if a.startswith(names.guard_alarm_prefix))
     alarm = names.health_alarm if names.health_alarm in alarms else (guards[0] if guards else None)
     if alarm is None:
         raise CliError(f"no release-guard alarm named {names.alarm_prefix}* exists in {env}")

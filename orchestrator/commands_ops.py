@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from contracts import names
 from orchestrator.cli import (
     EXIT_OK,
     EXIT_RELEASE_FAILED,
@@ -40,7 +41,9 @@ _TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 def drill_state_machine(env: str, drill_type: str = "snapshot-restore") -> str:
     """`<env>-dr-drill` (snapshot restore) or `<env>-event-path-drill` (queue -> DLQ -> redrive)."""
-    return f"{env}-event-path-drill" if drill_type == "event-path" else f"{env}-dr-drill"
+    if drill_type == "event-path":
+        return names.event_path_drill_state_machine_name(env)
+    return names.dr_drill_state_machine_name(env)
 
 
 def _config(env: str) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from infra import constants
-from orchestrator.aws import Aws, Names, Target
+from contracts import names
+from orchestrator.aws import Aws, Names, Target, function_keys
 from orchestrator.render.report import execution_report
 from orchestrator.sandbox.daemon import start_background, stop_background
 from orchestrator.sandbox.state import SandboxState
@@ -86,12 +86,12 @@ def release(
         approval=False, requested_by="demo", release_id=None,
         config=[f"{k}={v}" for k, v in configuration.items()], min_green_invocations=1, request_file=None, aws=aws,
     )
-    from orchestrator.models import parse_release_request
+    from contracts.release import parse_release_request
 
     # The demo's synthetic checks are small (every task's timeout runs on the compressed clock too)
     # and tolerate some failures, so that 1.2.0 reaches its bakes and its alarm is what stops it.
     request["checks"] = {**request.get("checks", {}), "clients": 5, "messages": 4, "min_success_rate": min_success_rate}
-    request = parse_release_request(request).model_dump(mode="json", exclude_none=True)
+    request = parse_release_request(request, function_keys=function_keys()).model_dump(mode="json", exclude_none=True)
     names = Names(ENV)
     machine = aws.state_machine_arn(names.release_state_machine)
     console.rule(f"release {version}  ({', '.join(f'{k}={v}' for k, v in configuration.items()) or 'healthy'})")
@@ -168,7 +168,7 @@ def run_demo(sandbox_dir: Path, reports: Path, *, keep: bool = False, console: C
     try:
         aws.call("s3", "create_bucket", Bucket=ARTIFACT_BUCKET,
                  CreateBucketConfiguration={"LocationConstraint": state.region})
-        events_queue = aws.call("sqs", "get_queue_url", QueueName=constants.queue_name(ENV, "events"))["QueueUrl"]
+        events_queue = aws.call("sqs", "get_queue_url", QueueName=names.queue_name(ENV, "events"))["QueueUrl"]
         traffic = TrafficGenerator(
             state.gateway["websocket live"], state.gateway["api key"], aws.client("sqs"), events_queue
         )

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from infra import constants
+from contracts import names
 from orchestrator.aws import AlarmState, AliasSplit, Aws, AwsError, Names
 from orchestrator.render.graph import (
     ABORTED,
@@ -117,8 +117,8 @@ class Watcher:
 
     def _read_traffic(self) -> list[dict[str, Any]]:
         functions = self.names.functions()
-        splits = {fn: self.aws.alias_split(fn, constants.LIVE_ALIAS) for fn in functions}
-        green = self.aws.alias_split(functions[0], constants.GREEN_ALIAS).version if functions else None
+        splits = {fn: self.aws.alias_split(fn, names.LIVE_ALIAS) for fn in functions}
+        green = self.aws.alias_split(functions[0], names.GREEN_ALIAS).version if functions else None
         self.requests += len(functions) + 1
         changed = {fn: s for fn, s in splits.items() if fn not in self.splits or self.splits[fn].weights != s.weights}
         green_changed = green != self.green_version

@@ -221,11 +221,11 @@ def upload(
 
 def runtime_python_version() -> str:
     """The Lambda runtime's Python, which every environment must share: one bundle is promoted."""
-    from infra import constants
+    from contracts import names
     from infra.config import ConfigError, load_config
 
     try:
-        runtimes = {env: load_config(env).lambdas.python_runtime for env in constants.ENVIRONMENTS}
+        runtimes = {env: load_config(env).lambdas.python_runtime for env in names.ENVIRONMENTS}
     except ConfigError as exc:
         raise BundleError(str(exc)) from None
     if len(set(runtimes.values())) != 1:
@@ -235,12 +235,13 @@ def runtime_python_version() -> str:
 
 def default_source() -> Path:
     """The service's Lambda code directory, built by the same code that the CDK asset uses."""
-    from infra import bundling, constants
+    from contracts import names
+    from infra import bundling
     from infra.stacks.realtime_analytics_stack import SERVICE_REQUIREMENTS
 
     try:
         requirements = bundling.pinned(SERVICE_REQUIREMENTS)
-        return bundling.build_bundle(constants.SERVICE_PACKAGES, requirements, runtime_python_version())
+        return bundling.build_bundle(names.SERVICE_PACKAGES, requirements, runtime_python_version())
     except bundling.BundlingError as exc:
         raise BundleError(str(exc)) from None
 

@@ -43,20 +43,20 @@ class FunctionState:
 
 
 def service_functions(env: str) -> list[str]:
-    from infra import constants
+    from contracts import names
     from service.catalog import RELEASED_FUNCTIONS
 
-    return [constants.function_name(env, spec.key) for spec in RELEASED_FUNCTIONS]
+    return [names.function_name(env, spec.key) for spec in RELEASED_FUNCTIONS]
 
 
 def read_live(lambda_client: Any, function: str) -> FunctionState:
     """The live alias of `function`: its version, routing weights and that version's CodeSha256."""
     from botocore.exceptions import ClientError
 
-    from infra import constants
+    from contracts import names
 
     try:
-        alias = lambda_client.get_alias(FunctionName=function, Name=constants.LIVE_ALIAS)
+        alias = lambda_client.get_alias(FunctionName=function, Name=names.LIVE_ALIAS)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return FunctionState(function, None, {}, None)

@@ -100,9 +100,6 @@ ROTATION_FUNCTION = ServiceFunction(
     trigger="secrets-rotation",
 )
 
-ALIASES: tuple[str, str] = ("live", "green")
-
-
 def released_keys() -> tuple[str, ...]:
     return tuple(fn.key for fn in RELEASED_FUNCTIONS)
 

@@ -128,7 +128,7 @@ def alarm_rollback(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
         return {"action": "none", "reason": f"release {release_id} released the lock meanwhile"}
     record = release_record.get(settings, release_id) or {}
     lam = client("lambda")
-    blue = blue_versions(lam, settings, {"blue": record.get("blue_versions") or {}})
+    blue = blue_versions(lam, settings, record.get("blue_versions") or {})
     restore_blue(lam, blue)
     restored_at = utc_now()
     latency_ms = max(0.0, (restored_at - trigger["detected_at"]).total_seconds() * 1000)

@@ -1,6 +1,6 @@
 """Every Lambda task of the release orchestration: the one list infra and the sandbox read.
 
-`key` names the function (`<env>-release-<key>` in AWS) and the state machine's reference to
+`key` names the function (`contracts.names.task_function_name`: `<env>-release-<key>` in AWS) and the state machine's reference to
 it; `handler` is the dotted path inside the task bundle. `needs_vpc` marks tasks that reach
 Redis or the WebSocket API from inside the VPC; `permissions` names the grants infra gives.
 """
@@ -109,7 +109,3 @@ def by_key(key: str) -> TaskFunction:
             return task
     raise KeyError(f"no release task {key!r}; known: {', '.join(t.key for t in TASKS)}")
 
-
-def task_function_name(environment: str, key: str) -> str:
-    """`<env>-release-<key>` with dashes (Lambda names allow both; dashes match the service's)."""
-    return f"{environment}-release-{key.replace('_', '-')}"

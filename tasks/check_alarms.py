@@ -1,39 +1,77 @@
 """CheckAlarms: after a bake, is green healthy enough to take more traffic?
 
-Three checks: no release-guard alarm (`<env>-release-guard-*`) and not the composite
-`<env>-release-health` is in ALARM; and green served at least the step's minimum number of
-invocations through `live` since the step began (`AWS/Lambda` Invocations with dimensions
-FunctionName, Resource `<fn>:live`, ExecutedVersion `<green version>`, summed over the
-service functions), so a quiet bake is not mistaken for a healthy one.
+Three checks: every alarm of the release gate exists, and none is in ALARM; and green served at
+least the step's minimum number of invocations through `live` since the step began
+(`AWS/Lambda` Invocations with dimensions FunctionName, Resource `<fn>:live`, ExecutedVersion
+`<green version>`, summed over the service functions), so a quiet bake is not mistaken for a
+healthy one.
+
+The gate's alarms are named in RELEASE_ALARM_NAMES (infra sets it from
+`contracts.names.release_alarm_names`: one guard per released function, the fan-out DLQ guard
+and the composite `<env>-release-health`). DescribeAlarms is asked for exactly those names; an
+alarm missing from its answer fails the release as unhealthy, naming it, because a missing
+alarm cannot be told apart from a healthy one: a permission scoped too narrowly (composites are
+returned only when DescribeAlarms is allowed on `*`) or a renamed alarm would otherwise weaken
+the gate without a word.
 INSUFFICIENT_DATA is not ALARM: a quiet metric does not fail a release, the invocation
 minimum covers that case.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from tasks.common import LIVE_ALIAS, Settings, client, iso, logger, parse_time, task_handler, utc_now
+from contracts.names import LIVE_ALIAS, release_health_alarm_name
+from contracts.state import AlarmsChecked, Deploy, Shift
+from tasks.common import Settings, client, iso, logger, parse_time, task_handler, utc_now
 from tasks.errors import AlarmTriggered, GreenUnhealthy, InsufficientGreenTraffic
 
 ALARM_TYPES = ["MetricAlarm", "CompositeAlarm"]
+# DescribeAlarms accepts at most 100 names per call.
+MAX_NAMES_PER_CALL = 100
 
 
-def alarm_states(settings: Settings) -> dict[str, str]:
-    """Name -> state of every release-guard alarm and the composite."""
+def expected_alarms(settings: Settings) -> tuple[str, ...]:
+    """The gate's alarms: RELEASE_ALARM_NAMES, and the composite whatever that list says."""
+    health = release_health_alarm_name(settings.environment)
+    guards = tuple(name for name in settings.alarm_names if name != health)
+    if not guards:
+        raise GreenUnhealthy(
+            "RELEASE_ALARM_NAMES names no release-guard alarm, so green cannot be judged (a deployment mistake)"
+        )
+    return (*guards, health)
+
+
+def alarm_states(names: Sequence[str]) -> dict[str, str]:
+    """Name -> state of each named alarm (metric or composite) that DescribeAlarms returns."""
     cloudwatch = client("cloudwatch")
-    states: dict[str, str] = {}
     paginator = cloudwatch.get_paginator("describe_alarms")
-    queries: list[dict[str, Any]] = [
-        {"AlarmNamePrefix": settings.guard_alarm_prefix, "AlarmTypes": ALARM_TYPES},
-        {"AlarmNames": [settings.health_alarm_name], "AlarmTypes": ALARM_TYPES},
-    ]
-    for query in queries:
-        for page in paginator.paginate(**query):
+    states: dict[str, str] = {}
+    for start in range(0, len(names), MAX_NAMES_PER_CALL):
+        chunk = list(names[start : start + MAX_NAMES_PER_CALL])
+        for page in paginator.paginate(AlarmNames=chunk, AlarmTypes=ALARM_TYPES):
             for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
                 states[alarm["AlarmName"]] = alarm["StateValue"]
     return states
+
+
+def missing_alarms(expected: Sequence[str], states: dict[str, str], health: str) -> str | None:
+    """What DescribeAlarms did not return, in words, or None when every expected alarm is there."""
+    absent = [name for name in expected if name not in states]
+    if not absent:
+        return None
+    parts = []
+    guards = [name for name in absent if name != health]
+    if guards:
+        parts.append(f"release-guard alarm{'s' if len(guards) > 1 else ''} {', '.join(guards)}")
+    if health in absent:
+        parts.append(f"composite alarm {health}")
+    return (
+        f"DescribeAlarms did not return the {' and the '.join(parts)}: green cannot be judged "
+        "(deleted or renamed alarm, or cloudwatch:DescribeAlarms not allowed on *)"
+    )
 
 
 def green_invocations(settings: Settings, green: dict[str, str], since: str) -> int:
@@ -63,27 +101,28 @@ def green_invocations(settings: Settings, green: dict[str, str], since: str) -> 
 
 
 def check_alarms(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
-    states = alarm_states(settings)
-    if not states:
-        # Without its guard alarms a release would shift traffic blind: refuse.
-        raise GreenUnhealthy(
-            f"no release-guard alarm ({settings.guard_alarm_prefix}*) and no {settings.health_alarm_name} exists, "
-            "so green cannot be judged"
-        )
+    expected = expected_alarms(settings)
+    states = alarm_states(expected)
+    missing = missing_alarms(expected, states, release_health_alarm_name(settings.environment))
+    if missing:
+        raise GreenUnhealthy(missing)
     firing = sorted(name for name, value in states.items() if value == "ALARM")
     if firing:
         raise AlarmTriggered(f"in ALARM during the bake: {', '.join(firing)}")
-    shift = state["shift"]
-    required = int(shift.get("min_green_invocations", 0))
+    shift = Shift.model_validate(state["shift"])
+    required = shift.min_green_invocations
     served = 0
     if required > 0:
-        served = green_invocations(settings, state["deploy"]["green"], shift["shifted_at"])
+        deploy = Deploy.model_validate(state["deploy"])
+        served = green_invocations(settings, deploy.green, shift.shifted_at)
         if served < required:
             raise InsufficientGreenTraffic(
-                f"green served {served} invocations at {shift['percent']}% during the bake, "
+                f"green served {served} invocations at {shift.percent}% during the bake, "
                 f"fewer than the required {required}"
             )
-    result = {"checked_at": iso(utc_now()), "alarms_checked": len(states), "green_invocations": served, "required": required}
+    result = AlarmsChecked(
+        checked_at=iso(utc_now()), alarms_checked=len(states), green_invocations=served, required=required
+    ).model_dump()
     logger.info("green healthy after bake", extra=result)
     return result
 

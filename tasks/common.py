@@ -45,10 +45,6 @@ TRANSIENT_ERROR_CODES = frozenset(
     }
 )
 
-LIVE_ALIAS = "live"
-GREEN_ALIAS = "green"
-
-
 class SettingsError(RuntimeError):
     """A task's environment variables are missing or malformed (a deployment mistake)."""
 
@@ -61,9 +57,10 @@ class Settings:
     functions: tuple[str, ...]
     table_name: str
     topic_arn: str | None
-    guard_alarm_prefix: str
-    health_alarm_name: str
     region: str
+    # Every alarm of the release gate CheckAlarms must find (RELEASE_ALARM_NAMES, set by infra from
+    # contracts.names.release_alarm_names): the guards and the composite.
+    alarm_names: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -77,9 +74,8 @@ class Settings:
             functions=_function_names(env["SERVICE_FUNCTION_NAMES"]),
             table_name=env["RELEASE_TABLE_NAME"],
             topic_arn=env.get("RELEASE_TOPIC_ARN") or None,
-            guard_alarm_prefix=env.get("RELEASE_GUARD_ALARM_PREFIX", f"{environment}-release-guard-"),
-            health_alarm_name=env.get("RELEASE_HEALTH_ALARM_NAME", f"{environment}-release-health"),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            alarm_names=_alarm_names(env.get("RELEASE_ALARM_NAMES")),
         )
 
 
@@ -92,6 +88,18 @@ def _function_names(raw: str) -> tuple[str, ...]:
     if not names:
         raise SettingsError("SERVICE_FUNCTION_NAMES names no function")
     return tuple(names)
+
+
+def _alarm_names(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    try:
+        names = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f"RELEASE_ALARM_NAMES is not a JSON list: {exc}") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise SettingsError("RELEASE_ALARM_NAMES must be a JSON list of alarm names")
+    return tuple(dict.fromkeys(names))
 
 
 def client(service: str) -> Any:

@@ -14,8 +14,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contracts.names import GREEN_ALIAS, LIVE_ALIAS
+from contracts.state import Deploy
 from tasks import release_record
-from tasks.common import GREEN_ALIAS, LIVE_ALIAS, Settings, client, logger, task_handler
+from tasks.common import Settings, client, logger, task_handler
 from tasks.errors import DeploymentFailed
 
 # Lambda's limit on the environment variables of one function.
@@ -135,7 +137,7 @@ def deploy_green(settings: Settings, release: dict[str, Any]) -> dict[str, Any]:
     first = settings.functions[0]
     blue_schema = _schema_of(lam, first, blue[first])
     green_schema = str(release.get("configuration", {}).get("CACHE_SCHEMA_VERSION", blue_schema))
-    result = {"blue": blue, "green": green, "blue_schema": blue_schema, "green_schema": green_schema}
+    result = Deploy(blue=blue, green=green, blue_schema=blue_schema, green_schema=green_schema).model_dump()
     summary = "green deployed: " + ", ".join(f"{fn} v{blue[fn]} -> v{v}" for fn, v in green.items())
     release_record.transition(
         settings,

@@ -18,6 +18,7 @@ RPO = snapshot time -> drill start (how much data a restore from this snapshot w
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contracts import names
 from tasks.backup import find_snapshot, manifest_key, own_snapshots, read_manifest
 from tasks.common import client, iso, logger, parse_time, resource, task_handler, utc_now
 from tasks.errors import (
@@ -106,7 +108,7 @@ def prepare(event: Mapping[str, Any], settings: DrillSettings) -> dict[str, Any]
     started_at = str(event.get("started_at") or iso(utc_now()))
     # ElastiCache ids: at most 40 characters, start with a letter, no double dashes.
     suffix = re.sub(r"-+", "-", drill_id.lower())[-28:].strip("-")
-    temp = f"{settings.environment[:4]}-drill-{suffix}".rstrip("-")
+    temp = f"{names.temporary_group_prefix(settings.environment)}{suffix}".rstrip("-")
     return {
         "drill_id": drill_id,
         "type": drill_type,
@@ -184,12 +186,8 @@ def restore(drill: Mapping[str, Any], snapshot: Mapping[str, Any], settings: Dri
 
 
 def _auth_token(secret_arn: str) -> str:
-    import json
-
-    from infra.constants import REDIS_AUTH_SECRET_FIELD
-
     value = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
-    return str(json.loads(value)[REDIS_AUTH_SECRET_FIELD])
+    return str(json.loads(value)[names.REDIS_AUTH_SECRET_FIELD])
 
 
 def check_restore(restore_state: Mapping[str, Any], max_checks: int = MAX_RESTORE_CHECKS) -> dict[str, Any]:

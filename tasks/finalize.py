@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts.names import GREEN_ALIAS, LIVE_ALIAS
+from contracts.state import Deploy
 from tasks import release_record
 from tasks.common import (
-    GREEN_ALIAS,
-    LIVE_ALIAS,
     MetricUnit,
     Settings,
     add_metric,
@@ -26,23 +26,23 @@ from tasks.set_weights import assert_lock_held
 
 def finalize(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
     release = state["release"]
-    deploy = state["deploy"]
+    deploy = Deploy.model_validate(state["deploy"])
     lam = client("lambda")
     duration = (utc_now() - parse_time(release["started_at"])).total_seconds()
     if release.get("dry_run"):
         for fn in settings.functions:
-            point_alias(lam, fn, GREEN_ALIAS, deploy["blue"][fn])
+            point_alias(lam, fn, GREEN_ALIAS, deploy.blue[fn])
         summary = f"dry run of version {release['version']} passed every check; live unchanged"
         release_record.finish(settings, release, release_record.DRY_RUN_SUCCEEDED, summary)
-        return {"status": release_record.DRY_RUN_SUCCEEDED, "live": deploy["blue"]}
+        return {"status": release_record.DRY_RUN_SUCCEEDED, "live": deploy.blue}
     assert_lock_held(settings, release["release_id"])
     for fn in settings.functions:
-        point_alias(lam, fn, LIVE_ALIAS, deploy["green"][fn])
-    summary = f"version {release['version']} is live: " + ", ".join(f"{fn} v{v}" for fn, v in deploy["green"].items())
-    release_record.finish(settings, release, release_record.SUCCEEDED, summary, detail={"live": deploy["green"]})
+        point_alias(lam, fn, LIVE_ALIAS, deploy.green[fn])
+    summary = f"version {release['version']} is live: " + ", ".join(f"{fn} v{v}" for fn, v in deploy.green.items())
+    release_record.finish(settings, release, release_record.SUCCEEDED, summary, detail={"live": deploy.green})
     add_metric("ReleaseSucceeded", MetricUnit.Count, 1)
     add_metric("ReleaseDurationSeconds", MetricUnit.Seconds, max(duration, 0.0))
-    return {"status": release_record.SUCCEEDED, "live": deploy["green"]}
+    return {"status": release_record.SUCCEEDED, "live": deploy.green}
 
 
 @task_handler

@@ -8,12 +8,13 @@ still points at (a release changes `live` only after DeployGreen). Idempotent.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from contracts.names import GREEN_ALIAS, LIVE_ALIAS
+from contracts.state import Deploy
 from tasks import release_record
 from tasks.common import (
-    GREEN_ALIAS,
-    LIVE_ALIAS,
     MetricUnit,
     Settings,
     add_metric,
@@ -24,8 +25,8 @@ from tasks.common import (
 from tasks.deploy_green import point_alias
 
 
-def blue_versions(lam: Any, settings: Settings, deploy: dict[str, Any] | None) -> dict[str, str]:
-    recorded = (deploy or {}).get("blue") or {}
+def blue_versions(lam: Any, settings: Settings, recorded: Mapping[str, str]) -> dict[str, str]:
+    """Blue of every function: as recorded by DeployGreen, else what `live` serves now."""
     blue = {}
     for fn in settings.functions:
         if fn in recorded:
@@ -61,7 +62,8 @@ def describe_failure(failure: dict[str, Any] | None) -> str:
 def rollback(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
     release = state["release"]
     lam = client("lambda")
-    blue = blue_versions(lam, settings, state.get("deploy"))
+    deploy = Deploy.model_validate(state["deploy"]) if state.get("deploy") else None
+    blue = blue_versions(lam, settings, deploy.blue if deploy is not None else {})
     restore_blue(lam, blue)
     cause = describe_failure(state.get("failure"))
     summary = f"rolled back to blue ({', '.join(f'{fn} v{v}' for fn, v in blue.items())}) after {cause}"

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts.names import LIVE_ALIAS
+from contracts.state import Deploy, Shift, ShiftCursor
 from tasks import release_record
-from tasks.common import LIVE_ALIAS, Settings, client, iso, logger, resource, task_handler, utc_now
+from tasks.common import Settings, client, iso, logger, resource, task_handler, utc_now
 from tasks.errors import LockLost
 
 
@@ -44,38 +46,41 @@ def route(lam: Any, function: str, blue: str, green: str, percent: int) -> None:
         )
 
 
-def step_of(release: dict[str, Any], index: int) -> dict[str, Any]:
+def step_of(release: dict[str, Any], index: int, shifted_at: str) -> Shift:
     steps = release["strategy"]["steps"]
     if not 0 <= index < len(steps):
         raise IndexError(f"step index {index} outside the strategy's {len(steps)} steps")
     step = steps[index]
     minimum = step.get("min_green_invocations")
-    return {
-        "index": index,
-        "percent": int(step["percent"]),
-        "bake_seconds": int(step["bake_seconds"]),
-        "min_green_invocations": int(release.get("min_green_invocations", 0) if minimum is None else minimum),
-        "next_index": index + 1,
-        "is_last": index == len(steps) - 1,
-    }
+    return Shift(
+        index=index,
+        percent=int(step["percent"]),
+        bake_seconds=int(step["bake_seconds"]),
+        min_green_invocations=int(release.get("min_green_invocations", 0) if minimum is None else minimum),
+        next_index=index + 1,
+        is_last=index == len(steps) - 1,
+        shifted_at=shifted_at,
+    )
 
 
 def set_weights(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
     release = state["release"]
-    step = step_of(release, int(state["shift"]["next_index"]))
-    shifted_at = iso(utc_now())
+    cursor = ShiftCursor.model_validate(state["shift"])
+    step = step_of(release, cursor.next_index, iso(utc_now()))
     if release.get("dry_run"):
         # Rehearsal: live keeps serving blue, so there is nothing to bake or count.
-        logger.info("dry run: live alias left unchanged", extra={"step": step})
-        return {**step, "bake_seconds": 0, "min_green_invocations": 0, "shifted_at": shifted_at, "dry_run": True}
+        rehearsal = step.model_copy(update={"bake_seconds": 0, "min_green_invocations": 0, "dry_run": True})
+        logger.info("dry run: live alias left unchanged", extra={"step": rehearsal.model_dump()})
+        return rehearsal.model_dump()
     assert_lock_held(settings, release["release_id"])
-    deploy = state["deploy"]
+    deploy = Deploy.model_validate(state["deploy"])
     lam = client("lambda")
     for fn in settings.functions:
-        route(lam, fn, deploy["blue"][fn], deploy["green"][fn], step["percent"])
-    summary = f"traffic step {step['index'] + 1}/{len(release['strategy']['steps'])}: {step['percent']}% of live on green"
-    release_record.transition(settings, release, "TrafficShifted", summary, detail=step, updates={"traffic_percent": step["percent"]})
-    return {**step, "shifted_at": shifted_at, "dry_run": False}
+        route(lam, fn, deploy.blue[fn], deploy.green[fn], step.percent)
+    summary = f"traffic step {step.index + 1}/{len(release['strategy']['steps'])}: {step.percent}% of live on green"
+    detail = step.model_dump(exclude={"shifted_at", "dry_run"})
+    release_record.transition(settings, release, "TrafficShifted", summary, detail=detail, updates={"traffic_percent": step.percent})
+    return step.model_dump()
 
 
 @task_handler

@@ -12,13 +12,15 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from orchestrator.models import (
+from contracts.release import (
     RELEASE_ID_PATTERN,
     InvalidRequest,
     ReleaseDefaults,
     ReleaseRequest,
     parse_release_request,
 )
+from contracts.state import initial_sections
+from service.catalog import released_keys
 from tasks.common import Settings, console_url, iso, logger, parse_time, task_handler
 from tasks.errors import InvalidRelease
 
@@ -49,7 +51,9 @@ def validate(event: dict[str, Any], settings: Settings, defaults: ReleaseDefault
         # Started without an id (e.g. StartExecution by hand): the execution name identifies it.
         raw = {**raw, "release_id": execution_name}
     try:
-        request = parse_release_request(raw if raw is not None else {}, defaults).with_defaults()
+        request = parse_release_request(
+            raw if raw is not None else {}, defaults, function_keys=released_keys()
+        ).with_defaults()
     except InvalidRequest as exc:
         raise InvalidRelease(str(exc)) from None
     started_at = str(event["started_at"])
@@ -64,7 +68,7 @@ def validate(event: dict[str, Any], settings: Settings, defaults: ReleaseDefault
         step_count=len(request.strategy.steps) if request.strategy else 0,
     )
     logger.info("release request valid", extra={"release_id": request.release_id, "version": request.version})
-    return {"release": release, "warm": {"cursor": "0", "done": False}, "shift": {"next_index": 0}}
+    return {"release": release, **initial_sections()}
 
 
 @task_handler

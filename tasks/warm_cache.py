@@ -20,6 +20,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from contracts.state import WarmCursor
 from service.keys import cache_namespace, dry_run_namespace, parse_schema
 from service.redis_client import get_redis
 from tasks.cache.warm import cleanup, plan_warm, warm
@@ -47,9 +48,9 @@ class WarmCacheInput(BaseModel):
     dry_run: bool = False
 
 
-class WarmCacheOutput(BaseModel):
-    cursor: str
-    done: bool
+class WarmCacheOutput(WarmCursor):
+    """`$.warm`: the cursor and `done` that drive the loop, and what this batch did."""
+
     noop: bool
     keys_copied: int
     bytes_copied: int

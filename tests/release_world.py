@@ -16,14 +16,19 @@ from typing import Any
 
 import boto3
 
+from contracts import names
+from service.catalog import released_keys
+
 REGION = "eu-west-1"
 ENV = "staging"
-KEYS = ("authorizer", "connect", "disconnect", "messages", "fanout")
-FUNCTIONS = tuple(f"{ENV}-realtime-{key}" for key in KEYS)
-TABLE = f"{ENV}-release"
+KEYS = released_keys()
+FUNCTIONS = tuple(names.function_name(ENV, key) for key in KEYS)
+TABLE = names.release_table_name(ENV)
 BUCKET = "staging-release-artifacts"
-GUARD_ALARMS = (f"{ENV}-release-guard-errors", f"{ENV}-release-guard-latency")
-HEALTH_ALARM = f"{ENV}-release-health"
+# The gate infra builds: one guard per released function, the fan-out DLQ guard, the composite.
+GUARD_ALARMS = names.release_guard_alarm_names(ENV, KEYS)
+HEALTH_ALARM = names.release_health_alarm_name(ENV)
+ALARM_NAMES = names.release_alarm_names(ENV, KEYS)
 
 
 def make_zip(marker: str) -> bytes:
@@ -46,6 +51,7 @@ class World:
             "SERVICE_FUNCTION_NAMES": json.dumps(list(FUNCTIONS)),
             "RELEASE_TABLE_NAME": TABLE,
             "RELEASE_TOPIC_ARN": self.topic_arn,
+            "RELEASE_ALARM_NAMES": json.dumps(list(ALARM_NAMES)),
         }
 
     def artifact(self, marker: str) -> dict[str, str]:

@@ -7,10 +7,9 @@ path that does not exist fails synthesis there).
 
 from __future__ import annotations
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 from infra.iam_allowlist import WILDCARD_RESOURCE_ACTIONS
-from infra.operations import names
 
 NAG = "AwsSolutions::AwsSolutions"
 GUARD = "cdk-validator-cfnguard"
@@ -21,7 +20,7 @@ FUNCTIONS = ("Backup", "CostCheck", "DrDrill", "DrVerify", "EventPathDrill")
 def operations_acknowledgments(config: EnvironmentConfig) -> list[tuple[str, str, str]]:
     """(path relative to the stage, rule id, reason)."""
     env, account, region = config.environment, config.account, config.region
-    group = constants.cache_replication_group_id(env)
+    group = names.cache_replication_group_id(env)
     temporary = names.temporary_group_prefix(env)
     cache = f"arn:<AWS::Partition>:elasticache:{region}:{account}"
     bucket = "<OperationsBackupsBucket74D48EB0.Arn>"

@@ -25,9 +25,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
-from infra.operations import names
 from infra.scanner import checkov_skip
 
 # ElastiCache's canonical user for snapshot exports in the Regions enabled by default (AWS page above).
@@ -57,7 +56,7 @@ class BackupBucket(Construct):
         self.key = kms.Key(
             self,
             "Key",
-            alias=constants.kms_alias(env, "backups"),
+            alias=names.kms_alias(env, "backups"),
             description=f"{env} realtime analytics: cache backups (exports, manifests) in S3",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
@@ -135,7 +134,7 @@ class BackupBucket(Construct):
                 principals=[principal],
                 actions=list(EXPORT_OBJECT_ACTIONS),
                 # Exports are named after this group's snapshots: `<group>-<date>-<n>.rdb`.
-                resources=[self.bucket.arn_for_objects(f"{constants.cache_replication_group_id(env)}-*")],
+                resources=[self.bucket.arn_for_objects(f"{names.cache_replication_group_id(env)}-*")],
                 conditions=conditions or None,
             )
         )

@@ -19,9 +19,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
-from infra.operations import names
 
 BUDGETS_PRINCIPAL = "budgets.amazonaws.com"
 
@@ -64,7 +63,7 @@ class CostBudgets(Construct):
             conditions={"StringEquals": {"aws:SourceAccount": config.account}},
         ))
         # Cost Explorer filters the same tags the cost check queries: Project and Environment.
-        filters = {"TagKeyValue": [f"user:Project${constants.PROJECT}", f"user:Environment${env}"]}
+        filters = {"TagKeyValue": [f"user:Project${names.PROJECT}", f"user:Environment${env}"]}
         threshold = budget.alert_threshold_percent
         plans = {
             "daily": ("DAILY", budget.daily_limit_usd,

@@ -17,8 +17,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts import names
 from infra.config import EnvironmentConfig
-from infra.operations import names
 from infra.retention import retention
 from state_machines.dr_drill import DrDrillProps, dr_drill_definition
 from state_machines.event_path_drill import EventPathDrillProps, event_path_drill_definition

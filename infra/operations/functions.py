@@ -24,10 +24,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 from infra.function_construct import HardenedFunction
-from infra.operations import names
 from infra.operations.backup_bucket import BackupBucket
 
 MESSAGE_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
@@ -117,12 +116,12 @@ class OpsFunctions(Construct):
         props.endpoint_security_group.add_ingress_rule(
             self.security_group, ec2.Port.tcp(443), "HTTPS from the operations tasks"
         )
-        group = constants.cache_replication_group_id(env)
+        group = names.cache_replication_group_id(env)
         common = {
             "ENVIRONMENT": env,
             "OPERATIONS_TOPIC_ARN": props.operations_topic.topic_arn,
             "POWERTOOLS_SERVICE_NAME": "operations",
-            "POWERTOOLS_METRICS_NAMESPACE": constants.METRICS_NAMESPACE,
+            "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
             "LOG_LEVEL": config.log_level,
         }
         drill_env = {
@@ -148,7 +147,7 @@ class OpsFunctions(Construct):
             "cost-check": {
                 "DAILY_BUDGET_USD": f"{config.budget.daily_limit_usd:g}",
                 "COST_TAG_KEY": "Project",
-                "COST_TAG_VALUE": constants.PROJECT,
+                "COST_TAG_VALUE": names.PROJECT,
             },
             "dr-drill": drill_env,
             "dr-verify": drill_env,
@@ -323,7 +322,7 @@ class OpsFunctions(Construct):
             resources=[mapping_arn]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadGreenSchema", actions=["lambda:GetFunctionConfiguration"],
-            resources=[f"{targets.fanout_function.function_arn}:{constants.GREEN_ALIAS}"]))
+            resources=[f"{targets.fanout_function.function_arn}:{names.GREEN_ALIAS}"]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="RecordDrills", actions=["dynamodb:PutItem"], resources=[props.table.table_arn],
             conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["drill#*"]}}))

@@ -24,8 +24,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts import names
 from infra.config import EnvironmentConfig
-from infra.operations import names
 
 RETRY_ATTEMPTS = 3
 MAX_EVENT_AGE = Duration.hours(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from infra import constants
+from contracts import names
 from infra.operations.construct import Operations, OperationsProps
 from infra.operations.functions import EventPathTargets
 
@@ -31,7 +31,7 @@ def add_operations(stack: RealtimeAnalyticsStack) -> Operations:
             cache_environment=stack.cache.environment,
             cache_auth_secret=stack.cache.auth_secret,
             # The physical name infra/cache_construct.py gives the subnet group.
-            cache_subnet_group_name=f"{constants.prefix(stack.config.environment)}-cache",
+            cache_subnet_group_name=f"{names.prefix(stack.config.environment)}-cache",
             cache_security_group=stack.network.cache_sg,
             operations_topic=stack.messaging.operations_topic,
             table=orchestration.table,

@@ -22,7 +22,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.orchestration import names
+from contracts import names
 from infra.scanner import checkov_skip
 
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"

@@ -26,23 +26,23 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra import constants
+from contracts import names
+from contracts.release import ReleaseDefaults
 from infra.bundling import build_bundle, pinned
 from infra.config import EnvironmentConfig
 from infra.function_construct import HardenedFunction
 from infra.monitoring_construct import MonitoringConstruct
-from infra.orchestration import names
 from infra.orchestration.alarm_rollback import AlarmRollbackRules
 from infra.orchestration.grants import GrantTargets, TaskGrants
 from infra.orchestration.state_machine import ReleaseStateMachine
 from infra.orchestration.table import ReleaseTable
 from infra.orchestration.task_functions import TaskFunctions, label
-from orchestrator.models import ReleaseDefaults
 from state_machines.release import TASK_KEYS
 
 # The task bundle: the tasks, the service code they share (keys, Redis client, event model) and
-# the release request model (ValidateRequest checks requests with the CLI's own model).
-TASK_PACKAGES = ("tasks", "service", "orchestrator")
+# the shared contracts (names, the release request model ValidateRequest checks requests with,
+# the execution state's sections). Not the CLI: no task imports `orchestrator`.
+TASK_PACKAGES = ("tasks", "service", "contracts")
 TASK_REQUIREMENTS = (
     "redis", "websockets", "pydantic", "pydantic_core", "annotated-types", "typing_extensions", "typing-inspection",
 )
@@ -120,23 +120,25 @@ class ReleaseOrchestration(Construct):
         guard_alarms = list(props.monitoring.release_guard_alarms)
         self.guard_alarm_names = sorted(alarm_name_of(alarm) for alarm in guard_alarms)
         self.health_alarm_name = alarm_name_of(props.monitoring.release_health_alarm)
-        guard_prefix = f"{env}-release-guard-"
-        outside = [name for name in self.guard_alarm_names if not name.startswith(guard_prefix)]
-        if outside:
-            # CheckAlarms finds the guards by this prefix: a guard outside it would be ignored.
-            raise ValueError(f"release guard alarms outside the {guard_prefix}* prefix: {', '.join(outside)}")
+        # CheckAlarms fails a release when an expected alarm is missing: what it expects
+        # (contracts.names) must be exactly what monitoring created.
+        self.release_alarm_names = list(names.release_alarm_names(env, props.service_functions))
+        built = [*self.guard_alarm_names, self.health_alarm_name]
+        if sorted(built) != sorted(self.release_alarm_names):
+            raise ValueError(
+                f"release gate alarms {sorted(built)} differ from contracts.names.release_alarm_names "
+                f"{sorted(self.release_alarm_names)}"
+            )
 
-        service_names = [constants.function_name(env, key) for key in props.service_functions]
+        service_names = [names.function_name(env, key) for key in props.service_functions]
         self.shared_environment: dict[str, str] = {
             "ENVIRONMENT": env,
             "SERVICE_FUNCTION_NAMES": json.dumps(service_names),
             "RELEASE_TABLE_NAME": names.release_table_name(env),
             "RELEASE_TOPIC_ARN": self.topic.topic_arn,
-            "RELEASE_GUARD_ALARM_PREFIX": guard_prefix,
-            "RELEASE_HEALTH_ALARM_NAME": self.health_alarm_name,
             "RELEASE_DEFAULTS": release_defaults(config),
             "POWERTOOLS_SERVICE_NAME": "release-orchestrator",
-            "POWERTOOLS_METRICS_NAMESPACE": constants.METRICS_NAMESPACE,
+            "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
             "LOG_LEVEL": config.log_level,
         }
         bundle = build_bundle(
@@ -151,7 +153,6 @@ class ReleaseOrchestration(Construct):
                 topic_key=self.release_table.key,
                 service_functions=props.service_functions,
                 artifact_bucket_name=config.deploy.artifact_bucket_name,
-                alarm_name_patterns=[f"{env}-release-*"],
                 execution_arn_pattern=stack.format_arn(
                     service="states", resource="execution",
                     resource_name=f"{names.release_state_machine_name(env)}:*",
@@ -176,6 +177,7 @@ class ReleaseOrchestration(Construct):
             grants=self.grants,
             shared_environment=self.shared_environment,
             cache_environment=props.cache_environment,
+            alarms_environment={"RELEASE_ALARM_NAMES": json.dumps(self.release_alarm_names)},
             synthetic_environment={
                 "PREVIEW_WS_URL": props.preview_url,
                 "API_KEYS_SECRET_ARN": props.api_keys_secret.secret_arn,

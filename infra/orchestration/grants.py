@@ -2,8 +2,9 @@
 
 Every statement names its resources: the service functions (and their versions and aliases,
 `<function-arn>:*`), the release table and its index, the release topic, the artifact bucket's
-objects, the release alarms by name, the release state machine's executions. The only `*` is
-`cloudwatch:GetMetricStatistics`, which supports no resource-level permissions
+objects, the release state machine's executions. The only `*` are
+`cloudwatch:GetMetricStatistics`, which supports no resource-level permissions, and
+`cloudwatch:DescribeAlarms`, which returns composite alarms only when it is allowed on `*`
 (infra/iam_allowlist.py). KMS permissions name the exact key and are limited to use through
 the service that owns the data (`kms:ViaService`).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -54,8 +55,6 @@ class GrantTargets:
     topic_key: kms.IKey
     service_functions: Mapping[str, lambda_.IFunction]
     artifact_bucket_name: str
-    # CloudWatch alarm name patterns (`<env>-release-*`): the guards and the composite.
-    alarm_name_patterns: Sequence[str]
     # `arn:...:execution:<env>-release:*`, built from the name (no dependency on the state machine).
     execution_arn_pattern: str
     cache_auth_secret: secretsmanager.ISecret
@@ -133,13 +132,9 @@ class TaskGrants:
         self._add(role, "ReadServiceBundles", ["s3:GetObject"], [bucket_objects])
 
     def _alarms_read(self, role: iam.IRole) -> None:
-        # DescribeAlarms accepts alarm ARNs as resources (Service Authorization Reference: alarm*).
-        alarms = [
-            self._stack.format_arn(service="cloudwatch", resource="alarm", resource_name=pattern,
-                                   arn_format=ArnFormat.COLON_RESOURCE_NAME)
-            for pattern in self._t.alarm_name_patterns
-        ]
-        self._add(role, "DescribeReleaseAlarms", ["cloudwatch:DescribeAlarms"], alarms)
+        # Scoped to alarm ARNs, DescribeAlarms silently leaves composite alarms out of its answer
+        # (CloudWatch API reference, DescribeAlarms): `<env>-release-health` needs `*`.
+        self._add(role, "DescribeReleaseAlarms", ["cloudwatch:DescribeAlarms"], ["*"])
 
     def _metrics_read(self, role: iam.IRole) -> None:
         self._add(role, "ReadGreenInvocations", ["cloudwatch:GetMetricStatistics"], ["*"])

@@ -20,8 +20,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contracts import names
 from infra.config import EnvironmentConfig
-from infra.orchestration import names
 from infra.orchestration.grants import TABLE_KEY_WRITE_ACTIONS
 from infra.orchestration.table import ReleaseTable
 from infra.retention import retention
@@ -51,7 +51,7 @@ class ReleaseStateMachine(Construct):
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            log_group_name=names.state_machine_log_group_name(env),
+            log_group_name=names.release_state_machine_log_group_name(env),
             retention=retention(config.log_retention_days),
             encryption_key=logs_key,
             removal_policy=RemovalPolicy.RETAIN,

@@ -15,7 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.orchestration import names
+from contracts import names
 
 ENVIRONMENT_INDEX = "by_environment"
 

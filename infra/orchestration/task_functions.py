@@ -18,10 +18,11 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from contracts.names import task_function_name
 from infra.config import EnvironmentConfig
 from infra.function_construct import HardenedFunction
 from infra.orchestration.grants import TaskGrants
-from tasks.catalog import TASKS, TaskFunction, task_function_name
+from tasks.catalog import TASKS, TaskFunction
 
 # Releases are serialized by the lock: a task runs once at a time, plus an overlapping retry.
 DEFAULT_RESERVED_CONCURRENCY = 2
@@ -56,6 +57,7 @@ class TaskFunctions(Construct):
         grants: TaskGrants,
         shared_environment: Mapping[str, str],
         cache_environment: Mapping[str, str],
+        alarms_environment: Mapping[str, str],
         synthetic_environment: Mapping[str, str],
         tasks: tuple[TaskFunction, ...] = TASKS,
     ) -> None:
@@ -81,6 +83,8 @@ class TaskFunctions(Construct):
             environment = {**shared_environment, **TASK_ENVIRONMENT.get(task.key, {})}
             if "redis" in task.permissions:
                 environment.update(cache_environment)
+            if "alarms_read" in task.permissions:
+                environment.update(alarms_environment)
             if "synthetic" in task.permissions:
                 environment.update(synthetic_environment)
             hardened = HardenedFunction(

@@ -6,7 +6,7 @@ from aws_cdk import Environment, Stack, Tags
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra import constants
+from contracts import names
 from infra.bundling import build_bundle, pinned
 from infra.cache_construct import CacheConstruct
 from infra.config import EnvironmentConfig
@@ -29,14 +29,14 @@ class RealtimeAnalyticsStack(Stack):
         super().__init__(
             scope,
             construct_id,
-            stack_name=constants.stack_name(config.environment),
+            stack_name=names.stack_name(config.environment),
             description=f"Realtime analytics service ({config.environment}): network, cache, messaging, "
             "secrets and the released service functions",
             env=Environment(account=config.account, region=config.region),
             termination_protection=config.environment == "production",
         )
         self.config = config
-        for key, value in {"Project": constants.PROJECT, "Environment": config.environment, **config.tags}.items():
+        for key, value in {"Project": names.PROJECT, "Environment": config.environment, **config.tags}.items():
             Tags.of(self).add(key, value)
 
         self.keys = KeysConstruct(self, "Keys", config=config)
@@ -53,13 +53,13 @@ class RealtimeAnalyticsStack(Stack):
         self.messaging = MessagingConstruct(self, "Messaging", config=config, key=self.keys.messaging)
 
         bundle = build_bundle(
-            constants.SERVICE_PACKAGES,
+            names.SERVICE_PACKAGES,
             pinned(SERVICE_REQUIREMENTS),
             python_version=config.lambdas.python_runtime.removeprefix("python"),
         )
         self.service_code = lambda_.Code.from_asset(str(bundle), exclude=[".complete"])
         self.base_environment = {
-            "POWERTOOLS_METRICS_NAMESPACE": constants.METRICS_NAMESPACE,
+            "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
             "LOG_LEVEL": config.log_level,
             "ENVIRONMENT": config.environment,
             # Per published version: releases set these when they deploy green.

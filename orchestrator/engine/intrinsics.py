@@ -52,6 +52,8 @@ _NAME_PROPERTY: dict[str, str] = {
     "AWS::CloudWatch::CompositeAlarm": "AlarmName",
     "AWS::Lambda::Alias": "Name",
     "AWS::SSM::Parameter": "Name",
+    "AWS::ElastiCache::SubnetGroup": "CacheSubnetGroupName",
+    "AWS::ElastiCache::ReplicationGroup": "ReplicationGroupId",
 }
 
 _NAME_LIMIT = {
@@ -124,11 +126,17 @@ class ResourceMap:
             "AWS::KMS::Key": lambda: self._arn("kms", f"key/{self._key_id(logical_id)}"),
             "AWS::Lambda::Alias": lambda: f"{self._alias_function_arn(logical_id)}:{name}",
             "AWS::SSM::Parameter": lambda: self._arn("ssm", f"parameter/{name.lstrip('/')}"),
+            "AWS::Lambda::EventSourceMapping": lambda: self._arn(
+                "lambda", f"event-source-mapping:{self._key_id(logical_id)}"
+            ),
         }
         builder = builders.get(rtype)
         if builder is None:
             raise UnresolvableIntrinsic(f"the sandbox has no ARN for {logical_id!r} of type {rtype}")
         return builder()
+
+    def _security_group_id(self, logical_id: str) -> str:
+        return "sg-" + self._suffix(logical_id)[:17]
 
     def _key_id(self, logical_id: str) -> str:
         h = self._suffix(logical_id)
@@ -160,8 +168,11 @@ class ResourceMap:
         if rtype == "AWS::SQS::Queue":
             sb = self.sandbox
             return f"https://sqs.{sb.region}.{sb.url_suffix}/{sb.account_id}/{self.physical_name(logical_id)}"
-        if rtype == "AWS::KMS::Key":
+        if rtype in ("AWS::KMS::Key", "AWS::Lambda::EventSourceMapping"):
+            # Both a UUID on AWS; the sandbox deploys the mapping under this one.
             return self._key_id(logical_id)
+        if rtype == "AWS::EC2::SecurityGroup":
+            return self._security_group_id(logical_id)
         if rtype in _NAME_PROPERTY or rtype == "AWS::Lambda::Function":
             return self.physical_name(logical_id)
         raise UnresolvableIntrinsic(f"the sandbox cannot resolve Ref of {logical_id!r} ({rtype})")
@@ -187,6 +198,8 @@ class ResourceMap:
             return "AROA" + self._suffix(logical_id)[:17].upper()
         if rtype == "AWS::KMS::Key" and attribute == "KeyId":
             return self._key_id(logical_id)
+        if rtype == "AWS::EC2::SecurityGroup" and attribute == "GroupId":
+            return self._security_group_id(logical_id)
         raise UnresolvableIntrinsic(
             f"the sandbox cannot resolve Fn::GetAtt [{logical_id}, {attribute}] ({rtype})"
         )

@@ -7,7 +7,12 @@ variables (GetFunctionConfiguration with Qualifier=<version>). The code itself i
 process's `service` package: every version runs the same code, and versions differ by their
 configuration (cache schema, fault injection, ...), which is what a release changes here.
 
-Concurrency: the environment is bound per invocation through `service.settings.use_env`
+With `workers` (orchestrator.lambda_runtime), each invocation instead runs in a worker process
+of that version's pool, from the function's asset, with that version's handler, environment,
+timeout and memory and its role's credentials: versions then differ by configuration exactly
+as on AWS, and nothing of this process leaks into the function.
+
+Concurrency (in-process): the environment is bound per invocation through `service.settings.use_env`
 (a context variable), so invocations of different versions run at the same time in
 different threads without seeing each other's variables. Process-wide state (the AWS
 credentials and endpoint that boto3 reads, Python's logging) is shared, as the sandbox's
@@ -24,11 +29,15 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.gateway.metrics import MetricRecorder, Sample
 from service import catalog
 from service.settings import use_env
+
+if TYPE_CHECKING:
+    from orchestrator.lambda_runtime import CodeLayout, LambdaWorkers
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +106,18 @@ class LambdaRuntime:
         alias_cache_seconds: float = 1.0,
         rng: random.Random | None = None,
         region: str = "eu-west-1",
+        workers: LambdaWorkers | None = None,
+        layout: CodeLayout | None = None,
+        roles: Mapping[str, str] | None = None,
+        endpoint_url: str | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         """function_names: catalog key -> Lambda function name in the (moto) account.
 
         alias_cache_seconds: how long a GetAlias answer is reused; weights changed by a
         release take effect within that time (Lambda's own propagation is similar).
+        workers/layout: run every invocation in a worker of its version's pool, from `layout`
+        (the service asset), with the role of `roles[function name]`, calling `endpoint_url`.
         """
         self._lambda = lambda_client
         self._names = dict(function_names)
@@ -113,6 +129,13 @@ class LambdaRuntime:
         self._aliases: dict[tuple[str, str], _AliasEntry] = {}
         self._configs: dict[tuple[str, str], dict[str, Any]] = {}
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
+        if workers is not None and layout is None:
+            raise ValueError("isolated service functions need the layout of their asset")
+        self._workers = workers
+        self._layout = layout
+        self._roles = dict(roles or {})
+        self._endpoint = endpoint_url
+        self._log_dir = log_dir
 
     def function_name(self, key: str) -> str:
         try:
@@ -183,6 +206,8 @@ class LambdaRuntime:
             name, version, alias, arn,
             int(config.get("MemorySize", fn.memory_mb)), int(config.get("Timeout", fn.timeout_seconds)),
         )
+        if self._workers is not None:
+            return self._invoke_worker(key, alias, version, config, event, env_overrides)
         env = self.environment(key, version)
         env.update(env_overrides or {})
         handler = self._handler(key)
@@ -199,3 +224,37 @@ class LambdaRuntime:
         if self._recorder is not None:
             self._recorder.record(Sample(name, alias, version, duration, error is not None))
         return Invocation(key, name, alias, version, context.aws_request_id, duration, result, error)
+
+    def _invoke_worker(
+        self, key: str, alias: str, version: str, config: Mapping[str, Any], event: Any,
+        env_overrides: Mapping[str, str] | None,
+    ) -> Invocation:
+        from orchestrator.lambda_runtime import FunctionConfig
+
+        assert self._workers is not None and self._layout is not None
+        name = self.function_name(key)
+        fn = catalog.by_key(key)
+        arn = str(config.get("FunctionArn") or name).removesuffix(f":{version}")
+        function = FunctionConfig(
+            name=name, arn=arn, handler=str(config.get("Handler") or fn.handler), layout=self._layout,
+            environment={**((config.get("Environment") or {}).get("Variables") or {}), **(env_overrides or {})},
+            timeout_seconds=int(config.get("Timeout", fn.timeout_seconds)),
+            memory_mb=int(config.get("MemorySize", fn.memory_mb)), version=version,
+            role_arn=self._roles.get(name, ""), region=self._region, endpoint_url=self._endpoint,
+            log_dir=self._log_dir,
+        )
+        started = time.perf_counter()
+        outcome = self._workers.invoke(function, event, invoked_function_arn=f"{arn}:{alias}")
+        duration = (time.perf_counter() - started) * 1000
+        error: dict[str, str] | None = None
+        result: Any = None
+        if outcome.error:
+            payload = outcome.payload if isinstance(outcome.payload, dict) else {}
+            error = {"errorType": str(payload.get("errorType", "Unhandled")),
+                     "errorMessage": str(payload.get("errorMessage", ""))}
+            log.debug("invocation of %s:%s (version %s) failed: %s", name, alias, version, error)
+        else:
+            result = outcome.payload
+        if self._recorder is not None:
+            self._recorder.record(Sample(name, alias, version, duration, error is not None))
+        return Invocation(key, name, alias, version, outcome.request_id, duration, result, error)

@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from infra import constants
+from contracts import names as constants
 from orchestrator.sandbox.state import (
     LOG_FILE,
     SandboxNotRunning,

@@ -14,7 +14,7 @@ import pytest
 
 # Importing `infra` points jsii at the wheel's Node.js (infra/__init__.py); aws_cdk is imported
 # only after it, inside the fixtures, so jsii never starts on a system Node.
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig, load_config
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def configs() -> dict[str, EnvironmentConfig]:
-    return {env: load_config(env) for env in constants.ENVIRONMENTS}
+    return {env: load_config(env) for env in names.ENVIRONMENTS}
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +38,12 @@ def synth_assembly(tmp_path_factory: pytest.TempPathFactory, configs: dict[str, 
 
 def stage_templates(assembly: cx_api.CloudAssembly, env: str) -> dict[str, dict[str, Any]]:
     """Stack artifact id -> template JSON of one stage."""
-    nested = assembly.get_nested_assembly(f"assembly-{constants.stage_id(env)}")
+    nested = assembly.get_nested_assembly(f"assembly-{names.stage_id(env)}")
     return {stack.stack_name: stack.template for stack in nested.stacks}
 
 
 def main_template_json(assembly: cx_api.CloudAssembly, env: str) -> dict[str, Any]:
-    return stage_templates(assembly, env)[constants.stack_name(env)]
+    return stage_templates(assembly, env)[names.stack_name(env)]
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +60,7 @@ def production_template(synth_assembly: cx_api.CloudAssembly) -> Template:
     return Template.from_json(main_template_json(synth_assembly, "production"))
 
 
-@pytest.fixture(scope="session", params=constants.ENVIRONMENTS)
+@pytest.fixture(scope="session", params=names.ENVIRONMENTS)
 def env_template(request: pytest.FixtureRequest, synth_assembly: cx_api.CloudAssembly) -> Iterator[tuple[str, Template]]:
     """Parametrized over both environments: (environment, main stack template)."""
     from aws_cdk.assertions import Template

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from infra import constants
+from contracts import names
 from infra.api_construct import origin_domain_name_for
 from infra.config import EnvironmentConfig
 from service import catalog
@@ -126,4 +126,4 @@ def test_stack_name_and_api_name_follow_the_environment(env_template) -> None:
     (api,) = _of(template, "AWS::ApiGatewayV2::Api").values()
     assert api["Properties"]["Name"] == f"{env}-realtime-websocket"
     assert api["Properties"]["DisableExecuteApiEndpoint"] is True
-    assert constants.stack_name(env) == f"{env}-realtime-analytics-stack"
+    assert names.stack_name(env) == f"{env}-realtime-analytics-stack"

@@ -7,7 +7,7 @@ from typing import Any
 from aws_cdk import cx_api
 from aws_cdk.assertions import Template
 
-from infra import constants
+from contracts import names
 from infra.iam_allowlist import WILDCARD_RESOURCE_ACTIONS
 from tests.infra.conftest import stage_templates
 
@@ -33,7 +33,7 @@ def _identity_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, 
 def test_no_wildcard_resource_outside_allowlist(synth_assembly: cx_api.CloudAssembly) -> None:
     offenders = []
     checked = 0
-    for env in constants.ENVIRONMENTS:
+    for env in names.ENVIRONMENTS:
         for stack, template in stage_templates(synth_assembly, env).items():
             for logical, statement in _identity_statements(template):
                 checked += 1
@@ -81,8 +81,8 @@ def _resource_refs(statements: list[dict[str, Any]], action: str) -> list[str]:
 def test_each_function_holds_only_its_grants(staging_template: Template) -> None:
     secrets = staging_template.find_resources("AWS::SecretsManager::Secret")
     by_name = {s["Properties"]["Name"]: logical for logical, s in secrets.items()}
-    api_keys = by_name[constants.secret_name("staging", "api-keys")]
-    cache_auth = by_name[constants.secret_name("staging", "cache-auth")]
+    api_keys = by_name[names.secret_name("staging", "api-keys")]
+    cache_auth = by_name[names.secret_name("staging", "cache-auth")]
 
     authorizer = _role_policy(staging_template, "ServiceAuthorizerRoleDefaultPolicy")
     readable = _resource_refs(authorizer, "secretsmanager:GetSecretValue")
@@ -104,4 +104,4 @@ def test_each_function_holds_only_its_grants(staging_template: Template) -> None
         logs = [s for s in statements if "logs:PutLogEvents" in _as_list(s["Action"])]
         assert len(logs) == 1 and logs[0]["Resource"] != "*"
         metrics = [s for s in statements if "cloudwatch:PutMetricData" in _as_list(s["Action"])]
-        assert metrics[0]["Condition"] == {"StringEquals": {"cloudwatch:namespace": constants.METRICS_NAMESPACE}}
+        assert metrics[0]["Condition"] == {"StringEquals": {"cloudwatch:namespace": names.METRICS_NAMESPACE}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 from service import catalog
 
@@ -20,7 +20,7 @@ def test_release_guard_alarms_watch_each_live_alias_with_the_configured_threshol
     env, template = env_template
     alarms = _alarms(template)
     for key in catalog.released_keys():
-        name = constants.function_name(env, key)
+        name = names.function_name(env, key)
         alarm = alarms[f"{env}-release-guard-{key}-errors"]
         assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"FunctionName": name, "Resource": f"{name}:live"}
         assert alarm["Threshold"] == configs[env].alarms.release_guard_errors
@@ -29,7 +29,7 @@ def test_release_guard_alarms_watch_each_live_alias_with_the_configured_threshol
     (dlq_dimension,) = dlq["Dimensions"]
     dlq_id = dlq_dimension["Value"]["Fn::GetAtt"][0]
     queue = template.find_resources("AWS::SQS::Queue")[dlq_id]["Properties"]
-    assert queue["QueueName"] == constants.dlq_name(env, "events")
+    assert queue["QueueName"] == names.dlq_name(env, "events")
 
 
 def test_release_health_composite_covers_every_guard(env_template) -> None:
@@ -51,7 +51,7 @@ def test_every_alarm_notifies_the_operations_topic(env_template) -> None:
     (topic_id,) = [
         lid
         for lid, t in template.find_resources("AWS::SNS::Topic").items()
-        if t["Properties"].get("TopicName") == constants.topic_name(env, "operations")
+        if t["Properties"].get("TopicName") == names.topic_name(env, "operations")
     ]
     mine = {
         name: alarm
@@ -79,7 +79,7 @@ def test_business_metric_dimensions_match_each_functions_service_name(env_templa
 
 def test_cache_nodes_are_monitored_by_their_ids(env_template, configs: dict[str, EnvironmentConfig]) -> None:
     env, template = env_template
-    group = constants.cache_replication_group_id(env)
+    group = names.cache_replication_group_id(env)
     expected = {f"{group}-{i:03d}" for i in range(1, configs[env].cache.replicas + 2)}
     watched = {
         dimension["Value"]

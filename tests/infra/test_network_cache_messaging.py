@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 
 
@@ -147,7 +147,7 @@ def test_replication_group_security_properties(env_template: tuple[str, Template
     assert props["SnapshotWindow"] == cache.snapshot_window
     assert props["PreferredMaintenanceWindow"] == cache.maintenance_window
     assert props["AutoMinorVersionUpgrade"] is True
-    assert props["ReplicationGroupId"] == constants.cache_replication_group_id(env)
+    assert props["ReplicationGroupId"] == names.cache_replication_group_id(env)
     assert group["DeletionPolicy"] == "Snapshot"
     template.has_resource_properties(
         "AWS::ElastiCache::ParameterGroup",
@@ -163,7 +163,7 @@ def test_cache_auth_secret_is_generated_and_encrypted(env_template: tuple[str, T
     template.has_resource_properties(
         "AWS::SecretsManager::Secret",
         {
-            "Name": constants.secret_name(env, "cache-auth"),
+            "Name": names.secret_name(env, "cache-auth"),
             "KmsKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysSecrets"), "Arn"]},
             "GenerateSecretString": Match.object_like({"GenerateStringKey": "token", "ExcludePunctuation": True}),
         },
@@ -175,8 +175,8 @@ def test_queues_encrypted_with_dlq_redrive(env_template: tuple[str, Template], c
     queues = template.find_resources("AWS::SQS::Queue")
     by_name = {q["Properties"]["QueueName"]: (logical, q["Properties"]) for logical, q in queues.items()}
     for name in ("events", "preview-events"):
-        _, props = by_name[constants.queue_name(env, name)]
-        dlq_logical, dlq_props = by_name[constants.dlq_name(env, name)]
+        _, props = by_name[names.queue_name(env, name)]
+        dlq_logical, dlq_props = by_name[names.dlq_name(env, name)]
         assert props["RedrivePolicy"] == {
             "deadLetterTargetArn": {"Fn::GetAtt": [dlq_logical, "Arn"]},
             "maxReceiveCount": configs[env].messaging.dlq_max_receive_count,
@@ -211,7 +211,7 @@ def test_topics_kms_encrypted(env_template: tuple[str, Template]) -> None:
     for name in ("alerts", "operations"):
         template.has_resource_properties(
             "AWS::SNS::Topic",
-            {"TopicName": constants.topic_name(env, name), "KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysMessaging"), "Arn"]}},
+            {"TopicName": names.topic_name(env, name), "KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysMessaging"), "Arn"]}},
         )
 
 

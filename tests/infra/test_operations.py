@@ -8,8 +8,8 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
+from contracts import names
 from infra.config import EnvironmentConfig
-from infra.operations import names
 
 FUNCTIONS = ("backup", "cost-check", "dr-drill", "dr-verify", "event-path-drill")
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from contracts import names
 from infra.config import EnvironmentConfig
 from infra.iam_allowlist import WILDCARD_RESOURCE_ACTIONS
-from infra.orchestration import names
-from tasks.catalog import TASKS, by_key, task_function_name
+from tasks.catalog import TASKS, by_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_every_catalog_task_is_a_hardened_function(env_template: tuple[str, Temp
         if isinstance(f["Properties"].get("FunctionName"), str)
     }
     for task in TASKS:
-        props = functions[task_function_name(env, task.key)]
+        props = functions[names.task_function_name(env, task.key)]
         assert props["Handler"] == task.handler
         assert props["Architectures"] == ["arm64"]
         assert props["TracingConfig"] == {"Mode": "Active"}
@@ -84,7 +84,7 @@ def test_every_catalog_task_is_a_hardened_function(env_template: tuple[str, Temp
         ]
         assert ("REDIS_HOST" in variables) == ("redis" in task.permissions), task.key
         assert ("PREVIEW_WS_URL" in variables) == ("synthetic" in task.permissions), task.key
-    checks = functions[task_function_name(env, "synthetic_checks")]["Environment"]["Variables"]
+    checks = functions[names.task_function_name(env, "synthetic_checks")]["Environment"]["Variables"]
     assert checks["PREVIEW_WS_URL"].startswith("wss://") and checks["PREVIEW_WS_URL"].endswith("/preview")
 
 
@@ -140,7 +140,7 @@ def test_only_cache_tasks_use_the_cache_security_group(staging_template: Templat
     functions = staging_template.find_resources("AWS::Lambda::Function")
     for task in TASKS:
         props = next(f["Properties"] for f in functions.values()
-                     if f["Properties"].get("FunctionName") == task_function_name("staging", task.key))
+                     if f["Properties"].get("FunctionName") == names.task_function_name("staging", task.key))
         groups = [g["Fn::GetAtt"][0] for g in props["VpcConfig"]["SecurityGroupIds"]]
         assert (groups == [lambda_sg]) == ("redis" in by_key(task.key).permissions), task.key
 
@@ -158,7 +158,7 @@ def test_state_machine_standard_traced_and_logged(env_template: tuple[str, Templ
     assert logging["IncludeExecutionData"] is False
     log_group_id = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     log_group = template.find_resources("AWS::Logs::LogGroup")[log_group_id]["Properties"]
-    assert log_group["LogGroupName"] == names.state_machine_log_group_name(env)
+    assert log_group["LogGroupName"] == names.release_state_machine_log_group_name(env)
     assert "KmsKeyId" in log_group
     template.has_output("*", {"Value": {"Ref": Match.string_like_regexp("OrchestrationReleaseStateMachine")}})
     template.has_output("*", {"Value": {"Ref": Match.string_like_regexp("OrchestrationReleaseTable")}})
@@ -233,7 +233,7 @@ def test_synthesized_release_asl_passes_asl_validator(release_asl: dict[str, Any
         if s["Type"] == "Task" and (":function:" in s["Resource"] or ":lambda:invoke" in s["Resource"])
     }
     assert invoked == {
-        task_function_name("staging", key)
+        names.task_function_name("staging", key)
         for key in ("validate_request", "record_release", "deploy_green", "warm_cache", "cleanup_cache",
                     "synthetic_checks", "request_approval", "set_weights", "check_alarms", "finalize", "rollback")
     }

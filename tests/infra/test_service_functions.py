@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from infra import constants
+from contracts import names
 from infra.config import EnvironmentConfig
 from infra.function_construct import powertools_layer_arn
 from service.catalog import RELEASED_FUNCTIONS, ROTATION_FUNCTION
@@ -38,7 +38,7 @@ def test_one_function_per_catalog_entry(env_template: tuple[str, Template], conf
         if {"Key": "aws-cdk:subnet-name", "Value": "service"} in s["Properties"]["Tags"]
     }
     for entry in (*RELEASED_FUNCTIONS, ROTATION_FUNCTION):
-        name = constants.rotation_function_name(env) if entry is ROTATION_FUNCTION else constants.function_name(env, entry.key)
+        name = names.rotation_function_name(env) if entry is ROTATION_FUNCTION else names.function_name(env, entry.key)
         _, props = functions[name]
         assert props["Handler"] == entry.handler
         assert props["Architectures"] == ["arm64"]
@@ -53,7 +53,7 @@ def test_one_function_per_catalog_entry(env_template: tuple[str, Template], conf
         assert len(props["VpcConfig"]["SecurityGroupIds"]) == 1
         assert props["ReservedConcurrentExecutions"] >= 1
         variables = props["Environment"]["Variables"]
-        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == constants.METRICS_NAMESPACE
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == names.METRICS_NAMESPACE
         if entry is ROTATION_FUNCTION:
             continue  # not released: gets the secret id in its event, needs no service variables
         assert REQUIRED_ENV <= set(variables), REQUIRED_ENV - set(variables)
@@ -72,7 +72,7 @@ def test_reserved_concurrency_from_config(production_template: Template, configs
     config = configs["production"]
     functions = _functions(production_template)
     for key, settings in config.lambdas.functions.items():
-        _, props = functions[constants.function_name("production", key)]
+        _, props = functions[names.function_name("production", key)]
         assert props["ReservedConcurrentExecutions"] == settings.reserved_concurrency
         assert props["MemorySize"] == settings.memory_mb
         assert props["Timeout"] == settings.timeout_seconds
@@ -88,8 +88,8 @@ def test_aliases_pin_the_bootstrap_version(env_template: tuple[str, Template], c
         assert f"BootstrapV{bootstrap}" in logical
         assert version["DeletionPolicy"] == "Retain"
     aliases = template.find_resources("AWS::Lambda::Alias")
-    names = sorted(a["Properties"]["Name"] for a in aliases.values())
-    assert names == sorted([constants.LIVE_ALIAS, constants.GREEN_ALIAS] * len(RELEASED_FUNCTIONS))
+    alias_names = sorted(a["Properties"]["Name"] for a in aliases.values())
+    assert alias_names == sorted([names.LIVE_ALIAS, names.GREEN_ALIAS] * len(RELEASED_FUNCTIONS))
     for alias in aliases.values():
         target = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"]
         assert target[0] in versions and target[1] == "Version"
@@ -108,8 +108,8 @@ def test_event_source_mappings_target_aliases(env_template: tuple[str, Template]
         alias_suffix = props["FunctionName"]["Fn::Join"][1][1]
         by_alias[alias_suffix] = props["EventSourceArn"]["Fn::GetAtt"][0]
     assert by_alias == {
-        ":live": queues[constants.queue_name(env, "events")],
-        ":green": queues[constants.queue_name(env, "preview-events")],
+        ":live": queues[names.queue_name(env, "events")],
+        ":green": queues[names.queue_name(env, "preview-events")],
     }
 
 
@@ -120,7 +120,7 @@ def test_provisioned_concurrency_only_in_production(staging_template: Template, 
     hot = [a for a in production_template.find_resources("AWS::Lambda::Alias").values() if "ProvisionedConcurrencyConfig" in a["Properties"]]
     assert len(hot) == len(pc.functions)
     for alias in hot:
-        assert alias["Properties"]["Name"] == constants.LIVE_ALIAS
+        assert alias["Properties"]["Name"] == names.LIVE_ALIAS
         assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": pc.min_capacity}
     targets = production_template.find_resources("AWS::ApplicationAutoScaling::ScalableTarget")
     assert len(targets) == len(pc.functions)
@@ -145,10 +145,10 @@ def test_provisioned_concurrency_only_in_production(staging_template: Template, 
 def test_api_key_secret_rotates(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
     env, template = env_template
     secrets = template.find_resources("AWS::SecretsManager::Secret")
-    api_keys = next(k for k, s in secrets.items() if s["Properties"]["Name"] == constants.secret_name(env, "api-keys"))
+    api_keys = next(k for k, s in secrets.items() if s["Properties"]["Name"] == names.secret_name(env, "api-keys"))
     assert secrets[api_keys]["Properties"]["GenerateSecretString"]["GenerateStringKey"] == "api_key"
     assert secrets[api_keys]["Properties"]["KmsKeyId"]["Fn::GetAtt"][0].startswith("KeysSecrets")
-    rotation_fn, _ = _functions(template)[constants.rotation_function_name(env)]
+    rotation_fn, _ = _functions(template)[names.rotation_function_name(env)]
     template.has_resource_properties(
         "AWS::SecretsManager::RotationSchedule",
         {
@@ -163,11 +163,11 @@ def test_api_key_secret_rotates(env_template: tuple[str, Template], configs: dic
     )
 
 
-@pytest.mark.parametrize("env", constants.ENVIRONMENTS)
+@pytest.mark.parametrize("env", names.ENVIRONMENTS)
 def test_stack_names_and_tags(env: str, synth_assembly: Any, configs: dict[str, EnvironmentConfig]) -> None:
-    nested = synth_assembly.get_nested_assembly(f"assembly-{constants.stage_id(env)}")
-    stack = next(s for s in nested.stacks if s.stack_name == constants.stack_name(env))
+    nested = synth_assembly.get_nested_assembly(f"assembly-{names.stage_id(env)}")
+    stack = next(s for s in nested.stacks if s.stack_name == names.stack_name(env))
     assert stack.environment.account == configs[env].account and stack.environment.region == configs[env].region
     vpc = next(r for r in stack.template["Resources"].values() if r["Type"] == "AWS::EC2::VPC")
     tags = {t["Key"]: t["Value"] for t in vpc["Properties"]["Tags"]}
-    assert tags["Environment"] == env and tags["Project"] == constants.PROJECT
+    assert tags["Environment"] == env and tags["Project"] == names.PROJECT

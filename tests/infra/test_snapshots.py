@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aws_cdk import cx_api
 
-from infra import constants
+from contracts import names
 from tests.infra.conftest import stage_templates
 
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -25,8 +25,8 @@ def _masked(template: dict[str, Any]) -> Any:
     return json.loads(_HASH.sub("<asset-hash>", text))
 
 
-@pytest.mark.parametrize("env", constants.ENVIRONMENTS)
+@pytest.mark.parametrize("env", names.ENVIRONMENTS)
 def test_stage_templates_snapshot(env: str, synth_assembly: cx_api.CloudAssembly, snapshot: Any) -> None:
     templates = stage_templates(synth_assembly, env)
-    assert constants.stack_name(env) in templates
+    assert names.stack_name(env) in templates
     assert {name: _masked(template) for name, template in sorted(templates.items())} == snapshot

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from orchestrator.models import (
+from contracts.release import (
     MAX_REQUEST_BYTES,
     SCHEMA_PATH,
     InvalidRequest,
@@ -16,6 +16,7 @@ from orchestrator.models import (
     json_schema,
     parse_release_request,
 )
+from service.catalog import released_keys
 
 VALID = {
     "version": "1.8.0",
@@ -25,7 +26,7 @@ VALID = {
 
 
 def test_exported_schema_is_current():
-    assert json.loads(SCHEMA_PATH.read_text()) == json_schema(), "run: python -m orchestrator.models"
+    assert json.loads(SCHEMA_PATH.read_text()) == json_schema(), "run: python -m contracts.release"
 
 
 def test_valid_request_gets_an_execution_safe_id_and_default_strategy():
@@ -80,8 +81,15 @@ MALFORMED = [
 @pytest.mark.parametrize(("raw", "expected"), MALFORMED)
 def test_malformed_requests_name_the_field(raw, expected):
     with pytest.raises(InvalidRequest) as caught:
-        parse_release_request(raw)
+        parse_release_request(raw, function_keys=released_keys())
     assert expected in str(caught.value)
+
+
+def test_fault_functions_are_checked_against_the_catalog_only_when_it_is_given():
+    raw = {**VALID, "configuration": {"FAULT_FUNCTIONS": "messages,billing"}}
+    assert parse_release_request(raw).configuration == {"FAULT_FUNCTIONS": "messages,billing"}
+    assert parse_release_request({**VALID, "configuration": {"FAULT_FUNCTIONS": "messages"}},
+                                 function_keys=released_keys())
 
 
 def test_non_object_and_non_json_inputs_are_rejected():

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from contracts.names import task_function_name
 from orchestrator.engine import ExecutionResult, LocalEngine, Sandbox
-from tasks.catalog import task_function_name
 from tasks.errors import GreenUnhealthy
 from tests.integration.release.release_stack import synth_release_template
 from tests.release_world import ENV, World, build_world

@@ -26,8 +26,9 @@ def synth_release_template(environment: str = "staging", table_name: str = "stag
     from aws_cdk import aws_stepfunctions as sfn
     from aws_cdk.assertions import Template
 
+    from contracts.names import task_function_name
     from state_machines.release import TASK_KEYS, ReleaseProps, release_definition
-    from tasks.catalog import by_key, task_function_name
+    from tasks.catalog import by_key
 
     app = cdk.App()
     stack = cdk.Stack(app, "ReleaseTest", env=cdk.Environment(account="123456789012", region="eu-west-1"))

@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
+from contracts.names import task_function_name
 from orchestrator.engine import LocalEngine, import_handler, lambda_functions
 from orchestrator.engine.intrinsics import ResourceMap
-from tasks.catalog import task_function_name
 from tests.integration.release.conftest import SANDBOX
 from tests.integration.release.fault_schedule import FaultInjector
 from tests.release_world import ENV, GUARD_ALARMS, HEALTH_ALARM, REGION, TABLE, World, build_world

@@ -18,8 +18,8 @@ import boto3
 import pytest
 import redis
 
+from contracts.release import MAX_REQUEST_BYTES, InvalidRequest, parse_release_request
 from orchestrator.cli import EXIT_USAGE, main
-from orchestrator.models import MAX_REQUEST_BYTES, InvalidRequest, parse_release_request
 from orchestrator.testing.redis_server import RedisServer
 from tests.integration.release.rig import Rig, release_rig
 from tests.release_world import BUCKET, FUNCTIONS, REGION, TABLE

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra import constants
+from contracts import names
 from scripts import build_bundle, live_state
 from service.catalog import RELEASED_FUNCTIONS
 
@@ -42,14 +42,14 @@ def aws():
         lam = boto3.client("lambda", region_name=REGION)
         for spec in RELEASED_FUNCTIONS:
             lam.create_function(
-                FunctionName=constants.function_name(ENV, spec.key),
+                FunctionName=names.function_name(ENV, spec.key),
                 Runtime="python3.12",
                 Role=role,
                 Handler=spec.handler,
                 Code={"ZipFile": _zip("VERSION = 1\n")},
             )
-            version = lam.publish_version(FunctionName=constants.function_name(ENV, spec.key))["Version"]
-            lam.create_alias(FunctionName=constants.function_name(ENV, spec.key), Name="live", FunctionVersion=version)
+            version = lam.publish_version(FunctionName=names.function_name(ENV, spec.key))["Version"]
+            lam.create_alias(FunctionName=names.function_name(ENV, spec.key), Name="live", FunctionVersion=version)
         yield boto3.session.Session(region_name=REGION)
 
 
@@ -58,7 +58,7 @@ def _release(session: boto3.session.Session, bundle_path: Path, *, split: float 
     lam = session.client("lambda")
     code = bundle_path.parent / build_bundle.Manifest.load(bundle_path).zip_file
     for spec in RELEASED_FUNCTIONS:
-        name = constants.function_name(ENV, spec.key)
+        name = names.function_name(ENV, spec.key)
         lam.update_function_code(FunctionName=name, ZipFile=code.read_bytes())
         new = lam.publish_version(FunctionName=name)["Version"]
         if split is None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from infra import constants
+from contracts import names
 
 from .workflow_commands import (
     ROOT,
@@ -186,7 +186,7 @@ def test_deploy_goes_through_ci_then_staging_then_production() -> None:
     assert jobs["staging"]["with"]["environment"] == "staging"
     assert jobs["production"]["with"]["environment"] == "production"
     assert "staging" in jobs["production"]["needs"]
-    assert [jobs[j]["with"]["environment"] for j in ("staging", "production")] == list(constants.ENVIRONMENTS)
+    assert [jobs[j]["with"]["environment"] for j in ("staging", "production")] == list(names.ENVIRONMENTS)
     on = load(ROOT / ".github/workflows/deploy.yml")["on"]
     assert on["push"]["branches"] == ["main"]
 
@@ -194,7 +194,7 @@ def test_deploy_goes_through_ci_then_staging_then_production() -> None:
 def test_dispatch_inputs_offer_exactly_the_configured_environments() -> None:
     for name in ("rollback.yml", "dr-drill.yml"):
         inputs = load(ROOT / ".github/workflows" / name)["on"]["workflow_dispatch"]["inputs"]
-        assert inputs["environment"]["options"] == list(constants.ENVIRONMENTS), name
+        assert inputs["environment"]["options"] == list(names.ENVIRONMENTS), name
     rollback = load(ROOT / ".github/workflows/rollback.yml")["on"]["workflow_dispatch"]["inputs"]
     assert rollback["reason"]["required"] is True
 

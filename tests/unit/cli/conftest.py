@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from infra import constants
+from contracts import names
 from orchestrator.aws import Names
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -91,35 +91,35 @@ def _zip() -> bytes:
 @pytest.fixture(scope="session")
 def stage(moto_url: str) -> dict[str, str]:
     """The release state machine, service functions with live/green aliases and two alarms."""
-    names = Names(ENV)
+    target = Names(ENV)
     iam = client("iam", moto_url)
     role = iam.create_role(RoleName="cli-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     sqs = client("sqs", moto_url)
     queue = sqs.create_queue(QueueName="cli-approvals")["QueueUrl"]
     sfn = client("stepfunctions", moto_url)
     machine = sfn.create_state_machine(
-        name=names.release_state_machine, definition=json.dumps(release_definition(queue)), roleArn=role
+        name=target.release_state_machine, definition=json.dumps(release_definition(queue)), roleArn=role
     )["stateMachineArn"]
     lam = client("lambda", moto_url)
-    for fn in names.functions():
+    for fn in target.functions():
         lam.create_function(FunctionName=fn, Runtime="python3.12", Role=role, Handler="handler.handler",
                             Code={"ZipFile": _zip()})
         v1 = lam.publish_version(FunctionName=fn)["Version"]
         lam.update_function_code(FunctionName=fn, ZipFile=_zip() + b"")
         lam.update_function_configuration(FunctionName=fn, Description="v2")
         v2 = lam.publish_version(FunctionName=fn)["Version"]
-        lam.create_alias(FunctionName=fn, Name=constants.LIVE_ALIAS, FunctionVersion=v1,
+        lam.create_alias(FunctionName=fn, Name=names.LIVE_ALIAS, FunctionVersion=v1,
                          RoutingConfig={"AdditionalVersionWeights": {v2: 0.1}})
-        lam.create_alias(FunctionName=fn, Name=constants.GREEN_ALIAS, FunctionVersion=v2)
+        lam.create_alias(FunctionName=fn, Name=names.GREEN_ALIAS, FunctionVersion=v2)
     cw = client("cloudwatch", moto_url)
     for suffix in ("guard-errors", "health"):
         cw.put_metric_alarm(
-            AlarmName=f"{names.alarm_prefix}{suffix}", MetricName="Errors", Namespace="AWS/Lambda",
+            AlarmName=f"{target.alarm_prefix}{suffix}", MetricName="Errors", Namespace="AWS/Lambda",
             Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
         )
     ddb = client("dynamodb", moto_url)
     ddb.create_table(
-        TableName=names.release_table, BillingMode="PAY_PER_REQUEST",
+        TableName=target.release_table, BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
         GlobalSecondaryIndexes=[{

@@ -22,7 +22,7 @@ from tasks.finalize import finalize
 from tasks.rollback import describe_failure, rollback
 from tasks.set_weights import set_weights
 from tasks.validate_request import validate
-from tests.release_world import FUNCTIONS, GUARD_ALARMS, HEALTH_ALARM, record_green_traffic
+from tests.release_world import ALARM_NAMES, FUNCTIONS, GUARD_ALARMS, HEALTH_ALARM, record_green_traffic
 from tests.unit.tasks.helpers import EXECUTION_ARN, hold_lock, request, validated_state
 
 
@@ -61,7 +61,7 @@ def test_validate_names_the_field_and_uses_execution_name_as_id(world, settings)
 
 
 def release_record_defaults():
-    from orchestrator.models import ReleaseDefaults
+    from contracts.release import ReleaseDefaults
 
     return ReleaseDefaults()
 
@@ -135,7 +135,7 @@ def test_check_alarms_passes_when_quiet_and_fails_on_alarm(world, settings):
     state = started(world, settings)
     state["deploy"] = deploy_green(settings, state["release"])
     state["shift"] = set_weights(settings, state)
-    assert check_alarms(settings, state)["alarms_checked"] == 3
+    assert check_alarms(settings, state)["alarms_checked"] == len(ALARM_NAMES)
     world.set_alarm(GUARD_ALARMS[1], "ALARM")
     with pytest.raises(AlarmTriggered, match=GUARD_ALARMS[1]):
         check_alarms(settings, state)
@@ -151,13 +151,87 @@ def test_check_alarms_requires_green_invocations(world, settings):
     assert check_alarms(settings, state)["green_invocations"] >= 50
 
 
-def test_check_alarms_refuses_without_guard_alarms(world, settings):
-    boto3.client("cloudwatch", region_name="eu-west-1").delete_alarms(AlarmNames=[HEALTH_ALARM, *GUARD_ALARMS])
+def _baked(world, settings):
     state = started(world, settings)
     state["deploy"] = deploy_green(settings, state["release"])
     state["shift"] = set_weights(settings, state)
-    with pytest.raises(GreenUnhealthy, match="green cannot be judged"):
+    return state
+
+
+def _delete_alarms(*names: str) -> None:
+    boto3.client("cloudwatch", region_name="eu-west-1").delete_alarms(AlarmNames=list(names))
+
+
+def test_check_alarms_refuses_without_guard_alarms(world, settings):
+    _delete_alarms(HEALTH_ALARM, *GUARD_ALARMS)
+    state = _baked(world, settings)
+    with pytest.raises(GreenUnhealthy, match="green cannot be judged") as caught:
         check_alarms(settings, state)
+    assert all(name in str(caught.value) for name in ALARM_NAMES)
+
+
+def test_check_alarms_fails_when_one_guard_alarm_is_missing_and_names_it(world, settings):
+    missing = GUARD_ALARMS[2]
+    _delete_alarms(missing)
+    state = _baked(world, settings)
+    with pytest.raises(GreenUnhealthy) as caught:
+        check_alarms(settings, state)
+    message = str(caught.value)
+    assert f"release-guard alarm {missing}:" in message
+    assert [name for name in ALARM_NAMES if name in message] == [missing]
+
+
+def test_check_alarms_fails_when_the_composite_is_missing_and_names_it(world, settings):
+    # What a DescribeAlarms permission scoped to alarm ARNs does: the composite never comes back.
+    _delete_alarms(HEALTH_ALARM)
+    state = _baked(world, settings)
+    with pytest.raises(GreenUnhealthy) as caught:
+        check_alarms(settings, state)
+    message = str(caught.value)
+    assert f"composite alarm {HEALTH_ALARM}" in message
+    assert [name for name in ALARM_NAMES if name in message] == [HEALTH_ALARM]
+
+
+def test_check_alarms_expects_the_composite_even_when_the_list_omits_it(world, settings):
+    from dataclasses import replace
+
+    _delete_alarms(HEALTH_ALARM)
+    state = _baked(world, settings)
+    with pytest.raises(GreenUnhealthy, match=f"composite alarm {HEALTH_ALARM}"):
+        check_alarms(replace(settings, alarm_names=GUARD_ALARMS), state)
+
+
+def test_check_alarms_refuses_without_an_expected_list(world, settings):
+    from dataclasses import replace
+
+    state = _baked(world, settings)
+    with pytest.raises(GreenUnhealthy, match="RELEASE_ALARM_NAMES names no release-guard alarm"):
+        check_alarms(replace(settings, alarm_names=()), state)
+
+
+def test_check_alarms_asks_for_at_most_100_names_per_call(world, settings, monkeypatch):
+    from dataclasses import replace
+
+    from tasks import check_alarms as module
+
+    asked: list[int] = []
+    real = module.client
+
+    def counting_client(service):
+        made = real(service)
+        if service == "cloudwatch":
+            made.meta.events.register(
+                "provide-client-params.cloudwatch.DescribeAlarms",
+                lambda params, **_: asked.append(len(params["AlarmNames"])),
+            )
+        return made
+
+    monkeypatch.setattr(module, "client", counting_client)
+    many = tuple(f"staging-release-guard-extra{i}-errors" for i in range(150))
+    state = _baked(world, settings)
+    with pytest.raises(GreenUnhealthy, match="extra149"):
+        check_alarms(replace(settings, alarm_names=(*many, *ALARM_NAMES)), state)
+    assert asked and max(asked) <= 100 and sum(asked) == len(many) + len(ALARM_NAMES)
 
 
 def test_finalize_puts_live_on_green_and_records(world, settings):
