@@ -4,12 +4,17 @@ Like Lambda's SQS poller: long-poll up to `batch_size` messages, invoke the func
 SQS event, delete the records that succeeded and leave the failed ones (the function reports
 them in `batchItemFailures`; a failed invocation leaves the whole batch), so they come back
 after the visibility timeout and reach the DLQ through the queue's redrive policy.
+
+A binding may follow its event source mapping's state (`mapping_state`, e.g. GetEventSourceMapping
+in moto): while the mapping is not `Enabled` nothing is received, and a batch received as it
+was being disabled is given back untouched (visibility 0), as a stopped poller leaves the queue.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +29,11 @@ class QueueBinding:
     alias: str
     function_key: str = "fanout"
     batch_size: int = 10
+    # The mapping's current state ("Enabled", "Disabled", ...); None: always enabled.
+    mapping_state: Callable[[], str] | None = None
+
+    def enabled(self) -> bool:
+        return self.mapping_state is None or self.mapping_state() == "Enabled"
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -79,7 +89,9 @@ class SqsPoller:
         return self._arns[queue_url]
 
     def poll_once(self, binding: QueueBinding, wait_seconds: int | None = None) -> int:
-        """Receive one batch and process it; returns how many messages were received."""
+        """Receive one batch and process it; returns how many messages were processed."""
+        if not binding.enabled():
+            return 0
         answer = self._sqs.receive_message(
             QueueUrl=binding.queue_url,
             MaxNumberOfMessages=binding.batch_size,
@@ -89,6 +101,11 @@ class SqsPoller:
         )
         messages = answer.get("Messages") or []
         if not messages:
+            return 0
+        if not binding.enabled():  # disabled while receiving: the batch goes back as it came
+            self._sqs.change_message_visibility_batch(QueueUrl=binding.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(messages)])
             return 0
         event = sqs_event(messages, self._arn(binding.queue_url), self._region)
         invocation = self._runtime.invoke(binding.function_key, binding.alias, event)
@@ -117,6 +134,9 @@ class SqsPoller:
     def _run(self, binding: QueueBinding) -> None:
         while not self._stop.is_set():
             try:
+                if not binding.enabled():
+                    self._stop.wait(0.2)
+                    continue
                 self.poll_once(binding)
             except Exception:  # noqa: BLE001 - keep polling, as Lambda's poller does
                 log.exception("polling %s failed", binding.queue_url)
