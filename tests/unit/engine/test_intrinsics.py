@@ -195,3 +195,21 @@ def test_sub_with_variables_attributes_and_escapes() -> None:
     )
     assert resolve({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}, resources) == "b"
     assert json.loads(json.dumps(resolve({"k": [{"Ref": "AWS::Partition"}]}, resources))) == {"k": ["aws"]}
+
+
+def test_ops_settings_resolve_to_stable_ids() -> None:
+    # The operations functions name the cache group's security group, its subnet group and the
+    # preview mapping; the sandbox deploys the mapping under the UUID its Ref resolves to.
+    template = {"Resources": {
+        "Sg1": {"Type": "AWS::EC2::SecurityGroup", "Properties": {}},
+        "Subnets1": {"Type": "AWS::ElastiCache::SubnetGroup", "Properties": {"CacheSubnetGroupName": "cache-subnets"}},
+        "Mapping1": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {}},
+    }}
+    resources = ResourceMap(template, SB)
+    group_id = resolve({"Fn::GetAtt": ["Sg1", "GroupId"]}, resources)
+    assert group_id == resolve({"Ref": "Sg1"}, resources)
+    assert group_id.startswith("sg-") and len(group_id) == 20
+    assert resolve({"Ref": "Subnets1"}, resources) == "cache-subnets"
+    uuid = resolve({"Ref": "Mapping1"}, resources)
+    assert len(uuid) == 36 and uuid == ResourceMap(template, SB).ref("Mapping1")
+    assert resources.arn("Mapping1") == f"arn:aws:lambda:us-east-2:111122223333:event-source-mapping:{uuid}"
