@@ -867,6 +867,7 @@ def _denied_response(response: Any, service: str, message: str) -> Any:
         headers["x-amzn-ErrorType"] = code
     if service == "sqs":  # JSON SQS names query-compatible errors in this header
         headers["x-amzn-query-error"] = f"{code};Sender"
+    headers, body = response._enrich_response(headers, body)  # request id, as on every moto answer
     return status, headers, body
 
 

@@ -4,7 +4,8 @@
 // Request:  {"id", "principal", "action", "resource", "accountId", "context",
 //            "identityPolicies": [{"name", "policy"}], "resourcePolicy": {...} | null}
 // Verdict:  {"id", "result": "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied" | "Error",
-//            "denials": [...], "grants": [...], "error": "..."}
+//            "denials": [...], "grants": [...], "identity": [...], "resource": [...], "error": "..."}
+//            (identity/resource: the identity and resource policy analyses' own results)
 import { createInterface } from 'node:readline'
 import { getDenialReasons, getGrantReasons, runSimulation } from '@cloud-copilot/iam-simulate'
 
@@ -32,12 +33,16 @@ async function judge(request) {
   }
   const denials = []
   const grants = []
+  const identity = []
+  const resource = []
   for (const analysis of analyses(response)) {
     if (!analysis) continue
     if (response.overallResult === 'Allowed') grants.push(...getGrantReasons(analysis))
     else denials.push(...getDenialReasons(analysis))
+    if (analysis.identityAnalysis) identity.push(analysis.identityAnalysis.result)
+    if (analysis.resourceAnalysis) resource.push(analysis.resourceAnalysis.result)
   }
-  return { result: response.overallResult, denials, grants }
+  return { result: response.overallResult, denials, grants, identity, resource }
 }
 
 // Verdicts are written in request order even though judging is asynchronous.

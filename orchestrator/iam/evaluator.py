@@ -61,13 +61,16 @@ def node_binary() -> str:
     return str(node)
 
 
-def denial_reason(action: str, result: str, denials: Sequence[Mapping[str, Any]]) -> str:
-    """AWS's explanation of a denial, from iam-simulate's denial reasons."""
+def denial_reason(action: str, answer: Mapping[str, Any]) -> str:
+    """AWS's explanation of a denial, from iam-simulate's denial reasons and analyses."""
+    denials: Sequence[Mapping[str, Any]] = answer.get("denials") or []
     explicit = [d for d in denials if d.get("denialType") == "Explicit"]
     if explicit:
         kind = "a resource-based policy" if explicit[0].get("policyType") == "resource" else "an identity-based policy"
         return f"with an explicit deny in {kind}"
-    if any(d.get("policyType") == "resource" for d in denials):
+    identity_allowed = ALLOWED in (answer.get("identity") or [])
+    if identity_allowed or any(d.get("policyType") == "resource" for d in denials):
+        # e.g. KMS: the identity policy allows, but the key policy neither allows nor delegates to IAM
         return f"because no resource-based policy allows the {action} action"
     return f"because no identity-based policy allows the {action} action"
 
@@ -139,17 +142,21 @@ class Evaluator:
         identity_policies: Sequence[NamedPolicy],
         resource_policy: Mapping[str, Any] | None = None,
         context: Mapping[str, str | Sequence[str]] | None = None,
-        policies_version: str = "",
+        policies_version: str | None = None,
     ) -> Verdict:
-        """Judge one request. `policies_version` must change whenever the policies passed change
-        (the cache key holds it instead of the policies themselves)."""
+        """Judge one request. `policies_version`, when given, must change whenever the identity
+        policies passed change (the cache key holds it instead of them; None: the policies
+        themselves are the key); the resource policy is part of the key."""
         context = dict(context or {})
+        if policies_version is None:
+            policies_version = json.dumps([[p.name, p.document] for p in identity_policies], sort_keys=True)
         key = (
             principal,
             action,
             resource,
             tuple(sorted((k, v if isinstance(v, str) else tuple(v)) for k, v in context.items())),
             policies_version,
+            json.dumps(resource_policy, sort_keys=True) if resource_policy else "",
         )
         cached = self._cache.get(key)
         if cached is not None:
@@ -170,7 +177,7 @@ class Evaluator:
         elif result == ALLOWED:
             reason = "allowed"
         else:
-            reason = denial_reason(action, result, answer.get("denials") or [])
+            reason = denial_reason(action, answer)
         verdict = Verdict(result, reason, answer)
         self._cache[key] = verdict
         return verdict

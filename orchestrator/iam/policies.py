@@ -20,6 +20,7 @@ grants nothing) and is listed in `unresolved`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -83,7 +84,7 @@ class Role:
     policies: list[NamedPolicy] = field(default_factory=list)
     unknown_managed: list[str] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """Digest of the identity policies: part of every cached verdict's key."""
         text = json.dumps([[p.name, p.document] for p in self.policies], sort_keys=True)
