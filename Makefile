@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test demo synth bench lint unit infra-tests integration e2e clean deploy
+.PHONY: help setup test demo synth bench lint unit infra-tests integration e2e clean deploy iam-report
 
 help:
 	@echo "make demo   - run a healthy release and an automatic rollback in the embedded sandbox"
@@ -24,6 +24,7 @@ help:
 	@echo "make synth  - synthesize both stages to cdk.out/ with the security gates"
 	@echo "make bench  - run the benchmarks under benchmarks/"
 	@echo "make lint   - ruff, mypy, cfn-lint and checkov"
+	@echo "make iam-report - permission report from reports/iam-observations.jsonl and cdk.out/"
 
 setup: $(STAMP)
 
@@ -76,6 +77,16 @@ deploy: setup
 	@case "$(ENV)" in staging|production) ;; *) echo "make deploy: set ENV=staging or ENV=production" >&2; exit 2 ;; esac
 	@test -f cdk.out/manifest.json || { echo "make deploy: cdk.out/ holds no cloud assembly; run make synth first" >&2; exit 2; }
 	@cdk deploy --app cdk.out --require-approval never --progress events "$$($(PY) -c 'import sys; from contracts.names import stage_id; print(stage_id(sys.argv[1]))' $(ENV))/*"
+
+# Permission report from the observations the IAM-enforced sandbox and tests recorded
+# (IamEnforcer.dump), against the synthesized templates of one stage (make synth first).
+IAM_OBSERVATIONS ?= reports/iam-observations.jsonl
+IAM_STAGE ?= staging
+iam-report: setup
+	@ls cdk.out/assembly-*$(IAM_STAGE)*/*.template.json >/dev/null 2>&1 || { echo "make iam-report: no $(IAM_STAGE) templates in cdk.out/; run make synth first" >&2; exit 2; }
+	@$(PY) -m orchestrator.iam.report $(IAM_OBSERVATIONS) cdk.out/assembly-*$(IAM_STAGE)*/*.template.json \
+	  --stack-name "$$($(PY) -c 'import sys; from contracts.names import stack_name; print(stack_name(sys.argv[1]))' $(IAM_STAGE))" \
+	  --out reports/iam-report
 
 bench: setup
 	@$(PY) benchmarks/run_all.py
