@@ -103,8 +103,13 @@ class Sandbox:
         engine.open()
         self.parts.append(engine.close)
 
+        from orchestrator.sandbox import emulation
         from orchestrator.sandbox.deploy import Deployer
 
+        # What moto lacks (SQS move tasks, snapshot export, TestFailover), Lambda Invoke through
+        # the API to this sandbox's functions, mappings without moto's own delivery.
+        emulation.install(invoker=_invoker(engine))
+        self.parts.append(emulation.uninstall)
         template = merge_templates([json.loads(path.read_text()) for path in self.template_paths])
         deployment = Deployer(engine, template, env_overrides={"REDIS_URL": redis_server.url}).deploy()
         for spec in deployment.functions.values():
@@ -120,7 +125,8 @@ class Sandbox:
         names = {key: constants.function_name(ENVIRONMENT, key) for key in catalog.released_keys()}
         runtime = LambdaRuntime(engine.client("lambda"), names, recorder=recorder, region=region, alias_cache_seconds=0.2)
         bindings = [
-            QueueBinding(deployment.queues[queue], alias)
+            QueueBinding(deployment.queues[queue], alias, mapping_state=_mapping_state(
+                engine.client("lambda"), deployment.mapping_ids[queue]) if queue in deployment.mapping_ids else None)
             for queue, function, alias in deployment.mappings
             if function == names["fanout"]
         ]
@@ -188,6 +194,33 @@ class Sandbox:
             worker.join(per_part_seconds)
             if worker.is_alive():
                 log.error("stopping %s took over %.0fs; moving on", name, per_part_seconds)
+
+
+def _invoker(engine: Any) -> Any:
+    """Lambda's Invoke API (the CLI, a schedule's target) answered by the sandbox's functions."""
+    from botocore.exceptions import ClientError
+
+    from orchestrator.sandbox.emulation import InvokeAnswer
+
+    def invoke(name: str, qualifier: str | None, payload: bytes, kind: str) -> InvokeAnswer | None:
+        if engine.functions is None:
+            return None
+        try:
+            result = engine.functions.invoke(f"{name}:{qualifier}" if qualifier else name, payload, engine.clock,
+                                             invocation_type=kind)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return None  # not one of ours: moto answers
+            raise
+        body = json.dumps(result.payload).encode() if result.status_code == 200 else b""
+        return InvokeAnswer(body, result.executed_version, result.function_error, result.status_code)
+
+    return invoke
+
+
+def _mapping_state(lam: Any, uuid: str) -> Any:
+    """The event source mapping's state as the poller reads it (GetEventSourceMapping)."""
+    return lambda: str(lam.get_event_source_mapping(UUID=uuid).get("State", "Unknown"))
 
 
 def _stop_quietly(part: Any, name: str) -> None:

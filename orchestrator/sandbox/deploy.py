@@ -5,8 +5,11 @@ functions (with their bootstrap version 1 and the `live`/`green` aliases), SQS q
 topics, DynamoDB tables (keys and indexes), Secrets Manager secrets (generated values),
 CloudWatch alarms, EventBridge rules, event source mappings (served by the gateway's poller)
 and state machines (the engine resolves their ASL and runs their Lambda tasks in-process).
-Everything else (VPC, KMS, ElastiCache, CloudFront, API Gateway...) has a local stand-in or no
-role in a release, and is counted as not emulated.
+For the operations tasks: the cache's replication group (moto, no data: the local Redis server
+stands for it), the S3 buckets with the settings moto takes, the event source mappings in moto
+(the gateway's poller honours their state) and the Scheduler schedules. Everything else (VPC,
+KMS, CloudFront, API Gateway...) has a local stand-in or no role in a release, and is counted as
+not emulated.
 
 Environment variables are resolved from the template; those naming what has a local stand-in
 are replaced: Redis settings by REDIS_URL (the local server), the origin secret is dropped (no
@@ -26,6 +29,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError, ParamValidationError
+
 from orchestrator.engine import LocalEngine, ResourceMap, UnresolvableIntrinsic, resolve, state_machines
 from orchestrator.sandbox.events import Rule
 
@@ -36,6 +41,8 @@ EMULATED = {
     "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::DynamoDB::Table", "AWS::SecretsManager::Secret",
     "AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm", "AWS::Events::Rule",
     "AWS::StepFunctions::StateMachine", "AWS::IAM::Role",
+    "AWS::ElastiCache::ReplicationGroup", "AWS::S3::Bucket",
+    "AWS::Scheduler::ScheduleGroup", "AWS::Scheduler::Schedule",
 }
 # Variables whose values point at things the sandbox replaces with local stand-ins.
 DROPPED_VARIABLES = {"REDIS_HOST", "REDIS_PORT", "REDIS_TLS", "REDIS_AUTH_SECRET_ARN", "ORIGIN_SECRET_ARN"}
@@ -54,6 +61,10 @@ class Deployment:
     rules: list[Rule] = field(default_factory=list)
     mappings: list[tuple[str, str, str]] = field(default_factory=list)  # (queue name, function, alias)
     state_machines: dict[str, str] = field(default_factory=dict)  # name -> ARN
+    cache_groups: list[str] = field(default_factory=list)  # replication group ids
+    buckets: list[str] = field(default_factory=list)
+    mapping_ids: dict[str, str] = field(default_factory=dict)  # queue name -> event source mapping UUID
+    schedules: list[str] = field(default_factory=list)  # <group>/<name>
     not_emulated: Counter[str] = field(default_factory=Counter)
     api_key: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # seconds per deploy step
@@ -111,8 +122,9 @@ class Deployer:
             if resource.get("Type") not in EMULATED:
                 self.out.not_emulated[resource.get("Type", "?")] += 1
         for step in (
-            self._role, self._queues, self._topics, self._tables, self._secrets, self._functions,
-            self._mappings, self._alarms, self._rules, self._state_machines,
+            self._role, self._queues, self._topics, self._tables, self._secrets, self._cache_groups,
+            self._buckets, self._functions, self._mappings, self._event_source_mappings, self._alarms,
+            self._rules, self._state_machines, self._schedules,
         ):
             started = time.perf_counter()
             step()
@@ -296,6 +308,159 @@ class Deployer:
     def _state_machines(self) -> None:
         for spec in state_machines(self.template, self.resources).values():
             self.out.state_machines[spec.name] = self.engine.deploy_state_machine(spec)
+
+    # -- operations: the cache group, buckets, event source mappings, schedules ---------------
+
+    def _settings(self, lid: str, props: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+        """The properties among `keys` that resolve in the sandbox (the others are left out)."""
+        out: dict[str, Any] = {}
+        for key in keys:
+            if key not in props:
+                continue
+            try:
+                out[key] = self._resolve(props[key], f"{lid}.{key}")
+            except UnresolvableIntrinsic as exc:
+                log.info("%s: %s left out (%s)", lid, key, exc)
+        return out
+
+    def _cache_groups(self) -> None:
+        """The replication group as the template shapes it. moto keeps no data: its endpoint
+        stands for the local Redis server, which functions reach through REDIS_URL."""
+        ec = self.client("elasticache")
+        keys = (
+            "Engine", "EngineVersion", "CacheNodeType", "NumNodeGroups", "ReplicasPerNodeGroup", "NumCacheClusters",
+            "AutomaticFailoverEnabled", "MultiAZEnabled", "Port", "TransitEncryptionEnabled", "TransitEncryptionMode",
+            "AtRestEncryptionEnabled", "KmsKeyId", "CacheSubnetGroupName", "SecurityGroupIds", "SnapshotRetentionLimit",
+            "SnapshotWindow", "PreferredMaintenanceWindow", "PreferredCacheClusterAZs", "Tags",
+        )
+        for lid, props in self._items("AWS::ElastiCache::ReplicationGroup"):
+            kwargs = self._settings(lid, props, keys)
+            for number in ("NumNodeGroups", "ReplicasPerNodeGroup", "NumCacheClusters", "Port", "SnapshotRetentionLimit"):
+                if number in kwargs:
+                    kwargs[number] = int(kwargs[number])
+            group = self.resources.physical_name(lid)
+            # No AuthToken: the local server has no AUTH (and functions get REDIS_URL, not the secret).
+            ec.create_replication_group(
+                ReplicationGroupId=group,
+                ReplicationGroupDescription=str(props.get("ReplicationGroupDescription", group)), **kwargs,
+            )
+            self.out.cache_groups.append(group)
+
+    def _buckets(self) -> None:
+        """The buckets with the settings moto takes. Bucket policies stay out of moto: its own
+        check would judge `aws:SecureTransport` on the sandbox's plain-HTTP endpoint (the IAM
+        enforcement judges them from the template, over what stands for TLS)."""
+        s3 = self.client("s3")
+        region = self.engine.sandbox.region
+        for lid, props in self._items("AWS::S3::Bucket"):
+            name = self.resources.physical_name(lid)
+            if "BucketName" not in props:  # a generated name: S3 takes lower case only
+                self.rewrites[name] = name = name.lower()[:63]
+            s3.create_bucket(
+                Bucket=name, CreateBucketConfiguration={"LocationConstraint": region},
+                ObjectLockEnabledForBucket=bool(props.get("ObjectLockEnabled", False)),
+            )
+            self.out.buckets.append(name)
+            settings = self._settings(lid, props, (
+                "VersioningConfiguration", "BucketEncryption", "PublicAccessBlockConfiguration", "OwnershipControls",
+                "LifecycleConfiguration", "ObjectLockConfiguration", "Tags",
+            ))
+            calls: list[tuple[str, str, dict[str, Any]]] = []
+            if "VersioningConfiguration" in settings:
+                calls.append(("versioning", "put_bucket_versioning",
+                              {"VersioningConfiguration": {"Status": settings["VersioningConfiguration"]["Status"]}}))
+            if "BucketEncryption" in settings:
+                calls.append(("encryption", "put_bucket_encryption",
+                              {"ServerSideEncryptionConfiguration": {"Rules": [
+                                  {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                                   **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {})}
+                                  for rule in settings["BucketEncryption"]["ServerSideEncryptionConfiguration"]]}}))
+            if "PublicAccessBlockConfiguration" in settings:
+                calls.append(("public access block", "put_public_access_block",
+                              {"PublicAccessBlockConfiguration": settings["PublicAccessBlockConfiguration"]}))
+            if "OwnershipControls" in settings:
+                calls.append(("ownership controls", "put_bucket_ownership_controls",
+                              {"OwnershipControls": settings["OwnershipControls"]}))
+            if "LifecycleConfiguration" in settings:
+                calls.append(("lifecycle", "put_bucket_lifecycle_configuration",
+                              {"LifecycleConfiguration": _lifecycle(settings["LifecycleConfiguration"])}))
+            if settings.get("ObjectLockConfiguration", {}).get("Rule"):
+                calls.append(("object lock", "put_object_lock_configuration",
+                              {"ObjectLockConfiguration": settings["ObjectLockConfiguration"]}))
+            if settings.get("Tags"):
+                calls.append(("tags", "put_bucket_tagging", {"Tagging": {"TagSet": settings["Tags"]}}))
+            for what, method, kwargs in calls:
+                try:
+                    getattr(s3, method)(Bucket=name, **kwargs)
+                except (ClientError, ParamValidationError) as exc:  # as far as moto takes them: the rest is counted
+                    log.info("bucket %s: %s not applied (%s)", name, what, exc)
+                    self.out.not_emulated[f"AWS::S3::Bucket ({what})"] += 1
+
+    def _event_source_mappings(self) -> None:
+        """The mappings in moto (Get/Update/List answer as on AWS) under the UUIDs the template's
+        `Ref` resolves to; the gateway's poller consumes the queues and honours their state."""
+        from orchestrator.sandbox import emulation
+
+        if not emulation.is_installed():
+            raise RuntimeError("event source mappings need the sandbox's emulation installed (moto's own SQS "
+                               "delivery would invoke functions through Docker)")
+        lam = self.client("lambda")
+        sandbox = self.engine.sandbox
+        for lid, props in self._items("AWS::Lambda::EventSourceMapping"):
+            source = str(self._resolve(props["EventSourceArn"], f"{lid}.EventSourceArn"))
+            target = str(self._resolve(props["FunctionName"], f"{lid}.FunctionName"))
+            queue = source.rsplit(":", 1)[-1]
+            if queue not in self.out.queues or target.split(":")[0] not in self.out.functions:
+                self.out.not_emulated["AWS::Lambda::EventSourceMapping (source or function not deployed)"] += 1
+                continue
+            kwargs = self._settings(lid, props, ("BatchSize", "Enabled", "FunctionResponseTypes",
+                                                 "MaximumBatchingWindowInSeconds"))
+            created = lam.create_event_source_mapping(EventSourceArn=source, FunctionName=target, **kwargs)
+            uuid = str(self.resources.ref(lid))
+            emulation.assign_mapping_uuid(sandbox.account_id, sandbox.region, created["UUID"], uuid)
+            self.out.mapping_ids[queue] = uuid
+
+    def _schedules(self) -> None:
+        """The schedule group and schedules, so the CLI and tests see what runs when; `orchestrator
+        ops run` fires a schedule's target with its input (the sandbox keeps no clock for them)."""
+        scheduler = self.client("scheduler")
+        for lid, props in self._items("AWS::Scheduler::ScheduleGroup"):
+            scheduler.create_schedule_group(Name=str(self._resolve(props["Name"], f"{lid}.Name")))
+        keys = ("Description", "ScheduleExpression", "ScheduleExpressionTimezone", "FlexibleTimeWindow", "State",
+                "StartDate", "EndDate")
+        for lid, props in self._items("AWS::Scheduler::Schedule"):
+            try:
+                target = self._resolve(props["Target"], f"{lid}.Target")
+            except UnresolvableIntrinsic as exc:
+                log.info("schedule %s not emulated: %s", lid, exc)
+                self.out.not_emulated["AWS::Scheduler::Schedule (target not resolvable)"] += 1
+                continue
+            group = str(self._resolve(props.get("GroupName", "default"), f"{lid}.GroupName"))
+            name = str(self._resolve(props["Name"], f"{lid}.Name"))
+            scheduler.create_schedule(Name=name, GroupName=group, Target=target,
+                                      **self._settings(lid, props, keys))
+            self.out.schedules.append(f"{group}/{name}")
+
+
+
+def _lifecycle(config: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's LifecycleConfiguration in the shape of S3's PutBucketLifecycleConfiguration."""
+    rules: list[dict[str, Any]] = []
+    for rule in config.get("Rules", []):
+        out: dict[str, Any] = {"ID": rule.get("Id", f"rule-{len(rules)}"), "Status": rule.get("Status", "Enabled"),
+                               "Filter": {"Prefix": rule.get("Prefix", "")}}
+        if "ExpirationInDays" in rule:
+            out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+        if "Transitions" in rule:
+            out["Transitions"] = [{"Days": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]}
+                                  for t in rule["Transitions"]]
+        if "NoncurrentVersionExpiration" in rule:
+            out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])}
+        if "AbortIncompleteMultipartUpload" in rule:
+            out["AbortIncompleteMultipartUpload"] = {
+                "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+        rules.append(out)
+    return {"Rules": rules}
 
 
 def _with_env(dotted: str, env: dict[str, str]) -> Any:

@@ -22,6 +22,9 @@ Emulated, after the AWS API references:
   exist in the snapshot's Region, one object `<TargetSnapshotName>-<NNNN>.rdb` per node group is
   written, the source snapshot reads `exporting` until the export completes; without it, a
   manual copy of the snapshot named `TargetSnapshotName`.
+- ElastiCache `CreateReplicationGroup` with `NumCacheClusters` (cluster mode disabled): moto
+  creates one node whatever the number; the group gets its primary and NumCacheClusters - 1
+  replicas, as on AWS.
 - ElastiCache `TestFailover`: the replication group (available, automatic failover enabled, the
   node group existing) goes `modifying`, its primary and a replica swap roles, and it returns
   to `available`.
@@ -121,12 +124,15 @@ EMULATION_POINTS: tuple[EmulationPoint, ...] = (
     EmulationPoint(_EC_RESPONSES, "ElastiCacheResponse.test_failover", "TestFailover", added=True),
     EmulationPoint(_EC_RESPONSES, "ElastiCacheResponse.elasticache_backend", "the request's ElastiCache backend"),
     EmulationPoint(_EC_MODELS, "ElastiCacheBackend.describe_snapshots", "snapshots by name"),
+    EmulationPoint(_EC_MODELS, "ElastiCacheBackend.create_replication_group", "NumCacheClusters honoured"),
     EmulationPoint(_EC_MODELS, "ElastiCacheBackend.describe_replication_groups", "groups by id"),
     EmulationPoint("moto.s3.models", "S3Backend.get_bucket", "an export needs its bucket"),
     EmulationPoint("moto.s3.models", "S3Backend.put_object", "an export writes its .rdb objects"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.create_event_source_mapping", "detach moto's SQS delivery"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.invoke", "Invoke reaches the sandbox's runtime"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.get_function", "Invoke resolves the function first"),
+    EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.get_event_source_mapping", "a mapping deployed under its UUID"),
+    EmulationPoint(_LAMBDA_MODELS, "make_event_source_mapping_arn", "a mapping's ARN follows its UUID"),
 )
 
 
@@ -360,6 +366,16 @@ def _export(account: str, region: str, snapshot: Any, target_name: str, bucket_n
     _later(EXPORT_SECONDS, finish, f"export-{target_name}")
 
 
+def _num_cache_clusters(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_replication_group(self: Any, *args: Any, **kwargs: Any) -> Any:
+        clusters = kwargs.get("num_cache_clusters")
+        if clusters and not kwargs.get("replicas_per_node_group") and kwargs.get("cluster_mode") != "enabled":
+            kwargs["replicas_per_node_group"] = int(clusters) - 1  # moto sizes the node group from this
+        return original(self, *args, **kwargs)
+
+    return create_replication_group
+
+
 def _test_failover(self: Any) -> Any:
     from moto.core.responses import ActionResult
 
@@ -425,6 +441,10 @@ def _routed_invoke(original: Callable[..., Any], invoker: Invoker) -> Callable[.
     def invoke(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
                response_headers: Any) -> Any:
         function = self.get_function(function_name, qualifier)  # ResourceNotFoundException as moto answers it
+        if qualifier is None:  # `name:alias` or a qualified ARN names the qualifier itself
+            parts = function_name.split(":")
+            qualifier = (parts[7] if len(parts) > 7 else None) if function_name.startswith("arn:") else (
+                parts[1] if len(parts) > 1 else None)
         kind = headers.get("X-Amz-Invocation-Type") or headers.get("x-amz-invocation-type") or "RequestResponse"
         raw = body.encode() if isinstance(body, str) else bytes(body or b"")
         answer = invoker(function.function_name, qualifier, raw, kind)
@@ -436,6 +456,24 @@ def _routed_invoke(original: Callable[..., Any], invoker: Invoker) -> Callable[.
         return answer.payload
 
     return invoke
+
+
+def assign_mapping_uuid(account: str, region: str, current: str, wanted: str) -> None:
+    """Give a mapping moto created the UUID the stage's templates resolve `Ref` of it to (the
+    sandbox's deterministic stand-in for the UUID CloudFormation would return), so the
+    functions' settings and their roles' resource ARNs name the mapping that exists."""
+    from moto.awslambda import models
+
+    backend = models.lambda_backends[account][region]
+    esm = backend.get_event_source_mapping(current)
+    if esm is None:
+        raise LookupError(f"no event source mapping {current} in {account}/{region}")
+    if current == wanted:
+        return
+    del backend._event_source_mappings[current]
+    esm.uuid = wanted
+    esm.arn = models.make_event_source_mapping_arn(region, account, wanted)
+    backend._event_source_mappings[wanted] = esm
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,6 +504,7 @@ def install(invoker: Invoker | None = None) -> None:
             raise RuntimeError("the sandbox's AWS emulations are already installed")
         check_emulation_points()
         from moto.awslambda.models import LambdaBackend
+        from moto.elasticache.models import ElastiCacheBackend
         from moto.elasticache.responses import ElastiCacheResponse
         from moto.sqs.responses import SQSResponse
 
@@ -475,6 +514,8 @@ def install(invoker: Invoker | None = None) -> None:
             (SQSResponse, "cancel_message_move_task", _mark(_cancel_message_move_task)),
             (ElastiCacheResponse, "copy_snapshot", _mark(_copy_snapshot)),
             (ElastiCacheResponse, "test_failover", _mark(_test_failover)),
+            (ElastiCacheBackend, "create_replication_group",
+             _num_cache_clusters(vars(ElastiCacheBackend)["create_replication_group"])),
             (LambdaBackend, "create_event_source_mapping",
              _detached_mapping(vars(LambdaBackend)["create_event_source_mapping"])),
         ]

@@ -241,6 +241,16 @@ def test_test_failover_swaps_roles_through_modifying(aws: Callable[[str], Any]) 
         ec.test_failover(ReplicationGroupId="cache-d", NodeGroupId="0001")
 
 
+def test_num_cache_clusters_gives_the_group_its_replicas(aws: Callable[[str], Any]) -> None:
+    ec = aws("elasticache")
+    ec.create_replication_group(ReplicationGroupId="restored", ReplicationGroupDescription="drill", Engine="valkey",
+                                CacheNodeType="cache.t4g.small", NumCacheClusters=2, AutomaticFailoverEnabled=True)
+    group = ec.describe_replication_groups(ReplicationGroupId="restored")["ReplicationGroups"][0]
+    roles = sorted(m["CurrentRole"] for m in group["NodeGroups"][0]["NodeGroupMembers"])
+    assert roles == ["primary", "replica"] and len(group["MemberClusters"]) == 2
+    assert ec.test_failover(ReplicationGroupId="restored", NodeGroupId="0001")["ReplicationGroup"]["Status"] == "modifying"
+
+
 def _function(aws: Callable[[str], Any], name: str) -> str:
     role = aws("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     import io
@@ -266,6 +276,13 @@ def test_sqs_mapping_is_stored_but_moto_does_not_deliver(aws: Callable[[str], An
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # nothing received it before
     assert lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)["State"] == "Disabled"
     assert lam.get_event_source_mapping(UUID=mapping["UUID"])["State"] == "Disabled"
+
+    wanted = "0f0e0d0c-0b0a-4090-8070-605040302010"  # what the template's Ref of the mapping resolves to
+    emulation.assign_mapping_uuid("123456789012", REGION, mapping["UUID"], wanted)
+    moved = lam.get_event_source_mapping(UUID=wanted)
+    assert moved["EventSourceMappingArn"].endswith(f":event-source-mapping:{wanted}") and moved["State"] == "Disabled"
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        lam.get_event_source_mapping(UUID=mapping["UUID"])
 
 
 def test_invoke_reaches_the_sandbox_runtime(aws: Callable[[str], Any]) -> None:
