@@ -651,9 +651,10 @@ def demo(
 
 
 # ---- operations: cost and DR drills (orchestrator/commands_ops.py) ------------------------
-from orchestrator.commands_ops import cost_app, drill_app  # noqa: E402 - it imports this module's helpers
+from orchestrator.commands_ops import cost_app, drill_app, ops_app  # noqa: E402 - it imports this module's helpers
 
 app.add_typer(cost_app, name="cost")
+app.add_typer(ops_app, name="ops")
 app.add_typer(drill_app, name="drill")
 # The pipeline's workflow (dr-drill.yml) spells the group `dr-drill`.
 app.add_typer(drill_app, name="dr-drill", hidden=True)

@@ -1,9 +1,13 @@
-"""Operations commands: `cost report`, `cost estimate`, `drill start`, `drill status`.
+"""Operations commands: `cost report`, `cost estimate`, `drill start`, `drill status`, `ops schedules`,
+`ops run`.
 
 `cost report` asks Cost Explorer (the same query as the daily cost check) and compares with the
 environment's budget; `cost estimate` prices a synthesized stage offline from
 orchestrator/pricing.json; `drill start|status` drive the `<env>-dr-drill` state machine
-(`dr-drill` is the same group under the name the pipeline's workflow uses).
+(`dr-drill` is the same group under the name the pipeline's workflow uses); `ops schedules`
+lists the environment's EventBridge Scheduler schedules and `ops run <task>` fires one schedule's
+target now with the schedule's own input (the same call the scheduler makes), on AWS or in the
+sandbox.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from contracts import names
 from orchestrator.cli import (
     EXIT_OK,
     EXIT_RELEASE_FAILED,
+    AwsError,
     CliError,
     EnvOpt,
     JsonOpt,
@@ -35,7 +40,10 @@ from orchestrator.paths import REPO_ROOT
 cost_app: typer.Typer = typer.Typer(help="Cost Explorer report and the offline monthly estimate of a stage.", no_args_is_help=True)
 drill_app: typer.Typer = typer.Typer(help="Disaster-recovery drills: restore a backup into a temporary group and verify it.",
                         no_args_is_help=True)
+ops_app: typer.Typer = typer.Typer(help="Scheduled operations: the schedules, and running one now as it would run.",
+                                   no_args_is_help=True)
 DRILL_TYPES = ("snapshot-restore", "event-path")
+SCHEDULED = ("backup", "cost-check", "dr-drill")
 _TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
@@ -234,3 +242,91 @@ def drill_status(
             raise CliError(f"no drill has run in {env}", EXIT_RELEASE_FAILED)
         arn = latest[0]["executionArn"]
     raise typer.Exit(_print_status(aws.describe_execution(arn), as_json))
+
+
+# ---- ops: schedules -------------------------------------------------------------------------
+
+
+@ops_app.command("schedules")
+def ops_schedules(ctx: typer.Context, env: EnvOpt, as_json: JsonOpt = False) -> None:
+    """The environment's operations schedules: expression, state and target."""
+    check_env(env)
+    aws = _opts(ctx).aws()
+    group = names.schedule_group_name(env)
+    listed = aws.call("scheduler", "list_schedules", GroupName=group).get("Schedules", [])
+    rows = []
+    for item in sorted(listed, key=lambda i: i["Name"]):
+        schedule = aws.call("scheduler", "get_schedule", Name=item["Name"], GroupName=group)
+        rows.append({"name": schedule["Name"], "expression": schedule.get("ScheduleExpression"),
+                     "timezone": schedule.get("ScheduleExpressionTimezone"), "state": schedule.get("State"),
+                     "target": schedule["Target"]["Arn"], "input": schedule["Target"].get("Input")})
+    if as_json:
+        print(json.dumps({"group": group, "schedules": rows}))
+        return
+    if not rows:
+        raise CliError(f"no schedules in group {group}", EXIT_RELEASE_FAILED)
+    for row in rows:
+        out.print(f"{row['name']:<32} {row['state']:<8} {row['expression']} {row['timezone'] or ''}  "
+                  f"-> {row['target'].rsplit(':', 1)[-1]}", markup=False)
+
+
+@ops_app.command("run")
+def ops_run(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="Scheduled task: backup, cost-check or dr-drill.")],
+    env: EnvOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a scheduled task now: its schedule's target, with the schedule's input.
+
+    Exit 0 when the function succeeded (or the state machine started), 1 when the function
+    failed, 2 on usage errors, 3 when AWS refused a call."""
+    check_env(env)
+    if task not in SCHEDULED:
+        usage_error(f"{task!r} is not one of {', '.join(SCHEDULED)}")
+    aws = _opts(ctx).aws()
+    name, group = names.schedule_name(env, task), names.schedule_group_name(env)
+    target = aws.call("scheduler", "get_schedule", Name=name, GroupName=group)["Target"]
+    payload = json.loads(target.get("Input") or "{}")
+    arn = str(target["Arn"])
+    summary: dict[str, Any] = {"task": task, "schedule": f"{group}/{name}", "target": arn}
+    if ":stateMachine:" in arn:
+        execution = f"{task}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        summary.update(status="started", execution_arn=aws.start_execution(arn, execution, payload)["executionArn"])
+        code = EXIT_OK
+    elif ":function:" in arn:
+        started = time.monotonic()
+        answer = aws.call("lambda", "invoke", FunctionName=arn, InvocationType="RequestResponse",
+                          Payload=json.dumps(payload).encode())
+        body = answer["Payload"].read()
+        result = json.loads(body) if body else None
+        failed = bool(answer.get("FunctionError"))
+        summary.update(status="failed" if failed else "succeeded", seconds=round(time.monotonic() - started, 3),
+                       **({"error": result} if failed else {"result": result}))
+        code = EXIT_RELEASE_FAILED if failed else EXIT_OK
+    else:
+        raise AwsError(f"schedule {group}/{name} targets {arn}: neither a function nor a state machine")
+    if as_json:
+        print(json.dumps(summary, default=str))
+    elif summary["status"] == "started":
+        out.print(f"{task}: started {summary['execution_arn']}", markup=False)
+    elif summary["status"] == "failed":
+        error = summary["error"] if isinstance(summary["error"], dict) else {}
+        out.print(f"{task}: FAILED in {summary['seconds']}s: {error.get('errorType')}: {error.get('errorMessage')}",
+                  markup=False)
+    else:
+        out.print(f"{task}: succeeded in {summary['seconds']}s", markup=False)
+        _print_result(task, summary["result"])
+    raise typer.Exit(code)
+
+
+def _print_result(task: str, result: Any) -> None:
+    if not isinstance(result, dict):
+        return
+    if task == "backup":
+        out.print(f"  snapshot {result.get('snapshot')} ({result.get('status')}), {result.get('total_keys')} keys, "
+                  f"exported {result.get('exported')}, pruned {result.get('pruned')}, manifest "
+                  f"{result.get('manifest')}", markup=False)
+    elif task == "cost-check":
+        out.print(f"  {result.get('day')}: {result.get('total_usd')} USD = {result.get('budget_percent')}% of the "
+                  f"daily budget; anomaly {result.get('anomaly')}", markup=False)

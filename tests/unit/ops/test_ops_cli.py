@@ -99,3 +99,37 @@ def test_drill_start_and_status(moto, capsys) -> None:
 def test_bad_arguments_exit_2_with_one_line(argv, capsys) -> None:
     assert main(argv) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def _schedules() -> str:
+    sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+    machine = sfn.create_state_machine(
+        name="staging-dr-drill", roleArn="arn:aws:iam::123456789012:role/x",
+        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+    scheduler = boto3.client("scheduler", region_name="eu-west-1")
+    scheduler.create_schedule_group(Name="staging-realtime-operations")
+    scheduler.create_schedule(
+        Name="staging-realtime-dr-drill", GroupName="staging-realtime-operations", ScheduleExpression="cron(0 9 ? * WED *)",
+        FlexibleTimeWindow={"Mode": "OFF"}, Target={"Arn": machine, "RoleArn": "arn:aws:iam::123456789012:role/s",
+                                                   "Input": json.dumps({"type": "snapshot-restore", "requested_by": "schedule"})})
+    return str(machine)
+
+
+def test_ops_schedules_and_run_fire_the_schedule_target(moto, capsys) -> None:
+    machine = _schedules()
+    assert main(["ops", "schedules", "--env", "staging", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["schedules"]
+    assert row["name"] == "staging-realtime-dr-drill" and row["target"] == machine
+    assert main(["ops", "run", "dr-drill", "--env", "staging", "--json"]) == 0
+    started = json.loads(capsys.readouterr().out)
+    assert started["status"] == "started" and started["schedule"] == "staging-realtime-operations/staging-realtime-dr-drill"
+    request = json.loads(boto3.client("stepfunctions", region_name="eu-west-1").describe_execution(
+        executionArn=started["execution_arn"])["input"])
+    assert request == {"type": "snapshot-restore", "requested_by": "schedule"}  # the schedule's own input
+
+
+def test_ops_run_names_what_is_wrong(moto, capsys) -> None:
+    assert main(["ops", "run", "chaos", "--env", "staging"]) == 2
+    assert "is not one of backup, cost-check, dr-drill" in capsys.readouterr().err
+    assert main(["ops", "run", "backup", "--env", "staging"]) == 3  # no schedule deployed
+    assert "scheduler.get_schedule" in capsys.readouterr().err
