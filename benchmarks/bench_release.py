@@ -26,7 +26,7 @@ from orchestrator.engine import LocalEngine, Sandbox, count_transitions, import_
 from orchestrator.engine.intrinsics import ResourceMap  # noqa: E402
 from orchestrator.testing.redis_server import RedisServer  # noqa: E402
 from tests.integration.release.release_stack import synth_release_template  # noqa: E402
-from tests.release_world import ENV, GUARD_ALARMS, build_world  # noqa: E402
+from tests.release_world import ENV, GUARD_ALARMS, TABLE, build_world  # noqa: E402
 
 SANDBOX = Sandbox(stack_name="ReleaseBench", region="eu-west-1")
 
@@ -84,7 +84,7 @@ def main() -> None:
                 world_lock = {"pk": f"lock#{ENV}", "sk": "lock", "release_id": rid, "execution_arn": state["release"]["execution_arn"], "kind": "release"}
                 import boto3
 
-                boto3.resource("dynamodb", region_name="eu-west-1").Table(f"{ENV}-release").put_item(Item=world_lock)
+                boto3.resource("dynamodb", region_name="eu-west-1").Table(TABLE).put_item(Item=world_lock)
                 start(settings, state["release"])
                 state["deploy"] = deploy_green(settings, state["release"])
                 state["shift"] = set_weights(settings, state)

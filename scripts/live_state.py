@@ -69,11 +69,13 @@ def read_live(lambda_client: Any, function: str) -> FunctionState:
 
 def alarms_in_alarm(cloudwatch: Any, env: str) -> list[str]:
     """Release-guard alarms (`<env>-release-*`) currently in ALARM."""
-    names: list[str] = []
+    from contracts import names
+
+    firing: list[str] = []
     paginator = cloudwatch.get_paginator("describe_alarms")
-    for page in paginator.paginate(AlarmNamePrefix=f"{env}-release-", StateValue="ALARM"):
-        names += [a["AlarmName"] for a in page.get("MetricAlarms", []) + page.get("CompositeAlarms", [])]
-    return sorted(names)
+    for page in paginator.paginate(AlarmNamePrefix=names.release_alarm_prefix(env), StateValue="ALARM"):
+        firing += [a["AlarmName"] for a in page.get("MetricAlarms", []) + page.get("CompositeAlarms", [])]
+    return sorted(firing)
 
 
 def release_needed(states: Sequence[FunctionState], manifest: Manifest) -> tuple[bool, str]:

@@ -140,10 +140,12 @@ def test_permissions_are_bootstrap_roles_releases_and_bundles_only(template: Tem
     forbidden = {"states:SendTaskSuccess", "states:SendTaskFailure", "iam:PassRole", "s3:DeleteObject"}
     assert not every_action & forbidden
     assert not [a for a in every_action if a.endswith(":*") or a == "*"]
-    # The only resource-wide grant is the one API without resource-level permissions.
+    # Resource-wide grants: the one API without resource-level permissions, and DescribeAlarms, whose
+    # answer leaves composite alarms out unless it is allowed on `*` (read-only alarm metadata).
     wide = [sid for sid, s in statements.items() if "*" in _resources(s)]
-    assert wide == ["FindStateMachines"]
+    assert sorted(wide) == ["FindStateMachines", "ReadAlarms"]
     assert _actions(statements["FindStateMachines"]) == {"states:ListStateMachines"}
+    assert _actions(statements["ReadAlarms"]) == {"cloudwatch:DescribeAlarms"}
 
 
 def test_every_resource_is_scoped_to_this_environment(template: Template) -> None:

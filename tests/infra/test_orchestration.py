@@ -13,6 +13,7 @@ from aws_cdk.assertions import Match, Template
 from contracts import names
 from infra.config import EnvironmentConfig
 from infra.iam_allowlist import WILDCARD_RESOURCE_ACTIONS
+from service.catalog import released_keys
 from tasks.catalog import TASKS, by_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,8 +85,24 @@ def test_every_catalog_task_is_a_hardened_function(env_template: tuple[str, Temp
         ]
         assert ("REDIS_HOST" in variables) == ("redis" in task.permissions), task.key
         assert ("PREVIEW_WS_URL" in variables) == ("synthetic" in task.permissions), task.key
+        assert ("RELEASE_ALARM_NAMES" in variables) == ("alarms_read" in task.permissions), task.key
     checks = functions[names.task_function_name(env, "synthetic_checks")]["Environment"]["Variables"]
     assert checks["PREVIEW_WS_URL"].startswith("wss://") and checks["PREVIEW_WS_URL"].endswith("/preview")
+
+
+def test_check_alarms_expects_exactly_the_gate_alarms_the_stage_creates(env_template: tuple[str, Template]) -> None:
+    env, template = env_template
+    _, fn = _one(template, "AWS::Lambda::Function", "OrchestrationTasksCheckAlarmsFunction")
+    expected = json.loads(fn["Properties"]["Environment"]["Variables"]["RELEASE_ALARM_NAMES"])
+    assert expected == list(names.release_alarm_names(env, released_keys()))
+    created = {a["Properties"]["AlarmName"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+               if isinstance(a["Properties"].get("AlarmName"), str)}
+    composites = {a["Properties"]["AlarmName"] for a in template.find_resources("AWS::CloudWatch::CompositeAlarm").values()}
+    assert composites >= {names.release_health_alarm_name(env)}
+    assert set(expected) <= created | composites
+    # No guard exists that CheckAlarms would not ask for.
+    guards = {name for name in created if name.startswith(names.release_guard_alarm_prefix(env))}
+    assert guards | {names.release_health_alarm_name(env)} == set(expected)
 
 
 def test_release_defaults_come_from_configuration(env_template: tuple[str, Template],
@@ -123,10 +140,9 @@ def test_task_roles_hold_only_their_catalog_grants(staging_template: Template,
     assert _resources_for(deploy, "s3:GetObject") == [
         {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":s3:::{bucket}/service/*"]]}
     ]
+    # Scoped to alarm ARNs, DescribeAlarms would silently leave the composite out of its answer.
     alarms = _resources_for(_task_statements(staging_template, "check_alarms"), "cloudwatch:DescribeAlarms")
-    assert alarms == [
-        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":cloudwatch:eu-west-1:111111111111:alarm:staging-release-*"]]}
-    ]
+    assert alarms == ["*"]
     stop = _resources_for(_task_statements(staging_template, "alarm_rollback"), "states:StopExecution")
     assert stop == [
         {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":states:eu-west-1:111111111111:execution:staging-release:*"]]}
