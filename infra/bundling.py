@@ -5,17 +5,26 @@ the Powertools layer does not ship (redis, websockets), installed as manylinux a
 for the Lambda runtime's Python. Dependencies are cached under `.build/lambda/deps-<hash>`,
 keyed by the pinned requirements, so only the first synthesis needs the package index; the
 bundle directory is keyed by the hash of its content so CDK's asset hash is stable.
+
+Every bundle carries its recipe (`lambda-bundle.json`: packages, pinned requirements, Python
+version, platform), so any asset directory in a cloud assembly can be rebuilt: `host_bundle`
+builds the same recipe for this machine's platform and interpreter, which is how the tests and
+the sandbox run each function from what would be deployed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,11 +32,60 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = Path(os.environ.get("LAMBDA_BUILD_DIR") or ROOT / ".build" / "lambda")
 LOCK_FILE = ROOT / "requirements.lock"
 PLATFORM = "manylinux2014_aarch64"
+RECIPE_FILE = "lambda-bundle.json"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache")
 
 
 class BundlingError(RuntimeError):
     """The Lambda bundle could not be built (usually: the package index is unreachable)."""
+
+
+@dataclass(frozen=True)
+class BundleRecipe:
+    """What a bundle was built from: enough to build it again for another platform."""
+
+    packages: tuple[str, ...]
+    requirements: tuple[str, ...]  # `name==version`, from requirements.lock
+    python_version: str  # e.g. "3.12"
+    platform: str  # pip's --platform tag, e.g. manylinux2014_aarch64
+
+
+def write_recipe(bundle: Path, recipe: BundleRecipe) -> None:
+    # Deterministic content (no paths, no times): it is part of the asset hash.
+    data = {
+        "packages": list(recipe.packages),
+        "requirements": sorted(recipe.requirements),
+        "python_version": recipe.python_version,
+        "platform": recipe.platform,
+    }
+    (bundle / RECIPE_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_recipe(bundle: Path) -> BundleRecipe:
+    path = bundle / RECIPE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundlingError(f"{bundle}: no {RECIPE_FILE}; not a bundle built by infra/bundling.py") from None
+    return BundleRecipe(
+        tuple(data["packages"]),
+        tuple(data["requirements"]),
+        str(data["python_version"]),
+        str(data["platform"]),
+    )
+
+
+def host_platform() -> str:
+    """pip's platform tag for this machine, in the manylinux2014 family the Lambda bundles use."""
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    if not sysconfig.get_platform().startswith("linux"):
+        raise BundlingError(f"host bundles need Linux wheels; this is {sysconfig.get_platform()}")
+    return f"manylinux2014_{machine}"
+
+
+def host_python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def pinned(names: Iterable[str], lock_file: Path = LOCK_FILE) -> list[str]:
@@ -47,24 +105,41 @@ def _normalise(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def install_dependencies(requirements: Sequence[str], python_version: str) -> Path:
-    """Install the wheels once per (requirements, python) into a cached directory."""
-    key = hashlib.sha256("\n".join([PLATFORM, python_version, *sorted(requirements)]).encode()).hexdigest()[:16]
-    target = BUILD_DIR / f"deps-{key}"
+def install_dependencies(
+    requirements: Sequence[str],
+    python_version: str,
+    platform_tag: str = PLATFORM,
+    *,
+    prefix: str = "deps",
+    constraints: Sequence[str] = (),
+) -> Path:
+    """Install the wheels once per (platform, python, requirements) into a cached directory."""
+    key_parts = [platform_tag, python_version, *sorted(requirements)]
+    if constraints:  # absent from the key of plain bundles, so their cached directories keep their names
+        key_parts += ["-c", *sorted(constraints)]
+    key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()[:16]
+    target = BUILD_DIR / f"{prefix}-{key}"
     if (target / ".complete").exists():
         return target
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="deps-", dir=BUILD_DIR))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=BUILD_DIR))
+    constraint_args: list[str] = []
+    if constraints:
+        constraint_file = scratch.with_suffix(".constraints.txt")
+        constraint_file.write_text("\n".join(constraints) + "\n", encoding="utf-8")
+        constraint_args = ["-c", str(constraint_file)]
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        "--platform", PLATFORM, "--only-binary=:all:", "--implementation", "cp",
-        "--python-version", python_version, "--target", str(scratch), *requirements,
+        "--platform", platform_tag, "--only-binary=:all:", "--implementation", "cp",
+        "--python-version", python_version, "--target", str(scratch), *constraint_args, *requirements,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - fixed argv
+    if constraint_args:
+        Path(constraint_args[1]).unlink(missing_ok=True)
     if result.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BundlingError(f"pip could not install {' '.join(requirements)} for {PLATFORM}: {detail}")
+        raise BundlingError(f"pip could not install {' '.join(requirements)} for {platform_tag}: {detail}")
     # Metadata directories are not needed at runtime and carry install-time paths.
     for extra in scratch.glob("*.dist-info"):
         for record in ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json"):
@@ -95,14 +170,14 @@ def build_bundle(
     requirements: Sequence[str],
     python_version: str = "3.12",
 ) -> Path:
-    """Directory holding `packages` (from the repository root) and the installed requirements."""
+    """Directory holding `packages` (from the repository root), the installed requirements and the recipe."""
     deps = install_dependencies(requirements, python_version) if requirements else None
     sources = [ROOT / package for package in packages]
     for source in sources:
         if not (source / "__init__.py").exists():
             raise BundlingError(f"{source.name}/ is not a Python package in {ROOT}")
     key = hashlib.sha256(
-        ((deps.name if deps else "") + _tree_digest(sources, ROOT)).encode()
+        ((deps.name if deps else "") + _tree_digest(sources, ROOT) + RECIPE_FILE).encode()
     ).hexdigest()[:16]
     bundle = BUILD_DIR / f"bundle-{'-'.join(packages)}-{key}"
     if (bundle / ".complete").exists():
@@ -112,6 +187,50 @@ def build_bundle(
         shutil.copytree(deps, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
     for source in sources:
         shutil.copytree(source, scratch / source.name, ignore=_IGNORED)
+    write_recipe(scratch, BundleRecipe(tuple(packages), tuple(requirements), python_version, PLATFORM))
+    (scratch / ".complete").touch()
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    os.replace(scratch, bundle)
+    return bundle
+
+
+def host_bundle(asset_dir: Path) -> Path:
+    """The asset's recipe built for this machine: same code, same pins, host-platform wheels.
+
+    The project packages are copied from the asset itself (what would be deployed, even if the
+    repository changed since synthesis); only the wheels differ: this interpreter's Python
+    version and platform instead of the Lambda runtime's. Cached under BUILD_DIR by content.
+    """
+    asset_dir = Path(asset_dir)
+    recipe = read_recipe(asset_dir)
+    python_version, platform_tag = host_python_version(), host_platform()
+    deps = (
+        install_dependencies(recipe.requirements, python_version, platform_tag)
+        if recipe.requirements
+        else None
+    )
+    sources = [asset_dir / package for package in recipe.packages]
+    for source in sources:
+        if not source.is_dir():
+            raise BundlingError(
+                f"{asset_dir}: the recipe names {source.name}/ but the asset has no such package"
+            )
+    key = hashlib.sha256(
+        (
+            (deps.name if deps else "") + _tree_digest(sources, asset_dir) + platform_tag + python_version
+        ).encode()
+    ).hexdigest()[:16]
+    bundle = BUILD_DIR / f"host-{'-'.join(recipe.packages)}-{key}"
+    if (bundle / ".complete").exists():
+        return bundle
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="host-", dir=BUILD_DIR))
+    if deps:
+        shutil.copytree(deps, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+    for source in sources:
+        shutil.copytree(source, scratch / source.name, ignore=_IGNORED)
+    write_recipe(scratch, BundleRecipe(recipe.packages, recipe.requirements, python_version, platform_tag))
     (scratch / ".complete").touch()
     if bundle.exists():
         shutil.rmtree(bundle)
