@@ -75,18 +75,18 @@ class FunctionErrorPayload(Exception):  # noqa: N818 - it carries Lambda's paylo
 def worker_handler(pool: FunctionPool, *, publish_clock: bool = False) -> Handler:
     """A handler that runs each invocation in one of `pool`'s worker processes.
 
-    The worker gets the invocation's virtual now, the clock's speed and the deadline, and the
-    timeout is judged on the same clock as in-process (`expired` reads the virtual clock); with
-    `publish_clock` the function's own clock (tasks.common.utc_now) follows it too.
+    The worker is killed when the function's timeout has passed in real time since a ready
+    worker took the invocation (its code runs at real speed, whatever the clock's speed; a cold
+    start's init does not count, as on AWS). With `publish_clock` the function's own clock
+    (tasks.common.utc_now) follows the engine's virtual clock.
     """
 
     def run(event: Any, context: LambdaContext) -> Any:
         clock = context.clock
         outcome = pool.invoke(
             event,
-            now=clock.time(),
+            clock=clock.time,
             speed=clock.speed,
-            expired=lambda: clock.time() >= context.deadline,
             invoked_function_arn=context.invoked_function_arn,
             publish_clock=publish_clock,
             request_id=context.aws_request_id,
@@ -96,6 +96,7 @@ def worker_handler(pool: FunctionPool, *, publish_clock: bool = False) -> Handle
         return outcome.payload
 
     run.__name__ = f"worker:{pool.config.handler}"
+    run.enforces_timeout = True  # type: ignore[attr-defined]  # the worker is killed at its deadline
     return run
 
 
@@ -234,7 +235,7 @@ class FunctionRegistry:
             raise
         except Exception as exc:  # noqa: BLE001 - every handler exception becomes a Lambda error payload
             return InvokeResult(200, _error_payload(exc), version, "Unhandled")
-        if clock.time() - started > function.timeout_seconds:
+        if clock.time() - started > function.timeout_seconds and not getattr(function.handler, "enforces_timeout", False):
             # The handler ran (in virtual time) past the function's timeout: Lambda kills it.
             return InvokeResult(
                 200,

@@ -22,6 +22,7 @@ single account is.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import random
 import threading
@@ -37,7 +38,7 @@ from service import catalog
 from service.settings import use_env
 
 if TYPE_CHECKING:
-    from orchestrator.lambda_runtime import CodeLayout, LambdaWorkers
+    from orchestrator.lambda_runtime import CodeLayout, FunctionConfig, LambdaWorkers
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,15 @@ class LambdaRuntime:
         roles: Mapping[str, str] | None = None,
         endpoint_url: str | None = None,
         log_dir: Path | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> None:
         """function_names: catalog key -> Lambda function name in the (moto) account.
 
         alias_cache_seconds: how long a GetAlias answer is reused; weights changed by a
         release take effect within that time (Lambda's own propagation is similar).
         workers/layout: run every invocation in a worker of its version's pool, from `layout`
-        (the service asset), with the role of `roles[function name]`, calling `endpoint_url`.
+        (the service asset), with the role of `roles[function name]`, calling `endpoint_url`;
+        `worker_env` adds what the local stand-ins need (e.g. no X-Ray daemon to send to).
         """
         self._lambda = lambda_client
         self._names = dict(function_names)
@@ -136,6 +139,7 @@ class LambdaRuntime:
         self._roles = dict(roles or {})
         self._endpoint = endpoint_url
         self._log_dir = log_dir
+        self._worker_env = dict(worker_env or {})
 
     def function_name(self, key: str) -> str:
         try:
@@ -229,22 +233,10 @@ class LambdaRuntime:
         self, key: str, alias: str, version: str, config: Mapping[str, Any], event: Any,
         env_overrides: Mapping[str, str] | None,
     ) -> Invocation:
-        from orchestrator.lambda_runtime import FunctionConfig
-
-        assert self._workers is not None and self._layout is not None
-        name = self.function_name(key)
-        fn = catalog.by_key(key)
-        arn = str(config.get("FunctionArn") or name).removesuffix(f":{version}")
-        function = FunctionConfig(
-            name=name, arn=arn, handler=str(config.get("Handler") or fn.handler), layout=self._layout,
-            environment={**((config.get("Environment") or {}).get("Variables") or {}), **(env_overrides or {})},
-            timeout_seconds=int(config.get("Timeout", fn.timeout_seconds)),
-            memory_mb=int(config.get("MemorySize", fn.memory_mb)), version=version,
-            role_arn=self._roles.get(name, ""), region=self._region, endpoint_url=self._endpoint,
-            log_dir=self._log_dir,
-        )
+        assert self._workers is not None
+        function = self._worker_config(key, version, config, env_overrides)
         started = time.perf_counter()
-        outcome = self._workers.invoke(function, event, invoked_function_arn=f"{arn}:{alias}")
+        outcome = self._workers.invoke(function, event, invoked_function_arn=f"{function.arn}:{alias}")
         duration = (time.perf_counter() - started) * 1000
         error: dict[str, str] | None = None
         result: Any = None
@@ -252,9 +244,58 @@ class LambdaRuntime:
             payload = outcome.payload if isinstance(outcome.payload, dict) else {}
             error = {"errorType": str(payload.get("errorType", "Unhandled")),
                      "errorMessage": str(payload.get("errorMessage", ""))}
-            log.debug("invocation of %s:%s (version %s) failed: %s", name, alias, version, error)
+            log.debug("invocation of %s:%s (version %s) failed: %s", function.name, alias, version, error)
         else:
             result = outcome.payload
         if self._recorder is not None:
-            self._recorder.record(Sample(name, alias, version, duration, error is not None))
-        return Invocation(key, name, alias, version, outcome.request_id, duration, result, error)
+            # Lambda's Duration metric is the handler's run; a cold start's init is not in it.
+            self._recorder.record(Sample(function.name, alias, version, outcome.duration_ms, error is not None))
+        return Invocation(key, function.name, alias, version, outcome.request_id, duration, result, error)
+
+    def _worker_config(
+        self, key: str, version: str, config: Mapping[str, Any], env_overrides: Mapping[str, str] | None
+    ) -> FunctionConfig:
+        from orchestrator.lambda_runtime import FunctionConfig
+
+        assert self._layout is not None
+        name = self.function_name(key)
+        fn = catalog.by_key(key)
+        arn = str(config.get("FunctionArn") or name).removesuffix(f":{version}")
+        return FunctionConfig(
+            name=name, arn=arn, handler=str(config.get("Handler") or fn.handler), layout=self._layout,
+            environment={
+                **((config.get("Environment") or {}).get("Variables") or {}), **self._worker_env, **(env_overrides or {})
+            },
+            timeout_seconds=int(config.get("Timeout", fn.timeout_seconds)),
+            memory_mb=int(config.get("MemorySize", fn.memory_mb)), version=version,
+            role_arn=self._roles.get(name, ""), region=self._region, endpoint_url=self._endpoint,
+            log_dir=self._log_dir,
+        )
+
+    def prewarm(self, routes: list[tuple[str, Mapping[str, str]]], interval: float = 0.5) -> threading.Event:
+        """Keep one worker started for every version the given aliases route to (with the
+        stage's overrides), like provisioned concurrency: a version a release just published
+        is warm before its synthetic checks. Returns the event that stops the watcher."""
+        stop = threading.Event()
+        seen: set[tuple[str, str, str]] = set()
+
+        def watch() -> None:
+            while not stop.wait(interval):
+                for key in self._names:
+                    for alias, overrides in routes:
+                        try:
+                            answer = self._lambda.get_alias(FunctionName=self.function_name(key), Name=alias)
+                        except Exception:  # noqa: BLE001, S112 - the alias may not exist yet
+                            continue
+                        weights = (answer.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+                        for version in (answer["FunctionVersion"], *weights):
+                            marker = (key, str(version), json.dumps(dict(overrides), sort_keys=True))
+                            if marker in seen or self._workers is None:
+                                continue
+                            seen.add(marker)
+                            config = self._config(self.function_name(key), str(version))
+                            self._workers.prestart([self._worker_config(key, str(version), config, overrides)], 1)
+
+        if self._workers is not None:
+            threading.Thread(target=watch, daemon=True, name="lambda-prewarm").start()
+        return stop

@@ -13,8 +13,9 @@ Two roles:
                                       asset's own modules) and forks workers on request, so a
                                       cold start pays only for the function's own imports
 
-Messages (parent -> worker): {"type": "invoke", "request_id", "event", "deadline" (virtual epoch
-seconds), "now" (virtual epoch seconds when sent), "speed" (virtual seconds per real second),
+Messages (parent -> worker): {"type": "invoke", "request_id", "event", "deadline" (epoch seconds,
+real time: the code runs at real speed, so its timeout does too), "now" (the caller's virtual
+epoch seconds when sent), "speed" (virtual seconds per real second),
 "function_version", "invoked_function_arn", "log_stream_name", "trace_id", "clock"}; with
 "clock": true the virtual clock is published to the function as LOCAL_VIRTUAL_CLOCK =
 "<virtual epoch> <real epoch> <speed>" (the one hook the tasks' clock reads; see tasks.common).
@@ -41,8 +42,10 @@ _HEADER = struct.Struct(">I")
 CLOCK_VARIABLE = "LOCAL_VIRTUAL_CLOCK"
 # Libraries a zygote may import before forking: what the Lambda runtime (/var/runtime) and the
 # Powertools layer (/opt/python) provide. Never a module of the asset itself.
-PRELOAD = ("boto3", "botocore.session", "botocore.client", "aws_lambda_powertools", "aws_lambda_powertools.logging",
-           "aws_lambda_powertools.tracing", "aws_lambda_powertools.metrics", "pydantic", "jmespath", "urllib3")
+# Third-party packages an asset bundles itself (redis, websockets) are skipped when it ships them.
+PRELOAD = ("asyncio", "boto3", "botocore.session", "botocore.client", "aws_lambda_powertools",
+           "aws_lambda_powertools.logging", "aws_lambda_powertools.tracing", "aws_lambda_powertools.metrics",
+           "aws_xray_sdk.core", "pydantic", "jmespath", "urllib3", "redis", "redis.asyncio", "websockets")
 
 
 # -- framing ----------------------------------------------------------------------------------
@@ -90,20 +93,10 @@ def _layout_from_env() -> list[str]:
 
 
 # -- the context object -----------------------------------------------------------------------
-class _Clock:
-    def __init__(self, now: float, speed: float) -> None:
-        self._virtual = now
-        self._real = time.time()
-        self.speed = speed
-
-    def time(self) -> float:
-        return self._virtual + (time.time() - self._real) * self.speed
-
-
 class LambdaContext:
     """The attributes of Lambda's context that handlers and Powertools read."""
 
-    def __init__(self, message: dict[str, Any], clock: _Clock) -> None:
+    def __init__(self, message: dict[str, Any]) -> None:
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
         self.function_version = message.get("function_version") or os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         self.invoked_function_arn = message.get("invoked_function_arn", "")
@@ -114,10 +107,9 @@ class LambdaContext:
         self.identity = None
         self.client_context = message.get("client_context")
         self._deadline = float(message["deadline"])
-        self._clock = clock
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - self._clock.time()) * 1000))
+        return max(0, int((self._deadline - time.time()) * 1000))
 
 
 # -- the worker -------------------------------------------------------------------------------
@@ -179,16 +171,16 @@ def serve(request_fd: int, response_fd: int, started: float) -> int:
         request_id = message["request_id"]
         os.environ["_X_AMZN_TRACE_ID"] = message.get("trace_id", "")
         os.environ["AWS_LAMBDA_FUNCTION_VERSION"] = message.get("function_version") or version
-        clock = _Clock(float(message.get("now", time.time())), float(message.get("speed", 1.0)))
         if message.get("clock"):
-            os.environ[CLOCK_VARIABLE] = f"{clock._virtual!r} {clock._real!r} {clock.speed!r}"
+            virtual, speed = float(message.get("now", time.time())), float(message.get("speed", 1.0))
+            os.environ[CLOCK_VARIABLE] = f"{virtual!r} {time.time()!r} {speed!r}"
         else:
             os.environ.pop(CLOCK_VARIABLE, None)
         print(f"START RequestId: {request_id} Version: {os.environ['AWS_LAMBDA_FUNCTION_VERSION']}", flush=True)
         began = time.perf_counter()
         reply: dict[str, Any]
         try:
-            result = handler(message.get("event"), LambdaContext(message, clock))
+            result = handler(message.get("event"), LambdaContext(message))
             try:
                 reply = {"type": "result", "payload": json.loads(json.dumps(result))}
             except (TypeError, ValueError) as exc:

@@ -2,8 +2,11 @@
 
 `orchestrator sandbox up` starts this module as a background process (its own session, output
 in `.sandbox/sandbox.log`) and waits for `.sandbox/state.json`; `down` sends SIGTERM. State
-machine executions run inside this process, because their Lambda tasks are in-process
-handlers reached through the engine's hooks; the CLI reaches everything through boto3.
+machine executions run inside this process (the engine's hooks route their Lambda tasks); the
+functions themselves run in Lambda worker processes from their assets (isolated, the default)
+or in this process (`--in-process` / ORCHESTRATOR_LAMBDA_MODE=in-process, for comparison).
+Worker logs go to `<dir>/logs/<function>.log`; cold starts and invocations per function to
+`reports/lambda-runtime.json` on shutdown. The CLI reaches everything through boto3.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Sandbox:
     directory: Path
     time_scale: float
     template_paths: list[Path]
+    lambda_mode: str = "isolated"  # or "in-process"
     parts: list[Any] = field(default_factory=list)
     state: SandboxState | None = None
 
@@ -111,10 +115,20 @@ class Sandbox:
         emulation.install(invoker=_invoker(engine))
         self.parts.append(emulation.uninstall)
         template = merge_templates([json.loads(path.read_text()) for path in self.template_paths])
-        deployment = Deployer(engine, template, env_overrides={"REDIS_URL": redis_server.url}).deploy()
+        isolated = self.lambda_mode == "isolated"
+        deployer = Deployer(engine, template, env_overrides={"REDIS_URL": redis_server.url}, isolated=isolated)
+        deployment = deployer.deploy()
         for spec in deployment.functions.values():
-            if spec["handler"].startswith("tasks."):
+            if spec["handler"].startswith("tasks.") and not isolated:
                 os.environ.update(spec["env"])  # task code reads os.environ; their settings agree
+        workers = layout = None
+        if isolated:
+            from orchestrator.lambda_runtime.assets import stand_in_layout
+
+            workers = engine.lambda_workers()
+            layout = stand_in_layout()
+            workers.zygote_for(layout)  # the runtime/layer libraries load while the rest starts
+            self.parts.append(lambda: workers.write_report(REPO_ROOT / "reports" / "lambda-runtime.json"))
 
         from orchestrator.gateway import Gateway, LambdaRuntime, QueueBinding
         from orchestrator.sandbox.alarms import AlarmEvaluator, MetricStore, StoringRecorder
@@ -123,7 +137,12 @@ class Sandbox:
         store = MetricStore()
         recorder = StoringRecorder(engine.client("cloudwatch"), store, flush_seconds=0.25)
         names = {key: constants.function_name(ENVIRONMENT, key) for key in catalog.released_keys()}
-        runtime = LambdaRuntime(engine.client("lambda"), names, recorder=recorder, region=region, alias_cache_seconds=0.2)
+        runtime = LambdaRuntime(
+            engine.client("lambda"), names, recorder=recorder, region=region, alias_cache_seconds=0.2,
+            workers=workers, layout=layout, endpoint_url=moto_url, log_dir=self.directory / "logs",
+            worker_env={"POWERTOOLS_TRACE_DISABLED": "true"},
+            roles={name: spec["role_arn"] for name, spec in deployment.functions.items()},
+        )
         bindings = [
             QueueBinding(deployment.queues[queue], alias, mapping_state=_mapping_state(
                 engine.client("lambda"), deployment.mapping_ids[queue]) if queue in deployment.mapping_ids else None)
@@ -138,6 +157,19 @@ class Sandbox:
         self.parts.append(gateway.stop)
         os.environ["PREVIEW_WS_URL"] = urls.websocket["preview"]
         os.environ["LIVE_WS_URL"] = urls.websocket["live"]
+        if layout is not None and workers is not None:
+            # What the sandbox's own process environment gives in-process tasks, workers get as
+            # variables: the local gateway's URLs, and no X-Ray daemon to send to.
+            sandbox_env = {"PREVIEW_WS_URL": urls.websocket["preview"], "LIVE_WS_URL": urls.websocket["live"],
+                           "POWERTOOLS_TRACE_DISABLED": "true"}
+            configs = deployer.register_workers(layout, extra_env=sandbox_env, log_dir=self.directory / "logs")
+            release_tasks = [c for c in configs if c.handler.startswith("tasks.") and "-release-" in c.name]
+            workers.prestart(release_tasks)
+        if layout is not None and workers is not None:
+            live, preview = gateway.management.endpoint("live"), gateway.management.endpoint("preview")
+            warm = runtime.prewarm([("live", {}), ("live", {"CONNECTIONS_ENDPOINT_URL": live}),
+                                    ("green", {"CONNECTIONS_ENDPOINT_URL": preview})])
+            self.parts.append(warm.set)
 
         from orchestrator.sandbox.events import EventBus, ExecutionEvents
 
@@ -174,8 +206,8 @@ class Sandbox:
             state_machines=deployment.state_machines,
         )
         log.info(
-            "sandbox up in %.2fs: %d functions, %d queues, %d alarms, %d rules, %d state machines; not emulated: %s",
-            self.state.startup_seconds, len(deployment.functions), len(deployment.queues), len(deployment.alarms),
+            "sandbox up in %.2fs (Lambda functions %s): %d functions, %d queues, %d alarms, %d rules, %d state machines; not emulated: %s",
+            self.state.startup_seconds, self.lambda_mode, len(deployment.functions), len(deployment.queues), len(deployment.alarms),
             len(deployment.rules), len(deployment.state_machines), dict(deployment.not_emulated),
         )
         log.info("deploy step timings (s): %s", deployment.timings)
@@ -253,8 +285,8 @@ def _enable_execution(moto_url: str) -> None:
             raise SandboxError(f"moto at {moto_url} refused to enable state machine execution: HTTP {response.status}")
 
 
-def serve(directory: Path, time_scale: float, templates: list[Path]) -> int:
-    sandbox = Sandbox(directory, time_scale, templates or [staging_template()])
+def serve(directory: Path, time_scale: float, templates: list[Path], lambda_mode: str = "isolated") -> int:
+    sandbox = Sandbox(directory, time_scale, templates or [staging_template()], lambda_mode)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -403,11 +435,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--time-scale", type=float, default=60.0)
     parser.add_argument("--template", type=Path, action="append", default=[])
+    parser.add_argument(
+        "--in-process", action="store_true",
+        help="run Lambda handlers in this process (default: worker processes; or ORCHESTRATOR_LAMBDA_MODE)",
+    )
     args = parser.parse_args(argv)
+    from orchestrator.lambda_runtime import lambda_mode
+
+    # Isolated becomes the default once the demo passes in it on a loaded host (see lambda_runtime).
+    mode = "in-process" if args.in_process else lambda_mode(default="in-process")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return serve(args.dir, args.time_scale, args.template)
+    return serve(args.dir, args.time_scale, args.template, mode)
 
 
 if __name__ == "__main__":

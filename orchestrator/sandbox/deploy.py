@@ -4,7 +4,9 @@ What a release touches is created with the template's own names and settings: La
 functions (with their bootstrap version 1 and the `live`/`green` aliases), SQS queues, SNS
 topics, DynamoDB tables (keys and indexes), Secrets Manager secrets (generated values),
 CloudWatch alarms, EventBridge rules, event source mappings (served by the gateway's poller)
-and state machines (the engine resolves their ASL and runs their Lambda tasks in-process).
+and state machines (the engine resolves their ASL and runs their Lambda tasks). Functions run
+in-process (`_with_env`) or, with `isolated`, in Lambda worker processes from their asset with
+their template role's credentials (`register_workers`, once every variable is known).
 For the operations tasks: the cache's replication group (moto, no data: the local Redis server
 stands for it), the S3 buckets with the settings moto takes, the event source mappings in moto
 (the gateway's poller honours their state) and the Scheduler schedules. Everything else (VPC,
@@ -21,18 +23,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import secrets
 import string
 import time
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, ParamValidationError
 
 from orchestrator.engine import LocalEngine, ResourceMap, UnresolvableIntrinsic, resolve, state_machines
 from orchestrator.sandbox.events import Rule
+
+if TYPE_CHECKING:
+    from orchestrator.lambda_runtime import CodeLayout, FunctionConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +99,11 @@ def _generate(spec: dict[str, Any]) -> str:
 
 
 class Deployer:
-    def __init__(self, engine: LocalEngine, template: dict[str, Any], *, env_overrides: dict[str, str]) -> None:
+    def __init__(
+        self, engine: LocalEngine, template: dict[str, Any], *, env_overrides: dict[str, str], isolated: bool = False
+    ) -> None:
         self.engine = engine
+        self.isolated = isolated
         self.template = template
         self.resources = ResourceMap(template, engine.sandbox)
         self.env_overrides = env_overrides
@@ -224,11 +234,16 @@ class Deployer:
                 MemorySize=int(props.get("MemorySize", 128)), Environment={"Variables": env},
                 Description=str(props.get("Description", ""))[:256],
             )
-            self.out.functions[name] = {"handler": handler, "env": env, "logical_id": lid}
-            self.engine.register(
-                self.resources.arn(lid), _with_env(handler, env),
-                timeout_seconds=int(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
-            )
+            self.out.functions[name] = {
+                "handler": handler, "env": env, "logical_id": lid, "role_arn": self._role_of(lid, props),
+                "timeout": int(props.get("Timeout", 3)), "memory": int(props.get("MemorySize", 128)),
+                "reserved": props.get("ReservedConcurrentExecutions"),
+            }
+            if not self.isolated:
+                self.engine.register(
+                    self.resources.arn(lid), _with_env(handler, env),
+                    timeout_seconds=int(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
+                )
         for lid, props in self._items("AWS::Lambda::Version"):
             function = str(self._resolve(props["FunctionName"], f"{lid}.FunctionName")).rsplit(":", 1)[-1]
             if function in self.out.functions:
@@ -244,6 +259,32 @@ class Deployer:
             elif isinstance(version_ref, str):
                 version = version_ref
             lam.create_alias(FunctionName=function, Name=props["Name"], FunctionVersion=version)
+
+    def _role_of(self, lid: str, props: dict[str, Any]) -> str:
+        # The template's execution role: its credentials are the worker's, so calls are attributed to it.
+        try:
+            return str(resolve(props["Role"], self.resources, where=f"{lid}.Role")) if "Role" in props else ""
+        except UnresolvableIntrinsic:
+            return ""
+
+    def register_workers(
+        self, layout: CodeLayout, *, extra_env: dict[str, str], log_dir: Path | None = None
+    ) -> list[FunctionConfig]:
+        """Route every deployed function's invocations to Lambda workers (isolated mode)."""
+        from orchestrator.lambda_runtime import FunctionConfig
+
+        configs = []
+        for name, spec in self.out.functions.items():
+            config = FunctionConfig(
+                name=name, arn=self.resources.arn(spec["logical_id"]), handler=spec["handler"], layout=layout,
+                environment={**spec["env"], **extra_env}, timeout_seconds=spec["timeout"], memory_mb=spec["memory"],
+                role_arn=spec["role_arn"], region=self.engine.sandbox.region,
+                endpoint_url=self.engine.worker_endpoint_url or self.engine.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
+                reserved_concurrency=int(spec["reserved"]) if spec.get("reserved") else None, log_dir=log_dir,
+            )
+            self.engine.register_worker(config)
+            configs.append(config)
+        return configs
 
     def _mappings(self) -> None:
         for lid, props in self._items("AWS::Lambda::EventSourceMapping"):
@@ -440,7 +481,6 @@ class Deployer:
             scheduler.create_schedule(Name=name, GroupName=group, Target=target,
                                       **self._settings(lid, props, keys))
             self.out.schedules.append(f"{group}/{name}")
-
 
 
 def _lifecycle(config: dict[str, Any]) -> dict[str, Any]:
