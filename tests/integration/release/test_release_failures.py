@@ -64,3 +64,20 @@ def test_an_alarm_during_a_bake_rolls_back(harness):
     assert result.error == "ReleaseRolledBack" and "AlarmTriggered" in result.cause
     assert result.states_entered().count("Bake") == 2
     harness.assert_invariant("rel-alarm", result)
+
+
+@pytest.mark.parametrize("which", ["guard", "composite"])
+def test_a_gate_alarm_missing_from_describe_alarms_rolls_back_naming_it(harness, which):
+    import boto3
+
+    from tests.release_world import GUARD_ALARMS, HEALTH_ALARM, REGION
+
+    # What a renamed alarm or a DescribeAlarms permission scoped to alarm ARNs (no composites) looks like.
+    missing = GUARD_ALARMS[-1] if which == "guard" else HEALTH_ALARM
+    boto3.client("cloudwatch", region_name=REGION).delete_alarms(AlarmNames=[missing])
+    release_id = f"rel-missing-{which}"
+    result = harness.run(release_id)
+    assert result.error == "ReleaseRolledBack", (result.error, result.cause)
+    assert "GreenUnhealthy" in result.cause and missing in result.cause, result.cause
+    assert result.states_entered().count("Bake") == 1
+    harness.assert_invariant(release_id, result)
