@@ -13,7 +13,8 @@ DeployGreen on, every failure goes to Rollback -> [CleanUpGreenCache] -> Release
 The whole execution state is one JSON object: `release` (the validated request and its
 context), `deploy` (blue and green versions, cache schemas), `warm` (the warm-up cursor),
 `synthetic`, `approval`, `shift` (the current traffic step), `alarms`, `failure` (a caught
-{Error, Cause}) and `rollback`. Lambda tasks receive the whole state and return their part.
+{Error, Cause}) and `rollback`. Lambda tasks receive the whole state and return their part;
+the sections one task writes and another reads are typed in contracts/state.py.
 
 Each bake is one Wait state, so a release costs a fixed number of transitions per step
 (4) whatever the bake length: a 24 h bake adds no history events.
