@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,7 +65,7 @@ def _raw_python_function_count(assembly_dir: Path) -> dict[str, int]:
 
 
 def test_every_python_function_is_checked(
-    assembly_dir: Path, functions: list[LambdaFunction], record_property: pytest.RecordProperty
+    assembly_dir: Path, functions: list[LambdaFunction], record_property: Callable[[str, object], None]
 ) -> None:
     per_stage: dict[str, int] = defaultdict(int)
     for function in functions:
