@@ -179,6 +179,32 @@ class PolicySet:
                         )
         return found
 
+    def rewrite(self, replacements: Mapping[str, str]) -> None:
+        """Replace resolved values the emulation names otherwise (a secret's ARN suffix, a queue
+        URL, a generated bucket name) in every document and key, so policies name what is called."""
+        if not replacements:
+            return
+
+        def fix(value: Any) -> Any:
+            if isinstance(value, str):
+                for old, new in replacements.items():
+                    value = value.replace(old, new)
+                return value
+            if isinstance(value, list):
+                return [fix(v) for v in value]
+            if isinstance(value, dict):
+                return {fix(k): fix(v) for k, v in value.items()}
+            return value
+
+        for role in self.roles.values():
+            role.policies = [NamedPolicy(p.name, fix(p.document)) for p in role.policies]
+            role.__dict__.pop("version", None)  # the cached digest follows the documents
+        self.resource_policies = fix(self.resource_policies)
+        self.resource_policy_sources = {fix(k): v for k, v in self.resource_policy_sources.items()}
+        self.encryption_keys = fix(self.encryption_keys)
+        self.secrets = fix(self.secrets)
+        self.callers = [Caller(c.kind, c.name, fix(c.arn), c.role_arn, c.logical_id) for c in self.callers]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "account_id": self.account_id,

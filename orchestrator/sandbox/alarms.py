@@ -95,8 +95,9 @@ class AlarmEvaluator:
     account: str
     time_scale: float = 60.0
     tick_seconds: float = 0.2
-    composites: list[dict[str, Any]] = field(default_factory=list)  # moto has no composite alarms
+    composites: list[dict[str, Any]] = field(default_factory=list)  # when DescribeAlarms returns none
     known: dict[str, str] = field(default_factory=dict)  # alarm name -> last state seen
+    _children: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # composite -> child states evaluated
     transitions: list[Transition] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -151,12 +152,26 @@ class AlarmEvaluator:
             if state != self.known[alarm["AlarmName"]]:
                 changes.append(self._set(alarm, state, reason, now))
         arn_to_name = {a["AlarmArn"]: a["AlarmName"] for a in metric + composite}
+        children = tuple(sorted(states.items()))
         for alarm in composite:
+            name = alarm["AlarmName"]
+            stored = alarm.get("StateValue")
+            previous = self.known.setdefault(name, stored or "INSUFFICIENT_DATA")
+            if stored is not None and stored != previous:
+                # Set by SetAlarmState (e.g. `release rollback`): CloudWatch emits the change, and
+                # the rule is evaluated again only when a child alarm changes state.
+                changes.append(self._emit(alarm, stored, previous, alarm.get("StateReason", ""), now))
+                self.known[name] = previous = stored
+            if self._children.get(name) == children:
+                continue
+            self._children[name] = children
             state = evaluate_rule(alarm.get("AlarmRule", ""), states, arn_to_name)
-            previous = self.known.setdefault(alarm["AlarmName"], "INSUFFICIENT_DATA")
             if state != previous:
-                self.known[alarm["AlarmName"]] = state
-                changes.append(self._emit(alarm, state, previous, f"composite rule {alarm['AlarmRule']} is {state}", now))
+                reason = f"composite rule {alarm['AlarmRule']} is {state}"
+                if stored is not None:
+                    self.cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason[:1023])
+                self.known[name] = state
+                changes.append(self._emit(alarm, state, previous, reason, now))
         return changes
 
     def _evaluate(self, alarm: dict[str, Any], now: datetime) -> tuple[str, str] | None:

@@ -40,7 +40,9 @@ from orchestrator.sandbox.state import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENT = "staging"
-ACCOUNT = "123456789012"  # moto's default account: the sandbox's ARNs use it
+# The configured account of the staging stage: the synthesized templates carry it (key policies'
+# root principal, bucket names, SourceAccount conditions), so moto answers as that account too.
+ACCOUNT = json.loads((REPO_ROOT / "config" / f"{ENVIRONMENT}.json").read_text(encoding="utf-8"))["account"]
 log = logging.getLogger("orchestrator.sandbox")
 
 
@@ -81,6 +83,7 @@ class Sandbox:
             AWS_ACCESS_KEY_ID="sandbox", AWS_SECRET_ACCESS_KEY="sandbox",  # noqa: S106 - moto accepts any
             AWS_DEFAULT_REGION=region, AWS_REGION=region,
             POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE=constants.METRICS_NAMESPACE,
+            MOTO_ACCOUNT_ID=ACCOUNT,
         )
         os.environ.pop("AWS_PROFILE", None)
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -118,6 +121,10 @@ class Sandbox:
         isolated = self.lambda_mode == "isolated"
         deployer = Deployer(engine, template, env_overrides={"REDIS_URL": redis_server.url}, isolated=isolated)
         deployment = deployer.deploy()
+        enforcer = _iam_enforcer(template, deployer, self.directory) if isolated else None
+        if enforcer is not None:
+            self.parts.append(enforcer.close)
+            self.parts.append(lambda: _dump_observations(enforcer, self.directory))
         for spec in deployment.functions.values():
             if spec["handler"].startswith("tasks.") and not isolated:
                 os.environ.update(spec["env"])  # task code reads os.environ; their settings agree
@@ -226,6 +233,28 @@ class Sandbox:
             worker.join(per_part_seconds)
             if worker.is_alive():
                 log.error("stopping %s took over %.0fs; moving on", name, per_part_seconds)
+
+
+IAM_OBSERVATIONS = "iam-observations.jsonl"
+
+
+def _iam_enforcer(template: dict[str, Any], deployer: Any, directory: Path) -> Any:
+    """Every call a function or state machine makes is judged against its role's policies from
+    the template, and against the target's resource policy (orchestrator/iam)."""
+    from orchestrator.iam.enforcer import IamEnforcer
+    from orchestrator.iam.policies import build_policy_set
+
+    policies = build_policy_set(template, deployer.resources)
+    if deployer.rewrites:
+        policies.rewrite(deployer.rewrites)  # the template's ARNs of what moto names otherwise
+    return IamEnforcer(policies).install()
+
+
+def _dump_observations(enforcer: Any, directory: Path) -> None:
+    enforcer.dump(directory / IAM_OBSERVATIONS)
+    denials = enforcer.denials()
+    if denials:
+        log.warning("IAM: %d distinct calls denied (see %s)", len(denials), directory / IAM_OBSERVATIONS)
 
 
 def _invoker(engine: Any) -> Any:

@@ -321,13 +321,18 @@ class Deployer:
             self.out.alarms.append(kwargs["AlarmName"])
         for lid, props in self._items("AWS::CloudWatch::CompositeAlarm"):
             name = self.resources.physical_name(lid)
-            self.out.composites.append(
-                {
-                    "AlarmName": name,
-                    "AlarmArn": self.resources.arn(lid),
-                    "AlarmRule": str(self._resolve(props["AlarmRule"], f"{lid}.AlarmRule")),
-                }
+            composite = {
+                "AlarmName": name,
+                "AlarmArn": self.resources.arn(lid),
+                "AlarmRule": str(self._resolve(props["AlarmRule"], f"{lid}.AlarmRule")),
+            }
+            # PutCompositeAlarm is emulated (orchestrator/sandbox/emulation.py) where moto lacks it,
+            # so DescribeAlarms answers with the composite as CloudWatch does.
+            cw.put_composite_alarm(
+                AlarmName=name, AlarmRule=composite["AlarmRule"],
+                AlarmDescription=str(props.get("AlarmDescription", ""))[:1024],
             )
+            self.out.composites.append(composite)
 
     def _rules(self) -> None:
         events = self.client("events")

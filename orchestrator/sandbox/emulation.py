@@ -25,6 +25,9 @@ Emulated, after the AWS API references:
 - ElastiCache `CreateReplicationGroup` with `NumCacheClusters` (cluster mode disabled): moto
   creates one node whatever the number; the group gets its primary and NumCacheClusters - 1
   replicas, as on AWS.
+- CloudWatch `PutCompositeAlarm`: moto stores a composite alarm (an alarm with an `AlarmRule`,
+  returned under `CompositeAlarms` by DescribeAlarms) but does not dispatch the action; the
+  sandbox's alarm evaluator computes its state from the rule, as CloudWatch does.
 - ElastiCache `TestFailover`: the replication group (available, automatic failover enabled, the
   node group existing) goes `modifying`, its primary and a replica swap roles, and it returns
   to `available`.
@@ -104,6 +107,7 @@ _SQS_MODELS = "moto.sqs.models"
 _EC_RESPONSES = "moto.elasticache.responses"
 _EC_MODELS = "moto.elasticache.models"
 _LAMBDA_MODELS = "moto.awslambda.models"
+_CW_RESPONSES = "moto.cloudwatch.responses"
 
 EMULATION_POINTS: tuple[EmulationPoint, ...] = (
     EmulationPoint("moto.core.responses", "BaseResponse.call_action", "actions dispatch to snake_case methods"),
@@ -128,6 +132,8 @@ EMULATION_POINTS: tuple[EmulationPoint, ...] = (
     EmulationPoint(_EC_MODELS, "ElastiCacheBackend.describe_replication_groups", "groups by id"),
     EmulationPoint("moto.s3.models", "S3Backend.get_bucket", "an export needs its bucket"),
     EmulationPoint("moto.s3.models", "S3Backend.put_object", "an export writes its .rdb objects"),
+    EmulationPoint(_CW_RESPONSES, "CloudWatchResponse.put_composite_alarm", "PutCompositeAlarm", added=True),
+    EmulationPoint(_CW_RESPONSES, "CloudWatchResponse.put_metric_alarm", "stores an AlarmRule as a composite"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.create_event_source_mapping", "detach moto's SQS delivery"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.invoke", "Invoke reaches the sandbox's runtime"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.get_function", "Invoke resolves the function first"),
@@ -376,6 +382,18 @@ def _num_cache_clusters(original: Callable[..., Any]) -> Callable[..., Any]:
     return create_replication_group
 
 
+def _put_composite_alarm(self: Any) -> Any:
+    if not self._get_param("AlarmRule"):
+        raise _cw_error("ValidationError", "AlarmRule is required")
+    return type(self).put_metric_alarm(self)
+
+
+def _cw_error(code: str, message: str) -> Exception:
+    from moto.core.exceptions import RESTError
+
+    return RESTError(code, message)
+
+
 def _test_failover(self: Any) -> Any:
     from moto.core.responses import ActionResult
 
@@ -504,6 +522,7 @@ def install(invoker: Invoker | None = None) -> None:
             raise RuntimeError("the sandbox's AWS emulations are already installed")
         check_emulation_points()
         from moto.awslambda.models import LambdaBackend
+        from moto.cloudwatch.responses import CloudWatchResponse
         from moto.elasticache.models import ElastiCacheBackend
         from moto.elasticache.responses import ElastiCacheResponse
         from moto.sqs.responses import SQSResponse
@@ -513,6 +532,8 @@ def install(invoker: Invoker | None = None) -> None:
             (SQSResponse, "list_message_move_tasks", _mark(_list_message_move_tasks)),
             (SQSResponse, "cancel_message_move_task", _mark(_cancel_message_move_task)),
             (ElastiCacheResponse, "copy_snapshot", _mark(_copy_snapshot)),
+            # moto's PutMetricAlarm reads AlarmRule "to re-use this method for composite alarms".
+            (CloudWatchResponse, "put_composite_alarm", _mark(_put_composite_alarm)),
             (ElastiCacheResponse, "test_failover", _mark(_test_failover)),
             (ElastiCacheBackend, "create_replication_group",
              _num_cache_clusters(vars(ElastiCacheBackend)["create_replication_group"])),

@@ -136,3 +136,37 @@ def test_execution_status_events_are_emitted_once_per_status() -> None:
         assert poller.tick() == []
         assert delivered[0]["detail"]["executionArn"] == arn
         assert delivered[0]["detail-type"] == "Step Functions Execution Status Change"
+
+
+@mock_aws
+def test_composite_in_cloudwatch_follows_its_children_and_set_alarm_state() -> None:
+    from orchestrator.sandbox import emulation
+
+    cw = boto3.client("cloudwatch", region_name="eu-west-1")
+    cw.put_metric_alarm(AlarmName="staging-release-guard-x", Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum", Period=60,
+                        EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cw.set_alarm_state(AlarmName="staging-release-guard-x", StateValue="OK", StateReason="start")
+    emulation.install()
+    try:
+        cw.put_composite_alarm(AlarmName="staging-release-health", AlarmRule='ALARM("staging-release-guard-x")')
+    finally:
+        emulation.uninstall()
+    [composite] = cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"]
+    assert composite["AlarmRule"] == 'ALARM("staging-release-guard-x")'
+    delivered: list[dict] = []
+    evaluator = AlarmEvaluator(cw, EventBus([Rule("r", RULE, [{"Arn": "arn:fn"}])], lambda a, e: delivered.append(e)),
+                               MetricStore(), region="eu-west-1", account="123456789012", time_scale=60)
+    evaluator.tick()
+    assert cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"][0]["StateValue"] == "OK"
+    # `release rollback` sets the composite itself: the change is emitted and kept until a child moves.
+    cw.set_alarm_state(AlarmName="staging-release-health", StateValue="ALARM", StateReason="operator rollback")
+    delivered.clear()
+    evaluator.tick()
+    evaluator.tick()
+    assert [(e["detail"]["alarmName"], e["detail"]["state"]["value"]) for e in delivered] == [("staging-release-health", "ALARM")]
+    # A child's change makes the rule count again: the child recovers, so does the composite.
+    cw.set_alarm_state(AlarmName="staging-release-guard-x", StateValue="ALARM", StateReason="errors")
+    evaluator.tick()
+    cw.set_alarm_state(AlarmName="staging-release-guard-x", StateValue="OK", StateReason="recovered")
+    evaluator.tick()
+    assert cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"][0]["StateValue"] == "OK"
