@@ -384,14 +384,10 @@ def _num_cache_clusters(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _put_composite_alarm(self: Any) -> Any:
     if not self._get_param("AlarmRule"):
-        raise _cw_error("ValidationError", "AlarmRule is required")
+        from moto.cloudwatch.exceptions import ValidationError
+
+        raise ValidationError("AlarmRule is required")
     return type(self).put_metric_alarm(self)
-
-
-def _cw_error(code: str, message: str) -> Exception:
-    from moto.core.exceptions import RESTError
-
-    return RESTError(code, message)
 
 
 def _test_failover(self: Any) -> Any:
