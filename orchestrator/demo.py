@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from contracts import names
 from orchestrator.aws import Aws, Names, Target, function_keys
+from orchestrator.paths import REPO_ROOT
 from orchestrator.render.report import execution_report
 from orchestrator.sandbox.daemon import start_background, stop_background
 from orchestrator.sandbox.state import SandboxState
@@ -35,7 +37,9 @@ from orchestrator.traffic import TrafficGenerator
 from orchestrator.watch import Watcher
 
 ENV = "staging"
-ARTIFACT_BUCKET = "sandbox-release-artifacts"
+# The artifact bucket the stage's DeployGreen role may read (config `deploy.artifact_bucket_name`;
+# the stack does not create it, so the demo does, as an operator would once per account).
+ARTIFACT_BUCKET = str(json.loads((REPO_ROOT / "config" / f"{ENV}.json").read_text(encoding="utf-8"))["deploy"]["artifact_bucket_name"])
 # Compressed time: 60 virtual seconds per wall second, so each 60 s bake lasts one second.
 TIME_SCALE = 60.0
 BAKE_SECONDS = 90
