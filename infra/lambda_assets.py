@@ -156,6 +156,27 @@ def python_functions(assembly_dir: Path) -> list[LambdaFunction]:
     return found
 
 
+def template_file_functions(template_path: Path) -> list[LambdaFunction]:
+    """The Python functions of one template file, their assets found next to it.
+
+    For a template of a cloud assembly (its directory holds the `*.assets.json` manifests) or any
+    template whose functions carry `aws:asset:path` metadata relative to its directory.
+    """
+    template_path = Path(template_path)
+    template = json.loads(template_path.read_text(encoding="utf-8"))
+    return template_functions(
+        template,
+        template_path.parent,
+        stack=template_path.name.removesuffix(".template.json"),
+        assets=_file_assets(template_path.parent),
+    )
+
+
+def file_assets(directory: Path) -> dict[str, Path]:
+    """S3 object key -> asset directory for the templates of one assembly directory."""
+    return _file_assets(Path(directory))
+
+
 def _file_assets(directory: Path) -> dict[str, Path]:
     """S3 object key -> asset directory, from the asset manifests (`*.assets.json`) of one assembly.
 

@@ -393,6 +393,7 @@ class LocalEngine:
         overrides: Mapping[str, str] | None = None,
         isolated: bool = False,
         layout: CodeLayout | Callable[[FunctionSpec], CodeLayout] | None = None,
+        assembly_dir: Path | None = None,
         environment: Mapping[str, str] | None = None,
         publish_clock: bool = False,
         prestart: bool = False,
@@ -402,14 +403,22 @@ class LocalEngine:
         `handlers` maps a function's logical id or physical name to its in-process handler;
         with `import_handlers`, other functions get the handler their `Handler` property names.
         With `isolated`, every other Python function runs in worker processes from `layout`
-        (its asset, layers and runtime directory; default: the development stand-in of
-        orchestrator.lambda_runtime.assets) with the template's handler, environment (plus
+        (its asset, layers and runtime directory). A template of a cloud assembly names the
+        directory it was read from as `assembly_dir`: each function then runs from the host
+        build of its own cdk.out asset (what deploys) with the Lambda runtime's boto3 and the
+        Powertools layer. Without either (an inline-code test stack), the development stand-in
+        of orchestrator.lambda_runtime.assets is the asset. The template's handler, environment (plus
         `environment`), timeout, memory and role credentials; `publish_clock` lets the
         functions' own clock follow the engine's virtual clock; `prestart` starts one worker
         per function in the background. Returns state machine logical id -> ARN.
         """
         resources = ResourceMap(template, self.sandbox, overrides=dict(overrides or {}))
         handlers = dict(handlers or {})
+        if isolated and layout is None and assembly_dir is not None:
+            from orchestrator.lambda_runtime.assets import AssemblyLayouts
+
+            assets = AssemblyLayouts.of_template(template, Path(assembly_dir))
+            layout = lambda spec: assets.layout(spec.logical_id)  # noqa: E731 - one use
         configs = []
         for logical_id, spec in lambda_functions(template, resources).items():
             handler = handlers.get(logical_id) or handlers.get(spec.name)

@@ -28,7 +28,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,7 +108,7 @@ class LambdaRuntime:
         rng: random.Random | None = None,
         region: str = "eu-west-1",
         workers: LambdaWorkers | None = None,
-        layout: CodeLayout | None = None,
+        layout: CodeLayout | Callable[[str], CodeLayout] | None = None,
         roles: Mapping[str, str] | None = None,
         endpoint_url: str | None = None,
         log_dir: Path | None = None,
@@ -119,7 +119,7 @@ class LambdaRuntime:
         alias_cache_seconds: how long a GetAlias answer is reused; weights changed by a
         release take effect within that time (Lambda's own propagation is similar).
         workers/layout: run every invocation in a worker of its version's pool, from `layout`
-        (the service asset), with the role of `roles[function name]`, calling `endpoint_url`;
+        (the service asset; or a function name -> its asset's layout), with the role of `roles[function name]`, calling `endpoint_url`;
         `worker_env` adds what the local stand-ins need (e.g. no X-Ray daemon to send to).
         """
         self._lambda = lambda_client
@@ -259,10 +259,11 @@ class LambdaRuntime:
 
         assert self._layout is not None
         name = self.function_name(key)
+        layout = self._layout(name) if callable(self._layout) else self._layout
         fn = catalog.by_key(key)
         arn = str(config.get("FunctionArn") or name).removesuffix(f":{version}")
         return FunctionConfig(
-            name=name, arn=arn, handler=str(config.get("Handler") or fn.handler), layout=self._layout,
+            name=name, arn=arn, handler=str(config.get("Handler") or fn.handler), layout=layout,
             environment={
                 **((config.get("Environment") or {}).get("Variables") or {}), **self._worker_env, **(env_overrides or {})
             },
@@ -272,29 +273,55 @@ class LambdaRuntime:
             log_dir=self._log_dir,
         )
 
-    def prewarm(self, routes: list[tuple[str, Mapping[str, str]]], interval: float = 0.5) -> threading.Event:
-        """Keep one worker started for every version the given aliases route to (with the
-        stage's overrides), like provisioned concurrency: a version a release just published
-        is warm before its synthetic checks. Returns the event that stops the watcher."""
+    def prewarm(
+        self, routes: list[tuple[str, Mapping[str, str], Collection[str] | None]], interval: float = 0.5
+    ) -> threading.Event:
+        """Keep one worker started for every version the given aliases route to, as Lambda's
+        provisioned concurrency on an alias would: a version DeployGreen just published and
+        pointed `green` at is initialized before the synthetic checks call it, and the versions
+        a traffic shift adds to `live` before they take traffic.
+
+        routes: (alias, the overrides its callers pass, the function keys called that way or
+        None for all). One ListAliases per function per `interval` (the first scan at once);
+        new versions go to the front of the workers' start queue. Returns the stop event."""
         stop = threading.Event()
         seen: set[tuple[str, str, str]] = set()
 
-        def watch() -> None:
-            while not stop.wait(interval):
-                for key in self._names:
-                    for alias, overrides in routes:
-                        try:
-                            answer = self._lambda.get_alias(FunctionName=self.function_name(key), Name=alias)
-                        except Exception:  # noqa: BLE001, S112 - the alias may not exist yet
+        def scan() -> None:
+            assert self._workers is not None
+            for key in self._names:
+                wanted = [(alias, overrides) for alias, overrides, keys in routes if keys is None or key in keys]
+                if not wanted:
+                    continue
+                name = self.function_name(key)
+                try:
+                    aliases = {a["Name"]: a for a in self._lambda.list_aliases(FunctionName=name)["Aliases"]}
+                except Exception:  # noqa: BLE001, S112 - the function may not exist yet
+                    continue
+                configs = []
+                for alias, overrides in wanted:
+                    answer = aliases.get(alias)
+                    if answer is None:
+                        continue
+                    weights = (answer.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+                    for version in (answer["FunctionVersion"], *weights):
+                        marker = (key, str(version), json.dumps(dict(overrides), sort_keys=True))
+                        if marker in seen:
                             continue
-                        weights = (answer.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
-                        for version in (answer["FunctionVersion"], *weights):
-                            marker = (key, str(version), json.dumps(dict(overrides), sort_keys=True))
-                            if marker in seen or self._workers is None:
-                                continue
-                            seen.add(marker)
-                            config = self._config(self.function_name(key), str(version))
-                            self._workers.prestart([self._worker_config(key, str(version), config, overrides)], 1)
+                        seen.add(marker)
+                        config = self._config(name, str(version))
+                        configs.append(self._worker_config(key, str(version), config, overrides))
+                if configs:
+                    self._workers.prestart(configs, urgent=True)
+
+        def watch() -> None:
+            while True:
+                try:
+                    scan()
+                except Exception:  # noqa: BLE001 - a failed scan is retried at the next tick
+                    log.debug("prewarm scan failed", exc_info=True)
+                if stop.wait(interval):
+                    return
 
         if self._workers is not None:
             threading.Thread(target=watch, daemon=True, name="lambda-prewarm").start()

@@ -12,6 +12,24 @@ from pathlib import Path
 EXECUTION_ENV = "AWS_Lambda_python3.12"
 XRAY_DAEMON_ADDRESS = "127.0.0.1:2000"  # loopback only: nothing leaves the machine
 DEFAULT_CONCURRENCY = 4
+WORKERS_VARIABLE = "ORCHESTRATOR_LAMBDA_WORKERS"
+
+
+def host_worker_limit() -> int:
+    """Workers one function version may run at once on this machine.
+
+    Lambda scales a function out up to its reserved concurrency (50 for the service functions),
+    one cold start per concurrent request. Here every worker is a process on this host's cores:
+    more workers than cores only make cold starts slower for everyone (each start is CPU-bound
+    imports), while a warm worker answers in milliseconds. So a version runs at most as many
+    workers as the host has cores (ORCHESTRATOR_LAMBDA_WORKERS overrides), and an invocation
+    that finds them all busy waits for the first one to be free (the wait is not part of its
+    timeout, as a throttled retry's is not).
+    """
+    raw = os.environ.get(WORKERS_VARIABLE, "").strip()
+    if raw:
+        return max(1, int(raw))
+    return max(2, os.cpu_count() or 2)
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,9 @@ class FunctionConfig:
 
     @property
     def concurrency(self) -> int:
-        return self.reserved_concurrency if self.reserved_concurrency else DEFAULT_CONCURRENCY
+        """The function's reserved concurrency (else a small default), within the host's limit."""
+        wanted = self.reserved_concurrency if self.reserved_concurrency else DEFAULT_CONCURRENCY
+        return min(wanted, host_worker_limit())
 
     def log_file(self) -> Path | None:
         return self.log_dir / f"{self.name}.log" if self.log_dir else None

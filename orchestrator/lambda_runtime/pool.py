@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,8 @@ from orchestrator.lambda_runtime.config import CodeLayout, FunctionConfig
 log = logging.getLogger(__name__)
 
 BOOTSTRAP = Path(bootstrap.__file__).resolve()
-INIT_LIMIT_SECONDS = 10.0  # Lambda's init phase limit for on-demand functions
+INIT_LIMIT_SECONDS = 10.0
+PRESTART_THREADS = max(1, (os.cpu_count() or 2) // 2)  # Lambda's init phase limit for on-demand functions
 _POLL = 0.02
 
 
@@ -388,6 +390,22 @@ def _trace_id() -> str:
     return f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
 
 
+class _Batch:
+    """Configurations handed to one `prestart` call; `done` is set when all are handled."""
+
+    def __init__(self, configs: list[FunctionConfig]) -> None:
+        self.configs = configs
+        self.done = threading.Event()
+        self._left = len(configs)
+        self._lock = threading.Lock()
+
+    def finish_one(self) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._left <= 0:
+                self.done.set()
+
+
 class LambdaWorkers:
     """Every worker pool (and zygote) of one engine or sandbox; `close()` stops them all."""
 
@@ -398,6 +416,8 @@ class LambdaWorkers:
         self._pools: dict[tuple[object, ...], FunctionPool] = {}
         self._zygotes: dict[tuple[str, ...], Zygote] = {}
         self._stats: dict[str, FunctionStats] = {}
+        self._prestarts: deque[tuple[FunctionConfig, _Batch]] = deque()
+        self._prestarters = 0
         self._closed = False
 
     def __enter__(self) -> LambdaWorkers:
@@ -432,32 +452,41 @@ class LambdaWorkers:
     def invoke(self, config: FunctionConfig, event: Any, **kwargs: Any) -> Outcome:
         return self.pool(config).invoke(event, **kwargs)
 
-    def prestart(self, configs: Iterable[FunctionConfig], parallel: int = 2) -> threading.Thread:
-        """Start one worker per configuration in the background (returns the thread doing it)."""
-        pending = list(configs)
-        lock = threading.Lock()
+    def prestart(self, configs: Iterable[FunctionConfig], *, urgent: bool = False) -> threading.Event:
+        """Start one worker per configuration in the background; the returned event is set when
+        all of them are started (or failed: the invocation will report it).
 
-        def run() -> None:
-            while True:
-                with lock:
-                    if not pending or self._closed:
-                        return
-                    config = pending.pop(0)
-                try:
-                    self.pool(config).prestart()
-                except Exception:  # noqa: BLE001 - the invocation will report the failure
-                    log.debug("prestart of %s failed", config.name, exc_info=True)
+        Starts go through one queue served by PRESTART_THREADS threads (one per two cores), so
+        background starts never crowd out the invocations' own on a small host; `urgent` ones
+        (a version an alias routes traffic to) go ahead of the queue.
+        """
+        batch = _Batch(list(configs))
+        items = [(config, batch) for config in batch.configs]
+        with self._lock:
+            if urgent:
+                self._prestarts.extendleft(reversed(items))
+            else:
+                self._prestarts.extend(items)
+            missing = min(PRESTART_THREADS, len(self._prestarts)) - self._prestarters
+            self._prestarters += max(0, missing)
+        for _ in range(missing):
+            threading.Thread(target=self._serve_prestarts, daemon=True, name="lambda-prestart").start()
+        if not items:
+            batch.done.set()
+        return batch.done
 
-        threads = [threading.Thread(target=run, daemon=True, name=f"lambda-prestart-{i}") for i in range(parallel)]
-        for thread in threads:
-            thread.start()
-        def join_all() -> None:
-            for thread in threads:
-                thread.join()
-
-        joiner = threading.Thread(target=join_all, daemon=True, name="lambda-prestart")
-        joiner.start()
-        return joiner
+    def _serve_prestarts(self) -> None:
+        while True:
+            with self._lock:
+                if not self._prestarts or self._closed:
+                    self._prestarters -= 1
+                    return
+                config, batch = self._prestarts.popleft()
+            try:
+                self.pool(config).prestart()
+            except Exception:  # noqa: BLE001 - the invocation will report the failure
+                log.debug("prestart of %s failed", config.name, exc_info=True)
+            batch.finish_one()
 
     # -- statistics ------------------------------------------------------------------------
     def record_cold_start(self, function: str, ms: float) -> None:

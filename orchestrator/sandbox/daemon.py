@@ -128,13 +128,16 @@ class Sandbox:
         for spec in deployment.functions.values():
             if spec["handler"].startswith("tasks.") and not isolated:
                 os.environ.update(spec["env"])  # task code reads os.environ; their settings agree
-        workers = layout = None
+        workers = layouts = None
         if isolated:
-            from orchestrator.lambda_runtime.assets import stand_in_layout
+            from orchestrator.lambda_runtime.assets import AssemblyLayouts
 
+            # Each function from what deploys: its cdk.out asset (next to its template) rebuilt
+            # for this host, with the Lambda runtime's boto3 and the Powertools layer.
             workers = engine.lambda_workers()
-            layout = stand_in_layout()
-            workers.zygote_for(layout)  # the runtime/layer libraries load while the rest starts
+            layouts = AssemblyLayouts(self.template_paths)
+            for layout in layouts.prepare():
+                workers.zygote_for(layout)  # the runtime/layer libraries load while the rest starts
             self.parts.append(lambda: workers.write_report(REPO_ROOT / "reports" / "lambda-runtime.json"))
 
         from orchestrator.gateway import Gateway, LambdaRuntime, QueueBinding
@@ -146,7 +149,7 @@ class Sandbox:
         names = {key: constants.function_name(ENVIRONMENT, key) for key in catalog.released_keys()}
         runtime = LambdaRuntime(
             engine.client("lambda"), names, recorder=recorder, region=region, alias_cache_seconds=0.2,
-            workers=workers, layout=layout, endpoint_url=moto_url, log_dir=self.directory / "logs",
+            workers=workers, layout=layouts.layout if layouts else None, endpoint_url=moto_url, log_dir=self.directory / "logs",
             worker_env={"POWERTOOLS_TRACE_DISABLED": "true"},
             roles={name: spec["role_arn"] for name, spec in deployment.functions.items()},
         )
@@ -164,19 +167,25 @@ class Sandbox:
         self.parts.append(gateway.stop)
         os.environ["PREVIEW_WS_URL"] = urls.websocket["preview"]
         os.environ["LIVE_WS_URL"] = urls.websocket["live"]
-        if layout is not None and workers is not None:
+        if layouts is not None and workers is not None:
             # What the sandbox's own process environment gives in-process tasks, workers get as
             # variables: the local gateway's URLs, and no X-Ray daemon to send to.
             sandbox_env = {"PREVIEW_WS_URL": urls.websocket["preview"], "LIVE_WS_URL": urls.websocket["live"],
                            "POWERTOOLS_TRACE_DISABLED": "true"}
-            configs = deployer.register_workers(layout, extra_env=sandbox_env, log_dir=self.directory / "logs")
-            release_tasks = [c for c in configs if c.handler.startswith("tasks.") and "-release-" in c.name]
-            workers.prestart(release_tasks)
-        if layout is not None and workers is not None:
+            configs = deployer.register_workers(layouts.layout, extra_env=sandbox_env, log_dir=self.directory / "logs")
+            # The versions the aliases route to stay initialized, as provisioned concurrency
+            # would keep them: the gateway's routes (with its @connections endpoint) and the
+            # queue mappings' function; green's new versions as soon as DeployGreen points it.
             live, preview = gateway.management.endpoint("live"), gateway.management.endpoint("preview")
-            warm = runtime.prewarm([("live", {}), ("live", {"CONNECTIONS_ENDPOINT_URL": live}),
-                                    ("green", {"CONNECTIONS_ENDPOINT_URL": preview})])
+            gateway_keys = [key for key in names if key != "fanout"]
+            warm = runtime.prewarm([
+                ("live", {"CONNECTIONS_ENDPOINT_URL": live}, gateway_keys),
+                ("green", {"CONNECTIONS_ENDPOINT_URL": preview}, gateway_keys),
+                *((binding.alias, {}, ["fanout"]) for binding in bindings),
+            ])
             self.parts.append(warm.set)
+            release_tasks = [c for c in configs if c.handler.startswith("tasks.") and "-release-" in c.name]
+            workers.prestart(release_tasks)  # behind the service functions' starts
 
         from orchestrator.sandbox.events import EventBus, ExecutionEvents
 

@@ -29,6 +29,7 @@ import string
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -268,15 +269,18 @@ class Deployer:
             return ""
 
     def register_workers(
-        self, layout: CodeLayout, *, extra_env: dict[str, str], log_dir: Path | None = None
+        self, layout: CodeLayout | Callable[[str], CodeLayout], *, extra_env: dict[str, str],
+        log_dir: Path | None = None,
     ) -> list[FunctionConfig]:
-        """Route every deployed function's invocations to Lambda workers (isolated mode)."""
+        """Route every deployed function's invocations to Lambda workers (isolated mode); `layout`
+        is one layout for all, or the layout of a function's logical id (its own asset)."""
         from orchestrator.lambda_runtime import FunctionConfig
 
         configs = []
         for name, spec in self.out.functions.items():
+            code = layout(spec["logical_id"]) if callable(layout) else layout
             config = FunctionConfig(
-                name=name, arn=self.resources.arn(spec["logical_id"]), handler=spec["handler"], layout=layout,
+                name=name, arn=self.resources.arn(spec["logical_id"]), handler=spec["handler"], layout=code,
                 environment={**spec["env"], **extra_env}, timeout_seconds=spec["timeout"], memory_mb=spec["memory"],
                 role_arn=spec["role_arn"], region=self.engine.sandbox.region,
                 endpoint_url=self.engine.worker_endpoint_url or self.engine.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
