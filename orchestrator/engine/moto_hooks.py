@@ -72,6 +72,7 @@ _PARSER_MODELS = f"{_SFN}.parser.models"
 _RESPONSES = f"{_SFN}.responses"
 _ENVIRONMENT = f"{_ASL}.eval.environment"
 _TASK_LAMBDA = f"{_ASL}.component.state.exec.state_task.state_task_lambda"
+_SERVER_APP = "moto.moto_server.werkzeug_app"
 # Modules that deep-copy JSON state data on every state (input, results, parameters).
 _COPYING = (
     f"{_ASL}.eval.states",
@@ -160,6 +161,11 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
         "StateTaskLambda._from_error",
         "Invoke API errors as Lambda.<Code> for function-ARN tasks",
     ),
+    HookPoint(
+        _SERVER_APP,
+        "DomainDispatcherApplication.get_backend_for_host",
+        "a moto server finds a request's backend once per host (not by listing moto's package)",
+    ),
 )
 
 # Hooks that change nothing but speed (benchmarks can leave them out to measure them).
@@ -169,6 +175,7 @@ FAST_PATHS: frozenset[str] = frozenset(
         f"{_RESPONSES}.StepFunctionResponse.get_execution_history",
         f"{_EVENT_MANAGER}.EventManager.get_event_history",
         *(f"{module}.copy" for module in _COPYING),
+        f"{_SERVER_APP}.DomainDispatcherApplication.get_backend_for_host",
     }
 )
 
@@ -613,6 +620,24 @@ def pending_task_tokens(execution_arn: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
+def _backend_per_host(original: Callable[[Any, str | None], Any]) -> Callable[[Any, str | None], Any]:
+    """A moto server dispatches every request under one lock, and for each request looks its
+    host up by listing moto's package directory (a stat per backend, about 200) before trying
+    every backend's URL patterns. The answer depends on the host alone: remember it. With many
+    Lambda workers calling the server at once this lock was the sandbox's bottleneck."""
+    found: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host in found:
+            return found[host]
+        backend = original(self, host)
+        if backend is not None:
+            found[host] = backend
+        return backend
+
+    return get_backend_for_host
+
+
 def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], Any]]]:
     datetime_proxy = _datetime_module(clock)
     threading_proxy = _threading_module(clock)
@@ -638,6 +663,7 @@ def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], 
         f"{_ENVIRONMENT}.Environment.set_error": _keep_stopped,
         f"{_EVENT_MANAGER}.EventManager.add_event": _silence_after_stop,
         f"{_TASK_LAMBDA}.StateTaskLambda._from_error": _lambda_client_error,
+        f"{_SERVER_APP}.DomainDispatcherApplication.get_backend_for_host": _backend_per_host,
     }
     for module in (_TIMESTAMP, _STATE, _BRANCHES, _MAP_RUN, _EXECUTION, _PARSER_MODELS):
         values[f"{module}.datetime"] = lambda _orig: datetime_proxy
