@@ -535,13 +535,20 @@ def sandbox_up(
     time_scale: Annotated[
         float, typer.Option(min=1.0, help="Virtual seconds per wall second for Wait states and bakes.")
     ] = 60.0,
+    in_process: Annotated[
+        bool,
+        typer.Option("--in-process", help="Run the Lambda handlers inside the sandbox process (for comparison; "
+                     "default: each function in worker processes from its cdk.out asset)."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start the sandbox in the background and print its endpoints."""
     from orchestrator.sandbox.daemon import SandboxError, start_background
 
     try:
-        state = start_background(_opts(ctx).sandbox_dir, time_scale=time_scale, progress=None if as_json else err)
+        state = start_background(
+            _opts(ctx).sandbox_dir, time_scale=time_scale, progress=None if as_json else err, in_process=in_process
+        )
     except SandboxError as exc:
         raise CliError(str(exc)) from exc
     if as_json:
@@ -576,6 +583,64 @@ def sandbox_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         print(json.dumps({"running": True, **state.to_dict()}))
     else:
         _print_sandbox(state)
+        report = _lambda_report(_opts(ctx).sandbox_dir)
+        if report:
+            cold = ", ".join(
+                f"{name.removeprefix(f'{state.environment}-')} {figures['cold_start_ms_p50']:.0f}"
+                for name, figures in report.get("functions", {}).items() if figures.get("cold_start_ms_p50") is not None
+            )
+            out.print(f"  cold start p50   {cold or 'none yet'} (ms; `orchestrator sandbox lambdas` for more)")
+
+
+@sandbox_app.command("lambdas")
+def sandbox_lambdas(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Lambda workers of the running sandbox: cold starts (p50, max) and invocations per function."""
+    from rich.table import Table
+
+    from orchestrator.sandbox.state import SandboxNotRunning, read_state
+
+    try:
+        state = read_state(_opts(ctx).sandbox_dir)
+    except SandboxNotRunning as exc:
+        out.print(str(exc))
+        raise typer.Exit(EXIT_AWS) from exc
+    report = _lambda_report(_opts(ctx).sandbox_dir)
+    if as_json:
+        print(json.dumps({"lambda_mode": state.lambda_mode, **(report or {})}))
+        return
+    if state.lambda_mode != "isolated":
+        out.print("the sandbox runs its Lambda handlers in-process (started with --in-process): no workers")
+        return
+    if not report:
+        out.print("no worker has started yet")
+        return
+    table = Table(title="Lambda workers (each function from its cdk.out asset, in its own processes)",
+                  title_justify="left")
+    for column in ("function", "invocations", "errors", "timeouts", "cold starts", "p50 ms", "max ms", "max RSS MB"):
+        table.add_column(column, justify="left" if column == "function" else "right")
+    for name, f in report.get("functions", {}).items():
+        p50, top = f.get("cold_start_ms_p50"), f.get("cold_start_ms_max")
+        table.add_row(name, str(f["invocations"]), str(f["errors"]), str(f["timeouts"]), str(f["cold_starts"]),
+                      "–" if p50 is None else f"{p50:.0f}", "–" if top is None else f"{top:.0f}", f"{f['max_rss_mb']:.0f}")
+    out.print(table)
+    out.print(f"spawn: {report.get('spawn')}, python {report.get('python')}; "
+              f"cold start p50 over all: {report.get('cold_start_ms_p50_all')} ms")
+
+
+def _lambda_report(directory: Path) -> dict[str, Any] | None:
+    from orchestrator.sandbox.state import LAMBDA_REPORT
+
+    try:
+        report = json.loads((directory / LAMBDA_REPORT).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _mode_note(mode: str) -> str:
+    if mode == "isolated":
+        return "isolated: each in worker processes from its own cdk.out asset (host build), template settings"
+    return "in-process: handlers run inside the sandbox process (--in-process)"
 
 
 def _print_sandbox(state: Any) -> None:
@@ -583,6 +648,7 @@ def _print_sandbox(state: Any) -> None:
     for name, value in state.endpoints().items():
         out.print(f"  {name:<16} {value}")
     out.print(f"  time             {state.time_note}")
+    out.print(f"  Lambda functions {_mode_note(state.lambda_mode)}")
     out.print("use: orchestrator --sandbox release start --env staging ...  (or AWS_ENDPOINT_URL=" + state.moto_url + ")")
 
 
@@ -643,11 +709,16 @@ def render(
 def demo(
     reports: Annotated[Path, typer.Option(help="Where the HTML reports go.")] = Path("reports"),
     keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox running afterwards.")] = False,
+    in_process: Annotated[
+        bool,
+        typer.Option("--in-process", help="Run the Lambda handlers inside the sandbox process (for comparison; "
+                     "default: each function in worker processes from its cdk.out asset)."),
+    ] = False,
 ) -> None:
     """A healthy release and a faulty one that rolls itself back, in the local sandbox."""
     from orchestrator.demo import run_demo
 
-    raise typer.Exit(run_demo(sandbox_dir(), reports, keep=keep, console=out))
+    raise typer.Exit(run_demo(sandbox_dir(), reports, keep=keep, console=out, in_process=in_process))
 
 
 # ---- operations: cost and DR drills (orchestrator/commands_ops.py) ------------------------

@@ -521,8 +521,30 @@ class LambdaWorkers:
 
     def write_report(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.report(), indent=2) + "\n")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.report(), indent=2) + "\n")
+        tmp.replace(path)  # readers never see half a report
         return path
+
+    def publish(self, path: Path, interval: float = 1.0) -> threading.Event:
+        """Keep `path` holding the current report (rewritten when a figure changed) so another
+        process (`orchestrator sandbox lambdas`) can read it; set the returned event to stop."""
+        stop = threading.Event()
+
+        def run() -> None:
+            last = ""
+            while not stop.wait(interval):
+                with self._lock:
+                    marker = json.dumps({n: (len(s.cold_starts_ms), s.invocations) for n, s in self._stats.items()})
+                if marker != last:
+                    last = marker
+                    try:
+                        self.write_report(path)
+                    except OSError:
+                        log.debug("could not write %s", path, exc_info=True)
+
+        threading.Thread(target=run, daemon=True, name="lambda-report").start()
+        return stop
 
     def close(self) -> None:
         with self._lock:

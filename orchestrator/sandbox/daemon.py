@@ -6,7 +6,8 @@ machine executions run inside this process (the engine's hooks route their Lambd
 functions themselves run in Lambda worker processes from their assets (isolated, the default)
 or in this process (`--in-process` / ORCHESTRATOR_LAMBDA_MODE=in-process, for comparison).
 Worker logs go to `<dir>/logs/<function>.log`; cold starts and invocations per function to
-`reports/lambda-runtime.json` on shutdown. The CLI reaches everything through boto3.
+`reports/lambda-runtime.json` on shutdown (and, while it runs, to `<dir>/lambda-runtime.json`,
+which `orchestrator sandbox lambdas` reads). The CLI reaches everything through boto3.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rich.console import Console
 
 from contracts import names as constants
 from orchestrator.sandbox.state import (
+    LAMBDA_REPORT,
     LOG_FILE,
     SandboxNotRunning,
     SandboxState,
@@ -139,6 +141,7 @@ class Sandbox:
             for layout in layouts.prepare():
                 workers.zygote_for(layout)  # the runtime/layer libraries load while the rest starts
             self.parts.append(lambda: workers.write_report(REPO_ROOT / "reports" / "lambda-runtime.json"))
+            self.parts.append(workers.publish(self.directory / LAMBDA_REPORT).set)  # `sandbox lambdas`
 
         from orchestrator.gateway import Gateway, LambdaRuntime, QueueBinding
         from orchestrator.sandbox.alarms import AlarmEvaluator, MetricStore, StoringRecorder
@@ -219,7 +222,7 @@ class Sandbox:
                 "websocket live": urls.websocket["live"], "websocket preview": urls.websocket["preview"],
                 "@connections": urls.management["live"], "api key": deployment.api_key,
             },
-            state_machines=deployment.state_machines,
+            state_machines=deployment.state_machines, lambda_mode=self.lambda_mode,
         )
         log.info(
             "sandbox up in %.2fs (Lambda functions %s): %d functions, %d queues, %d alarms, %d rules, %d state machines; not emulated: %s",
@@ -344,7 +347,7 @@ def serve(directory: Path, time_scale: float, templates: list[Path], lambda_mode
 
 def start_background(
     directory: Path, *, time_scale: float = 60.0, progress: Console | None = None, timeout: float = 120.0,
-    templates: list[Path] | None = None,
+    templates: list[Path] | None = None, in_process: bool = False,
 ) -> SandboxState:
     try:
         state = read_state(directory)
@@ -359,6 +362,7 @@ def start_background(
     command = [
         sys.executable, "-m", "orchestrator.sandbox.daemon", "--dir", str(directory),
         "--time-scale", str(time_scale), *(arg for path in template_paths for arg in ("--template", str(path))),
+        *(["--in-process"] if in_process else []),
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -480,8 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from orchestrator.lambda_runtime import lambda_mode
 
-    # Isolated becomes the default once the demo passes in it on a loaded host (see lambda_runtime).
-    mode = "in-process" if args.in_process else lambda_mode(default="in-process")
+    mode = "in-process" if args.in_process else lambda_mode(default="isolated")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -17,6 +17,7 @@ from typing import Any
 
 STATE_FILE = "state.json"
 LOG_FILE = "sandbox.log"
+LAMBDA_REPORT = "lambda-runtime.json"  # the workers' cold starts and invocations, kept current
 
 
 class SandboxNotRunning(RuntimeError):
@@ -36,6 +37,7 @@ class SandboxState:
     startup_seconds: float
     gateway: dict[str, str] = field(default_factory=dict)  # name -> URL (live/preview/@connections)
     state_machines: dict[str, str] = field(default_factory=dict)  # name -> ARN
+    lambda_mode: str = "in-process"  # or "isolated": worker processes from the functions' assets
 
     @property
     def time_note(self) -> str:
