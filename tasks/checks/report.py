@@ -33,6 +33,7 @@ class RunResult:
     connect_rate_achieved: float = 0.0
     duration_ms: int = 0
     cpu_seconds: float = 0.0  # CPU of the event loop thread (the clients), not of the process
+    warmup_latency_ms: float | None = None  # the unscored first event (green's cold start), slowest client
 
     @property
     def messages_expected(self) -> int:
@@ -84,6 +85,7 @@ class RunResult:
             "messages_received": self.messages_received,
             "success_rate": round(self.success_rate, 4),
             "latency_ms": self.latency(),
+            "warmup_latency_ms": self.warmup_latency_ms,
             "errors": dict(sorted(self.errors.items())),
             "unauthorized_refused": self.unauthorized_refused,
         }

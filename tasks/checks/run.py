@@ -5,11 +5,15 @@ Phases, all bounded by one deadline:
 2. `clients` connections open, paced at `connect_rate` per second (API Gateway's 500 new
    connections per second are shared by the account's real users), each subscribes to the
    run's own channel `synthetic:<release>-<nonce>`;
-3. `messages` marked events (`synthetic: true`, the run nonce and a sequence number) go to the
+3. one warm-up event goes through the preview events queue and is awaited by every client: a
+   freshly published green version's fan-out starts cold (on AWS as here), and one cold start
+   is not the steady-state latency the threshold is about; its latency is reported apart
+   (`warmup_latency_ms`) and a client that never gets it counts as `warmup_not_delivered`;
+4. `messages` marked events (`synthetic: true`, the run nonce and a sequence number) go to the
    preview events queue, one every `message_interval` seconds;
-4. each client must receive each event; latency is measured from just before the event was
+5. each client must receive each event; latency is measured from just before the event was
    sent to its arrival (one monotonic clock, one process);
-5. every client unsubscribes (the acknowledgement is awaited) and closes.
+6. every client unsubscribes (the acknowledgement is awaited) and closes.
 A connection that failed still counts in the expected deliveries, so it lowers the success
 rate instead of vanishing from it.
 """
@@ -34,6 +38,7 @@ from tasks.checks.report import RunResult
 
 API_KEY_HEADER = "x-api-key"
 EVENT_TYPE = "synthetic_check"
+WARMUP_SUFFIX = "-warmup"  # the id of the unscored warm-up event ends so
 _CHANNEL_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -95,7 +100,7 @@ class _Client:
                 self.errors["duplicate_delivery"] += 1
             else:
                 self.received[event_id] = (now - self.sent_at[event_id]) * 1000
-                if self.on_delivery is not None:
+                if self.on_delivery is not None and not event_id.endswith(WARMUP_SUFFIX):
                     self.on_delivery()
         elif kind == "subscribed" and frame.get("channel") == self.channel:
             self.subscribed.set()
@@ -237,6 +242,8 @@ async def run(plan: RunPlan, publish: Callable[[Event], None]) -> RunResult:
             if len(done) > 1:
                 result.connect_rate_achieved = round((len(done) - 1) / max(max(done) - first, 1e-6), 1)
             listeners = sum(1 for c in clients if c.subscribed.is_set())
+            if listeners:
+                await _warm_up(plan, publish, channel, nonce, sent_at, clients, result)
             deliveries.expect(listeners * plan.messages)
             if listeners:
                 await _publish_all(plan, publish, channel, nonce, sent_at)
@@ -250,7 +257,8 @@ async def run(plan: RunPlan, publish: Callable[[Event], None]) -> RunResult:
         # Always leave: unsubscribe and close every connection, even after the deadline.
         await asyncio.gather(*(_close(c, plan) for c in clients), return_exceptions=True)
     for client in clients:
-        result.latencies_ms.extend(client.received.values())
+        # A warm-up event that arrived after its wait is still not a measured one.
+        result.latencies_ms.extend(v for k, v in client.received.items() if not k.endswith(WARMUP_SUFFIX))
     result.duration_ms = int((loop.time() - started) * 1000)
     result.cpu_seconds = time.thread_time() - cpu_started
     return result
@@ -267,23 +275,47 @@ async def _check_unauthorized(plan: RunPlan, errors: Counter[str]) -> bool:
     return all(v is True for v in verdicts)
 
 
+def _event(plan: RunPlan, channel: str, nonce: str, seq: int | str) -> Event:
+    return Event(
+        id=f"synthetic-{nonce}-{seq}",
+        channel=channel,
+        type=EVENT_TYPE,
+        payload={"nonce": nonce, "seq": seq, "release_id": plan.release_id},
+        synthetic=True,
+    )
+
+
+async def _send(publish: Callable[[Event], None], event: Event, sent_at: dict[str, float]) -> None:
+    def send() -> None:
+        sent_at[event.id] = time.perf_counter()
+        publish(event)
+
+    await asyncio.to_thread(send)
+
+
+async def _warm_up(
+    plan: RunPlan, publish: Callable[[Event], None], channel: str, nonce: str, sent_at: dict[str, float],
+    clients: list[_Client], result: RunResult,
+) -> None:
+    """One unscored event through the whole path, awaited by every subscribed client."""
+    event = _event(plan, channel, nonce, WARMUP_SUFFIX.lstrip("-"))
+    listeners = [c for c in clients if c.subscribed.is_set()]
+    await _send(publish, event, sent_at)
+    limit = asyncio.get_running_loop().time() + plan.collect_seconds
+    while any(event.id not in c.received for c in listeners) and asyncio.get_running_loop().time() < limit:
+        await asyncio.sleep(0.01)
+    arrived = [c.received.pop(event.id) for c in listeners if event.id in c.received]
+    missing = len(listeners) - len(arrived)
+    if missing:
+        result.errors["warmup_not_delivered"] += missing
+    result.warmup_latency_ms = round(max(arrived), 1) if arrived else None
+
+
 async def _publish_all(
     plan: RunPlan, publish: Callable[[Event], None], channel: str, nonce: str, sent_at: dict[str, float]
 ) -> None:
     for seq in range(plan.messages):
-        event = Event(
-            id=f"synthetic-{nonce}-{seq}",
-            channel=channel,
-            type=EVENT_TYPE,
-            payload={"nonce": nonce, "seq": seq, "release_id": plan.release_id},
-            synthetic=True,
-        )
-
-        def send(event: Event = event) -> None:
-            sent_at[event.id] = time.perf_counter()
-            publish(event)
-
-        await asyncio.to_thread(send)
+        await _send(publish, _event(plan, channel, nonce, seq), sent_at)
         if seq + 1 < plan.messages:
             await asyncio.sleep(plan.message_interval_seconds)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,11 +135,30 @@ def test_a_service_that_accepts_a_bad_key_fails(service: FakeService) -> None:
 def test_duplicates_and_unmarked_events_are_reported(service: FakeService) -> None:
     service.duplicate = True
     result = execute(plan(service.url, clients=2, messages=2), service.publish)
-    assert result.errors["duplicate_delivery"] == 4 and result.messages_received == 4
+    # The warm-up event goes through the same checks: 2 clients x (1 warm-up + 2) duplicates.
+    assert result.errors["duplicate_delivery"] == 6 and result.messages_received == 4
     service.duplicate, service.unmarked = False, True
     result = execute(plan(service.url, clients=2, messages=2), service.publish)
-    assert result.errors["event_not_marked_synthetic"] == 4 and result.messages_received == 0
+    assert result.errors["event_not_marked_synthetic"] == 6 and result.messages_received == 0
+    assert result.errors["warmup_not_delivered"] == 2 and result.warmup_latency_ms is None
     assert "success rate 0.000 < 1 (0/4 deliveries)" in result.summary(THRESHOLDS)
+
+
+def test_the_warm_up_absorbs_a_cold_start_and_is_reported_apart(service: FakeService) -> None:
+    cold = [True]
+    publish = service.publish
+
+    def first_slow(event: Event) -> None:
+        if cold:  # green's fan-out starting cold: only its first invocation is slow
+            cold.clear()
+            time.sleep(0.8)
+        publish(event)
+
+    result = execute(plan(service.url, clients=3, messages=4), first_slow)
+    assert result.messages_received == 12 and not result.errors
+    assert result.warmup_latency_ms is not None and result.warmup_latency_ms >= 800
+    assert result.latency()["p99"] < 800
+    assert result.output(Thresholds(p99_latency_ms=700, min_success_rate=1.0))["warmup_latency_ms"] >= 800
 
 
 def test_a_wrong_key_for_the_checker_counts_every_client_as_failed(service: FakeService) -> None:
@@ -180,8 +200,8 @@ def test_the_summary_is_one_line_naming_every_failed_threshold() -> None:
     output = result.output(THRESHOLDS)
     assert output == {
         "passed": False, "clients": 4, "messages_expected": 20, "messages_received": 18, "success_rate": 0.9,
-        "latency_ms": {"p50": 10.0, "p95": 2500.0, "p99": 2500.0}, "errors": {"subscribe_timeout": 1},
-        "unauthorized_refused": True,
+        "latency_ms": {"p50": 10.0, "p95": 2500.0, "p99": 2500.0}, "warmup_latency_ms": None,
+        "errors": {"subscribe_timeout": 1}, "unauthorized_refused": True,
     }
 
 
