@@ -262,8 +262,17 @@ def _iam_enforcer(template: dict[str, Any], deployer: Any, directory: Path) -> A
     return IamEnforcer(policies).install()
 
 
+IAM_REPORT = "iam-report"  # .json and .md beside the observations
+
+
 def _dump_observations(enforcer: Any, directory: Path) -> None:
-    enforcer.dump(directory / IAM_OBSERVATIONS)
+    """The observations, and the permission report over the very policy set that judged them."""
+    from orchestrator.iam.report import build_report, write_report
+
+    observations = directory / IAM_OBSERVATIONS
+    enforcer.dump(observations)
+    write_report(build_report([json.loads(line) for line in observations.read_text().splitlines() if line],
+                              enforcer.policies), directory / IAM_REPORT)
     denials = enforcer.denials()
     if denials:
         log.warning("IAM: %d distinct calls denied (see %s)", len(denials), directory / IAM_OBSERVATIONS)

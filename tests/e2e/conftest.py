@@ -1,4 +1,9 @@
-"""One background sandbox per test module, in a private directory, stopped afterwards."""
+"""One background sandbox per test module, in a private directory, stopped afterwards.
+
+The sandbox runs what would be deployed: every function in its own worker process from its
+asset, with its role's credentials, and every AWS call judged against the synthesized policies.
+When the module's sandbox stops, no call it observed may have been denied.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,30 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.lambda_runtime import MODE_VARIABLE
 from orchestrator.sandbox.daemon import start_background, stop_background
 from orchestrator.sandbox.state import SandboxState
+from tests.e2e.iam_checks import assert_no_denials
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxState]:
-    directory: Path = tmp_path_factory.mktemp("sandbox")
-    previous = os.environ.get("ORCHESTRATOR_SANDBOX_DIR")
-    os.environ["ORCHESTRATOR_SANDBOX_DIR"] = str(directory)
-    state = start_background(directory, time_scale=60.0)
+def sandbox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sandbox")
+
+
+@pytest.fixture(scope="module")
+def sandbox(sandbox_dir: Path) -> Iterator[SandboxState]:
+    saved = {name: os.environ.get(name) for name in ("ORCHESTRATOR_SANDBOX_DIR", MODE_VARIABLE)}
+    os.environ["ORCHESTRATOR_SANDBOX_DIR"] = str(sandbox_dir)
+    os.environ[MODE_VARIABLE] = "isolated"
+    state = start_background(sandbox_dir, time_scale=60.0)
     try:
         yield state
     finally:
-        stop_background(directory)
-        if previous is None:
-            os.environ.pop("ORCHESTRATOR_SANDBOX_DIR", None)
-        else:
-            os.environ["ORCHESTRATOR_SANDBOX_DIR"] = previous
+        stop_background(sandbox_dir)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    assert_no_denials(sandbox_dir)
