@@ -404,7 +404,9 @@ def _extra_templates() -> list[Path]:
 
 
 # What the synthesized stage is made of: a template older than any of these is stale.
-STAGE_SOURCES = ("app.py", "cdk.json", "config", "infra", "state_machines", "service/catalog.py", "tasks/catalog.py")
+# The functions run from their assets, so the packages the assets ship count as sources too.
+STAGE_SOURCES = ("app.py", "cdk.json", "config", "infra", "state_machines", "service", "tasks", "contracts",
+                 "requirements.lock")
 
 
 def _newest_source() -> float:
@@ -413,7 +415,7 @@ def _newest_source() -> float:
         path = REPO_ROOT / name
         files = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
         for file in files:
-            if file.is_file() and file.suffix in {".py", ".json"} and "__pycache__" not in file.parts:
+            if file.is_file() and file.suffix in {".py", ".json", ".lock"} and "__pycache__" not in file.parts:
                 newest = max(newest, file.stat().st_mtime)
     return newest
 
