@@ -204,8 +204,9 @@ def run_demo(
     traffic: TrafficGenerator | None = None
     outcomes: list[Outcome] = []
     try:
-        aws.call("s3", "create_bucket", Bucket=ARTIFACT_BUCKET,
-                 CreateBucketConfiguration={"LocationConstraint": state.region})
+        if ARTIFACT_BUCKET not in {b["Name"] for b in aws.call("s3", "list_buckets").get("Buckets", [])}:
+            aws.call("s3", "create_bucket", Bucket=ARTIFACT_BUCKET,
+                     CreateBucketConfiguration={"LocationConstraint": state.region})
         events_queue = aws.call("sqs", "get_queue_url", QueueName=names.queue_name(ENV, "events"))["QueueUrl"]
         traffic = TrafficGenerator(
             state.gateway["websocket live"], state.gateway["api key"], aws.client("sqs"), events_queue

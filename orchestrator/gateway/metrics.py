@@ -2,8 +2,10 @@
 
 Each invocation is counted under the three dimension sets Lambda publishes for an alias:
 {FunctionName, Resource=<fn>:<alias>, ExecutedVersion}, {FunctionName, Resource} and
-{FunctionName}. Samples are buffered and sent with batched PutMetricData calls (Values/Counts
-arrays), so alarms in the sandbox are driven by real invocation outcomes.
+{FunctionName}. Samples are buffered and sent with batched PutMetricData calls as statistic sets
+(SampleCount, Sum, Minimum, Maximum per metric and dimension set and flush), as CloudWatch keeps
+Lambda's metrics in aggregate: moto stores one datum per set instead of one per invocation, so
+its store and GetMetricStatistics stay cheap however long traffic runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Any
 
 NAMESPACE = "AWS/Lambda"
 MAX_DATUMS_PER_CALL = 500  # PutMetricData takes up to 1,000 metrics per request
-MAX_VALUES_PER_DATUM = 150  # the API's limit on Values/Counts arrays
 
 
 @dataclass(frozen=True)
@@ -37,27 +38,27 @@ def dimension_sets(sample: Sample) -> list[tuple[tuple[str, str], ...]]:
     ]
 
 
+def _statistics(values: list[float]) -> dict[str, float]:
+    return {"SampleCount": float(len(values)), "Sum": float(sum(values)), "Minimum": min(values),
+            "Maximum": max(values)}
+
+
 def build_metric_data(samples: list[Sample], timestamp: datetime) -> list[dict[str, Any]]:
-    invocations: dict[tuple[tuple[str, str], ...], int] = defaultdict(int)
-    errors: dict[tuple[tuple[str, str], ...], int] = defaultdict(int)
+    errors: dict[tuple[tuple[str, str], ...], list[float]] = defaultdict(list)
     durations: dict[tuple[tuple[str, str], ...], list[float]] = defaultdict(list)
     for sample in samples:
         for dims in dimension_sets(sample):
-            invocations[dims] += 1
-            errors[dims] += int(sample.error)
+            errors[dims].append(float(sample.error))
             durations[dims].append(round(sample.duration_ms, 3))
     data: list[dict[str, Any]] = []
-    for dims, count in invocations.items():
-        dimensions = [{"Name": k, "Value": v} for k, v in dims]
-        base = {"Dimensions": dimensions, "Timestamp": timestamp}
-        data.append({**base, "MetricName": "Invocations", "Unit": "Count", "Values": [1.0], "Counts": [float(count)]})
-        failed = errors[dims]
-        values, counts = zip(*[(v, float(c)) for v, c in ((1.0, failed), (0.0, count - failed)) if c], strict=True)
-        data.append({**base, "MetricName": "Errors", "Unit": "Count", "Values": list(values), "Counts": list(counts)})
-        series = durations[dims]
-        for start in range(0, len(series), MAX_VALUES_PER_DATUM):
-            chunk = series[start : start + MAX_VALUES_PER_DATUM]
-            data.append({**base, "MetricName": "Duration", "Unit": "Milliseconds", "Values": chunk})
+    for dims, failed in errors.items():
+        base = {"Dimensions": [{"Name": k, "Value": v} for k, v in dims], "Timestamp": timestamp}
+        count = float(len(failed))
+        data.append({**base, "MetricName": "Invocations", "Unit": "Count",
+                     "StatisticValues": {"SampleCount": count, "Sum": count, "Minimum": 1.0, "Maximum": 1.0}})
+        data.append({**base, "MetricName": "Errors", "Unit": "Count", "StatisticValues": _statistics(failed)})
+        data.append({**base, "MetricName": "Duration", "Unit": "Milliseconds",
+                     "StatisticValues": _statistics(durations[dims])})
     return data
 
 

@@ -144,7 +144,7 @@ class Sandbox:
             self.parts.append(workers.publish(self.directory / LAMBDA_REPORT).set)  # `sandbox lambdas`
 
         from orchestrator.gateway import Gateway, LambdaRuntime, QueueBinding
-        from orchestrator.sandbox.alarms import AlarmEvaluator, MetricStore, StoringRecorder
+        from orchestrator.sandbox.alarms import AlarmEvaluator, MetricStore, StoringRecorder, stored_alarms
         from service import catalog
 
         store = MetricStore()
@@ -203,7 +203,7 @@ class Sandbox:
         bus = EventBus(deployment.rules, deliver)
         evaluator = AlarmEvaluator(
             engine.client("cloudwatch"), bus, store, region=region, account=ACCOUNT, time_scale=self.time_scale,
-            composites=deployment.composites,
+            composites=deployment.composites, read_alarms=stored_alarms(ACCOUNT, region),
         )
         evaluator.start()
         self.parts.append(evaluator.stop)

@@ -170,3 +170,28 @@ def test_composite_in_cloudwatch_follows_its_children_and_set_alarm_state() -> N
     cw.set_alarm_state(AlarmName="staging-release-guard-x", StateValue="OK", StateReason="recovered")
     evaluator.tick()
     assert cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"][0]["StateValue"] == "OK"
+
+
+@mock_aws
+def test_the_stored_alarms_read_as_describe_alarms_answers() -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    from orchestrator.sandbox import emulation
+    from orchestrator.sandbox.alarms import stored_alarms
+
+    cw = boto3.client("cloudwatch", region_name="eu-west-1")
+    cw.put_metric_alarm(AlarmName="staging-release-guard-x", Namespace="AWS/Lambda", MetricName="Errors",
+                        Dimensions=[{"Name": "FunctionName", "Value": "fn"}], Statistic="Sum", Period=60,
+                        EvaluationPeriods=2, DatapointsToAlarm=1, Threshold=1, TreatMissingData="notBreaching",
+                        ComparisonOperator="GreaterThanOrEqualToThreshold")
+    emulation.install()
+    try:
+        cw.put_composite_alarm(AlarmName="staging-release-health", AlarmRule='ALARM("staging-release-guard-x")')
+    finally:
+        emulation.uninstall()
+    cw.set_alarm_state(AlarmName="staging-release-guard-x", StateValue="ALARM", StateReason="errors")
+    answer = cw.describe_alarms(AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    metric, composite = stored_alarms(DEFAULT_ACCOUNT_ID, "eu-west-1")()
+    for stored, described in ((metric, answer["MetricAlarms"]), (composite, answer["CompositeAlarms"])):
+        assert len(stored) == len(described) == 1
+        assert stored[0] == {key: described[0][key] for key in stored[0]}, (stored, described)
