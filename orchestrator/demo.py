@@ -220,7 +220,7 @@ def run_demo(
     finally:
         if traffic is not None:
             traffic.stop()
-        workers = _lambda_report(demo_dir)
+        workers = _lambda_report(demo_dir) if state.lambda_mode == "isolated" else None
         if not keep:
             stop_background(demo_dir)
     summary(console, outcomes, traffic, time.monotonic() - wall_started, state)

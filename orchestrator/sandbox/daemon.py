@@ -76,6 +76,7 @@ class Sandbox:
 
     def start(self) -> SandboxState:
         started = time.monotonic()
+        (self.directory / LAMBDA_REPORT).unlink(missing_ok=True)  # a previous run's workers
         from moto.server import ThreadedMotoServer
 
         from orchestrator.testing.redis_server import RedisServer
