@@ -85,7 +85,10 @@ def deploy_function(lam: Any, function: str, release: dict[str, Any]) -> str:
     except lam.exceptions.InvalidParameterValueException as exc:
         raise DeploymentFailed(f"{function}: artifact s3://{artifact['bucket']}/{artifact['key']}: {exc}") from None
     waiter.wait(FunctionName=function, WaiterConfig=_WAITER)
-    current = lam.get_function_configuration(FunctionName=function).get("Environment", {}).get("Variables", {})
+    # Blue's environment, not $LATEST's: $LATEST still holds the last deploy's variables, which may be
+    # a rolled-back release's (a fault setting, say) that must not reach the next green.
+    current = lam.get_function_configuration(FunctionName=function, Qualifier=_blue_version(lam, function)).get(
+        "Environment", {}).get("Variables", {})
     lam.update_function_configuration(
         FunctionName=function,
         Environment={"Variables": _merged_environment(current, release, function)},

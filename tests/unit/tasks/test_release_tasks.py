@@ -262,6 +262,21 @@ def test_rollback_restores_blue_mid_shift(world, settings):
     assert record["status"] == "ROLLED_BACK" and record["cause"] == "AlarmTriggered: in ALARM: x"
 
 
+def test_a_rolled_back_release_leaves_its_configuration_out_of_the_next_green(world, settings):
+    state = started(world, settings, configuration={"FAULT_DROP_RATE": "1"})
+    state["deploy"] = deploy_green(settings, state["release"])
+    state["failure"] = {"Error": "GreenUnhealthy", "Cause": "dropped everything"}
+    rollback(settings, state)
+    following = validated_state(world, settings, version="1.2.0", artifact=world.artifact("after"))
+    green = deploy_green(settings, following["release"])["green"]
+    lam = boto3.client("lambda", region_name="eu-west-1")
+    for fn, version in green.items():
+        variables = lam.get_function_configuration(FunctionName=fn, Qualifier=version)["Environment"]["Variables"]
+        # Blue's variables carry forward; the rolled-back release's do not ($LATEST still holds them).
+        assert "FAULT_DROP_RATE" not in variables and variables["SERVICE_VERSION"] == "1.2.0", variables
+        assert variables["CACHE_SCHEMA_VERSION"] == "1"
+
+
 def test_rollback_without_a_deploy_result_keeps_live(world, settings):
     state = started(world, settings)
     state["failure"] = {"Error": "DeploymentFailed", "Cause": "boom"}
