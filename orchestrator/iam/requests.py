@@ -172,10 +172,23 @@ _LAMBDA_STAR = {
 }
 
 
+# Operations on one event source mapping (resource `event-source-mapping:<UUID>`).
+_LAMBDA_MAPPING = {
+    "GetEventSourceMapping": "GetEventSourceMapping",
+    "UpdateEventSourceMapping": "UpdateEventSourceMapping",
+    "DeleteEventSourceMapping": "DeleteEventSourceMapping",
+}
+
+
 def _lambda(call: Call, _ps: PolicySet | None) -> list[Check] | None:
     op = call.operation
     if op in _LAMBDA_STAR:
         return [Check(f"lambda:{_LAMBDA_STAR[op]}", "*", _secure())]
+    if op in _LAMBDA_MAPPING:
+        uuid = _p(call, "UUID")
+        if uuid is None:
+            return None
+        return [Check(f"lambda:{_LAMBDA_MAPPING[op]}", call.arn("lambda", f"event-source-mapping:{uuid}"), _secure())]
     name = _p(call, "FunctionName")
     if name is None:
         if op in ("ListTags", "TagResource", "UntagResource") and _p(call, "Resource"):
