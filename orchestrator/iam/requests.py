@@ -281,6 +281,23 @@ def _sqs(call: Call, ps: PolicySet | None) -> list[Check] | None:
         return [Check("sqs:GetQueueUrl", f"arn:{call.partition}:sqs:{call.region}:{owner}:{name}", _secure())]
     if op == "CreateQueue":
         return [Check("sqs:CreateQueue", call.arn("sqs", str(_p(call, "QueueName"))), _secure())]
+    if op == "StartMessageMoveTask":
+        # The SQS guide's required permissions for a redrive: these four on the source (the DLQ),
+        # SendMessage on the destination; SQS uses the queues' keys on the caller's behalf.
+        source = str(_p(call, "SourceArn"))
+        checks = [Check(f"sqs:{action}", source, _secure())
+                  for action in ("StartMessageMoveTask", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes")]
+        checks += _kms_on_behalf(call, ps, source, ["kms:Decrypt"], "sqs")
+        destination = _p(call, "DestinationArn")
+        if destination:
+            checks.append(Check("sqs:SendMessage", str(destination), _secure()))
+            checks += _kms_on_behalf(call, ps, str(destination), ["kms:GenerateDataKey"], "sqs")
+        return checks
+    if op == "ListMessageMoveTasks":
+        return [Check("sqs:ListMessageMoveTasks", str(_p(call, "SourceArn")), _secure())]
+    if op == "CancelMessageMoveTask":
+        # The task handle names the source queue only in AWS's opaque encoding.
+        return [Check("sqs:CancelMessageMoveTask", "*", _secure())]
     url = _p(call, "QueueUrl")
     if url is None:
         return None

@@ -28,6 +28,11 @@ CASES: list[tuple[str, str, dict[str, Any], list[tuple[str, str]]]] = [
      [("lambda:GetFunctionConfiguration", f"{FN}:echo:3")]),
     ("lambda", "ListVersionsByFunction", {"FunctionName": "echo"}, [("lambda:ListVersionsByFunction", f"{FN}:echo")]),
     ("lambda", "ListFunctions", {}, [("lambda:ListFunctions", "*")]),
+    ("sqs", "StartMessageMoveTask", {"SourceArn": f"arn:aws:sqs:{R}:{A}:dlq"},
+     [(f"sqs:{a}", f"arn:aws:sqs:{R}:{A}:dlq")
+      for a in ("StartMessageMoveTask", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes")]),
+    ("sqs", "ListMessageMoveTasks", {"SourceArn": f"arn:aws:sqs:{R}:{A}:dlq"},
+     [("sqs:ListMessageMoveTasks", f"arn:aws:sqs:{R}:{A}:dlq")]),
     ("lambda", "GetEventSourceMapping", {"UUID": "a1b2"},
      [("lambda:GetEventSourceMapping", f"arn:aws:lambda:{R}:{A}:event-source-mapping:a1b2")]),
     ("lambda", "UpdateEventSourceMapping", {"UUID": "a1b2", "Enabled": False},
