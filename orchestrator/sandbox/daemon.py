@@ -164,7 +164,8 @@ class Sandbox:
             if function == names["fanout"]
         ]
         gateway = Gateway(
-            runtime, sqs=engine.client("sqs"), queue_bindings=bindings, recorder=recorder,
+            runtime, sqs=_poller_sqs(engine, deployment, names["fanout"], isolated), queue_bindings=bindings,
+            recorder=recorder,
             account_id=ACCOUNT, region=region,
         )
         urls = gateway.start()
@@ -246,6 +247,24 @@ class Sandbox:
             worker.join(per_part_seconds)
             if worker.is_alive():
                 log.error("stopping %s took over %.0fs; moving on", name, per_part_seconds)
+
+
+def _poller_sqs(engine: Any, deployment: Any, function: str, isolated: bool) -> Any:
+    """The SQS client of the event source mappings' poller. Lambda's poller reads, deletes and
+    returns messages with the function's execution role, so in isolated mode it signs as that
+    role and the IAM enforcement judges its calls (and the queue key's use) as AWS would."""
+    if not isolated:
+        return engine.client("sqs")
+    import boto3
+
+    from orchestrator.iam.identity import credentials_for
+
+    credentials = credentials_for(deployment.functions[function]["role_arn"])
+    session = boto3.session.Session(
+        aws_access_key_id=credentials.access_key_id, aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
+    )
+    return session.client("sqs", region_name=engine.sandbox.region, endpoint_url=engine.endpoint_url)
 
 
 IAM_OBSERVATIONS = "iam-observations.jsonl"
