@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.cli import main
+from tests.e2e.iam_checks import assert_no_denials
 
 pytestmark = pytest.mark.slow
 
@@ -18,3 +19,6 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     assert len(reports) == 2
     assert "detect-to-rollback" in out and "finalized" in out
     assert not (tmp_path / "sandbox" / "demo" / "state.json").exists()  # the sandbox is down again
+    # Every function ran from its asset with its own role, and nothing it called was denied.
+    assert "worker processes" in out
+    assert_no_denials(tmp_path / "sandbox" / "demo")
