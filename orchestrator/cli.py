@@ -569,7 +569,7 @@ def sandbox_down(ctx: typer.Context) -> None:
 @sandbox_app.command("status")
 def sandbox_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Is the sandbox running, and where."""
-    from orchestrator.sandbox.state import SandboxNotRunning, read_state
+    from orchestrator.sandbox.state import SandboxNotRunning, read_lambda_report, read_state
 
     try:
         state = read_state(_opts(ctx).sandbox_dir)
@@ -583,7 +583,7 @@ def sandbox_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         print(json.dumps({"running": True, **state.to_dict()}))
     else:
         _print_sandbox(state)
-        report = _lambda_report(_opts(ctx).sandbox_dir)
+        report = read_lambda_report(_opts(ctx).sandbox_dir)
         if report:
             cold = ", ".join(
                 f"{name.removeprefix(f'{state.environment}-')} {figures['cold_start_ms_p50']:.0f}"
@@ -597,14 +597,14 @@ def sandbox_lambdas(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Lambda workers of the running sandbox: cold starts (p50, max) and invocations per function."""
     from rich.table import Table
 
-    from orchestrator.sandbox.state import SandboxNotRunning, read_state
+    from orchestrator.sandbox.state import SandboxNotRunning, read_lambda_report, read_state
 
     try:
         state = read_state(_opts(ctx).sandbox_dir)
     except SandboxNotRunning as exc:
         out.print(str(exc))
         raise typer.Exit(EXIT_AWS) from exc
-    report = _lambda_report(_opts(ctx).sandbox_dir)
+    report = read_lambda_report(_opts(ctx).sandbox_dir)
     if as_json:
         print(json.dumps({"lambda_mode": state.lambda_mode, **(report or {})}))
         return
@@ -625,16 +625,6 @@ def sandbox_lambdas(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     out.print(table)
     out.print(f"spawn: {report.get('spawn')}, python {report.get('python')}; "
               f"cold start p50 over all: {report.get('cold_start_ms_p50_all')} ms")
-
-
-def _lambda_report(directory: Path) -> dict[str, Any] | None:
-    from orchestrator.sandbox.state import LAMBDA_REPORT
-
-    try:
-        report = json.loads((directory / LAMBDA_REPORT).read_text())
-    except (OSError, ValueError):
-        return None
-    return report if isinstance(report, dict) else None
 
 
 def _mode_note(mode: str) -> str:

@@ -32,7 +32,7 @@ from orchestrator.aws import Aws, Names, Target, function_keys
 from orchestrator.paths import REPO_ROOT
 from orchestrator.render.report import execution_report
 from orchestrator.sandbox.daemon import start_background, stop_background
-from orchestrator.sandbox.state import SandboxState
+from orchestrator.sandbox.state import SandboxState, read_lambda_report
 from orchestrator.traffic import TrafficGenerator
 from orchestrator.watch import Watcher
 
@@ -139,18 +139,6 @@ def release(
     return outcome
 
 
-def _lambda_report(directory: Path) -> dict[str, Any] | None:
-    import json
-
-    from orchestrator.sandbox.state import LAMBDA_REPORT
-
-    try:
-        report = json.loads((directory / LAMBDA_REPORT).read_text())
-    except (OSError, ValueError):
-        return None
-    return report if isinstance(report, dict) else None
-
-
 def _functions_note(mode: str) -> str:
     if mode == "isolated":
         return ("each runs in its own worker processes from its cdk.out asset (built for this host), with the "
@@ -220,7 +208,7 @@ def run_demo(
     finally:
         if traffic is not None:
             traffic.stop()
-        workers = _lambda_report(demo_dir) if state.lambda_mode == "isolated" else None
+        workers = read_lambda_report(demo_dir) if state.lambda_mode == "isolated" else None
         if not keep:
             stop_background(demo_dir)
     summary(console, outcomes, traffic, time.monotonic() - wall_started, state)

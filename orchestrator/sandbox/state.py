@@ -101,3 +101,12 @@ def read_state(directory: Path, check_endpoint: bool = True) -> SandboxState:
     if check_endpoint and not endpoint_answers(state.moto_url):
         raise SandboxNotRunning(f"the sandbox (pid {state.pid}) does not answer at {state.moto_url}; {hint}")
     return state
+
+
+def read_lambda_report(directory: Path) -> dict[str, Any] | None:
+    """The workers' report a running (or stopped) sandbox keeps in its directory, if any."""
+    try:
+        report = json.loads((directory / LAMBDA_REPORT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
