@@ -132,7 +132,7 @@ def test_cost_check_reads_cost_explorer_and_flags_a_day_over_budget(
          "Groups": [{"Keys": ["Amazon ElastiCache"], "Metrics": {"UnblendedCost": {"Amount": "40", "Unit": "USD"}}}]}
         for d in days]}
     requests.post(f"{sandbox.moto_url}/moto-api/static/ce/cost-and-usage-results",
-                  json={"results": [answer]}, timeout=10).raise_for_status()
+                  json={"results": [answer], "account_id": sandbox.account}, timeout=10).raise_for_status()
 
     code, run = cli(capsys, "ops", "run", "cost-check", "--env", ENV)
 
