@@ -146,6 +146,15 @@ def load_handler() -> tuple[Any, dict[str, Any] | None]:
 
 
 def _max_rss_mb() -> float:
+    # The peak of this process image: /proc's VmHWM starts again at exec, while ru_maxrss keeps the
+    # peak of the process that forked us (a large test runner or daemon) across execve.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 

@@ -193,3 +193,15 @@ def test_a_crashing_worker_is_an_exit_error_and_is_replaced(asset: Path, tmp_pat
 def test_peak_memory_above_the_memory_size_is_out_of_memory(workers: LambdaWorkers, asset: Path, tmp_path: Path) -> None:
     outcome = workers.invoke(config(asset, "probe.handlers.ok", tmp_path, memory_mb=1), {})
     assert outcome.error and outcome.payload["errorType"] == "Runtime.OutOfMemory"
+
+
+def test_a_fresh_worker_measures_its_own_peak_not_its_launchers(asset: Path, tmp_path: Path) -> None:
+    # ru_maxrss survives execve on Linux: a worker started by a large process (a test runner after a
+    # synth, the sandbox daemon) would report the launcher's peak as its own and read as out of memory.
+    ballast = bytearray(400 * 1024 * 1024)
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    with LambdaWorkers(fork=False) as workers:
+        outcome = workers.invoke(config(asset, "probe.handlers.ok", tmp_path, name="probe-peak", memory_mb=256), {})
+    del ballast
+    assert not outcome.error, outcome.payload
+    assert outcome.max_rss_mb is not None and outcome.max_rss_mb < 256
