@@ -23,6 +23,7 @@ class Unexercised:
     action: str  # IAM action as granted (globs allowed)
     callers: str  # glob over the role's callers
     reason: str
+    timing: bool = False  # exercised in some runs only (a race the tour does not force): never stale
 
 
 _ENI = "the Lambda service creates and removes the function's ENIs in the VPC with the execution role"
@@ -97,6 +98,9 @@ UNEXERCISED: tuple[Unexercised, ...] = (
                 "anomaly notice is published"),
     Unexercised("execute-api:ManageConnections", "*", "the local gateway's @connections endpoint is not judged: "
                 "the sandbox cannot resolve the WebSocket API's id in this grant (listed as unresolved)"),
+    Unexercised("sqs:ChangeMessageVisibility", "staging-realtime-fanout", "Lambda's poller gives a batch back "
+                "(visibility 0) when it was received as the mapping was being disabled; the event-path drill "
+                "hits that window in some runs only", timing=True),
     Unexercised("sqs:GetQueueUrl", "staging-realtime-fanout", "CDK's Queue.grant_consume_messages includes "
                 "GetQueueUrl; Lambda's poller addresses the queue by its ARN"),
     Unexercised("cloudwatch:GetMetricStatistics", "*check-alarms", "read only when a release asks for "
