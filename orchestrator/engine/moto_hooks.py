@@ -969,12 +969,34 @@ def _iam_describe_alarms(original: Callable[[Any], Any]) -> Callable[[Any], Any]
     return describe_alarms
 
 
+# Service-integration clients, reused per (who signs, region, service, where moto answers): moto
+# builds a boto3 client for every task state it runs, which costs more than most of the calls.
+_integration_clients: dict[tuple[Any, ...], Any] = {}
+_integration_clients_lock = threading.Lock()
+
+
 def _iam_boto_client_for(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        from moto.core.models import botocore_stubber
+        from moto.settings import moto_server_port
+
         role = getattr(state_credentials, "role_arn", None)
         enforcer = _iam_enforcer
-        if enforcer is None or not role or not enforcer.knows(role):
+        signs_as = role if enforcer is not None and role and enforcer.knows(role) else None
+        key = (signs_as, region, service, botocore_stubber.enabled, None if botocore_stubber.enabled else moto_server_port())
+        if signs_as is not None:
+            from orchestrator.iam.identity import credentials_for
+
+            credentials_for(signs_as)  # (re)registers the key, so what the client signs maps to the role
+        with _integration_clients_lock:
+            found = _integration_clients.get(key)
+            if found is None:
+                found = _integration_clients[key] = make(region, service, state_credentials, signs_as)
+            return found
+
+    def make(region: str, service: str, state_credentials: Any, role: str | None) -> Any:
+        if role is None:
             return original(region=region, service=service, state_credentials=state_credentials)
         import boto3
         from botocore.config import Config
@@ -984,7 +1006,7 @@ def _iam_boto_client_for(original: Callable[..., Any]) -> Callable[..., Any]:
 
         from orchestrator.iam.identity import credentials_for
 
-        credentials = credentials_for(role)
+        credentials = credentials_for(role)  # a role's keys are fixed for the life of the process
         kwargs: dict[str, Any] = {}
         if not botocore_stubber.enabled:
             kwargs["endpoint_url"] = f"http://localhost:{moto_server_port()}"

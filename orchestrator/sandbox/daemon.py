@@ -13,6 +13,7 @@ which `orchestrator sandbox lambdas` reads). The CLI reaches everything through 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +23,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,9 +55,14 @@ class SandboxError(RuntimeError):
     """The sandbox could not start or stop; the message says why in one line."""
 
 
+def cdk_out_dir() -> Path:
+    """The cloud assembly the sandbox runs: ORCHESTRATOR_CDK_OUT, else the repository's cdk.out/."""
+    return Path(os.environ.get("ORCHESTRATOR_CDK_OUT") or REPO_ROOT / "cdk.out")
+
+
 def staging_template(cdk_out: Path | None = None) -> Path:
     """The synthesized staging stack template (the stage's main stack)."""
-    root = cdk_out or REPO_ROOT / "cdk.out"
+    root = cdk_out or cdk_out_dir()
     assembly = root / f"assembly-{constants.stage_id(ENVIRONMENT)}"
     # The stage's main stack (other stacks of the stage, e.g. the deploy role, hold nothing to run).
     templates = sorted(assembly.glob(f"{constants.stage_id(ENVIRONMENT)}{constants.MAIN_STACK_ID}*.template.json"))
@@ -451,24 +459,38 @@ def _synth_env() -> dict[str, str]:
     return env
 
 
+@contextmanager
+def _synth_lock(root: Path) -> Iterator[None]:
+    """One synthesis into `root` at a time: sandboxes started together wait for the first."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.synth.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _template_or_synth(progress: Console | None) -> Path:
     """The synthesized staging template, synthesized again when missing or older than its sources."""
-    try:
-        template = staging_template()
-        if template.stat().st_mtime >= _newest_source():
-            return template
-        reason = "the synthesized stage is older than its sources"
-    except SandboxError:
-        reason = "no synthesized stage yet"
-    if progress:
-        progress.print(f"{reason}: running `python -m infra.synth --env {ENVIRONMENT}` (about a minute or more)")
-    code = subprocess.call(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "infra.synth", "--env", ENVIRONMENT], cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL if progress is None else None, env=_synth_env(),
-    )
-    if code != 0:
-        raise SandboxError(f"`python -m infra.synth --env {ENVIRONMENT}` failed with exit code {code}")
-    return staging_template()
+    root = cdk_out_dir()
+    with _synth_lock(root):
+        try:
+            template = staging_template(root)
+            if template.stat().st_mtime >= _newest_source():
+                return template
+            reason = "the synthesized stage is older than its sources"
+        except SandboxError:
+            reason = "no synthesized stage yet"
+        if progress:
+            progress.print(f"{reason}: running `python -m infra.synth --env {ENVIRONMENT}` (about a minute or more)")
+        code = subprocess.call(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "infra.synth", "--env", ENVIRONMENT, "--outdir", str(root)], cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL if progress is None else None, env=_synth_env(),
+        )
+        if code != 0:
+            raise SandboxError(f"`python -m infra.synth --env {ENVIRONMENT}` failed with exit code {code}")
+        return staging_template(root)
 
 
 def _last_line(path: Path) -> str:

@@ -25,7 +25,8 @@ def sandbox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sandbox(sandbox_dir: Path) -> Iterator[SandboxState]:
+def sandbox(sandbox_dir: Path, synthesized: Path) -> Iterator[SandboxState]:
+    # `synthesized` points the sandbox at the session's cloud assembly (ORCHESTRATOR_CDK_OUT).
     saved = {name: os.environ.get(name) for name in ("ORCHESTRATOR_SANDBOX_DIR", MODE_VARIABLE)}
     os.environ["ORCHESTRATOR_SANDBOX_DIR"] = str(sandbox_dir)
     os.environ[MODE_VARIABLE] = "isolated"

@@ -10,7 +10,7 @@ from tests.e2e.iam_checks import assert_no_denials
 pytestmark = pytest.mark.slow
 
 
-def test_demo_end_to_end(tmp_path, monkeypatch, capsys) -> None:
+def test_demo_end_to_end(tmp_path, monkeypatch, capsys, synthesized) -> None:
     monkeypatch.setenv("ORCHESTRATOR_SANDBOX_DIR", str(tmp_path / "sandbox"))
     code = main(["demo", "--reports", str(tmp_path / "reports")])
     out = capsys.readouterr().out

@@ -151,7 +151,7 @@ def _bucket() -> str:
 
 
 def test_every_role_uses_what_it_is_granted_and_nothing_is_denied(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], synthesized: Path
 ) -> None:
     directory = tmp_path / "sandbox"
     saved = {name: os.environ.get(name) for name in ("ORCHESTRATOR_SANDBOX_DIR", MODE_VARIABLE)}

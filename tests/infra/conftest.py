@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,12 +29,11 @@ def configs() -> dict[str, EnvironmentConfig]:
 
 
 @pytest.fixture(scope="session")
-def synth_assembly(tmp_path_factory: pytest.TempPathFactory, configs: dict[str, EnvironmentConfig]) -> cx_api.CloudAssembly:
-    """The whole app (both stages, gates attached) synthesized once into a temporary cdk.out."""
-    from infra.stage import build_app
+def synth_assembly(synthesized: Path) -> cx_api.CloudAssembly:
+    """The whole app (both stages, gates attached), synthesized once per session (tests/conftest.py)."""
+    from aws_cdk import cx_api
 
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    return build_app(list(configs.values()), outdir=outdir).synth()
+    return cx_api.CloudAssembly(str(synthesized))
 
 
 def stage_templates(assembly: cx_api.CloudAssembly, env: str) -> dict[str, dict[str, Any]]:

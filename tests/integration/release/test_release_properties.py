@@ -6,7 +6,8 @@ One engine and one moto world serve every example (a fresh world per example wou
 than the release itself); each example resets the alarms and the lock and uses its own release
 id and artifact, so versions accumulate but nothing else carries over.
 
-Profiles (env HYPOTHESIS_PROFILE): `ci` (default) 300 derandomized examples, `dev` 40.
+Profiles (env HYPOTHESIS_PROFILE): `ci` (default) 300 examples, `dev` 40, split over SHARDS
+tests with fixed seeds.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 
 from orchestrator.engine import ExecutionResult
 from orchestrator.testing.redis_server import RedisServer
@@ -115,15 +116,35 @@ def check_invariant(rig: Rig, schedule: Schedule, release_id: str, blue: dict[st
     }, (green, context)
 
 
-# 300 whole releases take several minutes on a small machine: above the suite's default timeout.
-@pytest.mark.timeout(1800)
-@settings(settings.get_profile(PROFILE))
-@given(schedule=schedules())
-def test_every_fault_schedule_ends_safe_and_as_modelled(rig: Rig, schedule: Schedule) -> None:
-    rig.reset()
-    blue = {fn: version for fn, (version, _) in rig.world.aliases("live").items()}
-    release_id, result = run_schedule(rig, schedule)
-    check_invariant(rig, schedule, release_id, blue, result)
+# The profile's examples run as SHARDS tests, each with its own fixed seed and an equal share of
+# the examples, so that parallel test workers can take them side by side: as many whole releases
+# as one test would run, each shard reproducible from its seed. A shard's releases take minutes
+# on a small machine: above the suite's default timeout.
+SHARDS = 4
+SHARD_SEEDS = (20_261_129, 31_415_926, 27_182_818, 16_180_339)
+
+
+def _property_shard(index: int) -> Any:
+    profile = settings.get_profile(PROFILE)
+
+    @pytest.mark.xdist_group(f"release-properties-{index}")
+    @pytest.mark.timeout(1800)
+    @seed(SHARD_SEEDS[index])
+    @settings(profile, max_examples=-(-profile.max_examples // SHARDS), derandomize=False)
+    @given(schedule=schedules())
+    def test(rig: Rig, schedule: Schedule) -> None:
+        rig.reset()
+        blue = {fn: version for fn, (version, _) in rig.world.aliases("live").items()}
+        release_id, result = run_schedule(rig, schedule)
+        check_invariant(rig, schedule, release_id, blue, result)
+
+    test.__name__ = test.__qualname__ = f"test_every_fault_schedule_ends_safe_and_as_modelled_{index + 1}_of_{SHARDS}"
+    return test
+
+
+for _index in range(SHARDS):
+    _shard = _property_shard(_index)
+    globals()[_shard.__name__] = _shard
 
 
 def test_a_record_written_by_a_timed_out_attempt_tells_the_outcome(rig: Rig) -> None:

@@ -13,18 +13,16 @@ from orchestrator.lambda_runtime.assets import AssemblyLayouts, stand_in_layout
 from orchestrator.lambda_runtime.config import FunctionConfig, host_site_packages, host_worker_limit
 from orchestrator.paths import REPO_ROOT
 
-ASSEMBLY = REPO_ROOT / "cdk.out" / "assembly-Staging"
 
-
-def staging_templates() -> list[Path]:
-    templates = sorted(ASSEMBLY.glob("StagingRealtimeAnalytics*.template.json"))
-    if not templates:
-        pytest.skip("no synthesized staging stage in cdk.out (make synth)")
+@pytest.fixture
+def staging_templates(synthesized: Path) -> list[Path]:
+    templates = sorted((synthesized / "assembly-Staging").glob("StagingRealtimeAnalytics*.template.json"))
+    assert templates, f"no staging stage in {synthesized}"
     return templates
 
 
-def test_every_python_function_runs_from_the_host_build_of_its_own_asset() -> None:
-    templates = staging_templates()
+def test_every_python_function_runs_from_the_host_build_of_its_own_asset(staging_templates: list[Path]) -> None:
+    templates = staging_templates
     layouts = AssemblyLayouts(templates)
     template = json.loads(templates[0].read_text())
     names = [
