@@ -104,13 +104,14 @@ def _alarm_names(raw: str | None) -> tuple[str, ...]:
 
 
 # What decides a client's endpoint, region and credentials. A client is reused (as a warm Lambda
-# container reuses it; creating one costs tens of ms) while these are unchanged, and a new one is
-# made when they change, as the sandbox and tests do.
+# container reuses it; creating one costs tens of ms) while these and boto3's default session are
+# unchanged, and a new one is made when they change, as the sandbox and tests do (a test that hooks
+# botocore's events does so on a new default session).
 _CLIENT_ENVIRONMENT = (
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
     "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
 )
-_clients: dict[tuple[str | None, ...], Any] = {}
+_clients: dict[tuple[str | None, ...], tuple[boto3.Session, Any]] = {}
 _clients_lock = threading.Lock()
 
 
@@ -119,10 +120,14 @@ def client(service: str) -> Any:
     key = (service, os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}"),
            *(os.environ.get(name) for name in _CLIENT_ENVIRONMENT))
     with _clients_lock:  # boto3's default session is not safe to create clients from concurrently
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        session = boto3.DEFAULT_SESSION
+        assert session is not None
         found = _clients.get(key)
-        if found is None:
-            found = _clients[key] = boto3.client(service, config=_CLIENT_CONFIG)
-        return found
+        if found is None or found[0] is not session:  # the entry holds its session: no id reuse
+            found = _clients[key] = (session, session.client(service, config=_CLIENT_CONFIG))
+        return found[1]
 
 
 def resource(service: str) -> Any:

@@ -73,8 +73,8 @@ class MoveTaskFake:
                 moved += 1
 
     def install(self) -> None:
-        if boto3.DEFAULT_SESSION is None:
-            boto3.setup_default_session()
+        # A new default session: clients made from it (the tasks reuse theirs per session) carry the hooks.
+        boto3.setup_default_session()
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register("before-call.sqs.StartMessageMoveTask", self.start)
         boto3.DEFAULT_SESSION.events.register("before-call.sqs.ListMessageMoveTasks", self.list)

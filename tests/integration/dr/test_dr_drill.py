@@ -136,6 +136,7 @@ def test_failover_drilled_in_staging(drill, redis_url) -> None:
 
         return Http(), {"ReplicationGroup": {"ReplicationGroupId": body["ReplicationGroupId"], "Status": "modifying"}}
 
+    boto3.setup_default_session()  # clients made from now on (the tasks reuse theirs per session) carry the hook
     boto3.DEFAULT_SESSION.events.register("before-call.elasticache.TestFailover", answer)
     result = drill.run(failover=True)
     assert result.succeeded, (result.error, result.cause)
