@@ -274,6 +274,9 @@ class MessagingConfig(_Model):
     dlq_retention_days: int = Field(ge=1, le=14)
     batch_size: int = Field(ge=1, le=10_000)
     max_batching_window_seconds: int = Field(ge=0, le=300)
+    # The fan-out splits a channel with more subscribers than this into delivery shards of at most
+    # this many connections, queued back for parallel invocations (FANOUT_SHARD_SIZE).
+    fanout_shard_size: int = Field(default=500, ge=1, le=10_000)
 
 
 class DeployConfig(_Model):

@@ -34,7 +34,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "connect": frozenset({"redis"}),
     "disconnect": frozenset({"redis"}),
     "messages": frozenset({"redis", "connections"}),
-    "fanout": frozenset({"redis", "connections", "alerts"}),
+    "fanout": frozenset({"redis", "connections", "alerts", "delivery-shards"}),
 }
 DEFAULT_PERMISSIONS = frozenset({"redis"})
 
@@ -75,6 +75,8 @@ class ServiceConstruct(Construct):
             self.functions[entry.key] = fn
             self.roles[entry.key] = hardened.role
             self._grant(entry.key, hardened.role, cache, messaging, api_keys)
+            if entry.key == "fanout":
+                _add_sharding_environment(fn, config)
             version = lambda_.Version(
                 self,
                 f"{_label(entry.key)}BootstrapV{config.lambdas.bootstrap_version}",
@@ -158,12 +160,45 @@ class ServiceConstruct(Construct):
             api_keys.grant_read(role)
         if "alerts" in needs:
             messaging.alerts_topic.grant_publish(role)
+        if "delivery-shards" in needs:
+            # SendMessageBatch is authorized as sqs:SendMessage; on a queue encrypted with a customer
+            # key the sender also needs GenerateDataKey and Decrypt on that key (SQS developer guide,
+            # key management). Only the two queues the fan-out consumes.
+            queues = (messaging.events_queue, messaging.preview_events_queue)
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="QueueDeliveryShards", actions=["sqs:SendMessage"], resources=[q.queue_arn for q in queues]
+                )
+            )
+            # Both queues use the messaging key; the set keeps one ARN per distinct key.
+            key_arns = sorted({q.encryption_master_key.key_arn for q in queues if q.encryption_master_key})
+            if key_arns:
+                role.add_to_policy(
+                    iam.PolicyStatement(
+                        sid="EncryptDeliveryShards", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=key_arns
+                    )
+                )
 
     def use_origin_secret(self, secret: secretsmanager.ISecret) -> None:
         """Give the authorizer the CloudFront origin secret (ORIGIN_SECRET_ARN) to check."""
         authorizer = self.functions["authorizer"]
         authorizer.add_environment("ORIGIN_SECRET_ARN", secret.secret_arn)
         secret.grant_read(self.roles["authorizer"])
+
+
+def _add_sharding_environment(fn: lambda_.Function, config: EnvironmentConfig) -> None:
+    """The fan-out's delivery shards (service/logic/fanout.py): a channel with more subscribers than
+    FANOUT_SPLIT_ABOVE is split into shards of FANOUT_SHARD_SIZE queued back onto its own queue."""
+    messaging = config.messaging
+    fn.add_environment("FANOUT_SHARD_SIZE", str(messaging.fanout_shard_size))
+    # With a batching window Lambda holds a batch that is not full until the window closes: split
+    # only channels whose queued shards fill at least one whole batch.
+    batches = messaging.batch_size if messaging.max_batching_window_seconds else 1
+    fn.add_environment("FANOUT_SPLIT_ABOVE", str(messaging.fanout_shard_size * batches))
+    # Marks of split messages and delivered shards live as long as SQS may hand a message out again.
+    fn.add_environment(
+        "FANOUT_REDELIVERY_WINDOW_SECONDS", str(messaging.visibility_timeout_seconds * messaging.dlq_max_receive_count)
+    )
 
 
 def _label(key: str) -> str:

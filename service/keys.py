@@ -6,6 +6,9 @@
   `cache:v<N>:` prefix; the latest event of a channel is `cache:v<N>:snap:<channel>`.
 - Alert deduplication (unversioned: one alert per rule, channel and window whichever version
   evaluates it): `alert:<rule>:<channel>:<window>`.
+- Fan-out shards (unversioned, short-lived: the queue's redelivery window): `fanout:split:<SQS
+  message id>` holds shard 0 of a queue message whose event was split (the other shards are
+  queued); `fanout:shards:<split id>` hash, one field per shard: a claim (expiry) or `done`.
 """
 
 from __future__ import annotations
@@ -55,3 +58,13 @@ def snapshot_key(schema: int | str, channel: str) -> str:
 
 def alert_dedup_key(rule_id: str, channel: str, window: int) -> str:
     return f"alert:{rule_id}:{channel}:{window}"
+
+
+def split_mark_key(message_id: str) -> str:
+    """Shard 0 of a queue message whose event was split, set once the other shards are queued."""
+    return f"fanout:split:{message_id}"
+
+
+def shard_marks_key(split_id: str) -> str:
+    """Hash of one split's shards: field = shard index, value = claim expiry (Unix s) or `done`."""
+    return f"fanout:shards:{split_id}"

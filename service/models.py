@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 CHANNEL_KINDS: tuple[str, ...] = ("tvl", "price", "volume", "synthetic")
 CHANNEL_MAX_LENGTH = 80
@@ -20,6 +20,11 @@ _CHANNEL_RE = re.compile(r"^(?P<kind>[a-z]+):(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{
 REQUEST_ID_MAX_LENGTH = 64
 # API Gateway's WebSocket message limit; a larger event can never be delivered.
 MAX_MESSAGE_BYTES = 128 * 1024
+# SQS's limit for one message and for the sum of one SendMessageBatch's messages (the limit every
+# queue accepts; queues may be configured higher, never needed here).
+MAX_QUEUE_MESSAGE_BYTES = 256 * 1024
+# API Gateway connection ids are 16 characters; the registry accepts any id up to this length.
+CONNECTION_ID_MAX_LENGTH = 128
 
 
 def validate_channel(value: str) -> str:
@@ -164,3 +169,35 @@ class Event(BaseModel):
 
 def encode_frame(frame: ServerFrame) -> bytes:
     return frame.model_dump_json(exclude_none=True).encode()
+
+
+ConnectionId = Annotated[str, Field(min_length=1, max_length=CONNECTION_ID_MAX_LENGTH)]
+SHARD_KIND = "delivery-shard"  # the `kind` that tells a shard from an event on the queue
+
+
+class DeliveryShard(BaseModel):
+    """One slice of a split event's subscribers (service.logic.fanout).
+
+    A fan-out that finds more subscribers than its split threshold stores the snapshot and raises
+    the alerts once, slices the sorted subscriber ids, posts slice 0 itself and queues the others
+    back onto the queue the event came from; whichever invocation receives a shard posts the event
+    to that slice. `split_id` names one split of one queue message (its shards share it); `shard`
+    is this slice's index among `shards`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["delivery-shard"] = "delivery-shard"
+    split_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    shard: int = Field(ge=0)
+    shards: int = Field(ge=1)
+    event: Event
+    connections: list[ConnectionId] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeliveryShard:
+        if self.shard >= self.shards:
+            raise ValueError(f"shard {self.shard} is not below shards ({self.shards})")
+        if len(set(self.connections)) != len(self.connections):
+            raise ValueError("connections: a connection is listed twice")
+        return self

@@ -54,6 +54,20 @@ class Settings(BaseModel):
     snapshot_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, alias="SNAPSHOT_TTL_SECONDS")
     secret_cache_seconds: float = Field(default=60.0, ge=0, alias="SECRET_CACHE_SECONDS")
     fanout_concurrency: int = Field(default=32, ge=1, le=256, alias="FANOUT_CONCURRENCY")
+    # Channels with more subscribers than this are split into delivery shards of at most this
+    # many connections, queued back for parallel invocations (service.logic.fanout).
+    fanout_shard_size: int = Field(default=500, ge=1, le=10_000, alias="FANOUT_SHARD_SIZE")
+    # Split only channels with more subscribers than this (0: the shard size). Set where the
+    # event source mapping's batching window would hold back a split that fills no whole batch.
+    fanout_split_above: int = Field(default=0, ge=0, alias="FANOUT_SPLIT_ABOVE")
+    # How long SQS may hand the same message out again (visibility timeout x receives before the
+    # DLQ): how long the fan-out remembers a split message and a delivered shard.
+    fanout_redelivery_window_seconds: int = Field(
+        default=900, ge=60, le=14 * 24 * 3600, alias="FANOUT_REDELIVERY_WINDOW_SECONDS"
+    )
+    # The event queues; a split event's shards go back to the queue it came from.
+    events_queue_url: str | None = Field(default=None, alias="EVENTS_QUEUE_URL")
+    preview_events_queue_url: str | None = Field(default=None, alias="PREVIEW_EVENTS_QUEUE_URL")
     fault_error_rate: float = Field(default=0.0, ge=0, le=1, alias="FAULT_ERROR_RATE")
     fault_delay_ms: int = Field(default=0, ge=0, le=60_000, alias="FAULT_DELAY_MS")
     fault_drop_rate: float = Field(default=0.0, ge=0, le=1, alias="FAULT_DROP_RATE")
@@ -74,7 +88,13 @@ class Settings(BaseModel):
         return value
 
     @field_validator(
-        "api_keys_secret_arn", "origin_secret_arn", "alerts_topic_arn", "connections_endpoint_url", mode="before"
+        "api_keys_secret_arn",
+        "origin_secret_arn",
+        "alerts_topic_arn",
+        "connections_endpoint_url",
+        "events_queue_url",
+        "preview_events_queue_url",
+        mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:

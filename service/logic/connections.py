@@ -119,3 +119,37 @@ def subscribers(r: redis.Redis, channel: str) -> dict[str, str]:
     if stale:
         r.srem(keys.chan_key(channel), *stale)
     return live
+
+
+def members(r: redis.Redis, channel: str) -> list[str]:
+    """The channel's subscriber ids, sorted (the stable order a split slices)."""
+    return sorted(m.decode() for m in r.smembers(keys.chan_key(channel)))  # type: ignore[union-attr]
+
+
+def live_subscribers(r: redis.Redis, channel: str, connection_ids: list[str]) -> dict[str, str]:
+    """Connection id -> callback endpoint for those of `connection_ids` still subscribed to `channel`.
+
+    A delivery shard lists ids taken when its event was split: ids that unsubscribed or
+    disconnected since are skipped, ids whose registry entry expired are removed from the set
+    (as `subscribers` does), and an id that was never a subscriber is never posted to.
+    """
+    if not connection_ids:
+        return {}
+    chan = keys.chan_key(channel)
+    pipe = r.pipeline(transaction=False)
+    pipe.smismember(chan, connection_ids)
+    for connection_id in connection_ids:
+        pipe.hget(keys.conn_key(connection_id), "endpoint")
+    subscribed, *endpoints = pipe.execute()
+    live: dict[str, str] = {}
+    stale: list[str] = []
+    for connection_id, member, endpoint in zip(connection_ids, subscribed, endpoints, strict=True):
+        if not member:
+            continue
+        if endpoint is None:
+            stale.append(connection_id)
+        else:
+            live[connection_id] = endpoint.decode()
+    if stale:
+        r.srem(chan, *stale)
+    return live

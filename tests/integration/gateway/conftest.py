@@ -48,7 +48,7 @@ def request(ws: ClientConnection, **message: Any) -> list[dict[str, Any]]:
     """Send a message, then a ping; return the frames before the pong (order is kept per connection)."""
     ws.send(json.dumps(message))
     ws.send(json.dumps({"action": "ping", "request_id": "__fence__"}))
-    frames = []
+    frames: list[dict[str, Any]] = []
     while True:
         frame = recv_json(ws)
         if frame.get("type") == "pong" and frame.get("request_id") == "__fence__":
@@ -59,7 +59,7 @@ def request(ws: ClientConnection, **message: Any) -> list[dict[str, Any]]:
 def fence(ws: ClientConnection) -> list[dict[str, Any]]:
     """Frames that arrived before a ping's answer (empty: nothing was pending)."""
     ws.send(json.dumps({"action": "ping", "request_id": "__fence__"}))
-    frames = []
+    frames: list[dict[str, Any]] = []
     while True:
         frame = recv_json(ws)
         if frame.get("type") == "pong" and frame.get("request_id") == "__fence__":
@@ -77,9 +77,12 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
     return check()
 
 
-def build_stack(redis_url: str, **gateway_kwargs: Any) -> tuple[Stack, Callable[[], None]]:
+def build_stack(
+    redis_url: str, extra_env: dict[str, str] | None = None, **gateway_kwargs: Any
+) -> tuple[Stack, Callable[[], None]]:
+    """`extra_env` is added to both versions' environment (e.g. FANOUT_SHARD_SIZE)."""
     account = provision(visibility_timeout=0, max_receive_count=1)
-    base = account.base_env(redis_url)
+    base = {**account.base_env(redis_url), **(extra_env or {})}
     green = {**base, "SERVICE_VERSION": "2.0.0", "CACHE_SCHEMA_VERSION": "2"}
     names = create_functions(account, [base, green])
     recorder = MetricRecorder(boto3.client("cloudwatch"), flush_seconds=0.5)
