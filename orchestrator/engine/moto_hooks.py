@@ -73,6 +73,7 @@ _RESPONSES = f"{_SFN}.responses"
 _ENVIRONMENT = f"{_ASL}.eval.environment"
 _TASK_LAMBDA = f"{_ASL}.component.state.exec.state_task.state_task_lambda"
 _SERVER_APP = "moto.moto_server.werkzeug_app"
+_EXECUTION_WORKER = f"{_SFN}.parser.backend.execution_worker"
 # Modules that deep-copy JSON state data on every state (input, results, parameters).
 _COPYING = (
     f"{_ASL}.eval.states",
@@ -166,6 +167,11 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
         "DomainDispatcherApplication.get_backend_for_host",
         "a moto server finds a request's backend once per host (not by listing moto's package)",
     ),
+    HookPoint(
+        _EXECUTION_WORKER,
+        "ExecutionWorker._get_evaluation_entrypoint",
+        "a definition is parsed once, not once per execution",
+    ),
 )
 
 # Hooks that change nothing but speed (benchmarks can leave them out to measure them).
@@ -176,6 +182,7 @@ FAST_PATHS: frozenset[str] = frozenset(
         f"{_EVENT_MANAGER}.EventManager.get_event_history",
         *(f"{module}.copy" for module in _COPYING),
         f"{_SERVER_APP}.DomainDispatcherApplication.get_backend_for_host",
+        f"{_EXECUTION_WORKER}.ExecutionWorker._get_evaluation_entrypoint",
     }
 )
 
@@ -199,6 +206,40 @@ def check_hook_points() -> None:
 # --------------------------------------------------------------------------------------------
 # Replacements
 # --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_definition(definition: str) -> Any:
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    program = AmazonStateLanguageParser.parse(definition)[0]
+    # A component draws its key into an execution's heap (retry attempts, back-off) lazily, on
+    # first use: draw every key now, before executions share the tree, so none races for it.
+    seen: set[int] = set()
+    pending: list[Any] = [program]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, EvalComponent):
+            _ = node.heap_key
+        if isinstance(node, (list, tuple, set, frozenset)):
+            pending.extend(node)
+        elif isinstance(node, dict):
+            pending.extend(node.values())
+        elif hasattr(node, "__dict__") and type(node).__module__.startswith("moto.stepfunctions"):
+            pending.extend(vars(node).values())
+    return program
+
+
+def _parsed_program(self: Any) -> Any:
+    # The parsed program is the definition's component tree: built once (ANTLR parsing is a fifth
+    # of a short execution's cost) and shared by executions, which keep their state in their own
+    # Environment; its components change nothing after parsing (their runtime workers, job pools
+    # and map-run records are created per evaluation).
+    return _parse_definition(self._evaluation_details.state_machine_details.definition)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -664,6 +705,7 @@ def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], 
         f"{_EVENT_MANAGER}.EventManager.add_event": _silence_after_stop,
         f"{_TASK_LAMBDA}.StateTaskLambda._from_error": _lambda_client_error,
         f"{_SERVER_APP}.DomainDispatcherApplication.get_backend_for_host": _backend_per_host,
+        f"{_EXECUTION_WORKER}.ExecutionWorker._get_evaluation_entrypoint": lambda _orig: _parsed_program,
     }
     for module in (_TIMESTAMP, _STATE, _BRANCHES, _MAP_RUN, _EXECUTION, _PARSER_MODELS):
         values[f"{module}.datetime"] = lambda _orig: datetime_proxy
