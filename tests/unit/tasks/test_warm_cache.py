@@ -113,6 +113,15 @@ def test_time_budget_returns_a_cursor_and_the_loop_resumes_from_it(r: redis.Redi
     assert_same(snapshot(r, "cache:v1:"), snapshot(r, "cache:v3:"))
 
 
+def test_bytes_copied_estimates_the_copied_footprint(r: redis.Redis) -> None:
+    """bytes_copied scales MEMORY USAGE of a sample of the copied keys (one in 32) to all of them."""
+    load(r, "cache:v1:", 10_000)  # about 300 keys sampled: the estimate is within a few percent
+    progress = warm(r, plan_warm(1, 3, release_id="rel-bytes", dry_run=False), "0", budget_seconds=3600)
+    measured = sum(int(r.memory_usage(key) or 0) for key in r.scan_iter(match="cache:v3:*", count=1000))
+    assert progress.done and progress.keys_copied >= 10_000  # SCAN may return a key twice
+    assert 0.75 * measured <= progress.bytes_copied <= 1.25 * measured, (progress.bytes_copied, measured)
+
+
 def test_budget_is_capped_by_the_invocations_remaining_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WARM_TIME_BUDGET_SECONDS", "60")
     assert warm_cache.time_budget(FakeContext(remaining_ms=20_000)) == pytest.approx(15.0)
