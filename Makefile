@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test demo synth bench lint unit infra-tests integration e2e clean deploy iam-report
+.PHONY: help setup test demo synth bench lint unit infra-tests integration e2e clean deploy iam-report stress
 
 help:
 	@echo "make demo   - run a healthy release and an automatic rollback in the embedded sandbox"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench  - run the benchmarks under benchmarks/"
 	@echo "make lint   - ruff, mypy, cfn-lint and checkov"
 	@echo "make iam-report - the permission tour in the sandbox: reports/iam-report.md"
+	@echo "make stress - the integration and e2e tiers 10 times under CPU load: reports/stress.json"
 
 setup: $(STAMP)
 
@@ -87,6 +88,10 @@ deploy: setup
 # denied call or an unexercised grant not listed in infra/iam_unexercised.py, and writes
 # reports/iam-observations.jsonl and reports/iam-report.{json,md} (python -m orchestrator.iam.report
 # renders any observations file against synthesized templates).
+# Stress mode: every test that failed at least once in STRESS_ARGS' runs (default 10) under load.
+stress: setup
+	@$(PY) scripts/stress_tests.py $(STRESS_ARGS)
+
 iam-report: setup
 	@$(PY) -m pytest -q tests/e2e/test_permissions.py
 	@echo "iam-report: reports/iam-report.md, reports/iam-report.json"
