@@ -14,6 +14,7 @@ the sandbox run each function from what would be deployed.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -23,7 +24,8 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,33 @@ def _normalise(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+@contextmanager
+def build_lock(name: str) -> Iterator[None]:
+    """One process at a time for `name` under BUILD_DIR (test workers and synthesis share the cache)."""
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    with open(BUILD_DIR / f".{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _building(target: Path) -> Iterator[bool]:
+    """Hold the build of `target`; yields True when another process completed it meanwhile, so
+    the caller only returns it. A finished directory is never replaced, so whoever already uses it
+    keeps reading whole files."""
+    with build_lock(target.name):
+        yield (target / ".complete").exists()
+
+
+def _publish(scratch: Path, target: Path) -> None:
+    if target.exists():  # an incomplete leftover of an interrupted build (complete ones are returned earlier)
+        shutil.rmtree(target)
+    os.replace(scratch, target)
+
+
 def install_dependencies(
     requirements: Sequence[str],
     python_version: str,
@@ -121,7 +150,16 @@ def install_dependencies(
     target = BUILD_DIR / f"{prefix}-{key}"
     if (target / ".complete").exists():
         return target
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    with _building(target) as done:
+        if not done:
+            _install(requirements, python_version, platform_tag, prefix, constraints, target)
+    return target
+
+
+def _install(
+    requirements: Sequence[str], python_version: str, platform_tag: str, prefix: str, constraints: Sequence[str],
+    target: Path,
+) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=BUILD_DIR))
     constraint_args: list[str] = []
     if constraints:
@@ -146,10 +184,7 @@ def install_dependencies(
             (extra / record).unlink(missing_ok=True)
     shutil.rmtree(scratch / "bin", ignore_errors=True)
     (scratch / ".complete").write_text("\n".join(requirements) + "\n", encoding="utf-8")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(scratch, target)
-    return target
+    _publish(scratch, target)
 
 
 def _tree_digest(paths: Iterable[Path], base: Path) -> str:
@@ -182,16 +217,17 @@ def build_bundle(
     bundle = BUILD_DIR / f"bundle-{'-'.join(packages)}-{key}"
     if (bundle / ".complete").exists():
         return bundle
-    scratch = Path(tempfile.mkdtemp(prefix="bundle-", dir=BUILD_DIR))
-    if deps:
-        shutil.copytree(deps, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
-    for source in sources:
-        shutil.copytree(source, scratch / source.name, ignore=_IGNORED)
-    write_recipe(scratch, BundleRecipe(tuple(packages), tuple(requirements), python_version, PLATFORM))
-    (scratch / ".complete").touch()
-    if bundle.exists():
-        shutil.rmtree(bundle)
-    os.replace(scratch, bundle)
+    with _building(bundle) as done:
+        if done:
+            return bundle
+        scratch = Path(tempfile.mkdtemp(prefix="bundle-", dir=BUILD_DIR))
+        if deps:
+            shutil.copytree(deps, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+        for source in sources:
+            shutil.copytree(source, scratch / source.name, ignore=_IGNORED)
+        write_recipe(scratch, BundleRecipe(tuple(packages), tuple(requirements), python_version, PLATFORM))
+        (scratch / ".complete").touch()
+        _publish(scratch, bundle)
     return bundle
 
 
@@ -224,15 +260,15 @@ def host_bundle(asset_dir: Path) -> Path:
     bundle = BUILD_DIR / f"host-{'-'.join(recipe.packages)}-{key}"
     if (bundle / ".complete").exists():
         return bundle
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="host-", dir=BUILD_DIR))
-    if deps:
-        shutil.copytree(deps, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
-    for source in sources:
-        shutil.copytree(source, scratch / source.name, ignore=_IGNORED)
-    write_recipe(scratch, BundleRecipe(recipe.packages, recipe.requirements, python_version, platform_tag))
-    (scratch / ".complete").touch()
-    if bundle.exists():
-        shutil.rmtree(bundle)
-    os.replace(scratch, bundle)
+    with _building(bundle) as done:
+        if done:
+            return bundle
+        scratch = Path(tempfile.mkdtemp(prefix="host-", dir=BUILD_DIR))
+        if deps:
+            shutil.copytree(deps, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+        for source in sources:
+            shutil.copytree(source, scratch / source.name, ignore=_IGNORED)
+        write_recipe(scratch, BundleRecipe(recipe.packages, recipe.requirements, python_version, platform_tag))
+        (scratch / ".complete").touch()
+        _publish(scratch, bundle)
     return bundle

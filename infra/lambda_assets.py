@@ -309,8 +309,15 @@ def lambda_runtime_dirs(
         prefix="layer",
         constraints=sdk,
     )
-    _drop_shadowing(layer_dir, runtime_dir)
+    if not (layer_dir / UNSHADOWED).exists():
+        with bundling.build_lock(layer_dir.name):  # once, while no other process reads a half-pruned layer
+            if not (layer_dir / UNSHADOWED).exists():
+                _drop_shadowing(layer_dir, runtime_dir)
+                (layer_dir / UNSHADOWED).touch()
     return runtime_dir, layer_dir
+
+
+UNSHADOWED = ".unshadowed"  # the layer dir no longer carries what the runtime dir provides
 
 
 def _drop_shadowing(layer_dir: Path, runtime_dir: Path) -> None:
@@ -320,7 +327,7 @@ def _drop_shadowing(layer_dir: Path, runtime_dir: Path) -> None:
         duplicate = entry.name in provided or (
             entry.name.endswith(".dist-info") and _dist_name(entry.name) in provided_dists
         )
-        if duplicate and entry.name != ".complete":
+        if duplicate and entry.name not in (".complete", UNSHADOWED):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
