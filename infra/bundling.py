@@ -215,17 +215,22 @@ def build_bundle(
         ((deps.name if deps else "") + _tree_digest(sources, ROOT) + RECIPE_FILE).encode()
     ).hexdigest()[:16]
     bundle = BUILD_DIR / f"bundle-{'-'.join(packages)}-{key}"
+    return _assemble(bundle, deps, sources, BundleRecipe(tuple(packages), tuple(requirements), python_version, PLATFORM))
+
+
+def _assemble(bundle: Path, deps: Path | None, sources: Sequence[Path], recipe: BundleRecipe) -> Path:
+    """`bundle` made of the installed dependencies, the package sources and the recipe, once."""
     if (bundle / ".complete").exists():
         return bundle
     with _building(bundle) as done:
         if done:
             return bundle
-        scratch = Path(tempfile.mkdtemp(prefix="bundle-", dir=BUILD_DIR))
+        scratch = Path(tempfile.mkdtemp(prefix=f"{bundle.name.split('-', 1)[0]}-", dir=BUILD_DIR))
         if deps:
             shutil.copytree(deps, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
         for source in sources:
             shutil.copytree(source, scratch / source.name, ignore=_IGNORED)
-        write_recipe(scratch, BundleRecipe(tuple(packages), tuple(requirements), python_version, PLATFORM))
+        write_recipe(scratch, recipe)
         (scratch / ".complete").touch()
         _publish(scratch, bundle)
     return bundle
@@ -258,17 +263,4 @@ def host_bundle(asset_dir: Path) -> Path:
         ).encode()
     ).hexdigest()[:16]
     bundle = BUILD_DIR / f"host-{'-'.join(recipe.packages)}-{key}"
-    if (bundle / ".complete").exists():
-        return bundle
-    with _building(bundle) as done:
-        if done:
-            return bundle
-        scratch = Path(tempfile.mkdtemp(prefix="host-", dir=BUILD_DIR))
-        if deps:
-            shutil.copytree(deps, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
-        for source in sources:
-            shutil.copytree(source, scratch / source.name, ignore=_IGNORED)
-        write_recipe(scratch, BundleRecipe(recipe.packages, recipe.requirements, python_version, platform_tag))
-        (scratch / ".complete").touch()
-        _publish(scratch, bundle)
-    return bundle
+    return _assemble(bundle, deps, sources, BundleRecipe(recipe.packages, recipe.requirements, python_version, platform_tag))
