@@ -128,15 +128,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     a sandbox or a rig, are built once), unless a test names its own group to be spread out."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(REPO_ROOT).as_posix()))
-    # Longest first, so no worker is left with a long test at the end: the property shards, then
-    # tests that need no templates (while the session's synthesis runs), then those that do.
-    def needs_templates(item: pytest.Item) -> bool:
-        return "synthesized" in getattr(item, "fixturenames", ())
+            # The e2e modules share one worker, one after the other: each runs a whole sandbox whose
+            # synthetic checks measure latency, which sandboxes side by side would distort.
+            relative = item.path.relative_to(REPO_ROOT).as_posix()
+            item.add_marker(pytest.mark.xdist_group("e2e" if relative.startswith("tests/e2e/") else relative))
 
+    # Longest first, so no worker is left with a long chain at the end: the e2e chain (it waits
+    # for the session's synthesis), the property shards, tests that need no templates, the rest.
     def rank(item: pytest.Item) -> int:
-        if "release-properties-" in str(item.get_closest_marker("xdist_group").args[0]):  # type: ignore[union-attr]
+        group = str(item.get_closest_marker("xdist_group").args[0])  # type: ignore[union-attr]
+        if group == "e2e":
             return 0
-        return 2 if needs_templates(item) else 1
+        if group.startswith("release-properties-"):
+            return 1
+        return 3 if "synthesized" in getattr(item, "fixturenames", ()) else 2
 
     items.sort(key=rank)  # stable: each file's own order is kept
