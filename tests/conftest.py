@@ -2,8 +2,9 @@
 cloud assembly (both stages, every gate) synthesized once per test session.
 
 Under pytest-xdist every worker is its own process: session fixtures run once per worker, so
-what must exist once per session (the synthesis) is made by the first worker to ask, under a
-file lock in the directory all workers share, and read by the others.
+what must exist once per session (the synthesis) is started by the controller and read by the
+workers from the directory they share; without xdist the first test that needs it makes it,
+under a file lock.
 """
 
 from __future__ import annotations
@@ -122,25 +123,13 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return outdir
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup`, a test file goes to one worker as a whole (its module fixtures,
-    a sandbox or a rig, are built once), unless a test names its own group to be spread out."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            # The e2e modules share one worker, one after the other: each runs a whole sandbox whose
-            # synthetic checks measure latency, which sandboxes side by side would distort.
-            relative = item.path.relative_to(REPO_ROOT).as_posix()
-            item.add_marker(pytest.mark.xdist_group("e2e" if relative.startswith("tests/e2e/") else relative))
+    """Longest first, so no parallel worker is left with a long test at the end: the property
+    shards, then tests that need no templates (while the session's synthesis runs), then the rest."""
 
-    # Longest first, so no worker is left with a long chain at the end: the e2e chain (it waits
-    # for the session's synthesis), the property shards, tests that need no templates, the rest.
     def rank(item: pytest.Item) -> int:
-        group = str(item.get_closest_marker("xdist_group").args[0])  # type: ignore[union-attr]
-        if group == "e2e":
+        if item.get_closest_marker("property_shard") is not None:
             return 0
-        if group.startswith("release-properties-"):
-            return 1
-        return 3 if "synthesized" in getattr(item, "fixturenames", ()) else 2
+        return 2 if "synthesized" in getattr(item, "fixturenames", ()) else 1
 
     items.sort(key=rank)  # stable: each file's own order is kept

@@ -54,9 +54,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def rig(release_template: dict[str, Any], redis_server: RedisServer) -> Iterator[Rig]:
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Hundreds of releases are pure CPU: under parallel workers this one yields the CPU to the
-        # sandboxes of the e2e tests, whose synthetic checks judge latency (from here on, for the
-        # rest of this worker's tests).
+        # Hundreds of releases are pure CPU: under parallel workers this one yields the CPU to
+        # tests whose synthetic checks judge latency (from here on, for the rest of this worker).
         os.nice(10)
     with release_rig(release_template, redis_server.url) as built:
         yield built
@@ -122,7 +121,7 @@ def check_invariant(rig: Rig, schedule: Schedule, release_id: str, blue: dict[st
 
 
 # The profile's examples run as SHARDS tests, each with its own fixed seed and an equal share of
-# the examples, so that parallel test workers can take them side by side: as many whole releases
+# the examples, so that parallel test workers (`--dist load`) can take them side by side: as many whole releases
 # as one test would run, each shard reproducible from its seed. A shard's releases take minutes
 # on a small machine: above the suite's default timeout.
 SHARDS = 4
@@ -132,7 +131,7 @@ SHARD_SEEDS = (20_261_129, 31_415_926, 27_182_818, 16_180_339)
 def _property_shard(index: int) -> Any:
     profile = settings.get_profile(PROFILE)
 
-    @pytest.mark.xdist_group(f"release-properties-{index}")
+    @pytest.mark.property_shard
     @pytest.mark.timeout(1800)
     @seed(SHARD_SEEDS[index])
     @settings(profile, max_examples=-(-profile.max_examples // SHARDS), derandomize=False)
