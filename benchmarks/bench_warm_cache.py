@@ -45,7 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 import redis  # noqa: E402
 
-from orchestrator.testing.redis_server import RedisServer, present_server_binaries, valkey_wheel_binary  # noqa: E402
+from orchestrator.testing.redis_server import (  # noqa: E402
+    RedisServer,
+    present_server_binaries,
+    resolve_binary,
+    valkey_wheel_binary,
+)
 from service.redis_client import build_client, settings_from_env  # noqa: E402
 from tasks.cache.warm import match_pattern, plan_warm, warm  # noqa: E402
 from tests.integration.cache.dataset import digest, load  # noqa: E402
@@ -66,9 +71,7 @@ return {cursor, seen}
 
 
 def resolve_server(name: str) -> str:
-    if name == "valkey":
-        return valkey_wheel_binary()
-    found = shutil.which(name)
+    found = resolve_binary(name)
     if not found:
         raise SystemExit(f"--server {name!r}: not an executable file or a command on PATH")
     return found

