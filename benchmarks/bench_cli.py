@@ -59,14 +59,22 @@ def watch_refresh(loops: int = 300) -> dict[str, float]:
     body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/config", data=body, method="POST")).close()  # noqa: S310
     sfn = boto3.client("stepfunctions", endpoint_url=url)
-    asl = {"StartAt": "Init", "States": {
-        "Init": {"Type": "Pass", "Result": 0, "ResultPath": "$.i", "Next": "Step"},
-        "Step": {"Type": "Pass", "Parameters": {"i.$": "States.MathAdd($.i, 1)"}, "Next": "More"},
-        "More": {"Type": "Choice", "Choices": [{"Variable": "$.i", "NumericLessThan": loops, "Next": "Step"}],
-                 "Default": "Done"},
-        "Done": {"Type": "Succeed"}}}
-    machine = sfn.create_state_machine(name="bench-watch", definition=json.dumps(asl),
-                                       roleArn="arn:aws:iam::123456789012:role/bench")["stateMachineArn"]
+    asl = {
+        "StartAt": "Init",
+        "States": {
+            "Init": {"Type": "Pass", "Result": 0, "ResultPath": "$.i", "Next": "Step"},
+            "Step": {"Type": "Pass", "Parameters": {"i.$": "States.MathAdd($.i, 1)"}, "Next": "More"},
+            "More": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.i", "NumericLessThan": loops, "Next": "Step"}],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    machine = sfn.create_state_machine(
+        name="bench-watch", definition=json.dumps(asl), roleArn="arn:aws:iam::123456789012:role/bench"
+    )["stateMachineArn"]
     arn = sfn.start_execution(stateMachineArn=machine, name="bench", input="{}")["executionArn"]
     while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
         time.sleep(0.05)

@@ -82,8 +82,13 @@ def client_process(url: str, api_key: str, clients: int, events: int, pipe: Any)
 
         async def open_one() -> None:
             async with sem:
-                ws = await connect(url, additional_headers={"x-api-key": api_key}, open_timeout=120, max_size=2**20,
-                                   ping_interval=None)
+                ws = await connect(
+                    url,
+                    additional_headers={"x-api-key": api_key},
+                    open_timeout=120,
+                    max_size=2**20,
+                    ping_interval=None,
+                )
                 await ws.send(json.dumps({"action": "subscribe", "channel": CHANNEL}))
                 frame = json.loads(await ws.recv())
                 if frame.get("type") != "subscribed":
@@ -155,7 +160,8 @@ def measure(args: argparse.Namespace, clients: int) -> dict[str, Any]:
                 share = clients // processes + (1 if index < clients % processes else 0)
                 receiver, sender = context.Pipe(duplex=False)
                 worker = context.Process(
-                    target=client_process, args=(urls.websocket["live"], API_KEY, share, args.events, sender),
+                    target=client_process,
+                    args=(urls.websocket["live"], API_KEY, share, args.events, sender),
                     daemon=True,
                 )
                 worker.start()
@@ -167,7 +173,13 @@ def measure(args: argparse.Namespace, clients: int) -> dict[str, Any]:
             for n in range(args.events):
                 event_id = uuid.uuid4().hex
                 ts = time.time() * 1000
-                body = {"id": event_id, "channel": CHANNEL, "type": "price", "payload": {"price": 100 + n}, "ts": ts}
+                body = {
+                    "id": event_id,
+                    "channel": CHANNEL,
+                    "type": "price",
+                    "payload": {"price": 100 + n},
+                    "ts": ts,
+                }
                 sqs.send_message(QueueUrl=account.events_url, MessageBody=json.dumps(body))
                 last = 0.0
                 for pipe in pipes:
@@ -235,7 +247,7 @@ def measure_split(redis_url: str, subscribers: int, shard_size: int) -> float:
     r.delete("chan:price:split")
     ids = [f"L0SM9cOF{i:07d}=" for i in range(subscribers)]  # API Gateway ids are 16 characters
     for start in range(0, subscribers, 10_000):
-        r.sadd("chan:price:split", *ids[start:start + 10_000])
+        r.sadd("chan:price:split", *ids[start : start + 10_000])
     event = models.Event(channel="price:split", type="price", payload={"price": 3150.25})
     samples = []
     for _ in range(3):
@@ -289,7 +301,9 @@ def model(
     sizes = [min(batch_size, queued - i * batch_size) * shard_size for i in range(batches)]
     # A partial batch is invoked only when the batching window closes; the poller's wait is
     # modelled as part of that batch's run time.
-    durations = [size / rate + (0 if size == batch_size * shard_size else batching_window_ms / 1000) for size in sizes]
+    durations = [
+        size / rate + (0 if size == batch_size * shard_size else batching_window_ms / 1000) for size in sizes
+    ]
     queueing_ms = math.ceil(math.ceil(queued / 10) / threads) * send_batch_ms if queued else 0.0
     first_ms = (shard_size if shards > 1 else subscribers) / rate * 1000
 
@@ -300,7 +314,9 @@ def model(
         for duration in durations:
             while True:
                 running = [end for end in running if end > now]
-                limit = min(cap, ESM_START_CONCURRENCY + int(now * ESM_RAMP_PER_SECOND + 1e-9)) if ramp else cap
+                limit = (
+                    min(cap, ESM_START_CONCURRENCY + int(now * ESM_RAMP_PER_SECOND + 1e-9)) if ramp else cap
+                )
                 if len(running) < limit:
                     break
                 wake = [min(running)]  # a batch ends ...
@@ -346,15 +362,29 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--shard-size", type=int, default=500, help="FANOUT_SHARD_SIZE in the sandbox")
-    parser.add_argument("--concurrency", type=int, default=64, help="FANOUT_CONCURRENCY (threads per invocation)")
-    parser.add_argument("--pollers", type=int, default=4, help="concurrent fan-out invocations in the sandbox")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="FANOUT_CONCURRENCY (threads per invocation)"
+    )
+    parser.add_argument(
+        "--pollers", type=int, default=4, help="concurrent fan-out invocations in the sandbox"
+    )
     parser.add_argument("--client-processes", type=int, default=0, help="0: one per 2,500 clients")
     parser.add_argument("--model-subscribers", type=int, default=100_000)
-    parser.add_argument("--cpu-ms-per-post", type=float, default=0.22,
-                        help="measured by bench_fanout_post.py (signed_keepalive, pool of 32)")
-    parser.add_argument("--post-latency-ms", type=float, default=20.0,
-                        help="assumed @connections round trip from the function, same region")
-    parser.add_argument("--model-threads", type=int, default=32, help="FANOUT_CONCURRENCY on AWS (the default)")
+    parser.add_argument(
+        "--cpu-ms-per-post",
+        type=float,
+        default=0.22,
+        help="measured by bench_fanout_post.py (signed_keepalive, pool of 32)",
+    )
+    parser.add_argument(
+        "--post-latency-ms",
+        type=float,
+        default=20.0,
+        help="assumed @connections round trip from the function, same region",
+    )
+    parser.add_argument(
+        "--model-threads", type=int, default=32, help="FANOUT_CONCURRENCY on AWS (the default)"
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     hard = raise_fd_limit()
@@ -363,7 +393,9 @@ def main() -> None:
     from orchestrator.testing.redis_server import RedisServer
 
     with RedisServer() as redis_server:
-        split_ms = measure_split(redis_server.url, args.model_subscribers, production.messaging.fanout_shard_size)
+        split_ms = measure_split(
+            redis_server.url, args.model_subscribers, production.messaging.fanout_shard_size
+        )
     aws_model = model(
         args.model_subscribers,
         shard_size=production.messaging.fanout_shard_size,
@@ -381,11 +413,20 @@ def main() -> None:
         split_above=production.messaging.fanout_shard_size
         * (production.messaging.batch_size if production.messaging.max_batching_window_seconds else 1),
     )
-    print(json.dumps({
-        "shard_size": args.shard_size, "pollers": args.pollers, "fanout_concurrency": args.concurrency,
-        "runs": runs, "model_production": aws_model, "nofile_limit": hard, "cpus": os.cpu_count(),
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "shard_size": args.shard_size,
+                "pollers": args.pollers,
+                "fanout_concurrency": args.concurrency,
+                "runs": runs,
+                "model_production": aws_model,
+                "nofile_limit": hard,
+                "cpus": os.cpu_count(),
+                "loadavg_1m": round(os.getloadavg()[0], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

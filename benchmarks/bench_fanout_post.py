@@ -47,8 +47,14 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from typing import Any, Literal  # noqa: E402
 
 FRAME = json.dumps(
-    {"type": "event", "id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "channel": "price:bench", "event_type": "price",
-     "payload": {"price": 3150.25, "volume": 12.5}, "ts": 1_760_000_000_000.0}
+    {
+        "type": "event",
+        "id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "channel": "price:bench",
+        "event_type": "price",
+        "payload": {"price": 3150.25, "volume": 12.5},
+        "ts": 1_760_000_000_000.0,
+    }
 ).encode()
 
 
@@ -95,7 +101,9 @@ def boto3_post() -> Post:
                 "apigatewaymanagementapi",
                 endpoint_url=endpoint_url,
                 config=Config(
-                    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 1},
+                    connect_timeout=2,
+                    read_timeout=5,
+                    retries={"mode": "standard", "max_attempts": 1},
                     max_pool_connections=pool_size,
                 ),
             )
@@ -139,7 +147,10 @@ def urllib3_post() -> Post:
         if endpoint_url not in endpoints:
             endpoint = connections.Endpoint(endpoint_url, signer, pool_size)
             pool = urllib3.HTTPConnectionPool(
-                endpoint.hostname, endpoint.port, maxsize=pool_size, retries=False,
+                endpoint.hostname,
+                endpoint.port,
+                maxsize=pool_size,
+                retries=False,
                 timeout=urllib3.Timeout(connect=2, read=5),
             )
             endpoints[endpoint_url] = endpoint, pool
@@ -165,8 +176,9 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_round(post: Post, dispatch: str, url: str, ids: list[str], concurrency: int,
-              pool: ThreadPoolExecutor | None) -> tuple[float, float]:
+def one_round(
+    post: Post, dispatch: str, url: str, ids: list[str], concurrency: int, pool: ThreadPoolExecutor | None
+) -> tuple[float, float]:
     from service.logic import fanout
 
     failed: list[Any]
@@ -190,7 +202,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=2000, help="posts per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=32, help="threads of the pooled mode (FANOUT_CONCURRENCY)")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="threads of the pooled mode (FANOUT_CONCURRENCY)"
+    )
     args = parser.parse_args()
 
     context = multiprocessing.get_context("spawn")
@@ -209,7 +223,9 @@ def main() -> None:
                     one_round(post, dispatch, endpoint_url, ids[:200], args.concurrency, executor)
                 for _ in range(args.rounds):
                     for name, (post, dispatch) in posters.items():
-                        samples[name].append(one_round(post, dispatch, endpoint_url, ids, args.concurrency, executor))
+                        samples[name].append(
+                            one_round(post, dispatch, endpoint_url, ids, args.concurrency, executor)
+                        )
                 for name, rounds in samples.items():
                     cpu = statistics.median(c for c, _ in rounds)
                     wall = statistics.median(w for _, w in rounds)
@@ -228,10 +244,19 @@ def main() -> None:
         sink.terminate()
         sink.join(5)
     load = os.getloadavg()
-    print(json.dumps({
-        "posts_per_round": args.posts, "rounds": args.rounds, "frame_bytes": len(FRAME), **results,
-        "cpus": os.cpu_count(), "loadavg_1m": round(load[0], 2), "python": platform.python_version(),
-    }))
+    print(
+        json.dumps(
+            {
+                "posts_per_round": args.posts,
+                "rounds": args.rounds,
+                "frame_bytes": len(FRAME),
+                **results,
+                "cpus": os.cpu_count(),
+                "loadavg_1m": round(load[0], 2),
+                "python": platform.python_version(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

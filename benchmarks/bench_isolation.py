@@ -37,7 +37,13 @@ def run_demo(mode: str, workdir: Path, index: int, keep_output: bool) -> dict[st
     reports = workdir / f"reports-{index}-{mode}"
     env = {**os.environ, "ORCHESTRATOR_SANDBOX_DIR": str(sandbox), "COLUMNS": "120"}
     env.pop("ORCHESTRATOR_LAMBDA_MODE", None)  # the flag decides
-    command = [str(ORCHESTRATOR), "demo", "--reports", str(reports), *(["--in-process"] if mode == "in-process" else [])]
+    command = [
+        str(ORCHESTRATOR),
+        "demo",
+        "--reports",
+        str(reports),
+        *(["--in-process"] if mode == "in-process" else []),
+    ]
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)  # noqa: S603
     wall = time.perf_counter() - started
@@ -63,11 +69,17 @@ def cold_start_p50(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3, help="demo runs per mode (default 3)")
     parser.add_argument("--first", choices=MODES, default="isolated", help="mode of the first run")
-    parser.add_argument("--keep-output", action="store_true", help="keep each demo's output under the work dir")
-    parser.add_argument("--workdir", type=Path, default=None, help="where sandboxes and reports go (default: a temp dir)")
+    parser.add_argument(
+        "--keep-output", action="store_true", help="keep each demo's output under the work dir"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where sandboxes and reports go (default: a temp dir)"
+    )
     args = parser.parse_args(argv)
     order = (args.first, *(m for m in MODES if m != args.first))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-isolation-"))
@@ -79,26 +91,41 @@ def main(argv: list[str]) -> int:
             run = run_demo(mode, workdir, index, args.keep_output)
             run["load_before"] = round(load, 2)
             runs.append(run)
-            print(f"run {index + 1} {mode:<10} {run['wall_seconds']:6.1f} s  {'passed' if run['passed'] else 'FAILED'}"
-                  f"  (load average before {load:.1f})", flush=True)
+            print(
+                f"run {index + 1} {mode:<10} {run['wall_seconds']:6.1f} s  {'passed' if run['passed'] else 'FAILED'}"
+                f"  (load average before {load:.1f})",
+                flush=True,
+            )
             for line in run.get("tail", []):
                 print(f"    {line}", flush=True)
     medians = {
-        mode: round(statistics.median(r["wall_seconds"] for r in runs if r["mode"] == mode), 2) for mode in MODES
+        mode: round(statistics.median(r["wall_seconds"] for r in runs if r["mode"] == mode), 2)
+        for mode in MODES
     }
     ratio = round(medians["isolated"] / medians["in-process"], 2) if medians["in-process"] else None
     cold = cold_start_p50([r for r in runs if r["mode"] == "isolated"])
-    print(f"median demo wall time: isolated {medians['isolated']:.1f} s, in-process {medians['in-process']:.1f} s; "
-          f"ratio {ratio} (goal <= {GOAL_RATIO}) over {args.runs} runs each, alternating, on {os.cpu_count()} cores")
+    print(
+        f"median demo wall time: isolated {medians['isolated']:.1f} s, in-process {medians['in-process']:.1f} s; "
+        f"ratio {ratio} (goal <= {GOAL_RATIO}) over {args.runs} runs each, alternating, on {os.cpu_count()} cores"
+    )
     print("cold start p50 per function (ms, median over the isolated runs):")
     for name, ms in cold.items():
         print(f"  {name:<36} {ms:8.1f}")
     passed = {mode: sum(r["passed"] for r in runs if r["mode"] == mode) for mode in MODES}
-    print(json.dumps({
-        "runs_per_mode": args.runs, "cores": os.cpu_count(), "median_wall_seconds": medians, "ratio": ratio,
-        "goal_ratio": GOAL_RATIO, "demo_passed": passed, "cold_start_ms_p50": cold,
-        "runs": [{k: v for k, v in r.items() if k != "workers"} for r in runs],
-    }))
+    print(
+        json.dumps(
+            {
+                "runs_per_mode": args.runs,
+                "cores": os.cpu_count(),
+                "median_wall_seconds": medians,
+                "ratio": ratio,
+                "goal_ratio": GOAL_RATIO,
+                "demo_passed": passed,
+                "cold_start_ms_p50": cold,
+                "runs": [{k: v for k, v in r.items() if k != "workers"} for r in runs],
+            }
+        )
+    )
     return 0 if all(r["passed"] for r in runs) else 1
 
 

@@ -17,8 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.update(
-    AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="eu-west-1",  # noqa: S105
-    AWS_REGION="eu-west-1", POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_LOG_LEVEL="ERROR",
+    AWS_ACCESS_KEY_ID="bench",
+    AWS_SECRET_ACCESS_KEY="bench",
+    AWS_DEFAULT_REGION="eu-west-1",  # noqa: S105
+    AWS_REGION="eu-west-1",
+    POWERTOOLS_TRACE_DISABLED="true",
+    POWERTOOLS_LOG_LEVEL="ERROR",
     POWERTOOLS_METRICS_DISABLED="true",
 )
 
@@ -33,14 +37,27 @@ SANDBOX = Sandbox(stack_name="ReleaseBench", region="eu-west-1")
 
 def synthetic_ok(event, context):
     n = int(event["clients"]) * int(event["messages"])
-    return {"passed": True, "clients": event["clients"], "messages_expected": n, "messages_received": n,
-            "success_rate": 1.0, "latency_ms": {"p50": 1, "p95": 1, "p99": 1}, "errors": {}, "unauthorized_refused": True}
+    return {
+        "passed": True,
+        "clients": event["clients"],
+        "messages_expected": n,
+        "messages_received": n,
+        "success_rate": 1.0,
+        "latency_ms": {"p50": 1, "p95": 1, "p99": 1},
+        "errors": {},
+        "unauthorized_refused": True,
+    }
 
 
 def request(world, release_id, steps):
     percents = [round(100 * (i + 1) / steps) for i in range(steps)]
-    return {"release_id": release_id, "version": "1.1.0", "artifact": world.artifact(release_id), "requested_by": "bench",
-            "strategy": {"steps": [{"percent": p, "bake_seconds": 3600} for p in percents]}}
+    return {
+        "release_id": release_id,
+        "version": "1.1.0",
+        "artifact": world.artifact(release_id),
+        "requested_by": "bench",
+        "strategy": {"steps": [{"percent": p, "bake_seconds": 3600} for p in percents]},
+    }
 
 
 def main() -> None:
@@ -52,7 +69,9 @@ def main() -> None:
             world = build_world()
             handlers = {}
             for spec in lambda_functions(template, ResourceMap(template, SANDBOX)).values():
-                handlers[spec.name] = synthetic_ok if spec.name.endswith("synthetic-checks") else import_handler(spec.handler)
+                handlers[spec.name] = (
+                    synthetic_ok if spec.name.endswith("synthetic-checks") else import_handler(spec.handler)
+                )
             arn = next(iter(engine.load_template(template, handlers=handlers).values()))
             engine.run(arn, request(world, "warmup", 3), name="warmup")  # imports, first calls
             started = time.perf_counter()
@@ -65,7 +84,8 @@ def main() -> None:
             assert ten.status == "SUCCEEDED", ten.cause
             figures["release_10_steps_transitions"] = count_transitions(ten.history)
             figures["transitions_per_extra_step"] = round(
-                (figures["release_10_steps_transitions"] - figures["release_3_steps_transitions"]) / 7, 2)
+                (figures["release_10_steps_transitions"] - figures["release_3_steps_transitions"]) / 7, 2
+            )
 
             # Detect-to-rollback: alarm state change -> every live alias back on blue.
             from tasks.alarm_rollback import alarm_rollback
@@ -79,9 +99,23 @@ def main() -> None:
             latencies = []
             for run in range(50):
                 rid = f"alarm-{run}"
-                state = validate({"request": request(world, rid, 3), "execution_arn": f"arn:aws:states:eu-west-1:123456789012:execution:x:{rid}",
-                                  "execution_name": rid, "started_at": datetime.now(UTC).isoformat()}, settings, defaults_from_env({}))
-                world_lock = {"pk": f"lock#{ENV}", "sk": "lock", "release_id": rid, "execution_arn": state["release"]["execution_arn"], "kind": "release"}
+                state = validate(
+                    {
+                        "request": request(world, rid, 3),
+                        "execution_arn": f"arn:aws:states:eu-west-1:123456789012:execution:x:{rid}",
+                        "execution_name": rid,
+                        "started_at": datetime.now(UTC).isoformat(),
+                    },
+                    settings,
+                    defaults_from_env({}),
+                )
+                world_lock = {
+                    "pk": f"lock#{ENV}",
+                    "sk": "lock",
+                    "release_id": rid,
+                    "execution_arn": state["release"]["execution_arn"],
+                    "kind": "release",
+                }
                 import boto3
 
                 boto3.resource("dynamodb", region_name="eu-west-1").Table(TABLE).put_item(Item=world_lock)
@@ -89,14 +123,25 @@ def main() -> None:
                 state["deploy"] = deploy_green(settings, state["release"])
                 state["shift"] = set_weights(settings, state)
                 detected = datetime.now(UTC)
-                event = {"detail-type": "CloudWatch Alarm State Change", "time": detected.isoformat(),
-                         "detail": {"alarmName": GUARD_ALARMS[0], "state": {"value": "ALARM", "reason": "bench",
-                                                                             "timestamp": detected.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"}}}
+                event = {
+                    "detail-type": "CloudWatch Alarm State Change",
+                    "time": detected.isoformat(),
+                    "detail": {
+                        "alarmName": GUARD_ALARMS[0],
+                        "state": {
+                            "value": "ALARM",
+                            "reason": "bench",
+                            "timestamp": detected.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000",
+                        },
+                    },
+                }
                 latencies.append(alarm_rollback(settings, event)["detect_to_rollback_ms"])
             latencies.sort()
             figures["detect_to_rollback_runs"] = len(latencies)
             figures["detect_to_rollback_p50_ms"] = round(statistics.median(latencies), 1)
-            figures["detect_to_rollback_p99_ms"] = round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)
+            figures["detect_to_rollback_p99_ms"] = round(
+                latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1
+            )
     print(json.dumps({"benchmark": "release", **figures}))
 
 

@@ -49,8 +49,14 @@ def _synth(outdir: Path, verdicts: Path, config_dir: Path | None = None) -> dict
     if result.returncode != 0:
         raise SystemExit(f"synthesis failed: {result.stderr.strip()[-2000:]}")
     gate = json.loads((verdicts / "last-run.json").read_text(encoding="utf-8"))
-    return {"seconds": seconds, "guard_seconds": gate["seconds"], "templates_reused": gate["reused"],
-            "templates_evaluated": gate["evaluated"], "guard_processes": gate["slices"], "parallel": gate["workers"]}
+    return {
+        "seconds": seconds,
+        "guard_seconds": gate["seconds"],
+        "templates_reused": gate["reused"],
+        "templates_evaluated": gate["evaluated"],
+        "guard_processes": gate["slices"],
+        "parallel": gate["workers"],
+    }
 
 
 def _one_stage_changed(scratch: Path) -> Path:
@@ -74,8 +80,21 @@ def _guard_binary() -> tuple[Path, Path]:
 def _run_rule(guard: Path, rule: Path, template: Path) -> float:
     started = time.perf_counter()
     subprocess.run(  # noqa: S603 - the package's guard binary
-        [str(guard), "validate", "--rules", str(rule), "--data", str(template), "--output-format", "json",
-         "--show-summary", "none", "--structured"], capture_output=True, check=False,
+        [
+            str(guard),
+            "validate",
+            "--rules",
+            str(rule),
+            "--data",
+            str(template),
+            "--output-format",
+            "json",
+            "--show-summary",
+            "none",
+            "--structured",
+        ],
+        capture_output=True,
+        check=False,
     )
     return time.perf_counter() - started
 
@@ -92,8 +111,22 @@ def profile_rules(template: Path, top: int) -> dict[str, Any]:
     syscalls: dict[str, int] = {}
     if shutil.which("strace"):
         traced = subprocess.run(  # noqa: S603
-            ["strace", "-c", "-f", str(guard), "validate", "--rules", str(slowest), "--data", str(template),
-             "--show-summary", "none"], capture_output=True, text=True, check=False,
+            [
+                "strace",
+                "-c",
+                "-f",
+                str(guard),
+                "validate",
+                "--rules",
+                str(slowest),
+                "--data",
+                str(template),
+                "--show-summary",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         for line in traced.stderr.splitlines():
             match = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
@@ -105,8 +138,10 @@ def profile_rules(template: Path, top: int) -> dict[str, Any]:
         "rules": len(rules),
         "one_at_a_time_seconds": round(total, 1),
         "template_load_seconds": round(baseline, 3),
-        "top": [{"rule": rule.stem, "seconds": round(seconds, 2), "over_load": round(seconds - baseline, 2)}
-                for seconds, rule in timed[:top]],
+        "top": [
+            {"rule": rule.stem, "seconds": round(seconds, 2), "over_load": round(seconds - baseline, 2)}
+            for seconds, rule in timed[:top]
+        ],
         "slowest_rule_syscalls": syscalls,
     }
 
@@ -123,11 +158,25 @@ def main() -> None:
         warm = _synth(outdir, verdicts)
         changed = _synth(scratch / "cdk.out-changed", verdicts, _one_stage_changed(scratch))
         stacks = {s["stack"]: s["resources"] for s in template_summary(outdir)}
-        gates = {g["plugin"]: {"open": len(g["violations"]), "acknowledged": len(g["acknowledged"])} for g in gate_results(outdir)}
+        gates = {
+            g["plugin"]: {"open": len(g["violations"]), "acknowledged": len(g["acknowledged"])}
+            for g in gate_results(outdir)
+        }
         largest = max(outdir.glob("assembly-*/*.template.json"), key=lambda path: path.stat().st_size)
         rules = profile_rules(largest, args.top) if args.profile else None
-    print(json.dumps({"cold": cold, "warm_unchanged": warm, "warm_one_stage_changed": changed, "resources": stacks,
-                      "gates": gates, "guard_rules": rules, "cpus": os.cpu_count()}))
+    print(
+        json.dumps(
+            {
+                "cold": cold,
+                "warm_unchanged": warm,
+                "warm_one_stage_changed": changed,
+                "resources": stacks,
+                "gates": gates,
+                "guard_rules": rules,
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -48,34 +48,49 @@ def main() -> None:
         env = {**account.base_env(server.url), "LOG_LEVEL": "ERROR", "MAX_SUBSCRIPTIONS": "10"}
         create_functions(account, [env])
         runtime = LambdaRuntime(boto3.client("lambda"), account.function_names)
-        gateway = Gateway(runtime, sqs=boto3.client("sqs"), queue_bindings=[QueueBinding(account.preview_url, "green")])
+        gateway = Gateway(
+            runtime, sqs=boto3.client("sqs"), queue_bindings=[QueueBinding(account.preview_url, "green")]
+        )
         urls = gateway.start()
         try:
             plan = RunPlan(
-                url=urls.websocket["preview"], api_key=API_KEY, clients=clients, messages=messages,
-                connect_rate=rate, deadline_seconds=300, message_interval_seconds=0.1, collect_seconds=30,
-                reply_timeout_seconds=30, release_id="bench",
+                url=urls.websocket["preview"],
+                api_key=API_KEY,
+                clients=clients,
+                messages=messages,
+                connect_rate=rate,
+                deadline_seconds=300,
+                message_interval_seconds=0.1,
+                collect_seconds=30,
+                reply_timeout_seconds=30,
+                release_id="bench",
             )
             result = execute(plan, sqs_publisher(boto3.client("sqs"), account.preview_url))
         finally:
             gateway.stop()
     thresholds = Thresholds(p99_latency_ms=5000, min_success_rate=1.0)
     output = result.output(thresholds)
-    print(json.dumps({
-        "clients": clients,
-        "connected": result.connected,
-        "messages": messages,
-        "deliveries_expected": result.messages_expected,
-        "deliveries_received": result.messages_received,
-        "success_rate": output["success_rate"],
-        "connect_rate_configured": rate,
-        "connect_rate_achieved": result.connect_rate_achieved,
-        "latency_ms": output["latency_ms"],
-        "errors": output["errors"],
-        "checker_cpu_seconds": round(result.cpu_seconds, 3),
-        "checker_cpu_ms_per_delivery": round(1000 * result.cpu_seconds / max(result.messages_received, 1), 3),
-        "run_seconds": round(result.duration_ms / 1000, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "clients": clients,
+                "connected": result.connected,
+                "messages": messages,
+                "deliveries_expected": result.messages_expected,
+                "deliveries_received": result.messages_received,
+                "success_rate": output["success_rate"],
+                "connect_rate_configured": rate,
+                "connect_rate_achieved": result.connect_rate_achieved,
+                "latency_ms": output["latency_ms"],
+                "errors": output["errors"],
+                "checker_cpu_seconds": round(result.cpu_seconds, 3),
+                "checker_cpu_ms_per_delivery": round(
+                    1000 * result.cpu_seconds / max(result.messages_received, 1), 3
+                ),
+                "run_seconds": round(result.duration_ms / 1000, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

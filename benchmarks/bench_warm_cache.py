@@ -94,7 +94,9 @@ def tool_version(tool: str) -> str:
 def baseline_c(tool: str, port: int, requests: int = 2_000_000) -> float:
     out = subprocess.run(  # noqa: S603 - a benchmark tool found on this machine
         [tool, "-h", "127.0.0.1", "-p", str(port), "-P", "64", "-t", "set", "-n", str(requests), "-q"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     match = re.findall(r"SET: ([0-9.]+) requests per second", out)
     if not match:
@@ -104,9 +106,7 @@ def baseline_c(tool: str, port: int, requests: int = 2_000_000) -> float:
 
 def baseline_python(port: int, requests: int = 1_000_000, depth: int = 64) -> float:
     """Pipelined SET with `depth` commands in flight, pre-encoded (the fallback tool)."""
-    batch = b"".join(
-        b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n" for _ in range(depth)
-    )
+    batch = b"".join(b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n" for _ in range(depth))
     expected = b"+OK\r\n" * depth
     with socket.create_connection(("127.0.0.1", port)) as sock:
         started = time.perf_counter()
@@ -165,13 +165,25 @@ def scan_only(client: redis.Redis, prefix: str) -> float:
 def baseline(tool: str | None, port: int) -> tuple[float, int, dict[str, str | None]]:
     if tool:
         requests = 2_000_000
-        return baseline_c(tool, port, requests), requests, {
-            "path": tool, "version": tool_version(tool), "args": f"-P 64 -t set -n {requests}",
-        }
+        return (
+            baseline_c(tool, port, requests),
+            requests,
+            {
+                "path": tool,
+                "version": tool_version(tool),
+                "args": f"-P 64 -t set -n {requests}",
+            },
+        )
     requests = 1_000_000
-    return baseline_python(port, requests), requests, {
-        "path": None, "version": None, "args": "python pipelined SET, depth 64 (no C tool found)",
-    }
+    return (
+        baseline_python(port, requests),
+        requests,
+        {
+            "path": None,
+            "version": None,
+            "args": "python pipelined SET, depth 64 (no C tool found)",
+        },
+    )
 
 
 def one_round(binary: str, keys: int, tool: str | None, *, verify: bool) -> dict[str, Any]:
@@ -190,7 +202,9 @@ def one_round(binary: str, keys: int, tool: str | None, *, verify: bool) -> dict
         elapsed = time.perf_counter() - started
         warm_cpu = server_cpu_seconds(client) - cpu_start
         # Without a reset (not Linux) the process's lifetime peak is the best bound available.
-        rss_peak = peak_rss_bytes() if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        rss_peak = (
+            peak_rss_bytes() if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        )
         same = None
         if verify:
             source = digest(client, "cache:v1:")
@@ -201,10 +215,18 @@ def one_round(binary: str, keys: int, tool: str | None, *, verify: bool) -> dict
         set_cpu = (server_cpu_seconds(client) - cpu_start) / requests
         client.close()
     return {
-        "server": identity, "tool": tool_info, "same": same, "progress": progress, "elapsed": elapsed,
-        "warm_rate": progress.keys_copied / elapsed, "rps": rps, "scan_rate": scan_rate,
-        "warm_cpu_per_key": warm_cpu / progress.keys_copied, "set_cpu": set_cpu,
-        "rss_start": rss_start, "rss_peak": rss_peak,
+        "server": identity,
+        "tool": tool_info,
+        "same": same,
+        "progress": progress,
+        "elapsed": elapsed,
+        "warm_rate": progress.keys_copied / elapsed,
+        "rps": rps,
+        "scan_rate": scan_rate,
+        "warm_cpu_per_key": warm_cpu / progress.keys_copied,
+        "set_cpu": set_cpu,
+        "rss_start": rss_start,
+        "rss_peak": rss_peak,
     }
 
 
@@ -243,8 +265,12 @@ def summary(rounds: list[dict[str, Any]], keys: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("keys", nargs="?", type=int, default=1_000_000)
-    parser.add_argument("--server", action="append", help="server binary (repeatable); default: every one present")
-    parser.add_argument("--rounds", type=int, default=1, help="fresh server, warm and baseline this many times; medians")
+    parser.add_argument(
+        "--server", action="append", help="server binary (repeatable); default: every one present"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="fresh server, warm and baseline this many times; medians"
+    )
     args = parser.parse_args()
     servers = [resolve_server(name) for name in args.server] if args.server else present_server_binaries()
     tool = benchmark_tool()

@@ -159,7 +159,10 @@ def release_health_alarm_name(env: str) -> str:
 
 def release_guard_alarm_names(env: str, function_keys: Iterable[str]) -> tuple[str, ...]:
     """The guard alarms a release expects: one per released function, and the fan-out DLQ's."""
-    return (*(release_guard_alarm_name(env, key) for key in sorted(function_keys)), release_guard_dlq_alarm_name(env))
+    return (
+        *(release_guard_alarm_name(env, key) for key in sorted(function_keys)),
+        release_guard_dlq_alarm_name(env),
+    )
 
 
 def release_alarm_names(env: str, function_keys: Iterable[str]) -> tuple[str, ...]:

@@ -42,7 +42,9 @@ RESERVED_ENV_NAMES = frozenset({"LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ", 
 RESERVED_ENV_PREFIXES = ("AWS_", "_")
 
 # The CLI publishes the schema; the Lambda assets only validate (this path is not shipped).
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "orchestrator" / "schemas" / "release_request.schema.json"
+SCHEMA_PATH = (
+    Path(__file__).resolve().parent.parent / "orchestrator" / "schemas" / "release_request.schema.json"
+)
 
 
 class _Strict(BaseModel):
@@ -63,11 +65,16 @@ class Artifact(_Strict):
     ]
     key: Annotated[
         str,
-        Field(min_length=1, max_length=1024, pattern=r"^[^/\s][^\s]*\.zip$", description="S3 key of the .zip"),
+        Field(
+            min_length=1, max_length=1024, pattern=r"^[^/\s][^\s]*\.zip$", description="S3 key of the .zip"
+        ),
     ]
     sha256: Annotated[
         str,
-        Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the zip; checked against Lambda's CodeSha256"),
+        Field(
+            pattern=r"^[0-9a-f]{64}$",
+            description="hex SHA-256 of the zip; checked against Lambda's CodeSha256",
+        ),
     ]
 
     @field_validator("sha256", mode="before")
@@ -81,7 +88,8 @@ class TrafficStep(_Strict):
 
     percent: Annotated[int, Field(ge=1, le=100, strict=True, description="share of live traffic on green")]
     bake_seconds: Annotated[
-        int, Field(ge=0, le=MAX_BAKE_SECONDS, strict=True, description="watch alarms this long before moving on")
+        int,
+        Field(ge=0, le=MAX_BAKE_SECONDS, strict=True, description="watch alarms this long before moving on"),
     ]
     min_green_invocations: Annotated[
         int | None,
@@ -129,19 +137,26 @@ class ReleaseRequest(_Strict):
 
     release_id: Annotated[
         str | None,
-        Field(pattern=RELEASE_ID_PATTERN, description="unique id, also the execution name; generated if absent"),
+        Field(
+            pattern=RELEASE_ID_PATTERN, description="unique id, also the execution name; generated if absent"
+        ),
     ] = None
     version: Annotated[
         str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$", description="the service version released")
     ]
     artifact: Artifact
-    strategy: Strategy | None = Field(default=None, description="traffic steps; the environment's default if absent")
+    strategy: Strategy | None = Field(
+        default=None, description="traffic steps; the environment's default if absent"
+    )
     checks: SyntheticChecks = SyntheticChecks()
     dry_run: bool = Field(default=False, description="run every check but never change the live alias")
     approval: Literal["required", "none"] = "none"
     approval_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600, strict=True)] = 24 * 3600
     min_green_invocations: Annotated[
-        int, Field(ge=0, strict=True, description="green must serve at least this many invocations during each bake")
+        int,
+        Field(
+            ge=0, strict=True, description="green must serve at least this many invocations during each bake"
+        ),
     ] = 0
     requested_by: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e][\x20-\x7e]*$")]
     configuration: Annotated[
@@ -222,7 +237,9 @@ def _check_known_setting(name: str, value: str, function_keys: Collection[str] |
         named = {key.strip() for key in value.split(",") if key.strip()}
         unknown = sorted(named - set(function_keys)) if function_keys is not None else []
         if unknown:
-            raise ValueError(f"FAULT_FUNCTIONS names unknown functions {unknown}; known: {sorted(function_keys or ())}")
+            raise ValueError(
+                f"FAULT_FUNCTIONS names unknown functions {unknown}; known: {sorted(function_keys or ())}"
+            )
     elif len(value.encode()) > 1024:
         raise ValueError(f"value of {name} is longer than 1024 bytes")
 

@@ -268,7 +268,9 @@ class WebSocketApiConstruct(Construct):
             assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
             description="API Gateway account role: writes WebSocket access and execution logs",
             managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                )
             ],
         )
         # The account setting is an API Gateway (v1) resource shared by REST and WebSocket APIs.
@@ -312,7 +314,9 @@ class WebSocketApiConstruct(Construct):
             self,
             "OriginDomain",
             domain_name=props.origin_domain_name,
-            certificate=acm.Certificate.from_certificate_arn(self, "RegionalCertificate", props.regional_certificate_arn),
+            certificate=acm.Certificate.from_certificate_arn(
+                self, "RegionalCertificate", props.regional_certificate_arn
+            ),
             endpoint_type=apigwv2.EndpointType.REGIONAL,
             # The best WebSocket APIs offer: TLS 1.2 and 1.3 accepted, 1.0/1.1 refused.
             security_policy=apigwv2.SecurityPolicy.TLS_1_2,

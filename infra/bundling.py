@@ -157,7 +157,11 @@ def install_dependencies(
 
 
 def _install(
-    requirements: Sequence[str], python_version: str, platform_tag: str, prefix: str, constraints: Sequence[str],
+    requirements: Sequence[str],
+    python_version: str,
+    platform_tag: str,
+    prefix: str,
+    constraints: Sequence[str],
     target: Path,
 ) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=BUILD_DIR))
@@ -215,7 +219,9 @@ def build_bundle(
         ((deps.name if deps else "") + _tree_digest(sources, ROOT) + RECIPE_FILE).encode()
     ).hexdigest()[:16]
     bundle = BUILD_DIR / f"bundle-{'-'.join(packages)}-{key}"
-    return _assemble(bundle, deps, sources, BundleRecipe(tuple(packages), tuple(requirements), python_version, PLATFORM))
+    return _assemble(
+        bundle, deps, sources, BundleRecipe(tuple(packages), tuple(requirements), python_version, PLATFORM)
+    )
 
 
 def _assemble(bundle: Path, deps: Path | None, sources: Sequence[Path], recipe: BundleRecipe) -> Path:
@@ -263,4 +269,9 @@ def host_bundle(asset_dir: Path) -> Path:
         ).encode()
     ).hexdigest()[:16]
     bundle = BUILD_DIR / f"host-{'-'.join(recipe.packages)}-{key}"
-    return _assemble(bundle, deps, sources, BundleRecipe(recipe.packages, recipe.requirements, python_version, platform_tag))
+    return _assemble(
+        bundle,
+        deps,
+        sources,
+        BundleRecipe(recipe.packages, recipe.requirements, python_version, platform_tag),
+    )

@@ -39,7 +39,9 @@ class DomainConfig(_Model):
     hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]{5,31}$")
     hosted_zone_name: str = Field(pattern=r"^([a-z0-9-]+\.)+[a-z]{2,}$")
     # Regional certificate: API Gateway custom domain (same region as the stack).
-    regional_certificate_arn: str = Field(pattern=r"^arn:aws:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
+    regional_certificate_arn: str = Field(
+        pattern=r"^arn:aws:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$"
+    )
     # CloudFront only accepts certificates from us-east-1.
     cloudfront_certificate_arn: str = Field(
         pattern=r"^arn:aws:acm:us-east-1:\d{12}:certificate/[0-9a-f-]{36}$"
@@ -47,8 +49,13 @@ class DomainConfig(_Model):
 
     @model_validator(mode="after")
     def _domain_in_zone(self) -> DomainConfig:
-        if not (self.domain_name == self.hosted_zone_name or self.domain_name.endswith("." + self.hosted_zone_name)):
-            raise ValueError(f"domain_name {self.domain_name} is not inside hosted zone {self.hosted_zone_name}")
+        if not (
+            self.domain_name == self.hosted_zone_name
+            or self.domain_name.endswith("." + self.hosted_zone_name)
+        ):
+            raise ValueError(
+                f"domain_name {self.domain_name} is not inside hosted zone {self.hosted_zone_name}"
+            )
         return self
 
 
@@ -231,7 +238,11 @@ class BudgetConfig(_Model):
 
     @property
     def monthly_usd(self) -> float:
-        return self.monthly_limit_usd if self.monthly_limit_usd is not None else round(self.daily_limit_usd * 31, 2)
+        return (
+            self.monthly_limit_usd
+            if self.monthly_limit_usd is not None
+            else round(self.daily_limit_usd * 31, 2)
+        )
 
 
 class BackupConfig(_Model):
@@ -255,11 +266,15 @@ class BackupConfig(_Model):
     @model_validator(mode="after")
     def _ordered(self) -> BackupConfig:
         if not self.infrequent_access_after_days < self.glacier_instant_after_days < self.expire_after_days:
-            raise ValueError("infrequent_access_after_days < glacier_instant_after_days < expire_after_days must hold")
+            raise ValueError(
+                "infrequent_access_after_days < glacier_instant_after_days < expire_after_days must hold"
+            )
         if self.object_lock_days is not None and self.object_lock_days > self.expire_after_days:
             raise ValueError("object_lock_days: longer than expire_after_days, objects could never expire")
         if bool(self.copy_region) != bool(self.copy_bucket_name):
-            raise ValueError("copy_region and copy_bucket_name: set both for the cross-region copy, or neither")
+            raise ValueError(
+                "copy_region and copy_bucket_name: set both for the cross-region copy, or neither"
+            )
         if self.copy_region and not _REGION.match(self.copy_region):
             raise ValueError(f"copy_region: {self.copy_region!r} is not an AWS region name")
         return self
@@ -382,7 +397,9 @@ def load_config_file(path: Path, expected_environment: str | None = None) -> Env
     except FileNotFoundError:
         raise ConfigError(f"{shown}: file not found") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{shown}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise ConfigError(
+            f"{shown}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     try:
         config = EnvironmentConfig.model_validate(raw)
     except ValidationError as exc:
@@ -394,7 +411,9 @@ def load_config_file(path: Path, expected_environment: str | None = None) -> Env
         where = f"{_field_path(first['loc'])}: " if first["loc"] else ""
         raise ConfigError(f"{shown}: {where}{message}{suffix}") from None
     if expected_environment and config.environment != expected_environment:
-        raise ConfigError(f"{shown}: environment: is {config.environment!r}, expected {expected_environment!r}")
+        raise ConfigError(
+            f"{shown}: environment: is {config.environment!r}, expected {expected_environment!r}"
+        )
     return config
 
 

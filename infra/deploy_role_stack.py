@@ -96,7 +96,9 @@ class DeployRoleStack(Stack):
                 assume_role_action="sts:AssumeRoleWithWebIdentity",
             ),
         )
-        for statement in self._statements(environment, artifact_bucket_name, cdk_qualifier, artifact_kms_key_arns):
+        for statement in self._statements(
+            environment, artifact_bucket_name, cdk_qualifier, artifact_kms_key_arns
+        ):
             role.add_to_policy(statement)
         self.role = role
 
@@ -126,12 +128,19 @@ class DeployRoleStack(Stack):
                     wildcards.setdefault(resource, []).append(reasons[grant.sid])
         Validations.of(role).acknowledge(
             *(
-                Acknowledgment(id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{resource}]", reason="; ".join(why))
+                Acknowledgment(
+                    id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{resource}]", reason="; ".join(why)
+                )
                 for resource, why in wildcards.items()
             )
         )
 
-        CfnOutput(self, "DeployRoleArn", value=role.role_arn, description="GitHub environment variable AWS_DEPLOY_ROLE_ARN")
+        CfnOutput(
+            self,
+            "DeployRoleArn",
+            value=role.role_arn,
+            description="GitHub environment variable AWS_DEPLOY_ROLE_ARN",
+        )
         CfnOutput(self, "OidcProviderArn", value=provider_arn)
         CfnOutput(self, "OidcSubject", value=oidc_subject(repository, environment))
 

@@ -89,7 +89,9 @@ class EdgeConstruct(Construct):
             origin_request_policy_name=f"{props.environment}-realtime-websocket",
             comment="WebSocket handshake headers and the API key; never Host (API Gateway routes on its own name)",
             header_behavior=cloudfront.OriginRequestHeaderBehavior.allow_list(*FORWARDED_HEADERS),
-            query_string_behavior=cloudfront.OriginRequestQueryStringBehavior.allow_list(*FORWARDED_QUERY_STRINGS),
+            query_string_behavior=cloudfront.OriginRequestQueryStringBehavior.allow_list(
+                *FORWARDED_QUERY_STRINGS
+            ),
             cookie_behavior=cloudfront.OriginRequestCookieBehavior.none(),
         )
         origin = origins.HttpOrigin(
@@ -97,7 +99,9 @@ class EdgeConstruct(Construct):
             protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
             origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
             custom_headers={
-                ORIGIN_VERIFY_HEADER: self.origin_secret.secret_value_from_json(ORIGIN_SECRET_FIELD).unsafe_unwrap()
+                ORIGIN_VERIFY_HEADER: self.origin_secret.secret_value_from_json(
+                    ORIGIN_SECRET_FIELD
+                ).unsafe_unwrap()
             },
             # The handshake is one request; longer waits only hold a failing connection open.
             read_timeout=Duration.seconds(30),
@@ -109,7 +113,9 @@ class EdgeConstruct(Construct):
             "Distribution",
             comment=f"{props.environment} realtime analytics WebSocket edge",
             domain_names=[props.public_domain_name],
-            certificate=acm.Certificate.from_certificate_arn(self, "Certificate", props.cloudfront_certificate_arn),
+            certificate=acm.Certificate.from_certificate_arn(
+                self, "Certificate", props.cloudfront_certificate_arn
+            ),
             minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_3_2025,
             ssl_support_method=cloudfront.SSLMethod.SNI,
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
@@ -144,8 +150,12 @@ class EdgeConstruct(Construct):
         )
         target = route53.RecordTarget.from_alias(targets.CloudFrontTarget(self.distribution))
         self.records = (
-            route53.ARecord(self, "PublicRecord", zone=zone, record_name=props.public_domain_name, target=target),
-            route53.AaaaRecord(self, "PublicRecordIpv6", zone=zone, record_name=props.public_domain_name, target=target),
+            route53.ARecord(
+                self, "PublicRecord", zone=zone, record_name=props.public_domain_name, target=target
+            ),
+            route53.AaaaRecord(
+                self, "PublicRecordIpv6", zone=zone, record_name=props.public_domain_name, target=target
+            ),
         )
 
     def stage_url(self, stage: str) -> str:

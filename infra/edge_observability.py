@@ -88,7 +88,8 @@ def add_api_edge_and_monitoring(
             functions=stack.service.functions,
             function_names={key: names.function_name(env, key) for key in stack.service.functions},
             queues={
-                name: QueuePair(queue, messaging.dead_letter_queues[name]) for name, queue in messaging.queues.items()
+                name: QueuePair(queue, messaging.dead_letter_queues[name])
+                for name, queue in messaging.queues.items()
             },
             fanout_dead_letter_queue=messaging.dead_letter_queues["events"],
             topics=dict(messaging.topics),
@@ -99,9 +100,7 @@ def add_api_edge_and_monitoring(
             live_stage=LIVE_STAGE,
             alarms=config.alarms,
             release_guard_error_threshold=config.alarms.release_guard_errors,
-            business_metric_services={
-                key: f"{names.SERVICE_NAME}-{key}" for key in stack.service.functions
-            },
+            business_metric_services={key: f"{names.SERVICE_NAME}-{key}" for key in stack.service.functions},
         ),
     )
     return api, edge, monitoring

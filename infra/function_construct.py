@@ -100,7 +100,9 @@ class HardenedFunction(Construct):
         layer = lambda_.LayerVersion.from_layer_version_arn(
             self,
             "Powertools",
-            powertools_layer_arn(stack.region, config.lambdas.python_runtime, config.lambdas.powertools_layer_version),
+            powertools_layer_arn(
+                stack.region, config.lambdas.python_runtime, config.lambdas.powertools_layer_version
+            ),
         )
         self.function = lambda_.Function(
             self,

@@ -118,7 +118,9 @@ def verdict_dir() -> Path:
 def last_run(cache_dir: Path | None = None) -> GateRun | None:
     """What the most recent validate() against this verdict directory did."""
     try:
-        return GateRun(**json.loads(((cache_dir or verdict_dir()) / "last-run.json").read_text(encoding="utf-8")))
+        return GateRun(
+            **json.loads(((cache_dir or verdict_dir()) / "last-run.json").read_text(encoding="utf-8"))
+        )
     except (OSError, ValueError, TypeError):
         return None
 
@@ -126,7 +128,9 @@ def last_run(cache_dir: Path | None = None) -> GateRun | None:
 def _guard_binary(package: Path) -> Path:
     system = os.uname().sysname
     platform = {"Linux": "ubuntu", "Darwin": "macos"}.get(system)
-    machine = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}.get(os.uname().machine)
+    machine = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}.get(
+        os.uname().machine
+    )
     if platform is None or machine is None:
         raise GuardGateError(f"cfn-guard ships no binary for {system}/{os.uname().machine}")
     return package / "bin" / platform / machine / "cfn-guard"
@@ -220,8 +224,12 @@ class GuardGate:
         digest = hashlib.sha256()
         digest.update(f"format {VERDICT_FORMAT}\nplugin {self._version}\n".encode())
         digest.update(("disabled " + ",".join(self._disabled) + "\n").encode())
-        for name, path in (("runner", RUNNER), ("plugin", self._package / "lib" / "plugin.js"),
-                           ("check", self._package / "lib" / "check.js"), ("guard", _guard_binary(self._package))):
+        for name, path in (
+            ("runner", RUNNER),
+            ("plugin", self._package / "lib" / "plugin.js"),
+            ("check", self._package / "lib" / "check.js"),
+            ("guard", _guard_binary(self._package)),
+        ):
             digest.update(f"{name} {_sha256_file(path)}\n".encode())
         for rule in self._rules:
             digest.update(f"rule {rule.relative_to(rules_root).as_posix()} {_sha256_file(rule)}\n".encode())
@@ -245,7 +253,11 @@ class GuardGate:
             stored = json.loads(entry.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(stored, dict) or stored.get("key") != key or not isinstance(stored.get("violations"), list):
+        if (
+            not isinstance(stored, dict)
+            or stored.get("key") != key
+            or not isinstance(stored.get("violations"), list)
+        ):
             return None  # foreign or damaged entry: evaluate again
         return _with_template(stored["violations"], str(template))
 
@@ -253,7 +265,9 @@ class GuardGate:
         entry = self._entry(key)
         entry.parent.mkdir(parents=True, exist_ok=True)
         body = {"key": key, "template": template.name, "violations": _with_template(violations, "")}
-        with tempfile.NamedTemporaryFile("w", dir=entry.parent, suffix=".tmp", delete=False, encoding="utf-8") as out:
+        with tempfile.NamedTemporaryFile(
+            "w", dir=entry.parent, suffix=".tmp", delete=False, encoding="utf-8"
+        ) as out:
             json.dump(body, out)
         os.replace(out.name, entry)
 
@@ -303,7 +317,9 @@ def _with_template(violations: list[dict[str, Any]], template: str) -> list[dict
     return [
         {
             **violation,
-            "violatingResources": [{**resource, "templatePath": template} for resource in violation["violatingResources"]],
+            "violatingResources": [
+                {**resource, "templatePath": template} for resource in violation["violatingResources"]
+            ],
         }
         for violation in violations
     ]

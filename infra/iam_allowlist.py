@@ -50,8 +50,13 @@ WILDCARD_RESOURCE_ACTIONS: MappingProxyType[str, str] = MappingProxyType(
                 "actions support no resource-level permissions (Step Functions logging IAM reference)."
             )
             for action in (
-                "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
-                "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                "logs:CreateLogDelivery",
+                "logs:GetLogDelivery",
+                "logs:UpdateLogDelivery",
+                "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries",
+                "logs:PutResourcePolicy",
+                "logs:DescribeResourcePolicies",
                 "logs:DescribeLogGroups",
             )
         },

@@ -20,13 +20,21 @@ class KeysConstruct(Construct):
         super().__init__(scope, construct_id)
         env = config.environment
         stack = Stack.of(self)
-        self.logs = self._key("Logs", env, "logs", "CloudWatch Logs groups (Lambda, flow logs, API access logs)")
+        self.logs = self._key(
+            "Logs", env, "logs", "CloudWatch Logs groups (Lambda, flow logs, API access logs)"
+        )
         # CloudWatch Logs encrypts with the key itself; scoped to this account's log groups.
         self.logs.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowCloudWatchLogs",
                 principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                actions=[
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
                 resources=["*"],
                 conditions={
                     "ArnLike": {
@@ -47,7 +55,9 @@ class KeysConstruct(Construct):
             )
         )
         self.cache = self._key("Cache", env, "cache", "ElastiCache data at rest and snapshots")
-        self.secrets = self._key("Secrets", env, "secrets", "Secrets Manager secrets (API keys, cache AUTH token)")
+        self.secrets = self._key(
+            "Secrets", env, "secrets", "Secrets Manager secrets (API keys, cache AUTH token)"
+        )
 
     def _key(self, construct_id: str, env: str, purpose: str, description: str) -> kms.Key:
         key = kms.Key(
@@ -68,7 +78,10 @@ class KeysConstruct(Construct):
                 actions=["kms:CreateGrant"],
                 resources=["*"],
                 conditions={
-                    "BoolIfExists": {"kms:GrantIsForAWSResource": "false", "aws:PrincipalIsAWSService": "false"}
+                    "BoolIfExists": {
+                        "kms:GrantIsForAWSResource": "false",
+                        "aws:PrincipalIsAWSService": "false",
+                    }
                 },
             )
         )

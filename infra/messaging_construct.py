@@ -23,7 +23,9 @@ TOPICS = ("alerts", "operations")
 
 
 class MessagingConstruct(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey
+    ) -> None:
         super().__init__(scope, construct_id)
         env = config.environment
         settings = config.messaging
@@ -51,7 +53,9 @@ class MessagingConstruct(Construct):
                 retention_period=Duration.days(settings.retention_days),
                 visibility_timeout=Duration.seconds(settings.visibility_timeout_seconds),
                 enforce_ssl=True,
-                dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=settings.dlq_max_receive_count),
+                dead_letter_queue=sqs.DeadLetterQueue(
+                    queue=dlq, max_receive_count=settings.dlq_max_receive_count
+                ),
             )
             self.queues[name] = queue
             self.dead_letter_queues[name] = dlq
@@ -78,7 +82,9 @@ class MessagingConstruct(Construct):
             )
         )
         if config.operations_email:
-            self.topics["operations"].add_subscription(subscriptions.EmailSubscription(config.operations_email))
+            self.topics["operations"].add_subscription(
+                subscriptions.EmailSubscription(config.operations_email)
+            )
 
     @property
     def events_queue(self) -> sqs.Queue:

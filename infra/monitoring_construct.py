@@ -145,7 +145,10 @@ class MonitoringConstruct(Construct):
             composite_alarm_name=release_health_alarm_name(props.environment),
             alarm_description="Any release-guard alarm: the orchestrator rolls a release back when this is in ALARM",
             alarm_rule=cloudwatch.AlarmRule.any_of(
-                *(cloudwatch.AlarmRule.from_alarm(alarm, cloudwatch.AlarmState.ALARM) for alarm in self.release_guard_alarms)
+                *(
+                    cloudwatch.AlarmRule.from_alarm(alarm, cloudwatch.AlarmState.ALARM)
+                    for alarm in self.release_guard_alarms
+                )
             ),
         )
         self.release_health_alarm.add_alarm_action(self.alarm_action)
@@ -207,8 +210,16 @@ class MonitoringConstruct(Construct):
                 if is_live
                 else latency
             )
-            groups.append(CustomMetricGroup(title=f"WebSocket `{stage}`: connections, messages, errors", metrics=count_metrics))
-            groups.append(CustomMetricGroup(title=f"WebSocket `{stage}`: integration latency p99 (ms)", metrics=[latency_entry]))
+            groups.append(
+                CustomMetricGroup(
+                    title=f"WebSocket `{stage}`: connections, messages, errors", metrics=count_metrics
+                )
+            )
+            groups.append(
+                CustomMetricGroup(
+                    title=f"WebSocket `{stage}`: integration latency p99 (ms)", metrics=[latency_entry]
+                )
+            )
         self.facade.monitor_custom(
             alarm_friendly_name="websocket-api",
             human_readable_name="WebSocket API",
@@ -228,7 +239,9 @@ class MonitoringConstruct(Construct):
 
     def _monitor_business_metrics(self) -> None:
         services = self._props.business_metric_services
-        definitions = {name: (statistic, unit, emitters) for name, statistic, unit, emitters in BUSINESS_METRICS}
+        definitions = {
+            name: (statistic, unit, emitters) for name, statistic, unit, emitters in BUSINESS_METRICS
+        }
         groups = []
         for title, names in BUSINESS_GROUPS:
             metrics = [
@@ -261,7 +274,9 @@ class MonitoringConstruct(Construct):
                 lambda_function=function,
                 alarm_friendly_name=f"lambda-{key}",
                 human_readable_name=f"Lambda {key}",
-                add_fault_rate_alarm={"Warning": ErrorRateThreshold(max_error_rate=alarms.lambda_error_rate_percent)},
+                add_fault_rate_alarm={
+                    "Warning": ErrorRateThreshold(max_error_rate=alarms.lambda_error_rate_percent)
+                },
                 add_latency_p99_alarm={
                     "Warning": LatencyThreshold(max_latency=Duration.millis(alarms.lambda_p99_duration_ms))
                 },
@@ -305,7 +320,9 @@ class MonitoringConstruct(Construct):
                 alarm_friendly_name=f"cache-{node_id}",
                 human_readable_name=f"Cache node {node_id}",
                 add_cpu_usage_alarm={"Warning": UsageThreshold(max_usage_percent=alarms.cache_cpu_percent)},
-                add_redis_engine_cpu_usage_alarm={"Warning": UsageThreshold(max_usage_percent=alarms.cache_cpu_percent)},
+                add_redis_engine_cpu_usage_alarm={
+                    "Warning": UsageThreshold(max_usage_percent=alarms.cache_cpu_percent)
+                },
             )
         memory = [
             CustomMetricWithAlarm(

@@ -182,25 +182,46 @@ ACKNOWLEDGMENTS: list[Ack] = [
 # -- release orchestration (infra/orchestration/) ----------------------------------------------
 _ORCH = f"{STACK}/Orchestration"
 _RELEASE_TASKS = (
-    "ValidateRequest", "RecordRelease", "DeployGreen", "WarmCache", "CleanupCache", "SyntheticChecks",
-    "RequestApproval", "SetWeights", "CheckAlarms", "Finalize", "Rollback", "AlarmRollback",
+    "ValidateRequest",
+    "RecordRelease",
+    "DeployGreen",
+    "WarmCache",
+    "CleanupCache",
+    "SyntheticChecks",
+    "RequestApproval",
+    "SetWeights",
+    "CheckAlarms",
+    "Finalize",
+    "Rollback",
+    "AlarmRollback",
 )
 # Logical ids of the functions whose versions and aliases (`<arn>:*`) roles address; they derive
 # from construct paths, which these acknowledgments pin (a moved construct fails synthesis).
 _SERVICE_FUNCTION_IDS = (
-    "ServiceAuthorizerFunction6FA48037", "ServiceConnectFunctionB48E2FD8", "ServiceDisconnectFunction7140172B",
-    "ServiceMessagesFunctionCCE5C656", "ServiceFanoutFunctionFFCF5335",
+    "ServiceAuthorizerFunction6FA48037",
+    "ServiceConnectFunctionB48E2FD8",
+    "ServiceDisconnectFunction7140172B",
+    "ServiceMessagesFunctionCCE5C656",
+    "ServiceFanoutFunctionFFCF5335",
 )
 _STATE_MACHINE_TASK_IDS = (
-    "OrchestrationTasksValidateRequestFunction07B1C4FF", "OrchestrationTasksRecordReleaseFunctionAB049C16",
-    "OrchestrationTasksDeployGreenFunctionB7E65D82", "OrchestrationTasksWarmCacheFunctionA5C3D2B0",
-    "OrchestrationTasksCleanupCacheFunction25DDF097", "OrchestrationTasksSyntheticChecksFunction83F9C8CC",
-    "OrchestrationTasksRequestApprovalFunction3740932F", "OrchestrationTasksSetWeightsFunction246EECEC",
-    "OrchestrationTasksCheckAlarmsFunctionA950BA51", "OrchestrationTasksFinalizeFunction2498253A",
+    "OrchestrationTasksValidateRequestFunction07B1C4FF",
+    "OrchestrationTasksRecordReleaseFunctionAB049C16",
+    "OrchestrationTasksDeployGreenFunctionB7E65D82",
+    "OrchestrationTasksWarmCacheFunctionA5C3D2B0",
+    "OrchestrationTasksCleanupCacheFunction25DDF097",
+    "OrchestrationTasksSyntheticChecksFunction83F9C8CC",
+    "OrchestrationTasksRequestApprovalFunction3740932F",
+    "OrchestrationTasksSetWeightsFunction246EECEC",
+    "OrchestrationTasksCheckAlarmsFunctionA950BA51",
+    "OrchestrationTasksFinalizeFunction2498253A",
     "OrchestrationTasksRollbackFunctionF1E2ECF2",
 )
 ACKNOWLEDGMENTS += [
-    *[Ack(f"{_ORCH}/Tasks/{task}/Role", f"{NAG}-IAM5[Resource::*]", _WILDCARD_REASON) for task in _RELEASE_TASKS],
+    *[
+        Ack(f"{_ORCH}/Tasks/{task}/Role", f"{NAG}-IAM5[Resource::*]", _WILDCARD_REASON)
+        for task in _RELEASE_TASKS
+    ],
     *[
         Ack(
             f"{_ORCH}/Tasks/{task}/Function",
@@ -287,7 +308,9 @@ def acknowledge(stage: Stage, engine: str) -> None:
             continue
         target = _find(stage, ack.path)
         if target is None:
-            raise StaleAcknowledgment(f"acknowledgment of {ack.rule}: no construct at {stage.node.id}/{ack.path}")
+            raise StaleAcknowledgment(
+                f"acknowledgment of {ack.rule}: no construct at {stage.node.id}/{ack.path}"
+            )
         rule = ack.rule.format(**placeholders) if "{" in ack.rule else ack.rule
         Validations.of(target).acknowledge(Acknowledgment(id=rule, reason=ack.reason))
     # Operations findings name the account and the environment's resources: built from the config.

@@ -36,7 +36,9 @@ _INTERFACE_ENDPOINTS = {
 class NetworkConstruct(Construct):
     """VPC, security groups, endpoints, flow logs and the isolated subnets' NACL."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey
+    ) -> None:
         super().__init__(scope, construct_id)
         net = config.network
         self.vpc = ec2.Vpc(
@@ -50,12 +52,17 @@ class NetworkConstruct(Construct):
             subnet_configuration=[
                 # Public subnets hold only the NAT gateways (Elastic IPs); nothing gets a public IP by default.
                 ec2.SubnetConfiguration(
-                    name=PUBLIC, subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=26, map_public_ip_on_launch=False
+                    name=PUBLIC,
+                    subnet_type=ec2.SubnetType.PUBLIC,
+                    cidr_mask=26,
+                    map_public_ip_on_launch=False,
                 ),
                 ec2.SubnetConfiguration(
                     name=PRIVATE, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
                 ),
-                ec2.SubnetConfiguration(name=ISOLATED, subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=27),
+                ec2.SubnetConfiguration(
+                    name=ISOLATED, subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=27
+                ),
             ],
             gateway_endpoints={
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
@@ -91,7 +98,9 @@ class NetworkConstruct(Construct):
         self.lambda_sg.add_egress_rule(self.cache_sg, port, "Redis protocol (TLS) to the cache")
         self.endpoint_sg.add_ingress_rule(self.lambda_sg, ec2.Port.tcp(443), "HTTPS from the Lambdas")
         self.lambda_sg.add_egress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs: endpoints, and @connections through NAT"
+            ec2.Peer.any_ipv4(),
+            ec2.Port.tcp(443),
+            "HTTPS to AWS APIs: endpoints, and @connections through NAT",
         )
 
         self.interface_endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {}
@@ -181,7 +190,10 @@ class NetworkConstruct(Construct):
             rule += 10
         for subnet in self.vpc.select_subnets(subnet_group_name=ISOLATED).subnets:
             cidr = ec2.AclCidr.ipv4(subnet.ipv4_cidr_block)
-            for direction, label in ((ec2.TrafficDirection.INGRESS, "In"), (ec2.TrafficDirection.EGRESS, "Out")):
+            for direction, label in (
+                (ec2.TrafficDirection.INGRESS, "In"),
+                (ec2.TrafficDirection.EGRESS, "Out"),
+            ):
                 nacl.add_entry(
                     f"{label}Replication{rule}",
                     cidr=cidr,
@@ -190,4 +202,3 @@ class NetworkConstruct(Construct):
                     direction=direction,
                 )
             rule += 10
-

@@ -95,7 +95,9 @@ class ServiceConstruct(Construct):
             report_batch_item_failures=True,
         )
         if "fanout" in self.functions:
-            self.live["fanout"].add_event_source(sources.SqsEventSource(messaging.events_queue, **fanout_settings))
+            self.live["fanout"].add_event_source(
+                sources.SqsEventSource(messaging.events_queue, **fanout_settings)
+            )
             self.green["fanout"].add_event_source(
                 sources.SqsEventSource(messaging.preview_events_queue, **fanout_settings)
             )
@@ -167,7 +169,9 @@ class ServiceConstruct(Construct):
             queues = (messaging.events_queue, messaging.preview_events_queue)
             role.add_to_policy(
                 iam.PolicyStatement(
-                    sid="QueueDeliveryShards", actions=["sqs:SendMessage"], resources=[q.queue_arn for q in queues]
+                    sid="QueueDeliveryShards",
+                    actions=["sqs:SendMessage"],
+                    resources=[q.queue_arn for q in queues],
                 )
             )
             # Both queues use the messaging key; the set keeps one ARN per distinct key.
@@ -175,7 +179,9 @@ class ServiceConstruct(Construct):
             if key_arns:
                 role.add_to_policy(
                     iam.PolicyStatement(
-                        sid="EncryptDeliveryShards", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=key_arns
+                        sid="EncryptDeliveryShards",
+                        actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                        resources=key_arns,
                     )
                 )
 
@@ -197,7 +203,8 @@ def _add_sharding_environment(fn: lambda_.Function, config: EnvironmentConfig) -
     fn.add_environment("FANOUT_SPLIT_ABOVE", str(messaging.fanout_shard_size * batches))
     # Marks of split messages and delivered shards live as long as SQS may hand a message out again.
     fn.add_environment(
-        "FANOUT_REDELIVERY_WINDOW_SECONDS", str(messaging.visibility_timeout_seconds * messaging.dlq_max_receive_count)
+        "FANOUT_REDELIVERY_WINDOW_SECONDS",
+        str(messaging.visibility_timeout_seconds * messaging.dlq_max_receive_count),
     )
 
 

@@ -75,7 +75,9 @@ def template_summary(outdir: Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.synth", description=__doc__.splitlines()[0])
-    parser.add_argument("--env", action="append", choices=names.ENVIRONMENTS, help="default: every environment")
+    parser.add_argument(
+        "--env", action="append", choices=names.ENVIRONMENTS, help="default: every environment"
+    )
     parser.add_argument("--config-dir", type=Path, default=None)
     parser.add_argument("--outdir", type=Path, default=DEFAULT_OUTDIR)
     args = parser.parse_args(argv)
@@ -101,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synthesis failed: {message}", file=sys.stderr)
         for gate in gate_results(outdir):
             for violation in gate["violations"]:
-                print(f"  {gate['plugin']}: {violation['rule']}: {', '.join(violation['paths'][:5])}", file=sys.stderr)
+                print(
+                    f"  {gate['plugin']}: {violation['rule']}: {', '.join(violation['paths'][:5])}",
+                    file=sys.stderr,
+                )
         return 1
     elapsed = time.monotonic() - started
 

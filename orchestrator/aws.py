@@ -127,7 +127,8 @@ class Aws:
             if target.sandbox:
                 # The sandbox's moto accepts any key: fixed ones keep real credentials out of it.
                 self.session = boto3.Session(
-                    aws_access_key_id="sandbox", aws_secret_access_key="sandbox",  # noqa: S106
+                    aws_access_key_id="sandbox",
+                    aws_secret_access_key="sandbox",  # noqa: S106
                     region_name=target.region,
                 )
             else:
@@ -202,7 +203,9 @@ class Aws:
         executions.sort(key=lambda e: e["startDate"], reverse=True)
         return executions[:limit]
 
-    def history_after(self, execution_arn: str, last_id: int = 0, page_size: int = 100) -> list[dict[str, Any]]:
+    def history_after(
+        self, execution_arn: str, last_id: int = 0, page_size: int = 100
+    ) -> list[dict[str, Any]]:
         """Events with id > last_id, oldest first.
 
         Reads newest-first and stops at the first page that reaches an event already seen, so a
@@ -258,7 +261,9 @@ class Aws:
         if self.target.endpoint_url:
             return None
         region = execution_arn.split(":")[3] or self.region
-        domain = "console.amazonaws.cn" if execution_arn.startswith("arn:aws-cn:") else "console.aws.amazon.com"
+        domain = (
+            "console.amazonaws.cn" if execution_arn.startswith("arn:aws-cn:") else "console.aws.amazon.com"
+        )
         return f"https://{region}.{domain}/states/home?region={region}#/v2/executions/details/{execution_arn}"
 
     # ---- Lambda ---------------------------------------------------------------------
@@ -266,11 +271,16 @@ class Aws:
     def alias_split(self, function: str, alias: str = names.LIVE_ALIAS) -> AliasSplit:
         out = self.call("lambda", "get_alias", FunctionName=function, Name=alias)
         extra = (out.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
-        return AliasSplit(function, alias, str(out["FunctionVersion"]), {str(k): float(v) for k, v in extra.items()})
+        return AliasSplit(
+            function, alias, str(out["FunctionVersion"]), {str(k): float(v) for k, v in extra.items()}
+        )
 
     def invoke(self, function: str, payload: dict[str, Any]) -> dict[str, Any]:
         out = self.call(
-            "lambda", "invoke", FunctionName=function, InvocationType="RequestResponse",
+            "lambda",
+            "invoke",
+            FunctionName=function,
+            InvocationType="RequestResponse",
             Payload=json.dumps(payload).encode(),
         )
         body = out["Payload"].read()
@@ -286,8 +296,10 @@ class Aws:
     def alarm_states(self, prefix: str) -> list[AlarmState]:
         alarms: list[AlarmState] = []
         try:
-            pages = self.client("cloudwatch").get_paginator("describe_alarms").paginate(
-                AlarmNamePrefix=prefix, AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+            pages = (
+                self.client("cloudwatch")
+                .get_paginator("describe_alarms")
+                .paginate(AlarmNamePrefix=prefix, AlarmTypes=["MetricAlarm", "CompositeAlarm"])
             )
             for page in pages:
                 for kind in ("MetricAlarms", "CompositeAlarms"):
@@ -350,12 +362,22 @@ def release_records(aws: Aws, names: Names, limit: int) -> list[dict[str, Any]]:
 
     deserializer = TypeDeserializer()
     out = aws.call(
-        "dynamodb", "query", TableName=names.release_table, IndexName=ENVIRONMENT_INDEX,
-        KeyConditionExpression="gsi1pk = :env", ExpressionAttributeValues={":env": {"S": f"env#{names.env}"}},
-        ScanIndexForward=False, Limit=limit,
+        "dynamodb",
+        "query",
+        TableName=names.release_table,
+        IndexName=ENVIRONMENT_INDEX,
+        KeyConditionExpression="gsi1pk = :env",
+        ExpressionAttributeValues={":env": {"S": f"env#{names.env}"}},
+        ScanIndexForward=False,
+        Limit=limit,
     )
-    rows = [{k: _plain(deserializer.deserialize(v)) for k, v in item.items()} for item in out.get("Items", [])]
-    return [{k: v for k, v in row.items() if k not in {"pk", "sk", "gsi1pk", "gsi1sk", "approval_token"}} for row in rows]
+    rows = [
+        {k: _plain(deserializer.deserialize(v)) for k, v in item.items()} for item in out.get("Items", [])
+    ]
+    return [
+        {k: v for k, v in row.items() if k not in {"pk", "sk", "gsi1pk", "gsi1sk", "approval_token"}}
+        for row in rows
+    ]
 
 
 def _plain(value: Any) -> Any:

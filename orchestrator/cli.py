@@ -41,7 +41,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 release_app = typer.Typer(help="Start, watch, approve and roll back releases.", no_args_is_help=True)
-sandbox_app = typer.Typer(help="The local sandbox: moto, Redis, the WebSocket gateway, the stage.", no_args_is_help=True)
+sandbox_app = typer.Typer(
+    help="The local sandbox: moto, Redis, the WebSocket gateway, the stage.", no_args_is_help=True
+)
 app.add_typer(release_app, name="release")
 app.add_typer(sandbox_app, name="sandbox")
 
@@ -84,8 +86,12 @@ def sandbox_dir() -> Path:
 @app.callback()
 def root(
     ctx: typer.Context,
-    profile: Annotated[str | None, typer.Option(help="AWS named profile (default credential chain otherwise).")] = None,
-    region: Annotated[str | None, typer.Option(help="AWS region (default: the profile's or AWS_REGION).")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="AWS named profile (default credential chain otherwise).")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="AWS region (default: the profile's or AWS_REGION).")
+    ] = None,
     endpoint_url: Annotated[
         str | None, typer.Option(envvar="AWS_ENDPOINT_URL", help="Send every AWS call to this endpoint.")
     ] = None,
@@ -211,7 +217,9 @@ def build_request(
     if steps:
         request["strategy"] = {"steps": parse_steps(steps, bake, 300)}
     elif bake is not None:
-        percents = ",".join(str(s["percent"]) for s in default_steps or [{"percent": 10}, {"percent": 50}, {"percent": 100}])
+        percents = ",".join(
+            str(s["percent"]) for s in default_steps or [{"percent": 10}, {"percent": 50}, {"percent": 100}]
+        )
         request["strategy"] = {"steps": parse_steps(percents, bake, bake)}
     elif "strategy" not in request and default_steps:
         request["strategy"] = {"steps": default_steps}
@@ -219,7 +227,8 @@ def build_request(
         try:
             # Everything else must be valid before S3 is asked for the checksum.
             parse_release_request(
-                {**request, "artifact": {"bucket": bucket, "key": key, "sha256": "0" * 64}}, function_keys=function_keys()
+                {**request, "artifact": {"bucket": bucket, "key": key, "sha256": "0" * 64}},
+                function_keys=function_keys(),
             )
         except InvalidRequest as exc:
             usage_error(str(exc))
@@ -268,18 +277,35 @@ def release_start(
     env: EnvOpt,
     version: Annotated[str, typer.Option(help="Service version to release, e.g. 1.8.0.")],
     artifact: Annotated[str, typer.Option(help="S3 URI of the code bundle (.zip).")],
-    sha256: Annotated[str | None, typer.Option(help="Hex SHA-256 of the bundle (else read from S3's checksum).")] = None,
-    steps: Annotated[str | None, typer.Option(help="Traffic percents, e.g. 10,50,100 (default: the environment's).")] = None,
-    bake: Annotated[int | None, typer.Option(help="Bake seconds after each step.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run every check; never change the live alias.")] = False,
-    approval: Annotated[bool, typer.Option("--approval", help="Wait for `release approve` before shifting traffic.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Watch until the release ends; exit code follows it.")] = False,
-    requested_by: Annotated[str | None, typer.Option(help="Recorded as the requester (default: your user).")] = None,
-    release_id: Annotated[str | None, typer.Option(help="Release id (execution name); generated if absent.")] = None,
-    config: Annotated[
-        list[str] | None, typer.Option("--config", help="NAME=VALUE set on every function's new version (repeatable).")
+    sha256: Annotated[
+        str | None, typer.Option(help="Hex SHA-256 of the bundle (else read from S3's checksum).")
     ] = None,
-    min_green_invocations: Annotated[int | None, typer.Option(help="Green invocations required per bake.")] = None,
+    steps: Annotated[
+        str | None, typer.Option(help="Traffic percents, e.g. 10,50,100 (default: the environment's).")
+    ] = None,
+    bake: Annotated[int | None, typer.Option(help="Bake seconds after each step.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Run every check; never change the live alias.")
+    ] = False,
+    approval: Annotated[
+        bool, typer.Option("--approval", help="Wait for `release approve` before shifting traffic.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Watch until the release ends; exit code follows it.")
+    ] = False,
+    requested_by: Annotated[
+        str | None, typer.Option(help="Recorded as the requester (default: your user).")
+    ] = None,
+    release_id: Annotated[
+        str | None, typer.Option(help="Release id (execution name); generated if absent.")
+    ] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", help="NAME=VALUE set on every function's new version (repeatable)."),
+    ] = None,
+    min_green_invocations: Annotated[
+        int | None, typer.Option(help="Green invocations required per bake.")
+    ] = None,
     request_file: Annotated[Path | None, typer.Option(help="Start from a JSON release request file.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -288,20 +314,37 @@ def release_start(
     check_env(env)
     aws = opts.aws()
     request = build_request(
-        env=env, version=version, artifact=artifact, sha256=sha256, steps=steps, bake=bake, dry_run=dry_run,
-        approval=approval, requested_by=requested_by, release_id=release_id, config=config or [],
-        min_green_invocations=min_green_invocations, request_file=request_file, aws=aws,
+        env=env,
+        version=version,
+        artifact=artifact,
+        sha256=sha256,
+        steps=steps,
+        bake=bake,
+        dry_run=dry_run,
+        approval=approval,
+        requested_by=requested_by,
+        release_id=release_id,
+        config=config or [],
+        min_green_invocations=min_green_invocations,
+        request_file=request_file,
+        aws=aws,
     )
     machine = aws.state_machine_arn(Names(env).release_state_machine)
     started = aws.start_execution(machine, request["release_id"], request)
     arn = started["executionArn"]
     console_url = aws.console_url(arn)
     if as_json:
-        print(json.dumps({"release_id": request["release_id"], "execution_arn": arn, "console_url": console_url}))
+        print(
+            json.dumps(
+                {"release_id": request["release_id"], "execution_arn": arn, "console_url": console_url}
+            )
+        )
     else:
         out.print(f"release [bold]{request['release_id']}[/] started")
         out.print(f"execution  {arn}")
-        out.print(f"console    {console_url or 'sandbox: `orchestrator --sandbox release watch` or `render`'}")
+        out.print(
+            f"console    {console_url or 'sandbox: `orchestrator --sandbox release watch` or `render`'}"
+        )
     if wait:
         raise typer.Exit(_watch(opts, aws, env, arn, as_json=as_json, interval=None))
 
@@ -326,7 +369,9 @@ def _watch(opts: Options, aws: Aws, env: str, arn: str, *, as_json: bool, interv
 @release_app.command("watch")
 def release_watch(
     ctx: typer.Context,
-    execution: Annotated[str | None, typer.Argument(help="Execution ARN or release id (default: the latest).")] = None,
+    execution: Annotated[
+        str | None, typer.Argument(help="Execution ARN or release id (default: the latest).")
+    ] = None,
     env: EnvOpt = "staging",
     as_json: JsonOpt = False,
     interval: Annotated[float | None, typer.Option(min=0.05, help="Seconds between refreshes.")] = None,
@@ -351,10 +396,14 @@ def release_watch(
 def _outstanding_token(aws: Aws, arn: str) -> tuple[str, str]:
     described = aws.describe_execution(arn)
     if described["status"] != "RUNNING":
-        raise CliError(f"execution {arn.rsplit(':', 1)[-1]} is {described['status']}, not waiting for approval")
+        raise CliError(
+            f"execution {arn.rsplit(':', 1)[-1]} is {described['status']}, not waiting for approval"
+        )
     found = find_task_token(aws.history_after(arn))
     if found is None:
-        raise CliError(f"execution {arn.rsplit(':', 1)[-1]} is not waiting for approval (no outstanding task token)")
+        raise CliError(
+            f"execution {arn.rsplit(':', 1)[-1]} is not waiting for approval (no outstanding task token)"
+        )
     return found
 
 
@@ -385,7 +434,9 @@ def release_reject(
     ctx: typer.Context,
     release: Annotated[str, typer.Argument(help="Release id or execution ARN.")],
     env: EnvOpt = "staging",
-    reason: Annotated[str, typer.Option(help="Why; recorded in the release history.")] = "rejected by operator",
+    reason: Annotated[
+        str, typer.Option(help="Why; recorded in the release history.")
+    ] = "rejected by operator",
 ) -> None:
     """Reject a release waiting at its approval gate (it rolls back)."""
     aws, arn, state, token = _waiting_for_approval(ctx, env, release)
@@ -400,7 +451,9 @@ def release_reject(
 def release_rollback(
     ctx: typer.Context,
     env: EnvOpt = "staging",
-    reason: Annotated[str, typer.Option(help="Why; becomes the alarm reason, the stop cause and the record.")] = "manual rollback",
+    reason: Annotated[
+        str, typer.Option(help="Why; becomes the alarm reason, the stop cause and the record.")
+    ] = "manual rollback",
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the release execution has ended.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -462,14 +515,18 @@ def release_status(ctx: typer.Context, env: EnvOpt = "staging", as_json: JsonOpt
     }
     if latest:
         report["latest_execution"] = {
-            "name": latest["name"], "status": latest["status"], "execution_arn": latest["executionArn"],
+            "name": latest["name"],
+            "status": latest["status"],
+            "execution_arn": latest["executionArn"],
             "started": latest["startDate"].isoformat(),
         }
     if as_json:
         print(json.dumps(report))
         return
     if latest:
-        out.print(f"latest release  {latest['name']}  [bold]{latest['status']}[/]  (started {latest['startDate']:%Y-%m-%d %H:%M:%S})")
+        out.print(
+            f"latest release  {latest['name']}  [bold]{latest['status']}[/]  (started {latest['startDate']:%Y-%m-%d %H:%M:%S})"
+        )
     else:
         out.print("no release has run in this environment")
     table = Table(title=f"{env}: live alias", title_justify="left")
@@ -504,8 +561,12 @@ def release_history(
         table.add_column(column, overflow="fold")
     for r in records:
         table.add_row(
-            str(r.get("release_id", "")), str(r.get("version", "")), str(r.get("status", "")),
-            str(r.get("requested_by", "")), str(r.get("started_at", "")), str(r.get("ended_at", "")),
+            str(r.get("release_id", "")),
+            str(r.get("version", "")),
+            str(r.get("status", "")),
+            str(r.get("requested_by", "")),
+            str(r.get("started_at", "")),
+            str(r.get("ended_at", "")),
             str(r.get("outcome_summary", ""))[:120],
         )
     out.print(table)
@@ -537,8 +598,11 @@ def sandbox_up(
     ] = 60.0,
     in_process: Annotated[
         bool,
-        typer.Option("--in-process", help="Run the Lambda handlers inside the sandbox process (for comparison; "
-                     "default: each function in worker processes from its cdk.out asset)."),
+        typer.Option(
+            "--in-process",
+            help="Run the Lambda handlers inside the sandbox process (for comparison; "
+            "default: each function in worker processes from its cdk.out asset).",
+        ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -547,7 +611,10 @@ def sandbox_up(
 
     try:
         state = start_background(
-            _opts(ctx).sandbox_dir, time_scale=time_scale, progress=None if as_json else err, in_process=in_process
+            _opts(ctx).sandbox_dir,
+            time_scale=time_scale,
+            progress=None if as_json else err,
+            in_process=in_process,
         )
     except SandboxError as exc:
         raise CliError(str(exc)) from exc
@@ -587,9 +654,12 @@ def sandbox_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         if report:
             cold = ", ".join(
                 f"{name.removeprefix(f'{state.environment}-')} {figures['cold_start_ms_p50']:.0f}"
-                for name, figures in report.get("functions", {}).items() if figures.get("cold_start_ms_p50") is not None
+                for name, figures in report.get("functions", {}).items()
+                if figures.get("cold_start_ms_p50") is not None
             )
-            out.print(f"  cold start p50   {cold or 'none yet'} (ms; `orchestrator sandbox lambdas` for more)")
+            out.print(
+                f"  cold start p50   {cold or 'none yet'} (ms; `orchestrator sandbox lambdas` for more)"
+            )
 
 
 @sandbox_app.command("lambdas")
@@ -614,17 +684,38 @@ def sandbox_lambdas(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if not report:
         out.print("no worker has started yet")
         return
-    table = Table(title="Lambda workers (each function from its cdk.out asset, in its own processes)",
-                  title_justify="left")
-    for column in ("function", "invocations", "errors", "timeouts", "cold starts", "p50 ms", "max ms", "max RSS MB"):
+    table = Table(
+        title="Lambda workers (each function from its cdk.out asset, in its own processes)",
+        title_justify="left",
+    )
+    for column in (
+        "function",
+        "invocations",
+        "errors",
+        "timeouts",
+        "cold starts",
+        "p50 ms",
+        "max ms",
+        "max RSS MB",
+    ):
         table.add_column(column, justify="left" if column == "function" else "right")
     for name, f in report.get("functions", {}).items():
         p50, top = f.get("cold_start_ms_p50"), f.get("cold_start_ms_max")
-        table.add_row(name, str(f["invocations"]), str(f["errors"]), str(f["timeouts"]), str(f["cold_starts"]),
-                      "–" if p50 is None else f"{p50:.0f}", "–" if top is None else f"{top:.0f}", f"{f['max_rss_mb']:.0f}")
+        table.add_row(
+            name,
+            str(f["invocations"]),
+            str(f["errors"]),
+            str(f["timeouts"]),
+            str(f["cold_starts"]),
+            "–" if p50 is None else f"{p50:.0f}",
+            "–" if top is None else f"{top:.0f}",
+            f"{f['max_rss_mb']:.0f}",
+        )
     out.print(table)
-    out.print(f"spawn: {report.get('spawn')}, python {report.get('python')}; "
-              f"cold start p50 over all: {report.get('cold_start_ms_p50_all')} ms")
+    out.print(
+        f"spawn: {report.get('spawn')}, python {report.get('python')}; "
+        f"cold start p50 over all: {report.get('cold_start_ms_p50_all')} ms"
+    )
 
 
 def _mode_note(mode: str) -> str:
@@ -639,7 +730,11 @@ def _print_sandbox(state: Any) -> None:
         out.print(f"  {name:<16} {value}")
     out.print(f"  time             {state.time_note}")
     out.print(f"  Lambda functions {_mode_note(state.lambda_mode)}")
-    out.print("use: orchestrator --sandbox release start --env staging ...  (or AWS_ENDPOINT_URL=" + state.moto_url + ")")
+    out.print(
+        "use: orchestrator --sandbox release start --env staging ...  (or AWS_ENDPOINT_URL="
+        + state.moto_url
+        + ")"
+    )
 
 
 # ---- synth / render / demo ----------------------------------------------------------------
@@ -657,7 +752,9 @@ def render(
     ctx: typer.Context,
     source: Annotated[
         str | None,
-        typer.Argument(help="ASL JSON file, a synthesized CloudFormation template, or omit with --execution."),
+        typer.Argument(
+            help="ASL JSON file, a synthesized CloudFormation template, or omit with --execution."
+        ),
     ] = None,
     state_machine: Annotated[
         str | None, typer.Option(help="Which state machine of a template (logical id or part of it).")
@@ -665,8 +762,12 @@ def render(
     execution: Annotated[
         str | None, typer.Option(help="Execution ARN whose path to highlight (read from AWS or the sandbox).")
     ] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="svg, html or mermaid (default: from --out, else mermaid).")] = None,
-    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="svg, html or mermaid (default: from --out, else mermaid).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")
+    ] = None,
 ) -> None:
     """Draw a state machine graph (SVG/HTML/Mermaid), with an execution's path when given one."""
     from orchestrator.render.cli_support import render_command
@@ -701,8 +802,11 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox running afterwards.")] = False,
     in_process: Annotated[
         bool,
-        typer.Option("--in-process", help="Run the Lambda handlers inside the sandbox process (for comparison; "
-                     "default: each function in worker processes from its cdk.out asset)."),
+        typer.Option(
+            "--in-process",
+            help="Run the Lambda handlers inside the sandbox process (for comparison; "
+            "default: each function in worker processes from its cdk.out asset).",
+        ),
     ] = False,
 ) -> None:
     """A healthy release and a faulty one that rolls itself back, in the local sandbox."""
@@ -760,7 +864,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if debug:
             raise
-        err.print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", markup=False)
+        err.print(
+            f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", markup=False
+        )
         return EXIT_AWS
 
 

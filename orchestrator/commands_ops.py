@@ -37,11 +37,16 @@ from orchestrator.cli import (
 )
 from orchestrator.paths import REPO_ROOT
 
-cost_app: typer.Typer = typer.Typer(help="Cost Explorer report and the offline monthly estimate of a stage.", no_args_is_help=True)
-drill_app: typer.Typer = typer.Typer(help="Disaster-recovery drills: restore a backup into a temporary group and verify it.",
-                        no_args_is_help=True)
-ops_app: typer.Typer = typer.Typer(help="Scheduled operations: the schedules, and running one now as it would run.",
-                                   no_args_is_help=True)
+cost_app: typer.Typer = typer.Typer(
+    help="Cost Explorer report and the offline monthly estimate of a stage.", no_args_is_help=True
+)
+drill_app: typer.Typer = typer.Typer(
+    help="Disaster-recovery drills: restore a backup into a temporary group and verify it.",
+    no_args_is_help=True,
+)
+ops_app: typer.Typer = typer.Typer(
+    help="Scheduled operations: the schedules, and running one now as it would run.", no_args_is_help=True
+)
 DRILL_TYPES = ("snapshot-restore", "event-path")
 SCHEDULED = ("backup", "cost-check", "dr-drill")
 _TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -69,7 +74,9 @@ def _config(env: str) -> dict[str, Any]:
 def cost_report(
     ctx: typer.Context,
     env: EnvOpt,
-    day: Annotated[str | None, typer.Option(help="UTC day to judge, YYYY-MM-DD (default: yesterday).")] = None,
+    day: Annotated[
+        str | None, typer.Option(help="UTC day to judge, YYYY-MM-DD (default: yesterday).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Yesterday's cost per service against the daily budget and the trailing 7-day mean."""
@@ -94,15 +101,19 @@ def cost_report(
     else:
         flag = "ANOMALY" if result["anomaly"] else "normal"
         mean = result["trailing_mean_usd"]
-        out.print(f"{env} {result['day']}{' (estimated)' if result['estimated'] else ''}: "
-                  f"{result['total_usd']:.2f} USD = {result['budget_percent']:.0f}% of the "
-                  f"{result['daily_budget_usd']:.2f} USD budget; 7-day mean "
-                  f"{'n/a' if mean is None else f'{mean:.2f} USD'} -> {flag}")
+        out.print(
+            f"{env} {result['day']}{' (estimated)' if result['estimated'] else ''}: "
+            f"{result['total_usd']:.2f} USD = {result['budget_percent']:.0f}% of the "
+            f"{result['daily_budget_usd']:.2f} USD budget; 7-day mean "
+            f"{'n/a' if mean is None else f'{mean:.2f} USD'} -> {flag}"
+        )
         for reason in result["reasons"]:
             out.print(f"  - {reason}")
         for line in result["by_service"][:10]:
-            out.print(f"  {line['service']:<45} {line['usd']:>9.2f}  mean {line['mean_usd']:>8.2f}  "
-                      f"delta {line['delta_usd']:>+8.2f}")
+            out.print(
+                f"  {line['service']:<45} {line['usd']:>9.2f}  mean {line['mean_usd']:>8.2f}  "
+                f"delta {line['delta_usd']:>+8.2f}"
+            )
     raise typer.Exit(EXIT_RELEASE_FAILED if result["anomaly"] else EXIT_OK)
 
 
@@ -120,16 +131,23 @@ def cost_estimate(
     config = _config(env)
     drills = 4 if env == "staging" else 1
     try:
-        result = estimate(merge(stage_templates(cdk_out, env)), environment=env, region=config["region"],
-                          release_steps=len(config["release"]["steps"]), releases_per_month=releases_per_month,
-                          drills_per_month=drills)
+        result = estimate(
+            merge(stage_templates(cdk_out, env)),
+            environment=env,
+            region=config["region"],
+            release_steps=len(config["release"]["steps"]),
+            releases_per_month=releases_per_month,
+            drills_per_month=drills,
+        )
     except EstimateError as exc:
         raise CliError(str(exc), 2) from exc
     if as_json:
         print(json.dumps(result.to_json()))
         return
-    out.print(f"{env}: about {result.total:.2f} USD per month "
-              f"({result.region} list prices of {result.prices_as_of}, orchestrator/pricing.json)")
+    out.print(
+        f"{env}: about {result.total:.2f} USD per month "
+        f"({result.region} list prices of {result.prices_as_of}, orchestrator/pricing.json)"
+    )
     for line in sorted(result.lines, key=lambda item: item.monthly, reverse=True):
         out.print(f"  {line.monthly:>9.2f}  {line.item} ({line.quantity:g} {line.unit})", markup=False)
     for note in result.notes:
@@ -143,13 +161,27 @@ def cost_estimate(
 def drill_start(
     ctx: typer.Context,
     env: EnvOpt,
-    drill_type: Annotated[str, typer.Option("--type", help="Drill type: snapshot-restore or event-path.")] = "snapshot-restore",
-    snapshot: Annotated[str | None, typer.Option(help="Snapshot to restore (default: the newest backup).")] = None,
-    failover: Annotated[bool | None, typer.Option("--failover/--no-failover",
-                                                  help="Run TestFailover on the temporary group (staging only).")] = None,
-    drill_id: Annotated[str | None, typer.Option(help="Drill id (execution name); generated if absent.")] = None,
-    events: Annotated[int | None, typer.Option(min=1, max=50, help="event-path: marked events to send (default 10).")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the end; the exit code follows the drill.")] = False,
+    drill_type: Annotated[
+        str, typer.Option("--type", help="Drill type: snapshot-restore or event-path.")
+    ] = "snapshot-restore",
+    snapshot: Annotated[
+        str | None, typer.Option(help="Snapshot to restore (default: the newest backup).")
+    ] = None,
+    failover: Annotated[
+        bool | None,
+        typer.Option(
+            "--failover/--no-failover", help="Run TestFailover on the temporary group (staging only)."
+        ),
+    ] = None,
+    drill_id: Annotated[
+        str | None, typer.Option(help="Drill id (execution name); generated if absent.")
+    ] = None,
+    events: Annotated[
+        int | None, typer.Option(min=1, max=50, help="event-path: marked events to send (default 10).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the end; the exit code follows the drill.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a DR drill (it takes the environment's release lock while it runs)."""
@@ -197,8 +229,12 @@ def _print_status(describe: dict[str, Any], as_json: bool) -> int:
     output = json.loads(describe.get("output") or "null")
     record = (output or {}).get("record") if isinstance(output, dict) else None
     summary = {
-        "drill_id": describe.get("name"), "status": describe["status"], "error": describe.get("error"),
-        "cause": describe.get("cause"), "record": record, "execution_arn": describe["executionArn"],
+        "drill_id": describe.get("name"),
+        "status": describe["status"],
+        "error": describe.get("error"),
+        "cause": describe.get("cause"),
+        "record": record,
+        "execution_arn": describe["executionArn"],
     }
     if as_json:
         print(json.dumps(summary, default=str))
@@ -207,15 +243,25 @@ def _print_status(describe: dict[str, Any], as_json: bool) -> int:
         if summary["error"]:
             out.print(f"  {summary['error']}: {summary['cause']}", markup=False)
         if record and record.get("type") == "event-path":
-            out.print(f"  {record.get('events')} events: {record.get('dead_lettered')} dead-lettered, "
-                      f"{record.get('delivered')} delivered after the redrive; mapping restored "
-                      f"{record.get('mapping_restored')}", markup=False)
+            out.print(
+                f"  {record.get('events')} events: {record.get('dead_lettered')} dead-lettered, "
+                f"{record.get('delivered')} delivered after the redrive; mapping restored "
+                f"{record.get('mapping_restored')}",
+                markup=False,
+            )
         elif record:
-            out.print(f"  RTO {record.get('rto_seconds')} s, RPO {record.get('rpo_seconds')} s, "
-                      f"snapshot {record.get('snapshot')}, temporary group deleted "
-                      f"{record.get('temporary_group_deleted')}", markup=False)
+            out.print(
+                f"  RTO {record.get('rto_seconds')} s, RPO {record.get('rpo_seconds')} s, "
+                f"snapshot {record.get('snapshot')}, temporary group deleted "
+                f"{record.get('temporary_group_deleted')}",
+                markup=False,
+            )
     # A running drill is not a failure; a finished one that did not succeed is.
-    return EXIT_RELEASE_FAILED if describe["status"] in _TERMINAL and describe["status"] != "SUCCEEDED" else EXIT_OK
+    return (
+        EXIT_RELEASE_FAILED
+        if describe["status"] in _TERMINAL and describe["status"] != "SUCCEEDED"
+        else EXIT_OK
+    )
 
 
 @drill_app.command("status")
@@ -223,7 +269,9 @@ def drill_status(
     ctx: typer.Context,
     drill_id: Annotated[str | None, typer.Argument(help="Drill id (default: the latest drill).")] = None,
     env: EnvOpt = "staging",
-    drill_type: Annotated[str, typer.Option("--type", help="Drill type: snapshot-restore or event-path.")] = "snapshot-restore",
+    drill_type: Annotated[
+        str, typer.Option("--type", help="Drill type: snapshot-restore or event-path.")
+    ] = "snapshot-restore",
     as_json: JsonOpt = False,
 ) -> None:
     """The state of a drill (the latest by default): status, error, RTO/RPO once recorded."""
@@ -257,17 +305,27 @@ def ops_schedules(ctx: typer.Context, env: EnvOpt, as_json: JsonOpt = False) -> 
     rows = []
     for item in sorted(listed, key=lambda i: i["Name"]):
         schedule = aws.call("scheduler", "get_schedule", Name=item["Name"], GroupName=group)
-        rows.append({"name": schedule["Name"], "expression": schedule.get("ScheduleExpression"),
-                     "timezone": schedule.get("ScheduleExpressionTimezone"), "state": schedule.get("State"),
-                     "target": schedule["Target"]["Arn"], "input": schedule["Target"].get("Input")})
+        rows.append(
+            {
+                "name": schedule["Name"],
+                "expression": schedule.get("ScheduleExpression"),
+                "timezone": schedule.get("ScheduleExpressionTimezone"),
+                "state": schedule.get("State"),
+                "target": schedule["Target"]["Arn"],
+                "input": schedule["Target"].get("Input"),
+            }
+        )
     if as_json:
         print(json.dumps({"group": group, "schedules": rows}))
         return
     if not rows:
         raise CliError(f"no schedules in group {group}", EXIT_RELEASE_FAILED)
     for row in rows:
-        out.print(f"{row['name']:<32} {row['state']:<8} {row['expression']} {row['timezone'] or ''}  "
-                  f"-> {row['target'].rsplit(':', 1)[-1]}", markup=False)
+        out.print(
+            f"{row['name']:<32} {row['state']:<8} {row['expression']} {row['timezone'] or ''}  "
+            f"-> {row['target'].rsplit(':', 1)[-1]}",
+            markup=False,
+        )
 
 
 @ops_app.command("run")
@@ -292,17 +350,27 @@ def ops_run(
     summary: dict[str, Any] = {"task": task, "schedule": f"{group}/{name}", "target": arn}
     if ":stateMachine:" in arn:
         execution = f"{task}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-        summary.update(status="started", execution_arn=aws.start_execution(arn, execution, payload)["executionArn"])
+        summary.update(
+            status="started", execution_arn=aws.start_execution(arn, execution, payload)["executionArn"]
+        )
         code = EXIT_OK
     elif ":function:" in arn:
         started = time.monotonic()
-        answer = aws.call("lambda", "invoke", FunctionName=arn, InvocationType="RequestResponse",
-                          Payload=json.dumps(payload).encode())
+        answer = aws.call(
+            "lambda",
+            "invoke",
+            FunctionName=arn,
+            InvocationType="RequestResponse",
+            Payload=json.dumps(payload).encode(),
+        )
         body = answer["Payload"].read()
         result = json.loads(body) if body else None
         failed = bool(answer.get("FunctionError"))
-        summary.update(status="failed" if failed else "succeeded", seconds=round(time.monotonic() - started, 3),
-                       **({"error": result} if failed else {"result": result}))
+        summary.update(
+            status="failed" if failed else "succeeded",
+            seconds=round(time.monotonic() - started, 3),
+            **({"error": result} if failed else {"result": result}),
+        )
         code = EXIT_RELEASE_FAILED if failed else EXIT_OK
     else:
         raise AwsError(f"schedule {group}/{name} targets {arn}: neither a function nor a state machine")
@@ -312,8 +380,10 @@ def ops_run(
         out.print(f"{task}: started {summary['execution_arn']}", markup=False)
     elif summary["status"] == "failed":
         error = summary["error"] if isinstance(summary["error"], dict) else {}
-        out.print(f"{task}: FAILED in {summary['seconds']}s: {error.get('errorType')}: {error.get('errorMessage')}",
-                  markup=False)
+        out.print(
+            f"{task}: FAILED in {summary['seconds']}s: {error.get('errorType')}: {error.get('errorMessage')}",
+            markup=False,
+        )
     else:
         out.print(f"{task}: succeeded in {summary['seconds']}s", markup=False)
         _print_result(task, summary["result"])
@@ -324,9 +394,15 @@ def _print_result(task: str, result: Any) -> None:
     if not isinstance(result, dict):
         return
     if task == "backup":
-        out.print(f"  snapshot {result.get('snapshot')} ({result.get('status')}), {result.get('total_keys')} keys, "
-                  f"exported {result.get('exported')}, pruned {result.get('pruned')}, manifest "
-                  f"{result.get('manifest')}", markup=False)
+        out.print(
+            f"  snapshot {result.get('snapshot')} ({result.get('status')}), {result.get('total_keys')} keys, "
+            f"exported {result.get('exported')}, pruned {result.get('pruned')}, manifest "
+            f"{result.get('manifest')}",
+            markup=False,
+        )
     elif task == "cost-check":
-        out.print(f"  {result.get('day')}: {result.get('total_usd')} USD = {result.get('budget_percent')}% of the "
-                  f"daily budget; anomaly {result.get('anomaly')}", markup=False)
+        out.print(
+            f"  {result.get('day')}: {result.get('total_usd')} USD = {result.get('budget_percent')}% of the "
+            f"daily budget; anomaly {result.get('anomaly')}",
+            markup=False,
+        )

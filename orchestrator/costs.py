@@ -57,8 +57,12 @@ class Estimate:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "environment": self.environment, "region": self.region, "prices_as_of": self.prices_as_of,
-            "monthly_usd": self.total, "lines": [line.__dict__ for line in self.lines], "notes": self.notes,
+            "environment": self.environment,
+            "region": self.region,
+            "prices_as_of": self.prices_as_of,
+            "monthly_usd": self.total,
+            "lines": [line.__dict__ for line in self.lines],
+            "notes": self.notes,
         }
 
 
@@ -67,11 +71,23 @@ def load_pricing(path: Path = PRICING_FILE) -> dict[str, Any]:
 
 
 def _resources(template: Mapping[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
-    return [(lid, r.get("Properties", {})) for lid, r in template.get("Resources", {}).items() if r.get("Type") == kind]
+    return [
+        (lid, r.get("Properties", {}))
+        for lid, r in template.get("Resources", {}).items()
+        if r.get("Type") == kind
+    ]
 
 
-def estimate(template: Mapping[str, Any], *, environment: str, region: str, release_steps: int,
-             releases_per_month: int, drills_per_month: int, pricing: Mapping[str, Any] | None = None) -> Estimate:
+def estimate(
+    template: Mapping[str, Any],
+    *,
+    environment: str,
+    region: str,
+    release_steps: int,
+    releases_per_month: int,
+    drills_per_month: int,
+    pricing: Mapping[str, Any] | None = None,
+) -> Estimate:
     prices = dict(pricing or load_pricing())
     hours = float(prices["hours_per_month"])
     result = Estimate(environment=environment, region=region, prices_as_of=str(prices["prices_as_of"]))
@@ -80,23 +96,40 @@ def estimate(template: Mapping[str, Any], *, environment: str, region: str, rele
 
     nats = len(_resources(template, "AWS::EC2::NatGateway"))
     result.add("NAT gateway hours", nats, "gateway", prices["nat_gateway_hour"], hours)
-    result.add("NAT public IPv4 address hours", len(_resources(template, "AWS::EC2::EIP")), "address",
-               prices["eip_hour"], hours)
+    result.add(
+        "NAT public IPv4 address hours",
+        len(_resources(template, "AWS::EC2::EIP")),
+        "address",
+        prices["eip_hour"],
+        hours,
+    )
 
-    enis = sum(len(p.get("SubnetIds", [])) for _, p in _resources(template, "AWS::EC2::VPCEndpoint")
-               if p.get("VpcEndpointType") == "Interface")
-    result.add("Interface endpoint ENI hours (endpoint x AZ)", enis, "ENI", prices["interface_endpoint_az_hour"], hours)
+    enis = sum(
+        len(p.get("SubnetIds", []))
+        for _, p in _resources(template, "AWS::EC2::VPCEndpoint")
+        if p.get("VpcEndpointType") == "Interface"
+    )
+    result.add(
+        "Interface endpoint ENI hours (endpoint x AZ)",
+        enis,
+        "ENI",
+        prices["interface_endpoint_az_hour"],
+        hours,
+    )
 
     for lid, props in _resources(template, "AWS::ElastiCache::ReplicationGroup"):
         node_type = props.get("CacheNodeType")
         if node_type not in prices["cache_node_hour"]:
             raise EstimateError(f"{lid}: no price for cache node type {node_type!r} in pricing.json")
         nodes = props.get("NumCacheClusters") or int(props.get("NumNodeGroups") or 1) * (
-            int(props.get("ReplicasPerNodeGroup") or 0) + 1)
+            int(props.get("ReplicasPerNodeGroup") or 0) + 1
+        )
         price = float(prices["cache_node_hour"][node_type])
         if props.get("Engine") == "valkey":
             price = round(price * (1 - float(prices["valkey_node_discount"])), 6)
-        result.add(f"Cache nodes {node_type} ({props.get('Engine', 'redis')})", int(nodes), "node", price, hours)
+        result.add(
+            f"Cache nodes {node_type} ({props.get('Engine', 'redis')})", int(nodes), "node", price, hours
+        )
 
     functions = dict(_resources(template, "AWS::Lambda::Function"))
     seconds = hours * 3600
@@ -109,24 +142,54 @@ def estimate(template: Mapping[str, Any], *, environment: str, region: str, rele
         memory_gb = int(fn.get("MemorySize", 128)) / 1024
         arch = (fn.get("Architectures") or ["x86_64"])[0]
         rate = float(prices["lambda_provisioned_gb_second"][arch])
-        result.add(f"Provisioned concurrency {lid} (minimum, {memory_gb:g} GB {arch})", int(pc), "environment",
-                   round(memory_gb * rate * seconds, 4))
-    if any(t == "AWS::ApplicationAutoScaling::ScalableTarget" for t in
-           (r.get("Type") for r in template.get("Resources", {}).values())):
+        result.add(
+            f"Provisioned concurrency {lid} (minimum, {memory_gb:g} GB {arch})",
+            int(pc),
+            "environment",
+            round(memory_gb * rate * seconds, 4),
+        )
+    if any(
+        t == "AWS::ApplicationAutoScaling::ScalableTarget"
+        for t in (r.get("Type") for r in template.get("Resources", {}).values())
+    ):
         result.notes.append("provisioned concurrency is auto-scaled: the estimate uses the minimum capacity")
 
-    transitions = releases_per_month * (RELEASE_FIXED_TRANSITIONS + RELEASE_TRANSITIONS_PER_STEP * release_steps)
+    transitions = releases_per_month * (
+        RELEASE_FIXED_TRANSITIONS + RELEASE_TRANSITIONS_PER_STEP * release_steps
+    )
     transitions += drills_per_month * DRILL_TRANSITIONS
-    result.add(f"Step Functions transitions ({releases_per_month} releases x {release_steps} steps, "
-               f"{drills_per_month} drills)", transitions, "transition", prices["step_functions_transition"])
-    result.add("KMS customer managed keys", len(_resources(template, "AWS::KMS::Key")), "key", prices["kms_key_month"])
-    result.add("Secrets Manager secrets", len(_resources(template, "AWS::SecretsManager::Secret")), "secret",
-               prices["secret_month"])
-    alarms = len(_resources(template, "AWS::CloudWatch::Alarm")) + len(_resources(template, "AWS::CloudWatch::CompositeAlarm"))
+    result.add(
+        f"Step Functions transitions ({releases_per_month} releases x {release_steps} steps, "
+        f"{drills_per_month} drills)",
+        transitions,
+        "transition",
+        prices["step_functions_transition"],
+    )
+    result.add(
+        "KMS customer managed keys",
+        len(_resources(template, "AWS::KMS::Key")),
+        "key",
+        prices["kms_key_month"],
+    )
+    result.add(
+        "Secrets Manager secrets",
+        len(_resources(template, "AWS::SecretsManager::Secret")),
+        "secret",
+        prices["secret_month"],
+    )
+    alarms = len(_resources(template, "AWS::CloudWatch::Alarm")) + len(
+        _resources(template, "AWS::CloudWatch::CompositeAlarm")
+    )
     result.add("CloudWatch alarms", alarms, "alarm", prices["alarm_month"])
-    result.add("CloudWatch dashboards", len(_resources(template, "AWS::CloudWatch::Dashboard")), "dashboard",
-               prices["dashboard_month"])
-    result.notes.append("usage-driven costs (requests, GB-seconds, data processed, messages, logs) are not included")
+    result.add(
+        "CloudWatch dashboards",
+        len(_resources(template, "AWS::CloudWatch::Dashboard")),
+        "dashboard",
+        prices["dashboard_month"],
+    )
+    result.notes.append(
+        "usage-driven costs (requests, GB-seconds, data processed, messages, logs) are not included"
+    )
     return result
 
 

@@ -39,7 +39,11 @@ from orchestrator.watch import Watcher
 ENV = "staging"
 # The artifact bucket the stage's DeployGreen role may read (config `deploy.artifact_bucket_name`;
 # the stack does not create it, so the demo does, as an operator would once per account).
-ARTIFACT_BUCKET = str(json.loads((REPO_ROOT / "config" / f"{ENV}.json").read_text(encoding="utf-8"))["deploy"]["artifact_bucket_name"])
+ARTIFACT_BUCKET = str(
+    json.loads((REPO_ROOT / "config" / f"{ENV}.json").read_text(encoding="utf-8"))["deploy"][
+        "artifact_bucket_name"
+    ]
+)
 # Compressed time: 60 virtual seconds per wall second, so each 60 s bake lasts one second.
 TIME_SCALE = 60.0
 BAKE_SECONDS = 90
@@ -80,26 +84,51 @@ def upload_artifact(aws: Aws, version: str) -> tuple[str, str]:
 
 
 def release(
-    aws: Aws, console: Console, reports: Path, *, version: str, configuration: dict[str, str],
+    aws: Aws,
+    console: Console,
+    reports: Path,
+    *,
+    version: str,
+    configuration: dict[str, str],
     min_success_rate: float,
 ) -> Outcome:
     from orchestrator.cli import build_request
 
     uri, sha = upload_artifact(aws, version)
     request = build_request(
-        env=ENV, version=version, artifact=uri, sha256=sha, steps="10,50,100", bake=BAKE_SECONDS, dry_run=False,
-        approval=False, requested_by="demo", release_id=None,
-        config=[f"{k}={v}" for k, v in configuration.items()], min_green_invocations=1, request_file=None, aws=aws,
+        env=ENV,
+        version=version,
+        artifact=uri,
+        sha256=sha,
+        steps="10,50,100",
+        bake=BAKE_SECONDS,
+        dry_run=False,
+        approval=False,
+        requested_by="demo",
+        release_id=None,
+        config=[f"{k}={v}" for k, v in configuration.items()],
+        min_green_invocations=1,
+        request_file=None,
+        aws=aws,
     )
     from contracts.release import parse_release_request
 
     # The demo's synthetic checks are small (every task's timeout runs on the compressed clock too)
     # and tolerate some failures, so that 1.2.0 reaches its bakes and its alarm is what stops it.
-    request["checks"] = {**request.get("checks", {}), "clients": 5, "messages": 4, "min_success_rate": min_success_rate}
-    request = parse_release_request(request, function_keys=function_keys()).model_dump(mode="json", exclude_none=True)
+    request["checks"] = {
+        **request.get("checks", {}),
+        "clients": 5,
+        "messages": 4,
+        "min_success_rate": min_success_rate,
+    }
+    request = parse_release_request(request, function_keys=function_keys()).model_dump(
+        mode="json", exclude_none=True
+    )
     names = Names(ENV)
     machine = aws.state_machine_arn(names.release_state_machine)
-    console.rule(f"release {version}  ({', '.join(f'{k}={v}' for k, v in configuration.items()) or 'healthy'})")
+    console.rule(
+        f"release {version}  ({', '.join(f'{k}={v}' for k, v in configuration.items()) or 'healthy'})"
+    )
     started = time.monotonic()
     arn = aws.start_execution(machine, request["release_id"], request)["executionArn"]
     console.print(f"execution {arn}")
@@ -111,9 +140,17 @@ def release(
     assert watcher.view is not None
     view = watcher.view
     outcome = Outcome(
-        release_id=request["release_id"], version=version, execution_arn=arn, status=view.status, exit_code=code,
-        wall_seconds=wall, transitions=_transitions(view.events), path=view.path, error=view.error,
-        cause=view.cause, report=reports / f"{request['release_id']}.html",
+        release_id=request["release_id"],
+        version=version,
+        execution_arn=arn,
+        status=view.status,
+        exit_code=code,
+        wall_seconds=wall,
+        transitions=_transitions(view.events),
+        path=view.path,
+        error=view.error,
+        cause=view.cause,
+        report=reports / f"{request['release_id']}.html",
     )
     if code != 0 and view.status == "ABORTED":
         # The alarm-rollback task stops the execution first and records its figure after
@@ -133,7 +170,9 @@ def release(
         "state transitions": str(outcome.transitions),
     }
     if outcome.detect_to_rollback_ms is not None:
-        notes["detect-to-rollback"] = f"{outcome.detect_to_rollback_ms:.0f} ms (alarm state change to every live alias on blue)"
+        notes["detect-to-rollback"] = (
+            f"{outcome.detect_to_rollback_ms:.0f} ms (alarm state change to every live alias on blue)"
+        )
     reports.mkdir(parents=True, exist_ok=True)
     outcome.report.write_text(execution_report(view, execution_arn=arn, traffic=watcher.traffic, notes=notes))
     return outcome
@@ -141,9 +180,11 @@ def release(
 
 def _functions_note(mode: str) -> str:
     if mode == "isolated":
-        return ("each runs in its own worker processes from its cdk.out asset (built for this host), with the "
-                "template's handler, environment, timeout, memory and role; `orchestrator sandbox lambdas` "
-                "shows cold starts")
+        return (
+            "each runs in its own worker processes from its cdk.out asset (built for this host), with the "
+            "template's handler, environment, timeout, memory and role; `orchestrator sandbox lambdas` "
+            "shows cold starts"
+        )
     return "in-process (--in-process): the handlers run inside the sandbox process"
 
 
@@ -158,7 +199,9 @@ def detect_to_rollback_ms(aws: Aws, names: Names, release_id: str) -> float | No
     from boto3.dynamodb.types import TypeDeserializer
 
     out = aws.call(
-        "dynamodb", "query", TableName=names.release_table,
+        "dynamodb",
+        "query",
+        TableName=names.release_table,
         KeyConditionExpression="pk = :pk AND begins_with(sk, :events)",
         ExpressionAttributeValues={":pk": {"S": f"release#{release_id}"}, ":events": {"S": "event#"}},
     )
@@ -179,13 +222,20 @@ def detect_to_rollback_ms(aws: Aws, names: Names, release_id: str) -> float | No
 
 
 def run_demo(
-    sandbox_dir: Path, reports: Path, *, keep: bool = False, console: Console | None = None, in_process: bool = False
+    sandbox_dir: Path,
+    reports: Path,
+    *,
+    keep: bool = False,
+    console: Console | None = None,
+    in_process: bool = False,
 ) -> int:
     console = console or Console()
     demo_dir = sandbox_dir / "demo"
     wall_started = time.monotonic()
     console.print("[bold]Realtime analytics release demo[/] (embedded sandbox: no AWS account needed)")
-    state: SandboxState = start_background(demo_dir, time_scale=TIME_SCALE, progress=console, in_process=in_process)
+    state: SandboxState = start_background(
+        demo_dir, time_scale=TIME_SCALE, progress=console, in_process=in_process
+    )
     console.print(f"sandbox up in {state.startup_seconds:.1f} s (pid {state.pid}); {state.time_note}")
     console.print(f"Lambda functions: {_functions_note(state.lambda_mode)}")
     aws = Aws(Target(region=state.region, endpoint_url=state.moto_url, sandbox=True))
@@ -193,17 +243,29 @@ def run_demo(
     outcomes: list[Outcome] = []
     try:
         if ARTIFACT_BUCKET not in {b["Name"] for b in aws.call("s3", "list_buckets").get("Buckets", [])}:
-            aws.call("s3", "create_bucket", Bucket=ARTIFACT_BUCKET,
-                     CreateBucketConfiguration={"LocationConstraint": state.region})
+            aws.call(
+                "s3",
+                "create_bucket",
+                Bucket=ARTIFACT_BUCKET,
+                CreateBucketConfiguration={"LocationConstraint": state.region},
+            )
         events_queue = aws.call("sqs", "get_queue_url", QueueName=names.queue_name(ENV, "events"))["QueueUrl"]
         traffic = TrafficGenerator(
             state.gateway["websocket live"], state.gateway["api key"], aws.client("sqs"), events_queue
         )
         traffic.start()
-        outcomes.append(release(aws, console, reports, version="1.1.0", configuration={}, min_success_rate=0.95))
         outcomes.append(
-            release(aws, console, reports, version="1.2.0", configuration={"FAULT_ERROR_RATE": "0.1", "FAULT_FUNCTIONS": "messages"},
-                    min_success_rate=0.25)
+            release(aws, console, reports, version="1.1.0", configuration={}, min_success_rate=0.95)
+        )
+        outcomes.append(
+            release(
+                aws,
+                console,
+                reports,
+                version="1.2.0",
+                configuration={"FAULT_ERROR_RATE": "0.1", "FAULT_FUNCTIONS": "messages"},
+                min_success_rate=0.25,
+            )
         )
     finally:
         if traffic is not None:
@@ -213,16 +275,25 @@ def run_demo(
             stop_background(demo_dir)
     summary(console, outcomes, traffic, time.monotonic() - wall_started, state)
     if workers:
-        cold = ", ".join(f"{name.removeprefix(f'{ENV}-')} {f['cold_start_ms_p50']:.0f}"
-                         for name, f in workers.get("functions", {}).items() if f.get("cold_start_ms_p50") is not None)
-        console.print(f"Lambda workers: {workers.get('cold_starts', 0)} cold starts, p50 per function (ms): {cold}")
+        cold = ", ".join(
+            f"{name.removeprefix(f'{ENV}-')} {f['cold_start_ms_p50']:.0f}"
+            for name, f in workers.get("functions", {}).items()
+            if f.get("cold_start_ms_p50") is not None
+        )
+        console.print(
+            f"Lambda workers: {workers.get('cold_starts', 0)} cold starts, p50 per function (ms): {cold}"
+        )
     healthy_ok = len(outcomes) == 2 and outcomes[0].exit_code == 0
     rolled_back = len(outcomes) == 2 and outcomes[1].exit_code == 1
     return 0 if healthy_ok and rolled_back else 1
 
 
 def summary(
-    console: Console, outcomes: list[Outcome], traffic: TrafficGenerator | None, wall: float, state: SandboxState
+    console: Console,
+    outcomes: list[Outcome],
+    traffic: TrafficGenerator | None,
+    wall: float,
+    state: SandboxState,
 ) -> None:
     table = Table(title="demo summary", title_justify="left")
     for column in ("version", "outcome", "wall time", "transitions", "detect-to-rollback"):
@@ -241,6 +312,8 @@ def summary(
             f"traffic: {s.connects} connections ({s.connect_failures} refused), {s.sent} pings, "
             f"{s.frames} frames received ({s.error_frames} errors), {s.events_published} events published"
         )
-    console.print(f"demo wall time {wall:.1f} s (sandbox start {state.startup_seconds:.1f} s), ended {datetime.now(UTC):%H:%M:%S} UTC")
+    console.print(
+        f"demo wall time {wall:.1f} s (sandbox start {state.startup_seconds:.1f} s), ended {datetime.now(UTC):%H:%M:%S} UTC"
+    )
     for o in outcomes:
         console.print(f"report {o.version}: {o.report.resolve()}")

@@ -46,7 +46,9 @@ class TrafficGenerator:
 
     def start(self) -> None:
         self._threads = [
-            threading.Thread(target=lambda: asyncio.run(self._clients()), name="traffic-clients", daemon=True),
+            threading.Thread(
+                target=lambda: asyncio.run(self._clients()), name="traffic-clients", daemon=True
+            ),
             threading.Thread(target=self._publisher, name="traffic-events", daemon=True),
         ]
         for thread in self._threads:
@@ -71,7 +73,9 @@ class TrafficGenerator:
                     reader = asyncio.create_task(self._read(ws))
                     try:
                         while not self._stop.is_set():
-                            await ws.send(json.dumps({"action": "ping", "request_id": f"c{index}-{self.stats.sent}"}))
+                            await ws.send(
+                                json.dumps({"action": "ping", "request_id": f"c{index}-{self.stats.sent}"})
+                            )
                             self.stats.sent += 1
                             await asyncio.sleep(self.ping_interval)
                     finally:
@@ -92,8 +96,10 @@ class TrafficGenerator:
         while not self._stop.wait(self.event_interval):
             sequence += 1
             body = {
-                "channel": self.channel, "type": "price",
-                "payload": {"price": 3000 + sequence % 50, "sequence": sequence}, "ts": time.time() * 1000,
+                "channel": self.channel,
+                "type": "price",
+                "payload": {"price": 3000 + sequence % 50, "sequence": sequence},
+                "ts": time.time() * 1000,
             }
             try:
                 self.sqs.send_message(QueueUrl=self.events_queue_url, MessageBody=json.dumps(body))

@@ -75,7 +75,9 @@ class Watcher:
         """Read what changed; returns machine-readable change records (the --json stream)."""
         records: list[dict[str, Any]] = []
         if self.view is None:
-            self.view = ExecutionView.empty(parse_definition(self.aws.definition_for_execution(self.execution_arn)))
+            self.view = ExecutionView.empty(
+                parse_definition(self.aws.definition_for_execution(self.execution_arn))
+            )
             self.requests += 1
         events = self.aws.history_after(self.execution_arn, self.view.last_event_id)
         self.requests += 1
@@ -84,10 +86,14 @@ class Watcher:
             when = run.exited if status != RUNNING and run.exited else run.entered
             records.append(
                 {
-                    "type": "state", "state": name,
+                    "type": "state",
+                    "state": name,
                     "state_type": self.view.graph.states.get(name, {}).get("Type", ""),
-                    "status": status, "visit": run.visits, "timestamp": _iso(when),
-                    "error": run.error, "cause": run.cause,
+                    "status": status,
+                    "visit": run.visits,
+                    "timestamp": _iso(when),
+                    "error": run.error,
+                    "cause": run.cause,
                 }
             )
         if time.monotonic() - self._side_at >= self.side_every or self.finished:
@@ -99,13 +105,19 @@ class Watcher:
                 # The graph is what matters under pressure: show why the side panel is stale, keep going.
                 if str(exc) != self.warning:
                     self.warning = str(exc)
-                    records.append({"type": "warning", "message": self.warning, "timestamp": _iso(datetime.now(UTC))})
+                    records.append(
+                        {"type": "warning", "message": self.warning, "timestamp": _iso(datetime.now(UTC))}
+                    )
         if self.finished:
             view = self.view
             records.append(
                 {
-                    "type": "execution", "execution_arn": self.execution_arn, "status": view.status,
-                    "error": view.error, "cause": view.cause, "timestamp": _iso(view.stopped),
+                    "type": "execution",
+                    "execution_arn": self.execution_arn,
+                    "status": view.status,
+                    "error": view.error,
+                    "cause": view.cause,
+                    "timestamp": _iso(view.stopped),
                     "exit_code": exit_code_for(view.status),
                 }
             )
@@ -120,7 +132,9 @@ class Watcher:
         splits = {fn: self.aws.alias_split(fn, names.LIVE_ALIAS) for fn in functions}
         green = self.aws.alias_split(functions[0], names.GREEN_ALIAS).version if functions else None
         self.requests += len(functions) + 1
-        changed = {fn: s for fn, s in splits.items() if fn not in self.splits or self.splits[fn].weights != s.weights}
+        changed = {
+            fn: s for fn, s in splits.items() if fn not in self.splits or self.splits[fn].weights != s.weights
+        }
         green_changed = green != self.green_version
         self.splits, self.green_version = splits, green
         if self.blue_version is None and splits:
@@ -133,7 +147,10 @@ class Watcher:
             return []
         return [
             {
-                "type": "traffic", "timestamp": _iso(now), "green_version": green, "green_percent": percent,
+                "type": "traffic",
+                "timestamp": _iso(now),
+                "green_version": green,
+                "green_percent": percent,
                 "functions": {fn: {"version": s.version, "weights": s.weights} for fn, s in splits.items()},
             }
         ]
@@ -151,7 +168,13 @@ class Watcher:
         alarms = {a.name: a for a in self.aws.alarm_states(self.names.alarm_prefix)}
         self.requests += 1
         records = [
-            {"type": "alarm", "name": a.name, "state": a.state, "reason": a.reason, "timestamp": _iso(a.updated)}
+            {
+                "type": "alarm",
+                "name": a.name,
+                "state": a.state,
+                "reason": a.reason,
+                "timestamp": _iso(a.updated),
+            }
             for a in alarms.values()
             if a.name not in self.alarms or self.alarms[a.name].state != a.state
         ]
@@ -207,8 +230,12 @@ class Watcher:
             if run.error:
                 extras.append(f"{run.error}: {(run.cause or '')[:80]}")
             table.add_row(
-                Text(symbol, style=style), name, str(view.graph.states[name].get("Type", "")),
-                Text(run.status, style=style), "" if spent is None else f"{spent:.1f}s", " ".join(extras),
+                Text(symbol, style=style),
+                name,
+                str(view.graph.states[name].get("Type", "")),
+                Text(run.status, style=style),
+                "" if spent is None else f"{spent:.1f}s",
+                " ".join(extras),
             )
         lines: list[Any] = [table]
         bake = wait_deadline(view)
@@ -223,21 +250,28 @@ class Watcher:
                 first_seen = self._wait_seen.setdefault(key, time.monotonic())
                 elapsed = (time.monotonic() - first_seen) * self.time_scale
             remaining = max(0.0, seconds - elapsed)
-            lines.append(Text(f"bake: {view.current} {seconds:.0f} s, about {remaining:.0f} s left", style="blue"))
+            lines.append(
+                Text(f"bake: {view.current} {seconds:.0f} s, about {remaining:.0f} s left", style="blue")
+            )
         if self.splits:
             described = {split.describe() for split in self.splits.values()}
             if len(described) == 1:  # lockstep, as releases keep them: one line for all
                 traffic = Text(f"live ({len(self.splits)} functions): {described.pop()}")
             else:
-                traffic = Text("live: " + "; ".join(
-                    f"{fn.removeprefix(self.names.env + '-realtime-')} {split.describe()}"
-                    for fn, split in self.splits.items()
-                ))
+                traffic = Text(
+                    "live: "
+                    + "; ".join(
+                        f"{fn.removeprefix(self.names.env + '-realtime-')} {split.describe()}"
+                        for fn, split in self.splits.items()
+                    )
+                )
             traffic.append(f"  (off blue v{self.blue_version}: {self.green_percent():.0f}%)", style="bold")
             lines.append(traffic)
         if self.alarms:
             firing = [a.name for a in self.alarms.values() if a.state == "ALARM"]
-            summary = Text(f"alarms: {len(self.alarms) - len(firing)} of {len(self.alarms)} not in ALARM", style="green")
+            summary = Text(
+                f"alarms: {len(self.alarms) - len(firing)} of {len(self.alarms)} not in ALARM", style="green"
+            )
             if firing:
                 summary = Text(f"alarms: ALARM {', '.join(firing)}", style="bold red")
             lines.append(summary)

@@ -229,7 +229,9 @@ def runtime_python_version() -> str:
     except ConfigError as exc:
         raise BundleError(str(exc)) from None
     if len(set(runtimes.values())) != 1:
-        raise BundleError(f"lambdas.python_runtime differs between environments ({runtimes}); one bundle serves all")
+        raise BundleError(
+            f"lambdas.python_runtime differs between environments ({runtimes}); one bundle serves all"
+        )
     return next(iter(runtimes.values())).removeprefix("python")
 
 
@@ -261,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     build_cmd = commands.add_parser("build", help="build the deterministic bundle zip and its manifest")
     build_cmd.add_argument("--source", type=Path, help="directory to zip (default: the service bundle)")
-    build_cmd.add_argument("--out", type=Path, default=ROOT / "dist", help="output directory (default: dist/)")
+    build_cmd.add_argument(
+        "--out", type=Path, default=ROOT / "dist", help="output directory (default: dist/)"
+    )
 
     verify_cmd = commands.add_parser("verify", help="check the zip against its manifest")
     verify_cmd.add_argument("--manifest", type=Path, required=True)
@@ -270,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     upload_cmd.add_argument("--manifest", type=Path, required=True)
     upload_cmd.add_argument("--bucket", required=True)
     upload_cmd.add_argument("--expected-owner", help="account id that must own the bucket")
-    upload_cmd.add_argument("--kms-key-id", help="KMS key for SSE-KMS (default: the bucket's default encryption)")
+    upload_cmd.add_argument(
+        "--kms-key-id", help="KMS key for SSE-KMS (default: the bucket's default encryption)"
+    )
     return parser
 
 
@@ -282,7 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             manifest = build(source, args.out, project_version(), os.environ.get("GITHUB_SHA"))
             print(json.dumps(asdict(manifest)))
             write_github_output(
-                {"version": manifest.version, "sha256": manifest.sha256, "manifest": str(args.out / MANIFEST_NAME)}
+                {
+                    "version": manifest.version,
+                    "sha256": manifest.sha256,
+                    "manifest": str(args.out / MANIFEST_NAME),
+                }
             )
         elif args.command == "verify":
             manifest = verify(args.manifest)

@@ -83,7 +83,10 @@ def release_needed(states: Sequence[FunctionState], manifest: Manifest) -> tuple
         if state.version is None:
             return True, f"{state.function}: no live alias yet"
         if state.weights:
-            return True, f"{state.function}: live is split across versions {state.version} and {sorted(state.weights)}"
+            return (
+                True,
+                f"{state.function}: live is split across versions {state.version} and {sorted(state.weights)}",
+            )
         if state.code_sha256 != manifest.code_sha256:
             return True, f"{state.function}: live version {state.version} runs other code"
     return False, f"every live alias already serves {manifest.version}"
@@ -95,7 +98,9 @@ def verify_problems(states: Sequence[FunctionState], alarms: Sequence[str], mani
         if state.version is None:
             problems.append(f"{state.function}: has no live alias")
         elif not state.single_version:
-            problems.append(f"{state.function}: live still routes {state.weights} besides version {state.version}")
+            problems.append(
+                f"{state.function}: live still routes {state.weights} besides version {state.version}"
+            )
         elif state.code_sha256 != manifest.code_sha256:
             problems.append(
                 f"{state.function}: live version {state.version} has CodeSha256 {state.code_sha256}, "

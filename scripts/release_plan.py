@@ -26,7 +26,9 @@ def plan(env: str, role_arn: str) -> dict[str, str]:
     config = load_config(env)
     match = _ROLE_ARN.match(role_arn)
     if not match:
-        raise ValueError(f"--role-arn: {role_arn!r} is not an IAM role ARN (set AWS_DEPLOY_ROLE_ARN on the {env} GitHub environment)")
+        raise ValueError(
+            f"--role-arn: {role_arn!r} is not an IAM role ARN (set AWS_DEPLOY_ROLE_ARN on the {env} GitHub environment)"
+        )
     if match.group(1) != config.account:
         raise ValueError(
             f"--role-arn: account {match.group(1)} is not {env}'s account {config.account} (config/{env}.json)"

@@ -71,12 +71,26 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="stress-") as scratch:
             for run in range(1, args.runs + 1):
                 report = Path(scratch) / f"run-{run}.xml"
-                command = [sys.executable, "-m", "pytest", "-q", "-n", str(args.workers), "--dist", "loadgroup",
-                           f"--junitxml={report}", *(TIERS[tier] for tier in args.tiers)]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-n",
+                    str(args.workers),
+                    "--dist",
+                    "loadgroup",
+                    f"--junitxml={report}",
+                    *(TIERS[tier] for tier in args.tiers),
+                ]
                 started = time.monotonic()
                 result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
                 seconds = round(time.monotonic() - started, 1)
-                failed = _failures(report) if report.exists() else {"<session>": result.stdout[-300:] or result.stderr[-300:]}
+                failed = (
+                    _failures(report)
+                    if report.exists()
+                    else {"<session>": result.stdout[-300:] or result.stderr[-300:]}
+                )
                 if result.returncode not in (0, 1) and not failed:
                     failed = {"<session>": f"pytest exited {result.returncode}"}
                 for test, message in failed.items():
@@ -89,9 +103,16 @@ def main(argv: list[str] | None = None) -> int:
             burner.terminate()
         for burner in burners:
             burner.join()
-    summary = {"runs": args.runs, "workers": args.workers, "load_processes": args.load, "tiers": args.tiers,
-               "failed_tests": {test: {"failures": counts[test], "first_error": first_error[test]} for test in sorted(counts)},
-               "per_run": runs}
+    summary = {
+        "runs": args.runs,
+        "workers": args.workers,
+        "load_processes": args.load,
+        "tiers": args.tiers,
+        "failed_tests": {
+            test: {"failures": counts[test], "first_error": first_error[test]} for test in sorted(counts)
+        },
+        "per_run": runs,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if counts:

@@ -39,7 +39,9 @@ def definitions(template_path: Path) -> dict[str, str]:
 
     template = json.loads(template_path.read_text(encoding="utf-8"))
     sandbox = Sandbox(stack_name=template_path.name.removesuffix(".template.json"))
-    return {lid: spec.definition for lid, spec in state_machines(template, ResourceMap(template, sandbox)).items()}
+    return {
+        lid: spec.definition for lid, spec in state_machines(template, ResourceMap(template, sandbox)).items()
+    }
 
 
 def validate(definition: str, scratch: Path, name: str) -> str | None:

@@ -100,6 +100,7 @@ ROTATION_FUNCTION = ServiceFunction(
     trigger="secrets-rotation",
 )
 
+
 def released_keys() -> tuple[str, ...]:
     return tuple(fn.key for fn in RELEASED_FUNCTIONS)
 
@@ -108,7 +109,9 @@ def by_key(key: str) -> ServiceFunction:
     for fn in (*RELEASED_FUNCTIONS, ROTATION_FUNCTION):
         if fn.key == key:
             return fn
-    raise KeyError(f"no service function with key {key!r}; known: {', '.join(released_keys())}, rotate_api_key")
+    raise KeyError(
+        f"no service function with key {key!r}; known: {', '.join(released_keys())}, rotate_api_key"
+    )
 
 
 def route_table() -> dict[str, str]:

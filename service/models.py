@@ -36,7 +36,9 @@ def validate_channel(value: str) -> str:
             "channel must look like '<kind>:<name>' (name: letters, digits, '.', '_', '-', 1-64 characters)"
         )
     if match["kind"] not in CHANNEL_KINDS:
-        raise ValueError(f"unknown channel kind {match['kind']!r}; expected one of {', '.join(CHANNEL_KINDS)}")
+        raise ValueError(
+            f"unknown channel kind {match['kind']!r}; expected one of {', '.join(CHANNEL_KINDS)}"
+        )
     return value
 
 

@@ -42,13 +42,27 @@ class DrDrillProps:
     verify_function: lambda_.IFunction
 
 
-def _step(scope: Construct, name: str, fn: lambda_.IFunction, step: str, *, result_path: str,
-          fields: dict[str, str], comment: str) -> tasks.LambdaInvoke:
+def _step(
+    scope: Construct,
+    name: str,
+    fn: lambda_.IFunction,
+    step: str,
+    *,
+    result_path: str,
+    fields: dict[str, str],
+    comment: str,
+) -> tasks.LambdaInvoke:
     payload = {"step": step, **{key: sfn.JsonPath.object_at(path) for key, path in fields.items()}}
     state = tasks.LambdaInvoke(
-        scope, name, state_name=name, comment=comment, lambda_function=fn,
-        payload=sfn.TaskInput.from_object(payload), payload_response_only=True,
-        retry_on_service_exceptions=False, result_path=result_path,
+        scope,
+        name,
+        state_name=name,
+        comment=comment,
+        lambda_function=fn,
+        payload=sfn.TaskInput.from_object(payload),
+        payload_response_only=True,
+        retry_on_service_exceptions=False,
+        result_path=result_path,
     )
     retry_transient(state)
     return state
@@ -59,91 +73,199 @@ def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable
 
     # -- the tail every path takes once the lock is held ---------------------------------------
     lock_release_failed = sfn.Fail(
-        scope, "DrillLockReleaseFailed", state_name="DrillLockReleaseFailed",
+        scope,
+        "DrillLockReleaseFailed",
+        state_name="DrillLockReleaseFailed",
         comment="The lock could not be released; it expires at drill.lock_expires_at",
-        error="LockReleaseFailed", cause_path="$.lock_release.Cause",
+        error="LockReleaseFailed",
+        cause_path="$.lock_release.Cause",
     )
     outcome = (
         sfn.Choice(scope, "DidDrillPass", state_name="DidDrillPass")
-        .when(sfn.Condition.is_present("$.failure"),
-              sfn.Fail(scope, "DrillFailed", state_name="DrillFailed",
-                       error_path="$.failure.Error", cause_path="$.failure.Cause"))
-        .when(sfn.Condition.is_present("$.cleanup_failure"),
-              sfn.Fail(scope, "TemporaryGroupNotDeleted", state_name="TemporaryGroupNotDeleted",
-                       comment="Delete the temporary group by hand (runbooks/dr-drill.md)",
-                       error="TemporaryGroupNotDeleted", cause_path="$.cleanup_failure.Cause"))
-        .when(sfn.Condition.and_(sfn.Condition.is_present("$.record.outcome"),
-                                 sfn.Condition.string_equals("$.record.outcome", "SUCCEEDED")),
-              sfn.Succeed(scope, "DrillSucceeded", state_name="DrillSucceeded"))
-        .otherwise(sfn.Fail(scope, "DrillNotRecorded", state_name="DrillNotRecorded",
-                            error="DrillNotRecorded", cause="the drill's outcome could not be recorded"))
+        .when(
+            sfn.Condition.is_present("$.failure"),
+            sfn.Fail(
+                scope,
+                "DrillFailed",
+                state_name="DrillFailed",
+                error_path="$.failure.Error",
+                cause_path="$.failure.Cause",
+            ),
+        )
+        .when(
+            sfn.Condition.is_present("$.cleanup_failure"),
+            sfn.Fail(
+                scope,
+                "TemporaryGroupNotDeleted",
+                state_name="TemporaryGroupNotDeleted",
+                comment="Delete the temporary group by hand (runbooks/dr-drill.md)",
+                error="TemporaryGroupNotDeleted",
+                cause_path="$.cleanup_failure.Cause",
+            ),
+        )
+        .when(
+            sfn.Condition.and_(
+                sfn.Condition.is_present("$.record.outcome"),
+                sfn.Condition.string_equals("$.record.outcome", "SUCCEEDED"),
+            ),
+            sfn.Succeed(scope, "DrillSucceeded", state_name="DrillSucceeded"),
+        )
+        .otherwise(
+            sfn.Fail(
+                scope,
+                "DrillNotRecorded",
+                state_name="DrillNotRecorded",
+                error="DrillNotRecorded",
+                cause="the drill's outcome could not be recorded",
+            )
+        )
     )
     release_lock = release_lock_state(
-        scope, "ReleaseDrillLock", table=props.table, environment=env, owner_path="$.drill.drill_id",
-        comment="Release the environment's lock held by this drill", then=outcome, on_error=lock_release_failed,
+        scope,
+        "ReleaseDrillLock",
+        table=props.table,
+        environment=env,
+        owner_path="$.drill.drill_id",
+        comment="Release the environment's lock held by this drill",
+        then=outcome,
+        on_error=lock_release_failed,
     )
 
-    record = _step(scope, "RecordDrill", fn, "record", result_path="$.record",
-                   # The whole state: which of snapshot/restore/verify/failure exist depends on the path.
-                   fields={"state": "$"},
-                   comment="RTO and RPO, the outcome in the release table, metrics and the notice")
+    record = _step(
+        scope,
+        "RecordDrill",
+        fn,
+        "record",
+        result_path="$.record",
+        # The whole state: which of snapshot/restore/verify/failure exist depends on the path.
+        fields={"state": "$"},
+        comment="RTO and RPO, the outcome in the release table, metrics and the notice",
+    )
     # A record that cannot be written must not keep the lock.
     record.add_catch(release_lock, errors=["States.ALL"], result_path="$.record_failure")
     record.next(release_lock)
 
-    delete = _step(scope, "DeleteTemporaryGroup", fn, "delete", result_path="$.cleanup",
-                   fields={"drill": "$.drill"},
-                   comment="Always: delete the temporary replication group (idempotent)")
+    delete = _step(
+        scope,
+        "DeleteTemporaryGroup",
+        fn,
+        "delete",
+        result_path="$.cleanup",
+        fields={"drill": "$.drill"},
+        comment="Always: delete the temporary replication group (idempotent)",
+    )
     # A group still creating or failing over cannot be deleted yet: wait for it (bounded, ~1.5 h).
-    delete.add_retry(errors=["TemporaryGroupBusy"], interval=Duration.seconds(60), backoff_rate=1.5,
-                     max_attempts=20, max_delay=Duration.seconds(300), jitter_strategy=sfn.JitterType.FULL)
+    delete.add_retry(
+        errors=["TemporaryGroupBusy"],
+        interval=Duration.seconds(60),
+        backoff_rate=1.5,
+        max_attempts=20,
+        max_delay=Duration.seconds(300),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
     delete.add_catch(record, errors=["States.ALL"], result_path="$.cleanup_failure")
     delete.next(record)
 
     # -- the drill ---------------------------------------------------------------------------
     prepare = tasks.LambdaInvoke(
-        scope, "PrepareDrill", state_name="PrepareDrill", lambda_function=fn,
+        scope,
+        "PrepareDrill",
+        state_name="PrepareDrill",
+        lambda_function=fn,
         comment="Validate the request; drill id, temporary group id, lock expiry",
-        payload=sfn.TaskInput.from_object({
-            "step": "prepare",
-            "request": sfn.JsonPath.entire_payload,
-            "execution_arn": sfn.JsonPath.execution_id,
-            "execution_name": sfn.JsonPath.execution_name,
-            "started_at": sfn.JsonPath.execution_start_time,
-        }),
-        payload_response_only=True, retry_on_service_exceptions=False, result_path="$.drill",
+        payload=sfn.TaskInput.from_object(
+            {
+                "step": "prepare",
+                "request": sfn.JsonPath.entire_payload,
+                "execution_arn": sfn.JsonPath.execution_id,
+                "execution_name": sfn.JsonPath.execution_name,
+                "started_at": sfn.JsonPath.execution_start_time,
+            }
+        ),
+        payload_response_only=True,
+        retry_on_service_exceptions=False,
+        result_path="$.drill",
     )
     retry_transient(prepare)
-    prepare.add_catch(sfn.Fail(scope, "DrillRejected", state_name="DrillRejected",
-                               error_path="$.failure.Error", cause_path="$.failure.Cause"),
-                      errors=["States.ALL"], result_path=FAILURE_PATH)
+    prepare.add_catch(
+        sfn.Fail(
+            scope,
+            "DrillRejected",
+            state_name="DrillRejected",
+            error_path="$.failure.Error",
+            cause_path="$.failure.Cause",
+        ),
+        errors=["States.ALL"],
+        result_path=FAILURE_PATH,
+    )
 
     acquire_lock = acquire_lock_state(
-        scope, "AcquireDrillLock", table=props.table, environment=env, kind=DRILL_KIND,
-        owner_path="$.drill.drill_id", version=DRILL_KIND,
-        requested_by_path="$.drill.requested_by", expires_at_path="$.drill.lock_expires_at",
+        scope,
+        "AcquireDrillLock",
+        table=props.table,
+        environment=env,
+        kind=DRILL_KIND,
+        owner_path="$.drill.drill_id",
+        version=DRILL_KIND,
+        requested_by_path="$.drill.requested_by",
+        expires_at_path="$.drill.lock_expires_at",
         comment="One release or DR drill per environment: the release lock's conditional write",
         in_progress=("ReleaseOrDrillInProgress", f"a release or another DR drill holds the {env} lock"),
         unavailable="DrillLockUnavailable",
     )
 
-    pick = _step(scope, "PickSnapshot", fn, "pick_snapshot", result_path="$.snapshot", fields={"drill": "$.drill"},
-                 comment="The requested snapshot, or the newest backup with a manifest")
-    restore = _step(scope, "RestoreToTemporaryGroup", fn, "restore", result_path="$.restore",
-                    fields={"drill": "$.drill", "snapshot": "$.snapshot"},
-                    comment="CreateReplicationGroup from the snapshot, shaped like the live group")
-    wait = sfn.Wait(scope, "WaitForRestore", state_name="WaitForRestore",
-                    comment="Back-off between status checks (doubles up to 5 minutes)",
-                    time=sfn.WaitTime.seconds_path("$.restore.wait_seconds"))
-    check = _step(scope, "CheckRestore", fn, "check_restore", result_path="$.restore",
-                  fields={"drill": "$.drill", "restore": "$.restore"},
-                  comment="Status of the temporary group; RestoreTimedOut after the last allowed check")
-    verify = _step(scope, "VerifyAgainstManifest", props.verify_function, "verify", result_path="$.verify",
-                   fields={"drill": "$.drill", "snapshot": "$.snapshot", "restore": "$.restore"},
-                   comment="Key counts per namespace and sampled value digests against the backup manifest")
-    failover = _step(scope, "TestFailover", fn, "test_failover", result_path="$.failover",
-                     fields={"drill": "$.drill"},
-                     comment="Staging: ElastiCache TestFailover on the temporary group's node group")
+    pick = _step(
+        scope,
+        "PickSnapshot",
+        fn,
+        "pick_snapshot",
+        result_path="$.snapshot",
+        fields={"drill": "$.drill"},
+        comment="The requested snapshot, or the newest backup with a manifest",
+    )
+    restore = _step(
+        scope,
+        "RestoreToTemporaryGroup",
+        fn,
+        "restore",
+        result_path="$.restore",
+        fields={"drill": "$.drill", "snapshot": "$.snapshot"},
+        comment="CreateReplicationGroup from the snapshot, shaped like the live group",
+    )
+    wait = sfn.Wait(
+        scope,
+        "WaitForRestore",
+        state_name="WaitForRestore",
+        comment="Back-off between status checks (doubles up to 5 minutes)",
+        time=sfn.WaitTime.seconds_path("$.restore.wait_seconds"),
+    )
+    check = _step(
+        scope,
+        "CheckRestore",
+        fn,
+        "check_restore",
+        result_path="$.restore",
+        fields={"drill": "$.drill", "restore": "$.restore"},
+        comment="Status of the temporary group; RestoreTimedOut after the last allowed check",
+    )
+    verify = _step(
+        scope,
+        "VerifyAgainstManifest",
+        props.verify_function,
+        "verify",
+        result_path="$.verify",
+        fields={"drill": "$.drill", "snapshot": "$.snapshot", "restore": "$.restore"},
+        comment="Key counts per namespace and sampled value digests against the backup manifest",
+    )
+    failover = _step(
+        scope,
+        "TestFailover",
+        fn,
+        "test_failover",
+        result_path="$.failover",
+        fields={"drill": "$.drill"},
+        comment="Staging: ElastiCache TestFailover on the temporary group's node group",
+    )
     for state in (pick, restore, check, verify, failover):
         catch_all(state, delete)
 

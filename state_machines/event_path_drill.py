@@ -47,100 +47,244 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
 
     # -- the tail every path takes once the lock is held ---------------------------------------
     lock_release_failed = sfn.Fail(
-        scope, "EventPathLockReleaseFailed", state_name="EventPathLockReleaseFailed",
+        scope,
+        "EventPathLockReleaseFailed",
+        state_name="EventPathLockReleaseFailed",
         comment="The lock could not be released; it expires at drill.lock_expires_at",
-        error="LockReleaseFailed", cause_path="$.lock_release.Cause",
+        error="LockReleaseFailed",
+        cause_path="$.lock_release.Cause",
     )
     outcome = (
         sfn.Choice(scope, "DidEventPathDrillPass", state_name="DidEventPathDrillPass")
-        .when(sfn.Condition.is_present("$.restore_failure"),
-              sfn.Fail(scope, "MappingNotRestored", state_name="MappingNotRestored",
-                       comment="Enable the preview-events mapping by hand (runbooks/dlq-redrive.md)",
-                       error="MappingNotRestored", cause_path="$.restore_failure.Cause"))
-        .when(sfn.Condition.is_present("$.failure"),
-              sfn.Fail(scope, "EventPathDrillFailed", state_name="EventPathDrillFailed",
-                       error_path="$.failure.Error", cause_path="$.failure.Cause"))
-        .when(sfn.Condition.and_(sfn.Condition.is_present("$.record.outcome"),
-                                 sfn.Condition.string_equals("$.record.outcome", "SUCCEEDED")),
-              sfn.Succeed(scope, "EventPathDrillSucceeded", state_name="EventPathDrillSucceeded"))
-        .otherwise(sfn.Fail(scope, "EventPathDrillNotRecorded", state_name="EventPathDrillNotRecorded",
-                            error="DrillNotRecorded", cause="the drill's outcome could not be recorded"))
+        .when(
+            sfn.Condition.is_present("$.restore_failure"),
+            sfn.Fail(
+                scope,
+                "MappingNotRestored",
+                state_name="MappingNotRestored",
+                comment="Enable the preview-events mapping by hand (runbooks/dlq-redrive.md)",
+                error="MappingNotRestored",
+                cause_path="$.restore_failure.Cause",
+            ),
+        )
+        .when(
+            sfn.Condition.is_present("$.failure"),
+            sfn.Fail(
+                scope,
+                "EventPathDrillFailed",
+                state_name="EventPathDrillFailed",
+                error_path="$.failure.Error",
+                cause_path="$.failure.Cause",
+            ),
+        )
+        .when(
+            sfn.Condition.and_(
+                sfn.Condition.is_present("$.record.outcome"),
+                sfn.Condition.string_equals("$.record.outcome", "SUCCEEDED"),
+            ),
+            sfn.Succeed(scope, "EventPathDrillSucceeded", state_name="EventPathDrillSucceeded"),
+        )
+        .otherwise(
+            sfn.Fail(
+                scope,
+                "EventPathDrillNotRecorded",
+                state_name="EventPathDrillNotRecorded",
+                error="DrillNotRecorded",
+                cause="the drill's outcome could not be recorded",
+            )
+        )
     )
     release_lock = release_lock_state(
-        scope, "ReleaseEventPathLock", table=props.table, environment=env, owner_path="$.drill.drill_id",
-        comment="Release the environment's lock held by this drill", then=outcome, on_error=lock_release_failed,
+        scope,
+        "ReleaseEventPathLock",
+        table=props.table,
+        environment=env,
+        owner_path="$.drill.drill_id",
+        comment="Release the environment's lock held by this drill",
+        then=outcome,
+        on_error=lock_release_failed,
     )
 
-    record = _step(scope, "RecordEventPathDrill", fn, "record", result_path="$.record", fields={"state": "$"},
-                   comment="Outcome in the release table, metrics and the notice")
+    record = _step(
+        scope,
+        "RecordEventPathDrill",
+        fn,
+        "record",
+        result_path="$.record",
+        fields={"state": "$"},
+        comment="Outcome in the release table, metrics and the notice",
+    )
     record.add_catch(release_lock, errors=["States.ALL"], result_path="$.record_failure")
     record.next(release_lock)
 
-    restore = _step(scope, "RestoreEventPath", fn, "restore", result_path="$.restored", fields={"drill": "$.drill"},
-                    comment="On failure: enable the preview mapping again, delete this drill's events from the DLQ")
+    restore = _step(
+        scope,
+        "RestoreEventPath",
+        fn,
+        "restore",
+        result_path="$.restored",
+        fields={"drill": "$.drill"},
+        comment="On failure: enable the preview mapping again, delete this drill's events from the DLQ",
+    )
     # A mapping between states refuses changes: wait for it (bounded, about 10 minutes).
-    restore.add_retry(errors=["MappingBusy"], interval=Duration.seconds(10), backoff_rate=1.5, max_attempts=10,
-                      max_delay=Duration.seconds(120), jitter_strategy=sfn.JitterType.FULL)
+    restore.add_retry(
+        errors=["MappingBusy"],
+        interval=Duration.seconds(10),
+        backoff_rate=1.5,
+        max_attempts=10,
+        max_delay=Duration.seconds(120),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
     restore.add_catch(record, errors=["States.ALL"], result_path="$.restore_failure")
     restore.next(record)
 
     # -- the drill ---------------------------------------------------------------------------
     prepare = tasks.LambdaInvoke(
-        scope, "PrepareEventPathDrill", state_name="PrepareEventPathDrill", lambda_function=fn,
+        scope,
+        "PrepareEventPathDrill",
+        state_name="PrepareEventPathDrill",
+        lambda_function=fn,
         comment="Validate the request and preflight the event path (mapping enabled, DLQ empty)",
-        payload=sfn.TaskInput.from_object({
-            "step": "prepare",
-            "request": sfn.JsonPath.entire_payload,
-            "execution_arn": sfn.JsonPath.execution_id,
-            "execution_name": sfn.JsonPath.execution_name,
-            "started_at": sfn.JsonPath.execution_start_time,
-        }),
-        payload_response_only=True, retry_on_service_exceptions=False, result_path="$.drill",
+        payload=sfn.TaskInput.from_object(
+            {
+                "step": "prepare",
+                "request": sfn.JsonPath.entire_payload,
+                "execution_arn": sfn.JsonPath.execution_id,
+                "execution_name": sfn.JsonPath.execution_name,
+                "started_at": sfn.JsonPath.execution_start_time,
+            }
+        ),
+        payload_response_only=True,
+        retry_on_service_exceptions=False,
+        result_path="$.drill",
     )
     retry_transient(prepare)
-    prepare.add_catch(sfn.Fail(scope, "EventPathDrillRejected", state_name="EventPathDrillRejected",
-                               error_path="$.failure.Error", cause_path="$.failure.Cause"),
-                      errors=["States.ALL"], result_path=FAILURE_PATH)
+    prepare.add_catch(
+        sfn.Fail(
+            scope,
+            "EventPathDrillRejected",
+            state_name="EventPathDrillRejected",
+            error_path="$.failure.Error",
+            cause_path="$.failure.Cause",
+        ),
+        errors=["States.ALL"],
+        result_path=FAILURE_PATH,
+    )
 
     acquire_lock = acquire_lock_state(
-        scope, "AcquireEventPathLock", table=props.table, environment=env, kind=DRILL_KIND,
-        owner_path="$.drill.drill_id", version=DRILL_KIND,
-        requested_by_path="$.drill.requested_by", expires_at_path="$.drill.lock_expires_at",
+        scope,
+        "AcquireEventPathLock",
+        table=props.table,
+        environment=env,
+        kind=DRILL_KIND,
+        owner_path="$.drill.drill_id",
+        version=DRILL_KIND,
+        requested_by_path="$.drill.requested_by",
+        expires_at_path="$.drill.lock_expires_at",
         comment="One release or drill per environment: the release lock's conditional write",
         in_progress=("EventPathReleaseOrDrillInProgress", f"a release or another drill holds the {env} lock"),
         unavailable="EventPathLockUnavailable",
     )
 
-    disable = _step(scope, "DisableMapping", fn, "disable_mapping", result_path="$.mapping", fields={},
-                    comment="Pause preview-events -> fanout:green so nothing consumes the drill's events")
-    wait_mapping = sfn.Wait(scope, "WaitForMapping", state_name="WaitForMapping",
-                            comment="Back-off between mapping checks (doubles up to 60 s)",
-                            time=sfn.WaitTime.seconds_path("$.mapping.wait_seconds"))
-    check_mapping = _step(scope, "CheckMapping", fn, "check_mapping", result_path="$.mapping",
-                          fields={"mapping": "$.mapping"},
-                          comment="Mapping state; MappingStuck after the last allowed check")
-    put = _step(scope, "PutMarkedEvents", fn, "put_events", result_path="$.put", fields={"drill": "$.drill"},
-                comment="N marked synthetic events, one channel each (synthetic:drill-<id>-<seq>)")
-    start_forcing = sfn.Pass(scope, "StartForcing", state_name="StartForcing",
-                             result=sfn.Result.from_object({"attempts": 0, "receives": 0}), result_path="$.forced")
-    force = _step(scope, "ForceFailures", fn, "force_failures", result_path="$.forced",
-                  fields={"drill": "$.drill", "forced": "$.forced"},
-                  comment="Receive without deleting until SQS dead-letters every event (maxReceiveCount)")
-    wait_force = sfn.Wait(scope, "WaitBeforeForcing", state_name="WaitBeforeForcing",
-                          comment="Let SQS settle before the next forcing round",
-                          time=sfn.WaitTime.duration(Duration.seconds(FORCE_WAIT_SECONDS)))
-    enable = _step(scope, "EnableMapping", fn, "enable_mapping", result_path="$.mapping", fields={},
-                   comment="Resume preview-events -> fanout:green before the redrive")
-    enable.add_retry(errors=["MappingBusy"], interval=Duration.seconds(10), backoff_rate=1.5, max_attempts=10,
-                     max_delay=Duration.seconds(120), jitter_strategy=sfn.JitterType.FULL)
-    redrive = _step(scope, "StartRedrive", fn, "start_redrive", result_path="$.delivery", fields={},
-                    comment="StartMessageMoveTask: the DLQ back to preview-events")
-    wait_delivery = sfn.Wait(scope, "WaitForDelivery", state_name="WaitForDelivery",
-                             comment="Back-off between delivery checks (doubles up to 60 s)",
-                             time=sfn.WaitTime.seconds_path("$.delivery.wait_seconds"))
-    check_delivery = _step(scope, "CheckDelivery", fn, "check_delivery", result_path="$.delivery",
-                           fields={"drill": "$.drill", "delivery": "$.delivery"},
-                           comment="Move task status; each event's snapshot key written by green's fan-out")
+    disable = _step(
+        scope,
+        "DisableMapping",
+        fn,
+        "disable_mapping",
+        result_path="$.mapping",
+        fields={},
+        comment="Pause preview-events -> fanout:green so nothing consumes the drill's events",
+    )
+    wait_mapping = sfn.Wait(
+        scope,
+        "WaitForMapping",
+        state_name="WaitForMapping",
+        comment="Back-off between mapping checks (doubles up to 60 s)",
+        time=sfn.WaitTime.seconds_path("$.mapping.wait_seconds"),
+    )
+    check_mapping = _step(
+        scope,
+        "CheckMapping",
+        fn,
+        "check_mapping",
+        result_path="$.mapping",
+        fields={"mapping": "$.mapping"},
+        comment="Mapping state; MappingStuck after the last allowed check",
+    )
+    put = _step(
+        scope,
+        "PutMarkedEvents",
+        fn,
+        "put_events",
+        result_path="$.put",
+        fields={"drill": "$.drill"},
+        comment="N marked synthetic events, one channel each (synthetic:drill-<id>-<seq>)",
+    )
+    start_forcing = sfn.Pass(
+        scope,
+        "StartForcing",
+        state_name="StartForcing",
+        result=sfn.Result.from_object({"attempts": 0, "receives": 0}),
+        result_path="$.forced",
+    )
+    force = _step(
+        scope,
+        "ForceFailures",
+        fn,
+        "force_failures",
+        result_path="$.forced",
+        fields={"drill": "$.drill", "forced": "$.forced"},
+        comment="Receive without deleting until SQS dead-letters every event (maxReceiveCount)",
+    )
+    wait_force = sfn.Wait(
+        scope,
+        "WaitBeforeForcing",
+        state_name="WaitBeforeForcing",
+        comment="Let SQS settle before the next forcing round",
+        time=sfn.WaitTime.duration(Duration.seconds(FORCE_WAIT_SECONDS)),
+    )
+    enable = _step(
+        scope,
+        "EnableMapping",
+        fn,
+        "enable_mapping",
+        result_path="$.mapping",
+        fields={},
+        comment="Resume preview-events -> fanout:green before the redrive",
+    )
+    enable.add_retry(
+        errors=["MappingBusy"],
+        interval=Duration.seconds(10),
+        backoff_rate=1.5,
+        max_attempts=10,
+        max_delay=Duration.seconds(120),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+    redrive = _step(
+        scope,
+        "StartRedrive",
+        fn,
+        "start_redrive",
+        result_path="$.delivery",
+        fields={},
+        comment="StartMessageMoveTask: the DLQ back to preview-events",
+    )
+    wait_delivery = sfn.Wait(
+        scope,
+        "WaitForDelivery",
+        state_name="WaitForDelivery",
+        comment="Back-off between delivery checks (doubles up to 60 s)",
+        time=sfn.WaitTime.seconds_path("$.delivery.wait_seconds"),
+    )
+    check_delivery = _step(
+        scope,
+        "CheckDelivery",
+        fn,
+        "check_delivery",
+        result_path="$.delivery",
+        fields={"drill": "$.drill", "delivery": "$.delivery"},
+        comment="Move task status; each event's snapshot key written by green's fan-out",
+    )
     for state in (disable, check_mapping, put, force, enable, redrive, check_delivery):
         catch_all(state, restore)
 

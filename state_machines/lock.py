@@ -29,7 +29,9 @@ def lock_key(environment: str) -> dict[str, tasks.DynamoAttributeValue]:
 
 def _text(value: str) -> tasks.DynamoAttributeValue:
     """A JSONPath (`$...`) is read from the state; anything else is a constant."""
-    return tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at(value) if value.startswith("$") else value)
+    return tasks.DynamoAttributeValue.from_string(
+        sfn.JsonPath.string_at(value) if value.startswith("$") else value
+    )
 
 
 def acquire_lock(
@@ -50,7 +52,11 @@ def acquire_lock(
     """The conditional put; a held lock ends in the `in_progress` Fail (name, cause) with
     error `ReleaseInProgress`, any other failure after retries in the `unavailable` Fail."""
     state = tasks.DynamoPutItem(
-        scope, name, state_name=name, comment=comment, table=table,
+        scope,
+        name,
+        state_name=name,
+        comment=comment,
+        table=table,
         item={
             **lock_key(environment),
             "kind": _text(kind),
@@ -69,12 +75,19 @@ def acquire_lock(
     held_name, held_cause = in_progress
     state.add_catch(
         sfn.Fail(scope, held_name, state_name=held_name, error="ReleaseInProgress", cause=held_cause),
-        errors=[LOCK_CONFLICT], result_path=FAILURE_PATH,
+        errors=[LOCK_CONFLICT],
+        result_path=FAILURE_PATH,
     )
     state.add_catch(
-        sfn.Fail(scope, unavailable, state_name=unavailable,
-                 error_path="$.failure.Error", cause_path="$.failure.Cause"),
-        errors=["States.ALL"], result_path=FAILURE_PATH,
+        sfn.Fail(
+            scope,
+            unavailable,
+            state_name=unavailable,
+            error_path="$.failure.Error",
+            cause_path="$.failure.Cause",
+        ),
+        errors=["States.ALL"],
+        result_path=FAILURE_PATH,
     )
     return state
 
@@ -92,7 +105,11 @@ def release_lock(
 ) -> tasks.DynamoDeleteItem:
     """Delete the lock if this execution holds it, then continue with `then`."""
     state = tasks.DynamoDeleteItem(
-        scope, name, state_name=name, comment=comment, table=table,
+        scope,
+        name,
+        state_name=name,
+        comment=comment,
+        table=table,
         key=lock_key(environment),
         condition_expression="release_id = :rid",
         expression_attribute_values={":rid": _text(owner_path)},

@@ -29,8 +29,13 @@ TRANSIENT_DYNAMODB_ERRORS = [
 FAILURE_PATH = "$.failure"
 
 
-def retry_transient(state: sfn.TaskStateBase, *, attempts: int = 4, retry_timeouts: bool = True,
-                    errors: list[str] | None = None) -> sfn.TaskStateBase:
+def retry_transient(
+    state: sfn.TaskStateBase,
+    *,
+    attempts: int = 4,
+    retry_timeouts: bool = True,
+    errors: list[str] | None = None,
+) -> sfn.TaskStateBase:
     state.add_retry(
         errors=errors or TRANSIENT_LAMBDA_ERRORS,
         interval=Duration.seconds(1),

@@ -62,12 +62,21 @@ class ReleaseProps:
 
     def fn(self, key: str) -> lambda_.IFunction:
         if key not in self.functions:
-            raise KeyError(f"release definition needs task function {key!r}; given: {', '.join(self.functions)}")
+            raise KeyError(
+                f"release definition needs task function {key!r}; given: {', '.join(self.functions)}"
+            )
         return self.functions[key]
 
 
-def _invoke(scope: Construct, name: str, fn: lambda_.IFunction, *, result_path: str,
-            payload: sfn.TaskInput | None = None, comment: str) -> tasks.LambdaInvoke:
+def _invoke(
+    scope: Construct,
+    name: str,
+    fn: lambda_.IFunction,
+    *,
+    result_path: str,
+    payload: sfn.TaskInput | None = None,
+    comment: str,
+) -> tasks.LambdaInvoke:
     return tasks.LambdaInvoke(
         scope,
         name,
@@ -82,11 +91,18 @@ def _invoke(scope: Construct, name: str, fn: lambda_.IFunction, *, result_path: 
     )
 
 
-def _release_lock(scope: Construct, name: str, props: ReleaseProps, then: sfn.IChainable,
-                  on_error: sfn.IChainable) -> tasks.DynamoDeleteItem:
+def _release_lock(
+    scope: Construct, name: str, props: ReleaseProps, then: sfn.IChainable, on_error: sfn.IChainable
+) -> tasks.DynamoDeleteItem:
     return release_lock(
-        scope, name, table=props.table, environment=props.environment, owner_path="$.release.release_id",
-        comment="Release the environment's release lock held by this release", then=then, on_error=on_error,
+        scope,
+        name,
+        table=props.table,
+        environment=props.environment,
+        owner_path="$.release.release_id",
+        comment="Release the environment's release lock held by this release",
+        then=then,
+        on_error=on_error,
     )
 
 
@@ -105,20 +121,32 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
     """The release workflow as a CDK chain (states are created inside `scope`)."""
     env = props.environment
     lock_release_failed = sfn.Fail(
-        scope, "LockReleaseFailed", state_name="LockReleaseFailed",
+        scope,
+        "LockReleaseFailed",
+        state_name="LockReleaseFailed",
         comment="The lock could not be released; it expires at release.lock_expires_at",
-        error="LockReleaseFailed", cause_path="$.lock_release.Cause",
+        error="LockReleaseFailed",
+        cause_path="$.lock_release.Cause",
     )
 
     # -- the rollback path (anything changed: put blue back) ---------------------------------
     rolled_back = sfn.Fail(
-        scope, "ReleaseRolledBack", state_name="ReleaseRolledBack",
-        error="ReleaseRolledBack", cause_path="$.rollback.cause",
+        scope,
+        "ReleaseRolledBack",
+        state_name="ReleaseRolledBack",
+        error="ReleaseRolledBack",
+        cause_path="$.rollback.cause",
     )
-    release_after_rollback = _release_lock(scope, "ReleaseLockAfterRollback", props, rolled_back, lock_release_failed)
+    release_after_rollback = _release_lock(
+        scope, "ReleaseLockAfterRollback", props, rolled_back, lock_release_failed
+    )
     cleanup_green = _invoke(
-        scope, "CleanUpGreenCache", props.fn("cleanup_cache"), result_path="$.cleanup",
-        payload=_cleanup_payload(), comment="Delete green's cache namespace when it differs from blue's",
+        scope,
+        "CleanUpGreenCache",
+        props.fn("cleanup_cache"),
+        result_path="$.cleanup",
+        payload=_cleanup_payload(),
+        comment="Delete green's cache namespace when it differs from blue's",
     )
     retry_transient(cleanup_green)
     # A leftover namespace costs memory, not correctness: clean-up failures do not block.
@@ -130,12 +158,18 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
         .otherwise(release_after_rollback)
     )
     rollback_failed = sfn.Fail(
-        scope, "RollbackFailed", state_name="RollbackFailed",
+        scope,
+        "RollbackFailed",
+        state_name="RollbackFailed",
         comment="Blue could not be restored: the lock stays held and an operator must act",
-        error="RollbackFailed", cause_path="$.rollback_failure.Cause",
+        error="RollbackFailed",
+        cause_path="$.rollback_failure.Cause",
     )
     rollback = _invoke(
-        scope, "Rollback", props.fn("rollback"), result_path="$.rollback",
+        scope,
+        "Rollback",
+        props.fn("rollback"),
+        result_path="$.rollback",
         comment="Every live and green alias back on blue at 100%, outcome recorded and notified",
     )
     retry_transient(rollback, attempts=8)
@@ -144,13 +178,19 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
 
     # -- before anything changed: release the lock and fail ------------------------------------
     aborted = sfn.Fail(
-        scope, "ReleaseAborted", state_name="ReleaseAborted",
-        error_path="$.failure.Error", cause_path="$.failure.Cause",
+        scope,
+        "ReleaseAborted",
+        state_name="ReleaseAborted",
+        error_path="$.failure.Error",
+        cause_path="$.failure.Cause",
     )
     release_after_abort = _release_lock(scope, "ReleaseLockAfterAbort", props, aborted, lock_release_failed)
     # An attempt may have written the record before it failed: the record must tell the outcome.
     record_aborted = _invoke(
-        scope, "RecordReleaseAborted", props.fn("record_release"), result_path=sfn.JsonPath.DISCARD,
+        scope,
+        "RecordReleaseAborted",
+        props.fn("record_release"),
+        result_path=sfn.JsonPath.DISCARD,
         payload=sfn.TaskInput.from_object(
             {"release": sfn.JsonPath.object_at("$.release"), "failure": sfn.JsonPath.object_at("$.failure")}
         ),
@@ -163,7 +203,10 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
 
     # -- the happy path ----------------------------------------------------------------------
     validate = _invoke(
-        scope, "ValidateRequest", props.fn("validate_request"), result_path="$",
+        scope,
+        "ValidateRequest",
+        props.fn("validate_request"),
+        result_path="$",
         payload=sfn.TaskInput.from_object(
             {
                 "request": sfn.JsonPath.entire_payload,
@@ -178,35 +221,52 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
     # ResultPath "$": the input may not even be a JSON object (StartExecution accepts any JSON),
     # and a failure must still end in RequestRejected naming the problem.
     validate.add_catch(
-        sfn.Fail(scope, "RequestRejected", state_name="RequestRejected",
-                 error_path="$.Error", cause_path="$.Cause"),
-        errors=["States.ALL"], result_path="$",
+        sfn.Fail(
+            scope, "RequestRejected", state_name="RequestRejected", error_path="$.Error", cause_path="$.Cause"
+        ),
+        errors=["States.ALL"],
+        result_path="$",
     )
 
     acquire_lock = acquire_lock_state(
-        scope, "AcquireLock", table=props.table, environment=env, kind="release",
-        owner_path="$.release.release_id", version="$.release.version",
-        requested_by_path="$.release.requested_by", expires_at_path="$.release.lock_expires_at",
+        scope,
+        "AcquireLock",
+        table=props.table,
+        environment=env,
+        kind="release",
+        owner_path="$.release.release_id",
+        version="$.release.version",
+        requested_by_path="$.release.requested_by",
+        expires_at_path="$.release.lock_expires_at",
         comment="One release or DR drill per environment: a conditional write of the lock item",
         in_progress=("AnotherReleaseInProgress", f"another release or DR drill holds the {env} lock"),
         unavailable="LockUnavailable",
     )
 
     record_started = _invoke(
-        scope, "RecordReleaseStarted", props.fn("record_release"), result_path="$.record",
+        scope,
+        "RecordReleaseStarted",
+        props.fn("record_release"),
+        result_path="$.record",
         comment="Write the release record and its audit trail (who, what, when)",
     )
     catch_all(retry_transient(record_started), record_aborted)
 
     deploy_green = _invoke(
-        scope, "DeployGreen", props.fn("deploy_green"), result_path="$.deploy",
+        scope,
+        "DeployGreen",
+        props.fn("deploy_green"),
+        result_path="$.deploy",
         payload=sfn.TaskInput.from_object({"release": sfn.JsonPath.object_at("$.release")}),
         comment="Publish the artifact as a new version of every service function and point green at it",
     )
     catch_all(retry_transient(deploy_green), rollback)
 
     warm_cache = _invoke(
-        scope, "WarmCache", props.fn("warm_cache"), result_path="$.warm",
+        scope,
+        "WarmCache",
+        props.fn("warm_cache"),
+        result_path="$.warm",
         payload=sfn.TaskInput.from_object(
             {
                 "release_id": sfn.JsonPath.string_at("$.release.release_id"),
@@ -222,7 +282,10 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
     catch_all(retry_transient(warm_cache), rollback)
 
     synthetic_checks = _invoke(
-        scope, "SyntheticChecks", props.fn("synthetic_checks"), result_path="$.synthetic",
+        scope,
+        "SyntheticChecks",
+        props.fn("synthetic_checks"),
+        result_path="$.synthetic",
         payload=sfn.TaskInput.from_object(
             {
                 "release_id": sfn.JsonPath.string_at("$.release.release_id"),
@@ -238,7 +301,9 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
     catch_all(retry_transient(synthetic_checks), rollback)
 
     approval_gate = tasks.LambdaInvoke(
-        scope, "ApprovalGate", state_name="ApprovalGate",
+        scope,
+        "ApprovalGate",
+        state_name="ApprovalGate",
         comment="Wait for `orchestrator release approve|reject <release-id>` (or the timeout)",
         lambda_function=props.fn("request_approval"),
         integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
@@ -257,30 +322,46 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
     catch_all(retry_transient(approval_gate, retry_timeouts=False), rollback)
 
     set_weights = _invoke(
-        scope, "SetWeights", props.fn("set_weights"), result_path="$.shift",
+        scope,
+        "SetWeights",
+        props.fn("set_weights"),
+        result_path="$.shift",
         comment="Route this step's share of every live alias to green, all functions in lockstep",
     )
     catch_all(retry_transient(set_weights), rollback)
     bake = sfn.Wait(
-        scope, "Bake", state_name="Bake", comment="Let green take this step's traffic while the alarms watch",
+        scope,
+        "Bake",
+        state_name="Bake",
+        comment="Let green take this step's traffic while the alarms watch",
         time=sfn.WaitTime.seconds_path("$.shift.bake_seconds"),
     )
     check_alarms = _invoke(
-        scope, "CheckAlarms", props.fn("check_alarms"), result_path="$.alarms",
+        scope,
+        "CheckAlarms",
+        props.fn("check_alarms"),
+        result_path="$.alarms",
         comment="Release-guard alarms, the composite, and green's invocation count during the bake",
     )
     catch_all(retry_transient(check_alarms), rollback)
 
     finalize = _invoke(
-        scope, "Finalize", props.fn("finalize"), result_path="$.finalize",
+        scope,
+        "Finalize",
+        props.fn("finalize"),
+        result_path="$.finalize",
         comment="Every live alias on green alone (a dry run leaves live untouched), outcome recorded",
     )
     catch_all(retry_transient(finalize), rollback)
     succeeded = sfn.Succeed(scope, "ReleaseSucceeded", state_name="ReleaseSucceeded")
     release_lock = _release_lock(scope, "ReleaseLock", props, succeeded, lock_release_failed)
     cleanup_scratch = _invoke(
-        scope, "CleanUpScratchCache", props.fn("cleanup_cache"), result_path="$.cleanup",
-        payload=_cleanup_payload(dry_run=True), comment="Delete the dry run's scratch cache namespace",
+        scope,
+        "CleanUpScratchCache",
+        props.fn("cleanup_cache"),
+        result_path="$.cleanup",
+        payload=_cleanup_payload(dry_run=True),
+        comment="Delete the dry run's scratch cache namespace",
     )
     retry_transient(cleanup_scratch)
     cleanup_scratch.add_catch(release_lock, errors=["States.ALL"], result_path="$.cleanup_failure")

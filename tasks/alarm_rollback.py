@@ -104,7 +104,9 @@ def _stop_execution(execution_arn: str, error: str, cause: str) -> bool:
         client("stepfunctions").stop_execution(executionArn=execution_arn, error=error, cause=cause[:32768])
     except ClientError as exc:
         # Already ended (it may have been rolling back by itself): nothing to stop.
-        logger.info("release execution not stopped", extra={"execution_arn": execution_arn, "error": str(exc)})
+        logger.info(
+            "release execution not stopped", extra={"execution_arn": execution_arn, "error": str(exc)}
+        )
         return False
     return True
 
@@ -134,11 +136,16 @@ def alarm_rollback(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
     latency_ms = max(0.0, (restored_at - trigger["detected_at"]).total_seconds() * 1000)
     add_metric("DetectToRollbackMs", MetricUnit.Milliseconds, latency_ms)
     if trigger["kind"] == "alarm":
-        error, cause = "AlarmTriggered", f"alarm {trigger['alarm']} went to ALARM: {trigger['reason']}".strip()
+        error, cause = (
+            "AlarmTriggered",
+            f"alarm {trigger['alarm']} went to ALARM: {trigger['reason']}".strip(),
+        )
     else:
         error, cause = "ReleaseExecutionEnded", f"execution ended {trigger['status']} while holding the lock"
     execution_arn = str(lock.get("execution_arn", ""))
-    stopped = trigger["kind"] == "alarm" and bool(execution_arn) and _stop_execution(execution_arn, error, cause)
+    stopped = (
+        trigger["kind"] == "alarm" and bool(execution_arn) and _stop_execution(execution_arn, error, cause)
+    )
     restore_blue(lam, blue)  # a task in flight when the lock was claimed may have moved an alias
     _release_lock(settings, release_id)
     release = {**record, "release_id": release_id, "execution_arn": execution_arn}
@@ -150,10 +157,16 @@ def alarm_rollback(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
             release_record.ROLLED_BACK,
             summary,
             cause=cause,
-            detail={"blue": blue, "detect_to_rollback_ms": round(latency_ms, 1), "execution_stopped": stopped},
+            detail={
+                "blue": blue,
+                "detect_to_rollback_ms": round(latency_ms, 1),
+                "execution_stopped": stopped,
+            },
             actor="alarm-rollback",
         )
-    logger.warning("alarm rollback done", extra={"release_id": release_id, "latency_ms": latency_ms, "cause": cause})
+    logger.warning(
+        "alarm rollback done", extra={"release_id": release_id, "latency_ms": latency_ms, "cause": cause}
+    )
     return {
         "action": "rolled_back",
         "release_id": release_id,

@@ -39,7 +39,12 @@ def request_approval(settings: Settings, event: dict[str, Any]) -> dict[str, Any
         release,
         "ApprovalRequested",
         summary,
-        detail={"approve_command": approve, "reject_command": reject, "expires_at": expires, "synthetic": event.get("synthetic")},
+        detail={
+            "approve_command": approve,
+            "reject_command": reject,
+            "expires_at": expires,
+            "synthetic": event.get("synthetic"),
+        },
         updates={"approval_token": token, "approval_requested_at": iso(now), "approval_expires_at": expires},
     )
     return {"approval_requested": True, "expires_at": expires}

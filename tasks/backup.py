@@ -61,9 +61,14 @@ class BackupSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> BackupSettings:
         env = os.environ if env is None else env
         required = env_required(env, "ENVIRONMENT", "REPLICATION_GROUP_ID", "BACKUP_BUCKET")
-        copy_bucket, copy_region = env.get("BACKUP_COPY_BUCKET") or None, env.get("BACKUP_COPY_REGION") or None
+        copy_bucket, copy_region = (
+            env.get("BACKUP_COPY_BUCKET") or None,
+            env.get("BACKUP_COPY_REGION") or None,
+        )
         if bool(copy_bucket) != bool(copy_region):
-            raise ValueError("set both BACKUP_COPY_BUCKET and BACKUP_COPY_REGION for the cross-region copy, or neither")
+            raise ValueError(
+                "set both BACKUP_COPY_BUCKET and BACKUP_COPY_REGION for the cross-region copy, or neither"
+            )
         return cls(
             environment=required["ENVIRONMENT"],
             replication_group_id=required["REPLICATION_GROUP_ID"],
@@ -102,8 +107,9 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
 
 def _put_json(s3: Any, bucket: str, key: str, body: Mapping[str, Any]) -> None:
     # The bucket's default encryption (SSE-KMS with the backup key) applies; no per-call override.
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body, sort_keys=True).encode(),
-                  ContentType="application/json")
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=json.dumps(body, sort_keys=True).encode(), ContentType="application/json"
+    )
 
 
 def read_manifest(s3: Any, bucket: str, snapshot_name: str) -> dict[str, Any]:
@@ -131,8 +137,14 @@ def own_snapshots(elasticache: Any, settings: BackupSettings) -> list[dict[str, 
     return sorted(snapshots, key=lambda s: s["SnapshotName"])
 
 
-def wait_available(elasticache: Any, name: str, deadline: float, *, sleep: Callable[[float], None],
-                   monotonic: Callable[[], float]) -> str:
+def wait_available(
+    elasticache: Any,
+    name: str,
+    deadline: float,
+    *,
+    sleep: Callable[[float], None],
+    monotonic: Callable[[], float],
+) -> str:
     """Poll with back-off until the snapshot is available or the deadline passes; its last status."""
     delay = POLL_FIRST_SECONDS
     while True:
@@ -147,8 +159,12 @@ def wait_available(elasticache: Any, name: str, deadline: float, *, sleep: Calla
 def export(elasticache: Any, s3: Any, settings: BackupSettings, name: str) -> None:
     """CopySnapshot to the bucket (ElastiCache writes the .rdb objects itself), then the marker."""
     elasticache.copy_snapshot(SourceSnapshotName=name, TargetSnapshotName=name, TargetBucket=settings.bucket)
-    _put_json(s3, settings.bucket, export_marker_key(name),
-              {"snapshot": name, "bucket": settings.bucket, "requested_at": iso(utc_now())})
+    _put_json(
+        s3,
+        settings.bucket,
+        export_marker_key(name),
+        {"snapshot": name, "bucket": settings.bucket, "requested_at": iso(utc_now())},
+    )
 
 
 def copy_cross_region(s3: Any, settings: BackupSettings, names: list[str]) -> int:
@@ -192,9 +208,14 @@ def prune(elasticache: Any, settings: BackupSettings, now: datetime, keep: str) 
     return deleted
 
 
-def run_backup(settings: BackupSettings, redis_client: Any, *, time_budget_seconds: float,
-               sleep: Callable[[float], None] = time.sleep,
-               monotonic: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+def run_backup(
+    settings: BackupSettings,
+    redis_client: Any,
+    *,
+    time_budget_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
     started = monotonic()
     deadline = started + max(0.0, time_budget_seconds - SAFETY_MARGIN_SECONDS)
     elasticache, s3 = client("elasticache"), client("s3")
@@ -215,15 +236,20 @@ def run_backup(settings: BackupSettings, redis_client: Any, *, time_budget_secon
         kwargs: dict[str, Any] = {
             "ReplicationGroupId": settings.replication_group_id,
             "SnapshotName": name,
-            "Tags": [{"Key": "Environment", "Value": settings.environment}, {"Key": "CreatedBy", "Value": "backup"}],
+            "Tags": [
+                {"Key": "Environment", "Value": settings.environment},
+                {"Key": "CreatedBy", "Value": "backup"},
+            ],
         }
         if settings.kms_key_id:
             kwargs["KmsKeyId"] = settings.kms_key_id
         elasticache.create_snapshot(**kwargs)
         created = True
     elif not _exists(s3, settings.bucket, manifest_key(name)):
-        raise RuntimeError(f"snapshot {name} exists without its manifest {manifest_key(name)}; "
-                           "it was not taken by this task (delete or rename it, then rerun)")
+        raise RuntimeError(
+            f"snapshot {name} exists without its manifest {manifest_key(name)}; "
+            "it was not taken by this task (delete or rename it, then rerun)"
+        )
 
     status = wait_available(elasticache, name, deadline, sleep=sleep, monotonic=monotonic)
     if status == "failed":
@@ -267,15 +293,20 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except Exception as exc:
         logger.exception("backup failed")
         ops.put_metrics({"BackupFailed": (1, "Count")})
-        ops.notify("backup failed", f"{settings.replication_group_id}: {type(exc).__name__}: {exc}",
-                   {"replication_group_id": settings.replication_group_id})
+        ops.notify(
+            "backup failed",
+            f"{settings.replication_group_id}: {type(exc).__name__}: {exc}",
+            {"replication_group_id": settings.replication_group_id},
+        )
         raise
-    ops.put_metrics({
-        "BackupSucceeded": (1, "Count"),
-        "BackupKeys": (result["total_keys"], "Count"),
-        "BackupDurationSeconds": (result["duration_seconds"], "Seconds"),
-        "SnapshotsPruned": (len(result["pruned"]), "Count"),
-    })
+    ops.put_metrics(
+        {
+            "BackupSucceeded": (1, "Count"),
+            "BackupKeys": (result["total_keys"], "Count"),
+            "BackupDurationSeconds": (result["duration_seconds"], "Seconds"),
+            "SnapshotsPruned": (len(result["pruned"]), "Count"),
+        }
+    )
     # One key: LogRecord reserves names such as `created`.
     logger.info("backup done", extra={"backup": result})
     return result

@@ -46,6 +46,7 @@ TRANSIENT_ERROR_CODES = frozenset(
     }
 )
 
+
 class SettingsError(RuntimeError):
     """A task's environment variables are missing or malformed (a deployment mistake)."""
 
@@ -66,7 +67,11 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        missing = [name for name in ("ENVIRONMENT", "SERVICE_FUNCTION_NAMES", "RELEASE_TABLE_NAME") if not env.get(name)]
+        missing = [
+            name
+            for name in ("ENVIRONMENT", "SERVICE_FUNCTION_NAMES", "RELEASE_TABLE_NAME")
+            if not env.get(name)
+        ]
         if missing:
             raise SettingsError(f"release task settings missing: {', '.join(missing)}")
         environment = env["ENVIRONMENT"]
@@ -108,8 +113,13 @@ def _alarm_names(raw: str | None) -> tuple[str, ...]:
 # unchanged, and a new one is made when they change, as the sandbox and tests do (a test that hooks
 # botocore's events does so on a new default session).
 _CLIENT_ENVIRONMENT = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-    "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
 )
 _clients: dict[tuple[str | None, ...], tuple[boto3.Session, Any]] = {}
 _clients_lock = threading.Lock()
@@ -117,8 +127,11 @@ _clients_lock = threading.Lock()
 
 def client(service: str) -> Any:
     """A boto3 client with standard retries and bounded timeouts, for the current environment."""
-    key = (service, os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}"),
-           *(os.environ.get(name) for name in _CLIENT_ENVIRONMENT))
+    key = (
+        service,
+        os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}"),
+        *(os.environ.get(name) for name in _CLIENT_ENVIRONMENT),
+    )
     with _clients_lock:  # boto3's default session is not safe to create clients from concurrently
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()

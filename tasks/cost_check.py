@@ -75,11 +75,14 @@ class CostSettings:
 
 def cost_explorer(session: boto3.Session | None = None, endpoint_url: str | None = None) -> Any:
     session = session or boto3.Session()
-    return session.client("ce", region_name=COST_EXPLORER_REGION, endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
+    return session.client(
+        "ce", region_name=COST_EXPLORER_REGION, endpoint_url=endpoint_url, config=_CLIENT_CONFIG
+    )
 
 
-def daily_costs_by_service(ce: Any, *, start: date, end: date, tag_key: str, tag_value: str,
-                           environment: str | None) -> tuple[dict[str, dict[str, float]], set[str]]:
+def daily_costs_by_service(
+    ce: Any, *, start: date, end: date, tag_key: str, tag_value: str, environment: str | None
+) -> tuple[dict[str, dict[str, float]], set[str]]:
     """{day: {service: USD}} for start <= day < end, and the days Cost Explorer marks estimated."""
     tags = [{"Tags": {"Key": tag_key, "Values": [tag_value], "MatchOptions": ["EQUALS"]}}]
     if environment:
@@ -112,8 +115,12 @@ def daily_costs_by_service(ce: Any, *, start: date, end: date, tag_key: str, tag
         request["NextPageToken"] = token
 
 
-def evaluate(costs: Mapping[str, Mapping[str, float]], day: date, settings: CostSettings,
-             estimated: set[str] | None = None) -> dict[str, Any]:
+def evaluate(
+    costs: Mapping[str, Mapping[str, float]],
+    day: date,
+    settings: CostSettings,
+    estimated: set[str] | None = None,
+) -> dict[str, Any]:
     """Compare `day` with the budget and the mean of the TRAILING_DAYS before it."""
     key = day.isoformat()
     today = dict(costs.get(key, {}))
@@ -133,18 +140,29 @@ def evaluate(costs: Mapping[str, Mapping[str, float]], day: date, settings: Cost
     )
     growth: list[dict[str, Any]] = []
     for service, amount in today.items():
-        past = [costs[d].get(service, 0.0) for d in
-                ((day - timedelta(days=n)).isoformat() for n in range(1, TRAILING_DAYS + 1)) if d in costs]
+        past = [
+            costs[d].get(service, 0.0)
+            for d in ((day - timedelta(days=n)).isoformat() for n in range(1, TRAILING_DAYS + 1))
+            if d in costs
+        ]
         baseline = mean(past) if past else 0.0
-        growth.append({"service": service, "usd": round(amount, 4), "mean_usd": round(baseline, 4),
-                       "delta_usd": round(amount - baseline, 4)})
+        growth.append(
+            {
+                "service": service,
+                "usd": round(amount, 4),
+                "mean_usd": round(baseline, 4),
+                "delta_usd": round(amount - baseline, 4),
+            }
+        )
     growth.sort(key=lambda g: g["delta_usd"], reverse=True)
     reasons = []
     if over_budget:
         reasons.append(f"{total:.2f} USD is over the daily budget of {settings.daily_budget_usd:.2f} USD")
     if above_mean and trailing_mean is not None:
-        reasons.append(f"{total:.2f} USD is {vs_mean:.0f}% of the 7-day mean {trailing_mean:.2f} USD "
-                       f"(threshold +{settings.anomaly_threshold_percent:.0f}%)")
+        reasons.append(
+            f"{total:.2f} USD is {vs_mean:.0f}% of the 7-day mean {trailing_mean:.2f} USD "
+            f"(threshold +{settings.anomaly_threshold_percent:.0f}%)"
+        )
     return {
         "environment": settings.environment,
         "day": key,
@@ -164,8 +182,12 @@ def evaluate(costs: Mapping[str, Mapping[str, float]], day: date, settings: Cost
 def check(settings: CostSettings, ce: Any, day: date | None = None) -> dict[str, Any]:
     day = day or (utc_now().date() - timedelta(days=1))
     costs, estimated = daily_costs_by_service(
-        ce, start=day - timedelta(days=TRAILING_DAYS), end=day + timedelta(days=1),
-        tag_key=settings.tag_key, tag_value=settings.tag_value, environment=settings.environment,
+        ce,
+        start=day - timedelta(days=TRAILING_DAYS),
+        end=day + timedelta(days=1),
+        tag_key=settings.tag_key,
+        tag_value=settings.tag_value,
+        environment=settings.environment,
     )
     return evaluate(costs, day, settings, estimated)
 
@@ -180,9 +202,14 @@ def publish(ops: OpsContext, result: Mapping[str, Any]) -> None:
         metrics["CostVsTrailingMeanPercent"] = (result["mean_percent"], "Percent")
     ops.put_metrics(metrics)
     if result["anomaly"]:
-        top = ", ".join(f"{g['service']} +{g['delta_usd']:.2f}" for g in result["by_service"][:3] if g["delta_usd"] > 0)
-        ops.notify("cost anomaly", f"{result['day']}: " + "; ".join(result["reasons"]),
-                   {**result, "top_growth": top, "runbook": "runbooks/cost-anomaly.md"})
+        top = ", ".join(
+            f"{g['service']} +{g['delta_usd']:.2f}" for g in result["by_service"][:3] if g["delta_usd"] > 0
+        )
+        ops.notify(
+            "cost anomaly",
+            f"{result['day']}: " + "; ".join(result["reasons"]),
+            {**result, "top_growth": top, "runbook": "runbooks/cost-anomaly.md"},
+        )
 
 
 @task_handler

@@ -59,7 +59,9 @@ def _merged_environment(current: dict[str, str], release: dict[str, Any], functi
 
 def _schema_of(lam: Any, function: str, qualifier: str) -> str:
     config = lam.get_function_configuration(FunctionName=function, Qualifier=qualifier)
-    return str(config.get("Environment", {}).get("Variables", {}).get("CACHE_SCHEMA_VERSION", DEFAULT_CACHE_SCHEMA))
+    return str(
+        config.get("Environment", {}).get("Variables", {}).get("CACHE_SCHEMA_VERSION", DEFAULT_CACHE_SCHEMA)
+    )
 
 
 def _blue_version(lam: Any, function: str) -> str:
@@ -77,18 +79,26 @@ def deploy_function(lam: Any, function: str, release: dict[str, Any]) -> str:
     description = version_description(release)
     existing = _find_published(lam, function, description, sha)
     if existing:
-        logger.info("version already published by an earlier attempt", extra={"function": function, "version": existing})
+        logger.info(
+            "version already published by an earlier attempt",
+            extra={"function": function, "version": existing},
+        )
         return existing
     waiter = lam.get_waiter("function_updated_v2")
     try:
         lam.update_function_code(FunctionName=function, S3Bucket=artifact["bucket"], S3Key=artifact["key"])
     except lam.exceptions.InvalidParameterValueException as exc:
-        raise DeploymentFailed(f"{function}: artifact s3://{artifact['bucket']}/{artifact['key']}: {exc}") from None
+        raise DeploymentFailed(
+            f"{function}: artifact s3://{artifact['bucket']}/{artifact['key']}: {exc}"
+        ) from None
     waiter.wait(FunctionName=function, WaiterConfig=_WAITER)
     # Blue's environment, not $LATEST's: $LATEST still holds the last deploy's variables, which may be
     # a rolled-back release's (a fault setting, say) that must not reach the next green.
-    current = lam.get_function_configuration(FunctionName=function, Qualifier=_blue_version(lam, function)).get(
-        "Environment", {}).get("Variables", {})
+    current = (
+        lam.get_function_configuration(FunctionName=function, Qualifier=_blue_version(lam, function))
+        .get("Environment", {})
+        .get("Variables", {})
+    )
     lam.update_function_configuration(
         FunctionName=function,
         Environment={"Variables": _merged_environment(current, release, function)},
@@ -107,7 +117,10 @@ def point_alias(lam: Any, function: str, alias: str, version: str) -> None:
     """`alias` -> `version` at 100% (creating the alias if the stack has not)."""
     try:
         lam.update_alias(
-            FunctionName=function, Name=alias, FunctionVersion=version, RoutingConfig={"AdditionalVersionWeights": {}}
+            FunctionName=function,
+            Name=alias,
+            FunctionVersion=version,
+            RoutingConfig={"AdditionalVersionWeights": {}},
         )
     except lam.exceptions.ResourceNotFoundException:
         lam.create_alias(FunctionName=function, Name=alias, FunctionVersion=version)

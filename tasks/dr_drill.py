@@ -66,15 +66,23 @@ class DrillSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DrillSettings:
         env = os.environ if env is None else env
-        required = env_required(env, "ENVIRONMENT", "REPLICATION_GROUP_ID", "BACKUP_BUCKET",
-                                "CACHE_SUBNET_GROUP", "CACHE_SECURITY_GROUP_IDS")
+        required = env_required(
+            env,
+            "ENVIRONMENT",
+            "REPLICATION_GROUP_ID",
+            "BACKUP_BUCKET",
+            "CACHE_SUBNET_GROUP",
+            "CACHE_SECURITY_GROUP_IDS",
+        )
         return cls(
             environment=required["ENVIRONMENT"],
             replication_group_id=required["REPLICATION_GROUP_ID"],
             bucket=required["BACKUP_BUCKET"],
             table_name=env.get("RELEASE_TABLE_NAME") or None,
             subnet_group=required["CACHE_SUBNET_GROUP"],
-            security_group_ids=tuple(s.strip() for s in required["CACHE_SECURITY_GROUP_IDS"].split(",") if s.strip()),
+            security_group_ids=tuple(
+                s.strip() for s in required["CACHE_SECURITY_GROUP_IDS"].split(",") if s.strip()
+            ),
             auth_secret_arn=env.get("REDIS_AUTH_SECRET_ARN") or None,
             kms_key_id=env.get("CACHE_KMS_KEY_ID") or None,
             node_type=env.get("DRILL_NODE_TYPE") or None,
@@ -84,8 +92,12 @@ class DrillSettings:
     def backup_settings(self) -> Any:
         from tasks.backup import BackupSettings
 
-        return BackupSettings(environment=self.environment, replication_group_id=self.replication_group_id,
-                              bucket=self.bucket, retention_days=1)
+        return BackupSettings(
+            environment=self.environment,
+            replication_group_id=self.replication_group_id,
+            bucket=self.bucket,
+            retention_days=1,
+        )
 
 
 # -- steps ------------------------------------------------------------------------------------
@@ -131,8 +143,11 @@ def pick_snapshot(drill: Mapping[str, Any], settings: DrillSettings) -> dict[str
         if snapshot is None or snapshot.get("SnapshotStatus") != "available":
             raise NoSnapshot(f"snapshot {name} is not available")
     else:
-        candidates = [s for s in own_snapshots(elasticache, settings.backup_settings())
-                      if s.get("SnapshotStatus") == "available"]
+        candidates = [
+            s
+            for s in own_snapshots(elasticache, settings.backup_settings())
+            if s.get("SnapshotStatus") == "available"
+        ]
         if not candidates:
             raise NoSnapshot(f"no available backup snapshot of {settings.replication_group_id}")
         snapshot = candidates[-1]
@@ -140,17 +155,26 @@ def pick_snapshot(drill: Mapping[str, Any], settings: DrillSettings) -> dict[str
     try:
         manifest = read_manifest(s3, settings.bucket, name)
     except ClientError as exc:
-        raise NoSnapshot(f"snapshot {name} has no manifest at s3://{settings.bucket}/{manifest_key(name)}") from exc
-    node_times = [n["SnapshotCreateTime"] for n in snapshot.get("NodeSnapshots", []) if n.get("SnapshotCreateTime")]
+        raise NoSnapshot(
+            f"snapshot {name} has no manifest at s3://{settings.bucket}/{manifest_key(name)}"
+        ) from exc
+    node_times = [
+        n["SnapshotCreateTime"] for n in snapshot.get("NodeSnapshots", []) if n.get("SnapshotCreateTime")
+    ]
     taken_at = iso(parse_time(max(node_times))) if node_times else str(manifest["taken_at"])
-    return {"name": name, "taken_at": taken_at, "manifest_key": manifest_key(name),
-            "expected_keys": int(manifest.get("total_keys", 0))}
+    return {
+        "name": name,
+        "taken_at": taken_at,
+        "manifest_key": manifest_key(name),
+        "expected_keys": int(manifest.get("total_keys", 0)),
+    }
 
 
 def restore(drill: Mapping[str, Any], snapshot: Mapping[str, Any], settings: DrillSettings) -> dict[str, Any]:
     elasticache = client("elasticache")
     live = elasticache.describe_replication_groups(ReplicationGroupId=settings.replication_group_id)[
-        "ReplicationGroups"][0]
+        "ReplicationGroups"
+    ][0]
     kwargs: dict[str, Any] = {
         "ReplicationGroupId": drill["temp_group_id"],
         "ReplicationGroupDescription": f"DR drill {drill['drill_id']}: restore of {snapshot['name']} (temporary)",
@@ -166,7 +190,10 @@ def restore(drill: Mapping[str, Any], snapshot: Mapping[str, Any], settings: Dri
         "TransitEncryptionEnabled": True,
         "AtRestEncryptionEnabled": True,
         "SnapshotRetentionLimit": 0,
-        "Tags": [{"Key": "Environment", "Value": settings.environment}, {"Key": "DrDrill", "Value": drill["drill_id"]}],
+        "Tags": [
+            {"Key": "Environment", "Value": settings.environment},
+            {"Key": "DrDrill", "Value": drill["drill_id"]},
+        ],
     }
     if live.get("Engine"):
         kwargs["Engine"] = live["Engine"]
@@ -179,10 +206,17 @@ def restore(drill: Mapping[str, Any], snapshot: Mapping[str, Any], settings: Dri
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code != "ReplicationGroupAlreadyExistsFault":  # a retried step: the group is ours
-            raise RestoreFailed(f"CreateReplicationGroup {drill['temp_group_id']} from {snapshot['name']}: "
-                                f"{code}: {exc.response.get('Error', {}).get('Message', '')}") from exc
-    return {"group_id": drill["temp_group_id"], "requested_at": iso(utc_now()), "status": "creating",
-            "attempts": 0, "wait_seconds": FIRST_WAIT_SECONDS}
+            raise RestoreFailed(
+                f"CreateReplicationGroup {drill['temp_group_id']} from {snapshot['name']}: "
+                f"{code}: {exc.response.get('Error', {}).get('Message', '')}"
+            ) from exc
+    return {
+        "group_id": drill["temp_group_id"],
+        "requested_at": iso(utc_now()),
+        "status": "creating",
+        "attempts": 0,
+        "wait_seconds": FIRST_WAIT_SECONDS,
+    }
 
 
 def _auth_token(secret_arn: str) -> str:
@@ -193,15 +227,21 @@ def _auth_token(secret_arn: str) -> str:
 def check_restore(restore_state: Mapping[str, Any], max_checks: int = MAX_RESTORE_CHECKS) -> dict[str, Any]:
     group_id = restore_state["group_id"]
     try:
-        group = client("elasticache").describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+        group = client("elasticache").describe_replication_groups(ReplicationGroupId=group_id)[
+            "ReplicationGroups"
+        ][0]
     except ClientError as exc:
         raise RestoreFailed(f"temporary group {group_id} disappeared: {exc}") from exc
     status = str(group.get("Status", "unknown"))
     attempts = int(restore_state.get("attempts", 0)) + 1
     if status in ("create-failed", "deleting", "deleted"):
         raise RestoreFailed(f"temporary group {group_id} is {status}")
-    result = {**restore_state, "status": status, "attempts": attempts,
-              "wait_seconds": min(int(restore_state.get("wait_seconds", FIRST_WAIT_SECONDS)) * 2, MAX_WAIT_SECONDS)}
+    result = {
+        **restore_state,
+        "status": status,
+        "attempts": attempts,
+        "wait_seconds": min(int(restore_state.get("wait_seconds", FIRST_WAIT_SECONDS)) * 2, MAX_WAIT_SECONDS),
+    }
     if status == "available":
         endpoint = _endpoint(group)
         result.update(available_at=iso(utc_now()), endpoint=endpoint["Address"], port=int(endpoint["Port"]))
@@ -221,11 +261,17 @@ def _endpoint(group: Mapping[str, Any]) -> dict[str, Any]:
 
 def test_failover(drill: Mapping[str, Any]) -> dict[str, Any]:
     group = client("elasticache").describe_replication_groups(ReplicationGroupId=drill["temp_group_id"])[
-        "ReplicationGroups"][0]
+        "ReplicationGroups"
+    ][0]
     node_group = group["NodeGroups"][0]["NodeGroupId"]
-    response = client("elasticache").test_failover(ReplicationGroupId=drill["temp_group_id"], NodeGroupId=node_group)
-    return {"node_group": node_group, "requested_at": iso(utc_now()),
-            "status": str(response["ReplicationGroup"].get("Status", "unknown"))}
+    response = client("elasticache").test_failover(
+        ReplicationGroupId=drill["temp_group_id"], NodeGroupId=node_group
+    )
+    return {
+        "node_group": node_group,
+        "requested_at": iso(utc_now()),
+        "status": str(response["ReplicationGroup"].get("Status", "unknown")),
+    }
 
 
 def delete(drill: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,34 +306,58 @@ def record(state: Mapping[str, Any], settings: DrillSettings, ops: OpsContext) -
     verify = state.get("verify") or {}
     rto = rpo = None
     if restore_state.get("available_at"):
-        rto = (parse_time(restore_state["available_at"]) - parse_time(restore_state["requested_at"])).total_seconds()
+        rto = (
+            parse_time(restore_state["available_at"]) - parse_time(restore_state["requested_at"])
+        ).total_seconds()
     if snapshot.get("taken_at"):
         rpo = (parse_time(drill["started_at"]) - parse_time(snapshot["taken_at"])).total_seconds()
     cleaned = bool(cleanup.get("deleted"))
     outcome = "SUCCEEDED" if not failure and verify.get("passed") and cleaned else "FAILED"
     result = {
-        "drill_id": drill["drill_id"], "type": drill["type"], "outcome": outcome,
-        "snapshot": snapshot.get("name"), "rto_seconds": rto, "rpo_seconds": rpo,
-        "verification": {k: verify.get(k) for k in ("passed", "sample_match_rate", "restored_keys", "expected_keys",
-                                                     "count_mismatches")} if verify else None,
-        "temporary_group": drill["temp_group_id"], "temporary_group_deleted": cleaned,
+        "drill_id": drill["drill_id"],
+        "type": drill["type"],
+        "outcome": outcome,
+        "snapshot": snapshot.get("name"),
+        "rto_seconds": rto,
+        "rpo_seconds": rpo,
+        "verification": {
+            k: verify.get(k)
+            for k in ("passed", "sample_match_rate", "restored_keys", "expected_keys", "count_mismatches")
+        }
+        if verify
+        else None,
+        "temporary_group": drill["temp_group_id"],
+        "temporary_group_deleted": cleaned,
         "failover_tested": bool(state.get("failover")),
-        "failure": failure, "finished_at": iso(utc_now()),
+        "failure": failure,
+        "finished_at": iso(utc_now()),
     }
-    metrics: dict[str, tuple[float, str]] = {"DrDrillSucceeded" if outcome == "SUCCEEDED" else "DrDrillFailed": (1, "Count")}
+    metrics: dict[str, tuple[float, str]] = {
+        "DrDrillSucceeded" if outcome == "SUCCEEDED" else "DrDrillFailed": (1, "Count")
+    }
     if rto is not None:
         metrics["DrDrillRtoSeconds"] = (rto, "Seconds")
     if rpo is not None:
         metrics["DrDrillRpoSeconds"] = (rpo, "Seconds")
     ops.put_metrics(metrics)
     if settings.table_name:
-        item = {"pk": f"drill#{drill['drill_id']}", "sk": "record", "kind": "dr-drill",
-                "environment": settings.environment, "started_at": drill["started_at"],
-                "requested_by": drill.get("requested_by"), "execution_arn": drill.get("execution_arn"), **result}
+        item = {
+            "pk": f"drill#{drill['drill_id']}",
+            "sk": "record",
+            "kind": "dr-drill",
+            "environment": settings.environment,
+            "started_at": drill["started_at"],
+            "requested_by": drill.get("requested_by"),
+            "execution_arn": drill.get("execution_arn"),
+            **result,
+        }
         resource("dynamodb").Table(settings.table_name).put_item(Item=_dynamo(item))
-    summary = (f"{outcome}: restore of {result['snapshot']} RTO {rto:.0f}s RPO {rpo:.0f}s" if outcome == "SUCCEEDED"
-               else f"{outcome}: {(failure or {}).get('Error', 'verification')}"
-               + ("" if cleaned else f"; temporary group {drill['temp_group_id']} NOT deleted: delete it by hand"))
+    summary = (
+        f"{outcome}: restore of {result['snapshot']} RTO {rto:.0f}s RPO {rpo:.0f}s"
+        if outcome == "SUCCEEDED"
+        else f"{outcome}: {(failure or {}).get('Error', 'verification')}"
+        + ("" if cleaned else f"; temporary group {drill['temp_group_id']} NOT deleted: delete it by hand")
+    )
     ops.notify("dr drill", summary, {**result, "runbook": "runbooks/dr-drill.md"})
     return result
 
@@ -340,8 +410,12 @@ def verify_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # The sandbox has one Redis server; it stands in for the restored group.
         redis_client = get_redis()
     else:
-        env = {**os.environ, "REDIS_HOST": restore_state["endpoint"], "REDIS_PORT": str(restore_state["port"]),
-               "REDIS_TLS": "true"}
+        env = {
+            **os.environ,
+            "REDIS_HOST": restore_state["endpoint"],
+            "REDIS_PORT": str(restore_state["port"]),
+            "REDIS_TLS": "true",
+        }
         redis_client = get_redis(env)
     report = verify_manifest(redis_client, manifest)
     logger.info("drill verification", extra={"verification": report})

@@ -78,8 +78,14 @@ class EventPathSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EventPathSettings:
         env = os.environ if env is None else env
-        required = env_required(env, "ENVIRONMENT", "PREVIEW_EVENTS_QUEUE_URL", "PREVIEW_EVENTS_DLQ_URL",
-                                "PREVIEW_MAPPING_UUID", "FANOUT_FUNCTION_NAME")
+        required = env_required(
+            env,
+            "ENVIRONMENT",
+            "PREVIEW_EVENTS_QUEUE_URL",
+            "PREVIEW_EVENTS_DLQ_URL",
+            "PREVIEW_MAPPING_UUID",
+            "FANOUT_FUNCTION_NAME",
+        )
         return cls(
             environment=required["ENVIRONMENT"],
             queue_url=required["PREVIEW_EVENTS_QUEUE_URL"],
@@ -104,13 +110,18 @@ def event_id(drill_id: str, seq: int) -> str:
 
 def _depth(queue_url: str) -> int:
     attributes = client("sqs").get_queue_attributes(
-        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 def _attribute(queue_url: str, name: str) -> str:
-    return str(client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=[name])["Attributes"][name])
+    return str(
+        client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=[name])["Attributes"][name]
+    )
 
 
 def _drill_of(body: str) -> str | None:
@@ -131,8 +142,12 @@ def _peek(queue_url: str, limit: int) -> Iterator[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     try:
         while len(seen) < limit:
-            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
-                                        VisibilityTimeout=PEEK_VISIBILITY_SECONDS).get("Messages", [])
+            batch = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+                VisibilityTimeout=PEEK_VISIBILITY_SECONDS,
+            ).get("Messages", [])
             if not batch:
                 break
             seen.extend(batch)
@@ -144,8 +159,10 @@ def _peek(queue_url: str, limit: int) -> Iterator[dict[str, Any]]:
 def _release(queue_url: str, messages: list[dict[str, Any]]) -> None:
     sqs = client("sqs")
     for start in range(0, len(messages), 10):
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                   for i, m in enumerate(messages[start:start + 10])]
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, m in enumerate(messages[start : start + 10])
+        ]
         sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
 
 
@@ -182,12 +199,16 @@ def prepare(event: Mapping[str, Any], settings: EventPathSettings) -> dict[str, 
     # the queue would be moved by the drill along with its own.
     state = _mapping_state(settings.mapping_uuid)
     if state != "Enabled":
-        raise EventPathNotReady(f"the preview-events -> fanout:green mapping is {state}, not Enabled; "
-                                "find out who paused it before drilling")
+        raise EventPathNotReady(
+            f"the preview-events -> fanout:green mapping is {state}, not Enabled; "
+            "find out who paused it before drilling"
+        )
     in_dlq = _depth(settings.dlq_url)
     if in_dlq:
-        raise EventPathNotReady(f"the preview-events DLQ holds {in_dlq} message(s); inspect or redrive them first "
-                                "(runbooks/dlq-redrive.md)")
+        raise EventPathNotReady(
+            f"the preview-events DLQ holds {in_dlq} message(s); inspect or redrive them first "
+            "(runbooks/dlq-redrive.md)"
+        )
     started_at = str(event.get("started_at") or iso(utc_now()))
     return {
         "drill_id": drill_id,
@@ -211,34 +232,51 @@ def check_mapping(mapping: Mapping[str, Any], max_checks: int = MAX_MAPPING_CHEC
     attempts = int(mapping.get("attempts", 0)) + 1
     if state != "Disabled" and attempts >= max_checks:
         raise MappingStuck(f"event source mapping {mapping['uuid']} still {state} after {attempts} checks")
-    return {**mapping, "state": state, "attempts": attempts,
-            "wait_seconds": min(int(mapping.get("wait_seconds", FIRST_WAIT_SECONDS)) * 2, MAX_WAIT_SECONDS)}
+    return {
+        **mapping,
+        "state": state,
+        "attempts": attempts,
+        "wait_seconds": min(int(mapping.get("wait_seconds", FIRST_WAIT_SECONDS)) * 2, MAX_WAIT_SECONDS),
+    }
 
 
 def put_events(drill: Mapping[str, Any], settings: EventPathSettings) -> dict[str, Any]:
     waiting = _depth(settings.queue_url)
     if waiting:
-        raise EventPathNotReady(f"preview-events holds {waiting} message(s) the drill would dead-letter "
-                                "with its own; drill again once it is drained")
+        raise EventPathNotReady(
+            f"preview-events holds {waiting} message(s) the drill would dead-letter "
+            "with its own; drill again once it is drained"
+        )
     drill_id = str(drill["drill_id"])
     events = [
-        Event(id=event_id(drill_id, seq), channel=channel(drill_id, seq), type=EVENT_TYPE,
-              payload={"drill_id": drill_id, "seq": seq}, synthetic=True)
+        Event(
+            id=event_id(drill_id, seq),
+            channel=channel(drill_id, seq),
+            type=EVENT_TYPE,
+            payload={"drill_id": drill_id, "seq": seq},
+            synthetic=True,
+        )
         for seq in range(int(drill["events"]))
     ]
     sqs = client("sqs")
     for start in range(0, len(events), 10):
-        batch = events[start:start + 10]
-        response = sqs.send_message_batch(QueueUrl=settings.queue_url, Entries=[
-            {"Id": str(i), "MessageBody": e.model_dump_json()} for i, e in enumerate(batch)])
+        batch = events[start : start + 10]
+        response = sqs.send_message_batch(
+            QueueUrl=settings.queue_url,
+            Entries=[{"Id": str(i), "MessageBody": e.model_dump_json()} for i, e in enumerate(batch)],
+        )
         if response.get("Failed"):
             failed = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in response["Failed"])
             raise EventPathNotReady(f"SendMessageBatch refused drill events: {failed}")
     return {"count": len(events), "sent_at": iso(utc_now())}
 
 
-def force_failures(drill: Mapping[str, Any], progress: Mapping[str, Any] | None,
-                   settings: EventPathSettings, max_attempts: int = MAX_FORCE_ATTEMPTS) -> dict[str, Any]:
+def force_failures(
+    drill: Mapping[str, Any],
+    progress: Mapping[str, Any] | None,
+    settings: EventPathSettings,
+    max_attempts: int = MAX_FORCE_ATTEMPTS,
+) -> dict[str, Any]:
     """Receive without deleting until SQS dead-letters the drill's events (the forced failure)."""
     drill_id, expected = str(drill["drill_id"]), int(drill["events"])
     policy = json.loads(_attribute(settings.queue_url, "RedrivePolicy") or "{}")
@@ -251,20 +289,35 @@ def force_failures(drill: Mapping[str, Any], progress: Mapping[str, Any] | None,
     budget = (max_receive + 2) * (expected // 10 + 1) + 2
     while receives < budget:
         receives += 1
-        batch = sqs.receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10,
-                                    WaitTimeSeconds=RECEIVE_WAIT_SECONDS, VisibilityTimeout=0,
-                                    AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+        batch = sqs.receive_message(
+            QueueUrl=settings.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+            VisibilityTimeout=0,
+            AttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
         if not batch:
             break
-    dead = {m["MessageId"] for m in _peek(settings.dlq_url, limit=expected + 100)
-            if _drill_of(m["Body"]) == drill_id}
+    dead = {
+        m["MessageId"]
+        for m in _peek(settings.dlq_url, limit=expected + 100)
+        if _drill_of(m["Body"]) == drill_id
+    }
     attempts = int((progress or {}).get("attempts", 0)) + 1
     done = len(dead) >= expected
     if not done and attempts >= max_attempts:
-        raise EventsNotDeadLettered(f"{len(dead)}/{expected} drill events in the DLQ after {attempts} attempts "
-                                    f"(maxReceiveCount {max_receive})")
-    result: dict[str, Any] = {"dead_lettered": len(dead), "expected": expected, "max_receive_count": max_receive,
-              "receives": int((progress or {}).get("receives", 0)) + receives, "attempts": attempts, "done": done}
+        raise EventsNotDeadLettered(
+            f"{len(dead)}/{expected} drill events in the DLQ after {attempts} attempts "
+            f"(maxReceiveCount {max_receive})"
+        )
+    result: dict[str, Any] = {
+        "dead_lettered": len(dead),
+        "expected": expected,
+        "max_receive_count": max_receive,
+        "receives": int((progress or {}).get("receives", 0)) + receives,
+        "attempts": attempts,
+        "done": done,
+    }
     if done:
         result["dead_lettered_at"] = iso(utc_now())
     return result
@@ -281,19 +334,38 @@ def start_redrive(settings: EventPathSettings) -> dict[str, Any]:
     dlq_arn = _attribute(settings.dlq_url, "QueueArn")
     # No DestinationArn: SQS moves each message back to the queue it was dead-lettered from.
     handle = client("sqs").start_message_move_task(SourceArn=dlq_arn)["TaskHandle"]
-    configuration = client("lambda").get_function_configuration(FunctionName=settings.fanout_function,
-                                                                Qualifier="green")
+    configuration = client("lambda").get_function_configuration(
+        FunctionName=settings.fanout_function, Qualifier="green"
+    )
     schema = (configuration.get("Environment") or {}).get("Variables", {}).get("CACHE_SCHEMA_VERSION")
     if schema is None:
-        raise RedriveFailed(f"{settings.fanout_function}:green has no CACHE_SCHEMA_VERSION: delivery cannot be checked")
-    return {"task_handle": handle, "source_arn": dlq_arn, "schema": str(keys.parse_schema(schema)),
-            "started_at": iso(utc_now()), "attempts": 0, "wait_seconds": FIRST_WAIT_SECONDS}
+        raise RedriveFailed(
+            f"{settings.fanout_function}:green has no CACHE_SCHEMA_VERSION: delivery cannot be checked"
+        )
+    return {
+        "task_handle": handle,
+        "source_arn": dlq_arn,
+        "schema": str(keys.parse_schema(schema)),
+        "started_at": iso(utc_now()),
+        "attempts": 0,
+        "wait_seconds": FIRST_WAIT_SECONDS,
+    }
 
 
-def check_delivery(drill: Mapping[str, Any], delivery: Mapping[str, Any], redis_client: Any,
-                   max_checks: int = MAX_DELIVERY_CHECKS) -> dict[str, Any]:
-    tasks = client("sqs").list_message_move_tasks(SourceArn=delivery["source_arn"], MaxResults=10).get("Results", [])
-    task = next((t for t in tasks if t.get("TaskHandle") == delivery["task_handle"]), tasks[0] if tasks else {})
+def check_delivery(
+    drill: Mapping[str, Any],
+    delivery: Mapping[str, Any],
+    redis_client: Any,
+    max_checks: int = MAX_DELIVERY_CHECKS,
+) -> dict[str, Any]:
+    tasks = (
+        client("sqs")
+        .list_message_move_tasks(SourceArn=delivery["source_arn"], MaxResults=10)
+        .get("Results", [])
+    )
+    task = next(
+        (t for t in tasks if t.get("TaskHandle") == delivery["task_handle"]), tasks[0] if tasks else {}
+    )
     status = str(task.get("Status", "UNKNOWN"))
     if status in ("FAILED", "CANCELLED", "CANCELLING"):
         raise RedriveFailed(f"message move task {status}: {task.get('FailureReason', 'no reason given')}")
@@ -310,11 +382,19 @@ def check_delivery(drill: Mapping[str, Any], delivery: Mapping[str, Any], redis_
     attempts = int(delivery.get("attempts", 0)) + 1
     done = not missing
     if not done and attempts >= max_checks:
-        raise DeliveryTimedOut(f"{expected - len(missing)}/{expected} drill events delivered after {attempts} checks "
-                               f"(move task {status}); missing seq {missing[:10]}")
-    result = {**delivery, "move_status": status, "moved": int(task.get("ApproximateNumberOfMessagesMoved", 0)),
-              "delivered": expected - len(missing), "attempts": attempts, "done": done,
-              "wait_seconds": min(int(delivery.get("wait_seconds", FIRST_WAIT_SECONDS)) * 2, MAX_WAIT_SECONDS)}
+        raise DeliveryTimedOut(
+            f"{expected - len(missing)}/{expected} drill events delivered after {attempts} checks "
+            f"(move task {status}); missing seq {missing[:10]}"
+        )
+    result = {
+        **delivery,
+        "move_status": status,
+        "moved": int(task.get("ApproximateNumberOfMessagesMoved", 0)),
+        "delivered": expected - len(missing),
+        "attempts": attempts,
+        "done": done,
+        "wait_seconds": min(int(delivery.get("wait_seconds", FIRST_WAIT_SECONDS)) * 2, MAX_WAIT_SECONDS),
+    }
     if done:
         result["delivered_at"] = iso(utc_now())
     return result
@@ -345,39 +425,71 @@ def record(state: Mapping[str, Any], settings: EventPathSettings, ops: OpsContex
     restored = state.get("restore_failure") is None
     dead_letter_seconds = redrive_seconds = None
     if put.get("sent_at") and forced.get("dead_lettered_at"):
-        dead_letter_seconds = (parse_time(forced["dead_lettered_at"]) - parse_time(put["sent_at"])).total_seconds()
+        dead_letter_seconds = (
+            parse_time(forced["dead_lettered_at"]) - parse_time(put["sent_at"])
+        ).total_seconds()
     if delivery.get("delivered_at"):
-        redrive_seconds = (parse_time(delivery["delivered_at"]) - parse_time(delivery["started_at"])).total_seconds()
+        redrive_seconds = (
+            parse_time(delivery["delivered_at"]) - parse_time(delivery["started_at"])
+        ).total_seconds()
     outcome = "SUCCEEDED" if not failure and delivery.get("done") and restored else "FAILED"
     result = {
-        "drill_id": drill["drill_id"], "type": DRILL_TYPE, "outcome": outcome, "events": drill["events"],
-        "dead_lettered": forced.get("dead_lettered"), "delivered": delivery.get("delivered"),
+        "drill_id": drill["drill_id"],
+        "type": DRILL_TYPE,
+        "outcome": outcome,
+        "events": drill["events"],
+        "dead_lettered": forced.get("dead_lettered"),
+        "delivered": delivery.get("delivered"),
         "max_receive_count": forced.get("max_receive_count"),
-        "dead_letter_seconds": dead_letter_seconds, "redrive_seconds": redrive_seconds,
-        "mapping_restored": restored, "failure": failure, "finished_at": iso(utc_now()),
+        "dead_letter_seconds": dead_letter_seconds,
+        "redrive_seconds": redrive_seconds,
+        "mapping_restored": restored,
+        "failure": failure,
+        "finished_at": iso(utc_now()),
     }
     metrics: dict[str, tuple[float, str]] = {
-        "EventPathDrillSucceeded" if outcome == "SUCCEEDED" else "EventPathDrillFailed": (1, "Count")}
+        "EventPathDrillSucceeded" if outcome == "SUCCEEDED" else "EventPathDrillFailed": (1, "Count")
+    }
     if redrive_seconds is not None:
         metrics["EventPathDrillRedriveSeconds"] = (redrive_seconds, "Seconds")
     ops.put_metrics(metrics)
     if settings.table_name:
-        item = {"pk": f"drill#{drill['drill_id']}", "sk": "record", "kind": RECORD_KIND,
-                "environment": settings.environment, "started_at": drill["started_at"],
-                "requested_by": drill.get("requested_by"), "execution_arn": drill.get("execution_arn"), **result}
+        item = {
+            "pk": f"drill#{drill['drill_id']}",
+            "sk": "record",
+            "kind": RECORD_KIND,
+            "environment": settings.environment,
+            "started_at": drill["started_at"],
+            "requested_by": drill.get("requested_by"),
+            "execution_arn": drill.get("execution_arn"),
+            **result,
+        }
         resource("dynamodb").Table(settings.table_name).put_item(Item=_dynamo(item))
     if outcome == "SUCCEEDED":
-        summary = (f"SUCCEEDED: {drill['events']} events dead-lettered in {dead_letter_seconds:.0f}s, "
-                   f"redriven and delivered in {redrive_seconds:.0f}s")
+        summary = (
+            f"SUCCEEDED: {drill['events']} events dead-lettered in {dead_letter_seconds:.0f}s, "
+            f"redriven and delivered in {redrive_seconds:.0f}s"
+        )
     else:
         summary = f"FAILED: {(failure or {}).get('Error', 'delivery not confirmed')}" + (
-            "" if restored else "; preview-events mapping NOT re-enabled: enable it by hand")
+            "" if restored else "; preview-events mapping NOT re-enabled: enable it by hand"
+        )
     ops.notify("event-path drill", summary, {**result, "runbook": "runbooks/dlq-redrive.md"})
     return result
 
 
-STEPS = ("prepare", "disable_mapping", "check_mapping", "put_events", "force_failures", "enable_mapping",
-         "start_redrive", "check_delivery", "restore", "record")
+STEPS = (
+    "prepare",
+    "disable_mapping",
+    "check_mapping",
+    "put_events",
+    "force_failures",
+    "enable_mapping",
+    "start_redrive",
+    "check_delivery",
+    "restore",
+    "record",
+)
 
 
 @task_handler
@@ -405,7 +517,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         from service.redis_client import get_redis
 
         result = check_delivery(drill, event["delivery"], get_redis())
-        logger.info("delivery check", extra={"delivered": result["delivered"], "move_status": result["move_status"]})
+        logger.info(
+            "delivery check", extra={"delivered": result["delivered"], "move_status": result["move_status"]}
+        )
         return result
     if step == "restore":
         return restore(drill, settings)

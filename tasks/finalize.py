@@ -38,7 +38,9 @@ def finalize(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
     assert_lock_held(settings, release["release_id"])
     for fn in settings.functions:
         point_alias(lam, fn, LIVE_ALIAS, deploy.green[fn])
-    summary = f"version {release['version']} is live: " + ", ".join(f"{fn} v{v}" for fn, v in deploy.green.items())
+    summary = f"version {release['version']} is live: " + ", ".join(
+        f"{fn} v{v}" for fn, v in deploy.green.items()
+    )
     release_record.finish(settings, release, release_record.SUCCEEDED, summary, detail={"live": deploy.green})
     add_metric("ReleaseSucceeded", MetricUnit.Count, 1)
     add_metric("ReleaseDurationSeconds", MetricUnit.Seconds, max(duration, 0.0))

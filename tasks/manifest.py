@@ -97,8 +97,9 @@ def _scan(client: redis.Redis) -> Iterable[str]:
         yield raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
 
 
-def build_manifest(client: redis.Redis, *, modulus: int = DEFAULT_SAMPLE_MODULUS,
-                   limit: int = DEFAULT_SAMPLE_LIMIT) -> dict[str, Any]:
+def build_manifest(
+    client: redis.Redis, *, modulus: int = DEFAULT_SAMPLE_MODULUS, limit: int = DEFAULT_SAMPLE_LIMIT
+) -> dict[str, Any]:
     """Count keys per namespace and digest a hash-chosen sample of the stable ones."""
     counts: Counter[str] = Counter()
     chosen: list[str] = []
@@ -122,8 +123,13 @@ def build_manifest(client: redis.Redis, *, modulus: int = DEFAULT_SAMPLE_MODULUS
     }
 
 
-def verify_manifest(client: redis.Redis, manifest: dict[str, Any], *, count_tolerance: float = 0.02,
-                    min_sample_match: float = 0.99) -> dict[str, Any]:
+def verify_manifest(
+    client: redis.Redis,
+    manifest: dict[str, Any],
+    *,
+    count_tolerance: float = 0.02,
+    min_sample_match: float = 0.99,
+) -> dict[str, Any]:
     """Compare a (restored) server with a manifest; `passed` plus the evidence.
 
     Counts of stable namespaces may differ by `count_tolerance` (writes between the manifest and

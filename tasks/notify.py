@@ -16,8 +16,13 @@ from tasks.common import MetricUnit, Settings, add_metric, client, console_url, 
 SUBJECT_LIMIT = 100
 
 
-def message_for(settings: Settings, release: dict[str, Any], transition: str, summary: str,
-                detail: dict[str, Any] | None = None) -> dict[str, Any]:
+def message_for(
+    settings: Settings,
+    release: dict[str, Any],
+    transition: str,
+    summary: str,
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     execution_arn = release.get("execution_arn", "")
     return {
         "environment": settings.environment,
@@ -41,8 +46,13 @@ def subject_for(settings: Settings, release: dict[str, Any], transition: str) ->
     return subject[: SUBJECT_LIMIT - 3] + "..." if len(subject) > SUBJECT_LIMIT else subject
 
 
-def publish(settings: Settings, release: dict[str, Any], transition: str, summary: str,
-            detail: dict[str, Any] | None = None) -> bool:
+def publish(
+    settings: Settings,
+    release: dict[str, Any],
+    transition: str,
+    summary: str,
+    detail: dict[str, Any] | None = None,
+) -> bool:
     """Publish the transition; True when SNS accepted it (or no topic is configured: False)."""
     if not settings.topic_arn:
         logger.info("no release topic configured; notification skipped", extra={"transition": transition})

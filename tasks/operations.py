@@ -61,7 +61,9 @@ class OpsContext:
             namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE_DEFAULT,
         )
 
-    def put_metrics(self, metrics: Mapping[str, tuple[float, str]], extra: Mapping[str, str] | None = None) -> None:
+    def put_metrics(
+        self, metrics: Mapping[str, tuple[float, str]], extra: Mapping[str, str] | None = None
+    ) -> None:
         """PutMetricData: name -> (value, unit), dimension Environment (+ `extra`)."""
         # No Timestamp: CloudWatch stamps receipt time (a virtual clock's time could fall outside
         # the two weeks CloudWatch accepts).
@@ -83,8 +85,13 @@ class OpsContext:
         subject = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in subject)
         if len(subject) > SUBJECT_LIMIT:
             subject = subject[: SUBJECT_LIMIT - 3] + "..."
-        message = {"environment": self.environment, "kind": kind, "summary": summary,
-                   "detail": dict(detail or {}), "at": iso(utc_now())}
+        message = {
+            "environment": self.environment,
+            "kind": kind,
+            "summary": summary,
+            "detail": dict(detail or {}),
+            "at": iso(utc_now()),
+        }
         try:
             client("sns").publish(
                 TopicArn=self.topic_arn,

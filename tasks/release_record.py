@@ -53,7 +53,9 @@ def _typed(item: dict[str, Any]) -> dict[str, Any]:
     return {key: _serializer.serialize(value) for key, value in _dynamo(item).items()}
 
 
-def _event_item(release_id: str, transition: str, summary: str, actor: str, detail: dict[str, Any] | None) -> dict[str, Any]:
+def _event_item(
+    release_id: str, transition: str, summary: str, actor: str, detail: dict[str, Any] | None
+) -> dict[str, Any]:
     at = iso(utc_now())
     return {
         "pk": f"release#{release_id}",
@@ -91,7 +93,9 @@ def start(settings: Settings, release: dict[str, Any]) -> dict[str, Any]:
         "status": RUNNING,
     }
     summary = f"release {release_id} of version {release['version']} started by {release['requested_by']}"
-    event = _event_item(release_id, "ReleaseStarted", summary, release["requested_by"], {"dry_run": release["dry_run"]})
+    event = _event_item(
+        release_id, "ReleaseStarted", summary, release["requested_by"], {"dry_run": release["dry_run"]}
+    )
     try:
         client("dynamodb").transact_write_items(
             TransactItems=[
@@ -181,7 +185,16 @@ def finish(
     if cause:
         updates["cause"] = cause[:2000]
     # A pending approval token is useless once the release ended.
-    transition(settings, release, status, summary, detail=detail, updates=updates, remove=("approval_token",), actor=actor)
+    transition(
+        settings,
+        release,
+        status,
+        summary,
+        detail=detail,
+        updates=updates,
+        remove=("approval_token",),
+        actor=actor,
+    )
 
 
 def list_releases(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:

@@ -67,7 +67,9 @@ def rollback(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
     restore_blue(lam, blue)
     cause = describe_failure(state.get("failure"))
     summary = f"rolled back to blue ({', '.join(f'{fn} v{v}' for fn, v in blue.items())}) after {cause}"
-    release_record.finish(settings, release, release_record.ROLLED_BACK, summary, cause=cause, detail={"blue": blue})
+    release_record.finish(
+        settings, release, release_record.ROLLED_BACK, summary, cause=cause, detail={"blue": blue}
+    )
     add_metric("ReleaseRolledBack", MetricUnit.Count, 1)
     logger.warning("release rolled back", extra={"release_id": release["release_id"], "cause": cause})
     return {"cause": cause, "restored": blue}

@@ -29,13 +29,18 @@ def assert_lock_held(settings: Settings, release_id: str) -> None:
     )
     holder = item.get("release_id") if item else None
     if holder != release_id or item.get("state") == "ROLLING_BACK":
-        raise LockLost(f"release {release_id} no longer holds the {settings.environment} lock (holder: {holder})")
+        raise LockLost(
+            f"release {release_id} no longer holds the {settings.environment} lock (holder: {holder})"
+        )
 
 
 def route(lam: Any, function: str, blue: str, green: str, percent: int) -> None:
     if percent >= 100:
         lam.update_alias(
-            FunctionName=function, Name=LIVE_ALIAS, FunctionVersion=green, RoutingConfig={"AdditionalVersionWeights": {}}
+            FunctionName=function,
+            Name=LIVE_ALIAS,
+            FunctionVersion=green,
+            RoutingConfig={"AdditionalVersionWeights": {}},
         )
     else:
         lam.update_alias(
@@ -77,9 +82,13 @@ def set_weights(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
     lam = client("lambda")
     for fn in settings.functions:
         route(lam, fn, deploy.blue[fn], deploy.green[fn], step.percent)
-    summary = f"traffic step {step.index + 1}/{len(release['strategy']['steps'])}: {step.percent}% of live on green"
+    summary = (
+        f"traffic step {step.index + 1}/{len(release['strategy']['steps'])}: {step.percent}% of live on green"
+    )
     detail = step.model_dump(exclude={"shifted_at", "dry_run"})
-    release_record.transition(settings, release, "TrafficShifted", summary, detail=detail, updates={"traffic_percent": step.percent})
+    release_record.transition(
+        settings, release, "TrafficShifted", summary, detail=detail, updates={"traffic_percent": step.percent}
+    )
     return step.model_dump()
 
 

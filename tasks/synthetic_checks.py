@@ -86,7 +86,9 @@ def deadline_seconds(context: Any) -> float:
 def plan_from_env(request: SyntheticChecksInput, context: Any) -> RunPlan:
     url = _required("PREVIEW_WS_URL")
     if not url.startswith(("wss://", "ws://127.0.0.1", "ws://localhost")):
-        raise SettingsError(f"PREVIEW_WS_URL must be a wss:// URL (plain ws:// only on loopback), got {url!r}")
+        raise SettingsError(
+            f"PREVIEW_WS_URL must be a wss:// URL (plain ws:// only on loopback), got {url!r}"
+        )
     deadline = deadline_seconds(context)
     return RunPlan(
         url=url,
@@ -105,7 +107,9 @@ def synthetic_checks(request: SyntheticChecksInput, context: Any) -> tuple[RunRe
     plan = plan_from_env(request, context)
     publish = sqs_publisher(common.client("sqs"), _required("PREVIEW_EVENTS_QUEUE_URL"))
     result = execute(plan, publish)
-    return result, Thresholds(p99_latency_ms=request.p99_latency_ms, min_success_rate=request.min_success_rate)
+    return result, Thresholds(
+        p99_latency_ms=request.p99_latency_ms, min_success_rate=request.min_success_rate
+    )
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -128,7 +128,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name="CacheWarmDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
     logger.info(
         "cache warm batch finished",
-        extra={"blue_schema": request.blue_schema, "green_schema": request.green_schema, **result.model_dump()},
+        extra={
+            "blue_schema": request.blue_schema,
+            "green_schema": request.green_schema,
+            **result.model_dump(),
+        },
     )
     return result.model_dump()
 
@@ -140,8 +144,14 @@ def cleanup_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = _parse(CleanupInput, event)
     logger.append_keys(release_id=request.release_id)
     blue = cache_namespace(request.blue_schema)
-    target = dry_run_namespace(request.release_id) if request.dry_run else cache_namespace(request.green_schema)
-    deleted = cleanup(get_redis(), target, protected=blue, batch_keys=_int_env("WARM_BATCH_KEYS", 1000, 10, 100_000))
+    target = (
+        dry_run_namespace(request.release_id) if request.dry_run else cache_namespace(request.green_schema)
+    )
+    deleted = cleanup(
+        get_redis(), target, protected=blue, batch_keys=_int_env("WARM_BATCH_KEYS", 1000, 10, 100_000)
+    )
     metrics.add_metric(name="CacheNamespaceKeysDeleted", unit=MetricUnit.Count, value=deleted)
-    logger.info("cache namespace cleaned up", extra={"namespace": target, "blue_namespace": blue, "deleted": deleted})
+    logger.info(
+        "cache namespace cleaned up", extra={"namespace": target, "blue_namespace": blue, "deleted": deleted}
+    )
     return {"deleted": deleted}

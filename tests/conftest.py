@@ -72,7 +72,9 @@ def _synth_command(outdir: Path) -> list[str]:
 
 def _record_synthesis(root: Path) -> None:
     outdir = root / "cdk.out"
-    result = subprocess.run(_synth_command(outdir), cwd=REPO_ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+    result = subprocess.run(
+        _synth_command(outdir), cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )  # noqa: S603
     (root / "cdk.out.done").write_text(
         json.dumps({"returncode": result.returncode, "output": f"{result.stdout}\n{result.stderr}"[-20000:]}),
         encoding="utf-8",
@@ -88,10 +90,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
         return
-    args = [str(Path(arg.split("::")[0]).resolve().relative_to(REPO_ROOT)) for arg in config.args
-            if Path(arg.split("::")[0]).resolve().is_relative_to(REPO_ROOT)]
-    if args and not any(a == "tests" or a.startswith(_SYNTH_PATHS) or any(p.startswith(a + "/") for p in _SYNTH_PATHS)
-                        for a in args):
+    args = [
+        str(Path(arg.split("::")[0]).resolve().relative_to(REPO_ROOT))
+        for arg in config.args
+        if Path(arg.split("::")[0]).resolve().is_relative_to(REPO_ROOT)
+    ]
+    if args and not any(
+        a == "tests" or a.startswith(_SYNTH_PATHS) or any(p.startswith(a + "/") for p in _SYNTH_PATHS)
+        for a in args
+    ):
         return
     root = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
     (root / "cdk.out.started").touch()

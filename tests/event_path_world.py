@@ -43,8 +43,13 @@ class MoveTaskFake:
         # SQS speaks the JSON protocol: the serialized body is the request's JSON document.
         source_arn = json.loads(params["body"])["SourceArn"]
         handle = uuid.uuid4().hex
-        task = {"TaskHandle": handle, "SourceArn": source_arn, "Status": "COMPLETED",
-                "ApproximateNumberOfMessagesMoved": 0, "StartedTimestamp": 0}
+        task = {
+            "TaskHandle": handle,
+            "SourceArn": source_arn,
+            "Status": "COMPLETED",
+            "ApproximateNumberOfMessagesMoved": 0,
+            "StartedTimestamp": 0,
+        }
         if self.fail_with:
             task.update(Status="FAILED", FailureReason=self.fail_with)
         else:
@@ -96,8 +101,16 @@ class FanoutConsumer:
             return False
         client = redis.Redis.from_url(self.redis_url)
         for message in messages:
-            result = fanout.process(message.body, client, schema=int(SCHEMA), snapshot_ttl=3600, rules=(),
-                                    sns=None, topic_arn=None, concurrency=1)
+            result = fanout.process(
+                message.body,
+                client,
+                schema=int(SCHEMA),
+                snapshot_ttl=3600,
+                rules=(),
+                sns=None,
+                topic_arn=None,
+                concurrency=1,
+            )
             self.delivered.append(result.event.id)
         return True
 
@@ -119,11 +132,17 @@ class EventPathWorld:
         }
 
     def mapping_state(self) -> str:
-        return str(boto3.client("lambda", region_name=REGION).get_event_source_mapping(UUID=self.mapping_uuid)["State"])
+        return str(
+            boto3.client("lambda", region_name=REGION).get_event_source_mapping(UUID=self.mapping_uuid)[
+                "State"
+            ]
+        )
 
     def depth(self, url: str) -> int:
         attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
         return sum(int(v) for v in attributes["Attributes"].values())
 
 
@@ -132,25 +151,43 @@ def build_event_path_world(redis_url: str, monkeypatch: Any) -> EventPathWorld:
 
     sqs = boto3.client("sqs", region_name=REGION)
     dlq_url = sqs.create_queue(QueueName=DLQ)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = sqs.create_queue(QueueName=QUEUE, Attributes={
-        "VisibilityTimeout": "30",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE})})["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=QUEUE,
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE}),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     role = boto3.client("iam", region_name=REGION).create_role(
-        RoleName="fanout", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))["Role"]
+        RoleName="fanout", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )["Role"]
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("service/handlers/fanout.py", "def handler(event, context):\n    return {}\n")
     lam = boto3.client("lambda", region_name=REGION)
-    lam.create_function(FunctionName=FANOUT, Runtime="python3.12", Role=role["Arn"], Handler="service.handlers.fanout.handler",
-                        Code={"ZipFile": archive.getvalue()}, Environment={"Variables": {"CACHE_SCHEMA_VERSION": SCHEMA}})
+    lam.create_function(
+        FunctionName=FANOUT,
+        Runtime="python3.12",
+        Role=role["Arn"],
+        Handler="service.handlers.fanout.handler",
+        Code={"ZipFile": archive.getvalue()},
+        Environment={"Variables": {"CACHE_SCHEMA_VERSION": SCHEMA}},
+    )
     version = lam.publish_version(FunctionName=FANOUT)["Version"]
     lam.create_alias(FunctionName=FANOUT, Name="green", FunctionVersion=version)
     consumer = FanoutConsumer(redis_url)
     monkeypatch.setattr(LambdaBackend, "send_sqs_batch", consumer)
-    mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=f"{FANOUT}:green", BatchSize=10)
+    mapping = lam.create_event_source_mapping(
+        EventSourceArn=queue_arn, FunctionName=f"{FANOUT}:green", BatchSize=10
+    )
     moves = MoveTaskFake()
     moves.install()
-    return EventPathWorld(queue_url=queue_url, dlq_url=dlq_url, mapping_uuid=mapping["UUID"], moves=moves,
-                          consumer=consumer)
+    return EventPathWorld(
+        queue_url=queue_url, dlq_url=dlq_url, mapping_uuid=mapping["UUID"], moves=moves, consumer=consumer
+    )

@@ -34,9 +34,13 @@ class ExportFake:
         self.requests.append(body)
         params = body
         bucket, name = params["TargetBucket"], params["TargetSnapshotName"]
-        boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=f"{name}-0001.rdb", Body=b"REDIS0011")
-        response = {"Snapshot": {"SnapshotName": name, "SnapshotStatus": "exporting"},
-                    "ResponseMetadata": {"HTTPStatusCode": 200}}
+        boto3.client("s3", region_name=REGION).put_object(
+            Bucket=bucket, Key=f"{name}-0001.rdb", Body=b"REDIS0011"
+        )
+        response = {
+            "Snapshot": {"SnapshotName": name, "SnapshotStatus": "exporting"},
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
         return _HttpResponse(), response
 
     def install(self) -> None:
@@ -72,7 +76,9 @@ class OpsWorld:
         sqs = boto3.client("sqs", region_name=REGION)
         found: list[dict[str, Any]] = []
         while True:
-            messages = sqs.receive_message(QueueUrl=self.notices_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            messages = sqs.receive_message(QueueUrl=self.notices_queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
             if not messages:
                 return found
             for message in messages:
@@ -89,8 +95,13 @@ class OpsWorld:
 
         now = datetime.now(UTC)
         stats = cw.get_metric_statistics(
-            Namespace="RealtimeAnalytics", MetricName=name, Dimensions=data[0]["Dimensions"],
-            StartTime=now - timedelta(days=30), EndTime=now + timedelta(days=30), Period=60, Statistics=["Sum"],
+            Namespace="RealtimeAnalytics",
+            MetricName=name,
+            Dimensions=data[0]["Dimensions"],
+            StartTime=now - timedelta(days=30),
+            EndTime=now + timedelta(days=30),
+            Period=60,
+            Statistics=["Sum"],
         )["Datapoints"]
         return [point["Sum"] for point in stats]
 
@@ -100,16 +111,28 @@ class OpsWorld:
 
     def groups(self) -> dict[str, str]:
         ec = boto3.client("elasticache", region_name=REGION)
-        return {g["ReplicationGroupId"]: g["Status"] for g in ec.describe_replication_groups()["ReplicationGroups"]}
+        return {
+            g["ReplicationGroupId"]: g["Status"]
+            for g in ec.describe_replication_groups()["ReplicationGroups"]
+        }
 
 
 def build_ops_world() -> OpsWorld:
     ec = boto3.client("elasticache", region_name=REGION)
     ec.create_replication_group(
-        ReplicationGroupId=GROUP, ReplicationGroupDescription="cache", Engine="valkey", EngineVersion="8.0",
-        CacheNodeType="cache.t4g.small", NumCacheClusters=2, AutomaticFailoverEnabled=True, MultiAZEnabled=True,
-        CacheSubnetGroupName="staging-cache-subnets", SecurityGroupIds=["sg-0123456789abcdef0"], Port=6390,
-        TransitEncryptionEnabled=True, AtRestEncryptionEnabled=True,
+        ReplicationGroupId=GROUP,
+        ReplicationGroupDescription="cache",
+        Engine="valkey",
+        EngineVersion="8.0",
+        CacheNodeType="cache.t4g.small",
+        NumCacheClusters=2,
+        AutomaticFailoverEnabled=True,
+        MultiAZEnabled=True,
+        CacheSubnetGroupName="staging-cache-subnets",
+        SecurityGroupIds=["sg-0123456789abcdef0"],
+        Port=6390,
+        TransitEncryptionEnabled=True,
+        AtRestEncryptionEnabled=True,
     )
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -120,11 +143,17 @@ def build_ops_world() -> OpsWorld:
     topic_arn = sns.create_topic(Name="staging-realtime-operations")["TopicArn"]
     sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName="operations-notices")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
     )
     export = ExportFake()
@@ -137,6 +166,9 @@ def lambda_context(seconds: float = 900, name: str = "ops-task") -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        get_remaining_time_in_millis=lambda: int(seconds * 1000), function_name=name, aws_request_id="req-1",
-        invoked_function_arn=f"arn:aws:lambda:{REGION}:111111111111:function:{name}", memory_limit_in_mb=256,
+        get_remaining_time_in_millis=lambda: int(seconds * 1000),
+        function_name=name,
+        aws_request_id="req-1",
+        invoked_function_arn=f"arn:aws:lambda:{REGION}:111111111111:function:{name}",
+        memory_limit_in_mb=256,
     )

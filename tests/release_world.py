@@ -60,7 +60,11 @@ class World:
             body = make_zip(marker)
             key = f"service/{marker}.zip"
             boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=key, Body=body)
-            self.artifacts[marker] = {"bucket": BUCKET, "key": key, "sha256": hashlib.sha256(body).hexdigest()}
+            self.artifacts[marker] = {
+                "bucket": BUCKET,
+                "key": key,
+                "sha256": hashlib.sha256(body).hexdigest(),
+            }
         return self.artifacts[marker]
 
     # -- observations ------------------------------------------------------------------------
@@ -104,7 +108,16 @@ def build_world() -> World:
     role_arn = iam.create_role(
         RoleName="service-role",
         AssumeRolePolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
         ),
     )["Role"]["Arn"]
     s3 = boto3.client("s3", region_name=REGION)
@@ -133,7 +146,10 @@ def build_world() -> World:
         GlobalSecondaryIndexes=[
             {
                 "IndexName": "by_environment",
-                "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"}, {"AttributeName": "gsi1sk", "KeyType": "RANGE"}],
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
                 "Projection": {"ProjectionType": "ALL"},
             }
         ],
@@ -142,7 +158,9 @@ def build_world() -> World:
     topic_arn = sns.create_topic(Name=f"{ENV}-release-notifications")["TopicArn"]
     sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName="release-notifications-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     cloudwatch = boto3.client("cloudwatch", region_name=REGION)
     for name in GUARD_ALARMS:
@@ -161,8 +179,17 @@ def build_world() -> World:
     from moto.core import DEFAULT_ACCOUNT_ID
 
     cloudwatch_backends[DEFAULT_ACCOUNT_ID][REGION].put_metric_alarm(
-        name=HEALTH_ALARM, namespace="", metric_name="", comparison_operator="", evaluation_periods=1,
-        period=60, threshold=0, statistic="", description="release health", dimensions=[], alarm_actions=[],
+        name=HEALTH_ALARM,
+        namespace="",
+        metric_name="",
+        comparison_operator="",
+        evaluation_periods=1,
+        period=60,
+        threshold=0,
+        statistic="",
+        description="release health",
+        dimensions=[],
+        alarm_actions=[],
         rule=" OR ".join(f'ALARM("{name}")' for name in GUARD_ALARMS),
     )
     for name in (*GUARD_ALARMS, HEALTH_ALARM):

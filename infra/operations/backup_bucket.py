@@ -32,11 +32,27 @@ from infra.scanner import checkov_skip
 # ElastiCache's canonical user for snapshot exports in the Regions enabled by default (AWS page above).
 ELASTICACHE_EXPORT_CANONICAL_USER = "540804c33a284a299d2547575ce1010f2312ef3da9b3a053c8bc45bf233e4353"
 # Regions launched before opt-in Regions existed: these use the canonical-user grant.
-DEFAULT_REGIONS = frozenset({
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
-    "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1",
-    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ap-south-1",
-})
+DEFAULT_REGIONS = frozenset(
+    {
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "ca-central-1",
+        "sa-east-1",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-central-1",
+        "eu-north-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-south-1",
+    }
+)
 EXPORT_BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketAcl", "s3:ListBucketMultipartUploads")
 EXPORT_OBJECT_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts")
 NONCURRENT_VERSION_DAYS = 30
@@ -69,15 +85,21 @@ class BackupBucket(Construct):
                 actions=["kms:CreateGrant"],
                 resources=["*"],
                 conditions={
-                    "BoolIfExists": {"kms:GrantIsForAWSResource": "false", "aws:PrincipalIsAWSService": "false"}
+                    "BoolIfExists": {
+                        "kms:GrantIsForAWSResource": "false",
+                        "aws:PrincipalIsAWSService": "false",
+                    }
                 },
             )
         )
         lock = None
         if backup.object_lock_days is not None:
             days = Duration.days(backup.object_lock_days)
-            lock = (s3.ObjectLockRetention.compliance(days) if backup.object_lock_mode == "COMPLIANCE"
-                    else s3.ObjectLockRetention.governance(days))
+            lock = (
+                s3.ObjectLockRetention.compliance(days)
+                if backup.object_lock_mode == "COMPLIANCE"
+                else s3.ObjectLockRetention.governance(days)
+            )
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -96,10 +118,14 @@ class BackupBucket(Construct):
                 s3.LifecycleRule(
                     id="cheaper-storage-then-expire",
                     transitions=[
-                        s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS,
-                                      transition_after=Duration.days(backup.infrequent_access_after_days)),
-                        s3.Transition(storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
-                                      transition_after=Duration.days(backup.glacier_instant_after_days)),
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                            transition_after=Duration.days(backup.infrequent_access_after_days),
+                        ),
+                        s3.Transition(
+                            storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+                            transition_after=Duration.days(backup.glacier_instant_after_days),
+                        ),
                     ],
                     expiration=Duration.days(backup.expire_after_days),
                     noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
@@ -109,14 +135,16 @@ class BackupBucket(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         checkov_skip(
-            self.bucket, "CKV_AWS_18",
+            self.bucket,
+            "CKV_AWS_18",
             "the bucket's only readers and writers are three task roles and ElastiCache's exporter, all "
             "recorded in CloudTrail; server access logs would need a second bucket to protect (also "
             "acknowledged to cdk-nag S1 and the guard rule in infra/operations/acknowledgments.py)",
         )
         principal = export_principal(config.region)
         conditions = (
-            {} if isinstance(principal, iam.CanonicalUserPrincipal)
+            {}
+            if isinstance(principal, iam.CanonicalUserPrincipal)
             else {"StringEquals": {"aws:SourceAccount": config.account}}
         )
         self.bucket.add_to_resource_policy(
@@ -138,6 +166,4 @@ class BackupBucket(Construct):
                 conditions=conditions or None,
             )
         )
-        self.copy_bucket_arn = (
-            f"arn:aws:s3:::{backup.copy_bucket_name}" if backup.copy_bucket_name else None
-        )
+        self.copy_bucket_arn = f"arn:aws:s3:::{backup.copy_bucket_name}" if backup.copy_bucket_name else None

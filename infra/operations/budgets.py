@@ -25,10 +25,14 @@ from infra.config import EnvironmentConfig
 BUDGETS_PRINCIPAL = "budgets.amazonaws.com"
 
 
-def _notification(kind: str, threshold: float, topic: sns.ITopic) -> budgets.CfnBudget.NotificationWithSubscribersProperty:
+def _notification(
+    kind: str, threshold: float, topic: sns.ITopic
+) -> budgets.CfnBudget.NotificationWithSubscribersProperty:
     return budgets.CfnBudget.NotificationWithSubscribersProperty(
         notification=budgets.CfnBudget.NotificationProperty(
-            notification_type=kind, comparison_operator="GREATER_THAN", threshold=threshold,
+            notification_type=kind,
+            comparison_operator="GREATER_THAN",
+            threshold=threshold,
             threshold_type="PERCENTAGE",
         ),
         subscribers=[budgets.CfnBudget.SubscriberProperty(subscription_type="SNS", address=topic.topic_arn)],
@@ -48,28 +52,34 @@ class CostBudgets(Construct):
         super().__init__(scope, construct_id)
         env = config.environment
         budget = config.budget
-        operations_topic.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowBudgetsNotifications",
-            principals=[iam.ServicePrincipal(BUDGETS_PRINCIPAL)],
-            actions=["sns:Publish"],
-            resources=[operations_topic.topic_arn],
-            conditions={"StringEquals": {"aws:SourceAccount": config.account}},
-        ))
-        messaging_key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowBudgetsToEncryptedTopics",
-            principals=[iam.ServicePrincipal(BUDGETS_PRINCIPAL)],
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-            resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": config.account}},
-        ))
+        operations_topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowBudgetsNotifications",
+                principals=[iam.ServicePrincipal(BUDGETS_PRINCIPAL)],
+                actions=["sns:Publish"],
+                resources=[operations_topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": config.account}},
+            )
+        )
+        messaging_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowBudgetsToEncryptedTopics",
+                principals=[iam.ServicePrincipal(BUDGETS_PRINCIPAL)],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": config.account}},
+            )
+        )
         # Cost Explorer filters the same tags the cost check queries: Project and Environment.
         filters = {"TagKeyValue": [f"user:Project${names.PROJECT}", f"user:Environment${env}"]}
         threshold = budget.alert_threshold_percent
         plans = {
-            "daily": ("DAILY", budget.daily_limit_usd,
-                      [("ACTUAL", threshold), ("ACTUAL", 100.0)]),
-            "monthly": ("MONTHLY", budget.monthly_usd,
-                        [("FORECASTED", 100.0), ("ACTUAL", threshold), ("ACTUAL", 100.0)]),
+            "daily": ("DAILY", budget.daily_limit_usd, [("ACTUAL", threshold), ("ACTUAL", 100.0)]),
+            "monthly": (
+                "MONTHLY",
+                budget.monthly_usd,
+                [("FORECASTED", 100.0), ("ACTUAL", threshold), ("ACTUAL", 100.0)],
+            ),
         }
         self.budgets: dict[str, budgets.CfnBudget] = {}
         for period, (unit, limit, alerts) in plans.items():
@@ -84,7 +94,9 @@ class CostBudgets(Construct):
                     budget_limit=budgets.CfnBudget.SpendProperty(amount=limit, unit="USD"),
                     cost_filters=filters,
                 ),
-                notifications_with_subscribers=[_notification(kind, value, operations_topic) for kind, value in unique],
+                notifications_with_subscribers=[
+                    _notification(kind, value, operations_topic) for kind, value in unique
+                ],
             )
             # Budgets reads the topic policy when it validates the subscriber.
             self.budgets[period].node.add_dependency(operations_topic)

@@ -57,40 +57,85 @@ class Operations(Construct):
         super().__init__(scope, construct_id)
         config = props.config
         self.backups = BackupBucket(self, "Backups", config=config)
-        self.tasks = OpsFunctions(self, "Tasks", props=OpsFunctionsProps(
-            config=config, code=props.code, vpc=props.vpc, subnets=props.subnets,
-            cache_client_security_group=props.cache_client_security_group,
-            endpoint_security_group=props.endpoint_security_group,
-            logs_key=props.logs_key, cache_key=props.cache_key, messaging_key=props.messaging_key,
-            cache_environment=props.cache_environment, cache_auth_secret=props.cache_auth_secret,
-            cache_subnet_group_name=props.cache_subnet_group_name, cache_security_group=props.cache_security_group,
-            backups=self.backups, operations_topic=props.operations_topic,
-            table=props.table, table_key=props.table_key, event_path=props.event_path,
-        ))
+        self.tasks = OpsFunctions(
+            self,
+            "Tasks",
+            props=OpsFunctionsProps(
+                config=config,
+                code=props.code,
+                vpc=props.vpc,
+                subnets=props.subnets,
+                cache_client_security_group=props.cache_client_security_group,
+                endpoint_security_group=props.endpoint_security_group,
+                logs_key=props.logs_key,
+                cache_key=props.cache_key,
+                messaging_key=props.messaging_key,
+                cache_environment=props.cache_environment,
+                cache_auth_secret=props.cache_auth_secret,
+                cache_subnet_group_name=props.cache_subnet_group_name,
+                cache_security_group=props.cache_security_group,
+                backups=self.backups,
+                operations_topic=props.operations_topic,
+                table=props.table,
+                table_key=props.table_key,
+                event_path=props.event_path,
+            ),
+        )
         self.dr_drill = DrDrillStateMachine(
-            self, "DrDrill", config=config, table=props.table, table_key=props.table_key,
-            drill_function=self.tasks.functions["dr-drill"], verify_function=self.tasks.functions["dr-verify"],
+            self,
+            "DrDrill",
+            config=config,
+            table=props.table,
+            table_key=props.table_key,
+            drill_function=self.tasks.functions["dr-drill"],
+            verify_function=self.tasks.functions["dr-verify"],
             logs_key=props.logs_key,
         )
         props.monitoring.monitor_state_machine(self.dr_drill.state_machine, name="dr-drill")
         self.event_path_drill = EventPathDrillStateMachine(
-            self, "EventPathDrill", config=config, table=props.table, table_key=props.table_key,
-            drill_function=self.tasks.functions["event-path-drill"], logs_key=props.logs_key,
+            self,
+            "EventPathDrill",
+            config=config,
+            table=props.table,
+            table_key=props.table_key,
+            drill_function=self.tasks.functions["event-path-drill"],
+            logs_key=props.logs_key,
         )
         props.monitoring.monitor_state_machine(self.event_path_drill.state_machine, name="event-path-drill")
         self.schedules = OperationsSchedules(
-            self, "Schedules", config=config,
+            self,
+            "Schedules",
+            config=config,
             schedule_targets=ScheduleTargets(
-                backup=self.tasks.functions["backup"], cost_check=self.tasks.functions["cost-check"],
+                backup=self.tasks.functions["backup"],
+                cost_check=self.tasks.functions["cost-check"],
                 dr_drill=self.dr_drill.state_machine,
             ),
-            messaging_key=props.messaging_key, operations_topic=props.operations_topic,
+            messaging_key=props.messaging_key,
+            operations_topic=props.operations_topic,
         )
-        self.budgets = CostBudgets(self, "Budgets", config=config, operations_topic=props.operations_topic,
-                                   messaging_key=props.messaging_key)
-        CfnOutput(self, "DrDrillStateMachineArn", value=self.dr_drill.state_machine.state_machine_arn,
-                  description="Start a DR drill: orchestrator drill start (StartExecution on this ARN)")
-        CfnOutput(self, "EventPathDrillStateMachineArn", value=self.event_path_drill.state_machine.state_machine_arn,
-                  description="Start an event-path drill: orchestrator drill start --type event-path")
-        CfnOutput(self, "BackupBucketName", value=self.backups.bucket.bucket_name,
-                  description="Exported snapshots and their manifests")
+        self.budgets = CostBudgets(
+            self,
+            "Budgets",
+            config=config,
+            operations_topic=props.operations_topic,
+            messaging_key=props.messaging_key,
+        )
+        CfnOutput(
+            self,
+            "DrDrillStateMachineArn",
+            value=self.dr_drill.state_machine.state_machine_arn,
+            description="Start a DR drill: orchestrator drill start (StartExecution on this ARN)",
+        )
+        CfnOutput(
+            self,
+            "EventPathDrillStateMachineArn",
+            value=self.event_path_drill.state_machine.state_machine_arn,
+            description="Start an event-path drill: orchestrator drill start --type event-path",
+        )
+        CfnOutput(
+            self,
+            "BackupBucketName",
+            value=self.backups.bucket.bucket_name,
+            description="Exported snapshots and their manifests",
+        )

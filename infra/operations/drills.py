@@ -54,7 +54,9 @@ class DrDrillStateMachine(Construct):
         definition_scope = Construct(self, "Definition")
         definition = dr_drill_definition(
             definition_scope,
-            DrDrillProps(environment=env, table=table, drill_function=drill_function, verify_function=verify_function),
+            DrDrillProps(
+                environment=env, table=table, drill_function=drill_function, verify_function=verify_function
+            ),
         )
         self.state_machine = sfn.StateMachine(
             self,
@@ -65,15 +67,21 @@ class DrDrillStateMachine(Construct):
             "measure RTO/RPO, always delete the temporary group; holds the release lock",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.state_machine.add_to_role_policy(iam.PolicyStatement(
-            sid="UseReleaseTableKey",
-            actions=list(TABLE_KEY_WRITE_ACTIONS),
-            resources=[table_key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Stack.of(self).region}.amazonaws.com"}},
-        ))
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="UseReleaseTableKey",
+                actions=list(TABLE_KEY_WRITE_ACTIONS),
+                resources=[table_key.key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"dynamodb.{Stack.of(self).region}.amazonaws.com"}
+                },
+            )
+        )
 
 
 class EventPathDrillStateMachine(Construct):
@@ -97,8 +105,11 @@ class EventPathDrillStateMachine(Construct):
         env = config.environment
         name = names.event_path_drill_state_machine_name(env)
         self.log_group = logs.LogGroup(
-            self, "Logs", log_group_name=names.state_machine_log_group_name(name),
-            retention=retention(config.log_retention_days), encryption_key=logs_key,
+            self,
+            "Logs",
+            log_group_name=names.state_machine_log_group_name(name),
+            retention=retention(config.log_retention_days),
+            encryption_key=logs_key,
             removal_policy=RemovalPolicy.RETAIN,
         )
         definition = event_path_drill_definition(
@@ -106,17 +117,26 @@ class EventPathDrillStateMachine(Construct):
             EventPathDrillProps(environment=env, table=table, drill_function=drill_function),
         )
         self.state_machine = sfn.StateMachine(
-            self, "StateMachine", state_machine_name=name, state_machine_type=sfn.StateMachineType.STANDARD,
+            self,
+            "StateMachine",
+            state_machine_name=name,
+            state_machine_type=sfn.StateMachineType.STANDARD,
             comment=f"Event-path drill ({env}): marked events forced into the preview DLQ, redriven, delivery "
             "confirmed; the preview mapping is resumed on every path; holds the release lock",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.state_machine.add_to_role_policy(iam.PolicyStatement(
-            sid="UseReleaseTableKey",
-            actions=list(TABLE_KEY_WRITE_ACTIONS),
-            resources=[table_key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Stack.of(self).region}.amazonaws.com"}},
-        ))
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="UseReleaseTableKey",
+                actions=list(TABLE_KEY_WRITE_ACTIONS),
+                resources=[table_key.key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"dynamodb.{Stack.of(self).region}.amazonaws.com"}
+                },
+            )
+        )

@@ -47,20 +47,47 @@ class FunctionSpec:
 
 
 SPECS = (
-    FunctionSpec("backup", "tasks.backup.handler",
-                 "Daily manual snapshot, manifest, S3 export, cross-region copy, retention pruning",
-                 900, 512, True),
-    FunctionSpec("cost-check", "tasks.cost_check.handler",
-                 "Daily Cost Explorer check against the budget and the trailing 7-day mean", 120, 256, False),
-    FunctionSpec("dr-drill", "tasks.dr_drill.handler",
-                 "DR drill steps: pick, restore into a temporary group, check, failover, delete, record",
-                 120, 256, False),
-    FunctionSpec("dr-verify", "tasks.dr_drill.verify_handler",
-                 "DR drill: the restored temporary group against the backup manifest", 600, 512, True),
+    FunctionSpec(
+        "backup",
+        "tasks.backup.handler",
+        "Daily manual snapshot, manifest, S3 export, cross-region copy, retention pruning",
+        900,
+        512,
+        True,
+    ),
+    FunctionSpec(
+        "cost-check",
+        "tasks.cost_check.handler",
+        "Daily Cost Explorer check against the budget and the trailing 7-day mean",
+        120,
+        256,
+        False,
+    ),
+    FunctionSpec(
+        "dr-drill",
+        "tasks.dr_drill.handler",
+        "DR drill steps: pick, restore into a temporary group, check, failover, delete, record",
+        120,
+        256,
+        False,
+    ),
+    FunctionSpec(
+        "dr-verify",
+        "tasks.dr_drill.verify_handler",
+        "DR drill: the restored temporary group against the backup manifest",
+        600,
+        512,
+        True,
+    ),
     # In the VPC with cache access: delivery is proven by the fan-out's snapshot keys in Redis.
-    FunctionSpec("event-path-drill", "tasks.event_path_drill.handler",
-                 "Event-path drill steps: marked events to the preview DLQ, redrive, delivery check",
-                 300, 256, True),
+    FunctionSpec(
+        "event-path-drill",
+        "tasks.event_path_drill.handler",
+        "Event-path drill steps: marked events to the preview DLQ, redrive, delivery check",
+        300,
+        256,
+        True,
+    ),
 )
 
 
@@ -141,8 +168,11 @@ class OpsFunctions(Construct):
                 "BACKUP_BUCKET": props.backups.bucket.bucket_name,
                 "BACKUP_RETENTION_DAYS": str(backup.snapshot_retention_days),
                 "BACKUP_SNAPSHOT_KMS_KEY_ID": props.cache_key.key_arn,
-                **({"BACKUP_COPY_BUCKET": backup.copy_bucket_name, "BACKUP_COPY_REGION": backup.copy_region}
-                   if backup.copy_bucket_name and backup.copy_region else {}),
+                **(
+                    {"BACKUP_COPY_BUCKET": backup.copy_bucket_name, "BACKUP_COPY_REGION": backup.copy_region}
+                    if backup.copy_bucket_name and backup.copy_region
+                    else {}
+                ),
             },
             "cost-check": {
                 "DAILY_BUDGET_USD": f"{config.budget.daily_limit_usd:g}",
@@ -198,12 +228,20 @@ class OpsFunctions(Construct):
     # -- ARNs -------------------------------------------------------------------------------
 
     def _cache_arn(self, resource: str, name: str) -> str:
-        return self._stack.format_arn(service="elasticache", resource=resource, resource_name=name,
-                                      arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        return self._stack.format_arn(
+            service="elasticache",
+            resource=resource,
+            resource_name=name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
-    def _key_statement(self, sid: str, key: kms.IKey, actions: tuple[str, ...], service: str) -> iam.PolicyStatement:
+    def _key_statement(
+        self, sid: str, key: kms.IKey, actions: tuple[str, ...], service: str
+    ) -> iam.PolicyStatement:
         return iam.PolicyStatement(
-            sid=sid, actions=list(actions), resources=[key.key_arn],
+            sid=sid,
+            actions=list(actions),
+            resources=[key.key_arn],
             conditions={"StringEquals": {"kms:ViaService": f"{service}.{self._stack.region}.amazonaws.com"}},
         )
 
@@ -211,88 +249,152 @@ class OpsFunctions(Construct):
 
     def _grant_notify(self, role: iam.IRole) -> None:
         props = self._props
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="NotifyOperations", actions=["sns:Publish"], resources=[props.operations_topic.topic_arn]))
         role.add_to_principal_policy(
-            self._key_statement("EncryptOperationsNotices", props.messaging_key, MESSAGE_KEY_ACTIONS, "sns"))
+            iam.PolicyStatement(
+                sid="NotifyOperations", actions=["sns:Publish"], resources=[props.operations_topic.topic_arn]
+            )
+        )
+        role.add_to_principal_policy(
+            self._key_statement("EncryptOperationsNotices", props.messaging_key, MESSAGE_KEY_ACTIONS, "sns")
+        )
 
     def _grant_manifest_read(self, role: iam.IRole) -> None:
         props = self._props
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ReadManifests", actions=["s3:GetObject"],
-            resources=[props.backups.bucket.arn_for_objects("manifests/*")]))
         role.add_to_principal_policy(
-            self._key_statement("DecryptBackups", props.backups.key, ("kms:Decrypt",), "s3"))
+            iam.PolicyStatement(
+                sid="ReadManifests",
+                actions=["s3:GetObject"],
+                resources=[props.backups.bucket.arn_for_objects("manifests/*")],
+            )
+        )
+        role.add_to_principal_policy(
+            self._key_statement("DecryptBackups", props.backups.key, ("kms:Decrypt",), "s3")
+        )
 
     def _grant_backup(self, role: iam.IRole, group: str) -> None:
         props = self._props
         snapshots = self._cache_arn("snapshot", f"{group}-*")
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="SnapshotTheCache",
-            actions=["elasticache:CreateSnapshot", "elasticache:DescribeSnapshots", "elasticache:CopySnapshot",
-                     "elasticache:DeleteSnapshot", "elasticache:AddTagsToResource"],
-            resources=[self._cache_arn("replicationgroup", group), self._cache_arn("cluster", f"{group}-*"),
-                       snapshots]))
-        role.add_to_principal_policy(self._key_statement(
-            "EncryptSnapshots", props.cache_key, CACHE_KEY_ACTIONS, "elasticache"))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="SnapshotTheCache",
+                actions=[
+                    "elasticache:CreateSnapshot",
+                    "elasticache:DescribeSnapshots",
+                    "elasticache:CopySnapshot",
+                    "elasticache:DeleteSnapshot",
+                    "elasticache:AddTagsToResource",
+                ],
+                resources=[
+                    self._cache_arn("replicationgroup", group),
+                    self._cache_arn("cluster", f"{group}-*"),
+                    snapshots,
+                ],
+            )
+        )
+        role.add_to_principal_policy(
+            self._key_statement("EncryptSnapshots", props.cache_key, CACHE_KEY_ACTIONS, "elasticache")
+        )
         bucket = props.backups.bucket
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="WriteBackups",
-            actions=["s3:PutObject", "s3:GetObject"],
-            resources=[bucket.arn_for_objects("manifests/*"), bucket.arn_for_objects("exports/*"),
-                       bucket.arn_for_objects(f"{group}-*")]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ListBackups", actions=["s3:ListBucket", "s3:GetBucketLocation", "s3:GetBucketAcl"],
-            resources=[bucket.bucket_arn]))
-        role.add_to_principal_policy(self._key_statement(
-            "EncryptBackups", props.backups.key, ("kms:GenerateDataKey", "kms:Decrypt"), "s3"))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="WriteBackups",
+                actions=["s3:PutObject", "s3:GetObject"],
+                resources=[
+                    bucket.arn_for_objects("manifests/*"),
+                    bucket.arn_for_objects("exports/*"),
+                    bucket.arn_for_objects(f"{group}-*"),
+                ],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ListBackups",
+                actions=["s3:ListBucket", "s3:GetBucketLocation", "s3:GetBucketAcl"],
+                resources=[bucket.bucket_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            self._key_statement(
+                "EncryptBackups", props.backups.key, ("kms:GenerateDataKey", "kms:Decrypt"), "s3"
+            )
+        )
         copy_arn = props.backups.copy_bucket_arn
         if copy_arn:
-            role.add_to_principal_policy(iam.PolicyStatement(
-                sid="CopyBackupsCrossRegion", actions=["s3:PutObject", "s3:GetObject"],
-                resources=[f"{copy_arn}/manifests/*", f"{copy_arn}/{group}-*"]))
-            role.add_to_principal_policy(iam.PolicyStatement(
-                sid="ListCopyBucket", actions=["s3:ListBucket"], resources=[copy_arn]))
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="CopyBackupsCrossRegion",
+                    actions=["s3:PutObject", "s3:GetObject"],
+                    resources=[f"{copy_arn}/manifests/*", f"{copy_arn}/{group}-*"],
+                )
+            )
+            role.add_to_principal_policy(
+                iam.PolicyStatement(sid="ListCopyBucket", actions=["s3:ListBucket"], resources=[copy_arn])
+            )
 
     def _grant_cost_check(self, role: iam.IRole) -> None:
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ReadCosts", actions=["ce:GetCostAndUsage"], resources=["*"]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="ReadCosts", actions=["ce:GetCostAndUsage"], resources=["*"])
+        )
 
     def _grant_drill(self, role: iam.IRole, group: str) -> None:
         props = self._props
         env = props.config.environment
         temporary = names.temporary_group_prefix(env)
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="DescribeLiveGroupAndSnapshots",
-            actions=["elasticache:DescribeReplicationGroups", "elasticache:DescribeSnapshots"],
-            resources=[self._cache_arn("replicationgroup", group), self._cache_arn("snapshot", f"{group}-*")]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="RestoreIntoTemporaryGroups",
-            actions=["elasticache:CreateReplicationGroup", "elasticache:AddTagsToResource"],
-            resources=[
-                self._cache_arn("replicationgroup", f"{temporary}*"),
-                self._cache_arn("cluster", f"{temporary}*"),
-                self._cache_arn("snapshot", f"{group}-*"),
-                self._cache_arn("subnetgroup", props.cache_subnet_group_name),
-                # No parameter group is named: the engine's default one applies.
-                self._cache_arn("parametergroup", "default.*"),
-            ]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="DrillTemporaryGroups",
-            actions=["elasticache:DescribeReplicationGroups", "elasticache:TestFailover",
-                     "elasticache:DeleteReplicationGroup"],
-            resources=[self._cache_arn("replicationgroup", f"{temporary}*"),
-                       self._cache_arn("cluster", f"{temporary}*")]))
-        role.add_to_principal_policy(self._key_statement(
-            "EncryptTemporaryGroups", props.cache_key, CACHE_KEY_ACTIONS, "elasticache"))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="DescribeLiveGroupAndSnapshots",
+                actions=["elasticache:DescribeReplicationGroups", "elasticache:DescribeSnapshots"],
+                resources=[
+                    self._cache_arn("replicationgroup", group),
+                    self._cache_arn("snapshot", f"{group}-*"),
+                ],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RestoreIntoTemporaryGroups",
+                actions=["elasticache:CreateReplicationGroup", "elasticache:AddTagsToResource"],
+                resources=[
+                    self._cache_arn("replicationgroup", f"{temporary}*"),
+                    self._cache_arn("cluster", f"{temporary}*"),
+                    self._cache_arn("snapshot", f"{group}-*"),
+                    self._cache_arn("subnetgroup", props.cache_subnet_group_name),
+                    # No parameter group is named: the engine's default one applies.
+                    self._cache_arn("parametergroup", "default.*"),
+                ],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="DrillTemporaryGroups",
+                actions=[
+                    "elasticache:DescribeReplicationGroups",
+                    "elasticache:TestFailover",
+                    "elasticache:DeleteReplicationGroup",
+                ],
+                resources=[
+                    self._cache_arn("replicationgroup", f"{temporary}*"),
+                    self._cache_arn("cluster", f"{temporary}*"),
+                ],
+            )
+        )
+        role.add_to_principal_policy(
+            self._key_statement("EncryptTemporaryGroups", props.cache_key, CACHE_KEY_ACTIONS, "elasticache")
+        )
         props.cache_auth_secret.grant_read(role)
         self._grant_manifest_read(role)
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="RecordDrills", actions=["dynamodb:PutItem"], resources=[props.table.table_arn],
-            # Only drill records (`drill#<id>`); the lock itself is written by the state machine.
-            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["drill#*"]}}))
-        role.add_to_principal_policy(self._key_statement(
-            "UseReleaseTableKey", props.table_key, TABLE_KEY_ACTIONS, "dynamodb"))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RecordDrills",
+                actions=["dynamodb:PutItem"],
+                resources=[props.table.table_arn],
+                # Only drill records (`drill#<id>`); the lock itself is written by the state machine.
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["drill#*"]}},
+            )
+        )
+        role.add_to_principal_policy(
+            self._key_statement("UseReleaseTableKey", props.table_key, TABLE_KEY_ACTIONS, "dynamodb")
+        )
 
     def _grant_verify(self, role: iam.IRole) -> None:
         self._grant_manifest_read(role)
@@ -300,34 +402,64 @@ class OpsFunctions(Construct):
     def _grant_event_path_drill(self, role: iam.IRole) -> None:
         props = self._props
         targets = props.event_path
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="DrillPreviewQueue",
-            # Send the marked events, receive them without deleting (the forced failures).
-            actions=["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:GetQueueAttributes"],
-            resources=[targets.queue.queue_arn]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="DrillPreviewDeadLetterQueue",
-            # Count the drill's events, redrive them (the move task reads and deletes on the
-            # caller's behalf), delete this drill's own events on a failure path.
-            actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
-                     "sqs:GetQueueAttributes", "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"],
-            resources=[targets.dead_letter_queue.queue_arn]))
         role.add_to_principal_policy(
-            self._key_statement("UseQueueKey", props.messaging_key, MESSAGE_KEY_ACTIONS, "sqs"))
-        mapping_arn = self._stack.format_arn(service="lambda", resource="event-source-mapping",
-                                             resource_name=targets.mapping_id, arn_format=ArnFormat.COLON_RESOURCE_NAME)
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="PauseAndResumePreviewMapping",
-            actions=["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping"],
-            resources=[mapping_arn]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ReadGreenSchema", actions=["lambda:GetFunctionConfiguration"],
-            resources=[f"{targets.fanout_function.function_arn}:{names.GREEN_ALIAS}"]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="RecordDrills", actions=["dynamodb:PutItem"], resources=[props.table.table_arn],
-            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["drill#*"]}}))
-        role.add_to_principal_policy(self._key_statement(
-            "UseReleaseTableKey", props.table_key, TABLE_KEY_ACTIONS, "dynamodb"))
+            iam.PolicyStatement(
+                sid="DrillPreviewQueue",
+                # Send the marked events, receive them without deleting (the forced failures).
+                actions=["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:GetQueueAttributes"],
+                resources=[targets.queue.queue_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="DrillPreviewDeadLetterQueue",
+                # Count the drill's events, redrive them (the move task reads and deletes on the
+                # caller's behalf), delete this drill's own events on a failure path.
+                actions=[
+                    "sqs:ReceiveMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:StartMessageMoveTask",
+                    "sqs:ListMessageMoveTasks",
+                ],
+                resources=[targets.dead_letter_queue.queue_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            self._key_statement("UseQueueKey", props.messaging_key, MESSAGE_KEY_ACTIONS, "sqs")
+        )
+        mapping_arn = self._stack.format_arn(
+            service="lambda",
+            resource="event-source-mapping",
+            resource_name=targets.mapping_id,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PauseAndResumePreviewMapping",
+                actions=["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping"],
+                resources=[mapping_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadGreenSchema",
+                actions=["lambda:GetFunctionConfiguration"],
+                resources=[f"{targets.fanout_function.function_arn}:{names.GREEN_ALIAS}"],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RecordDrills",
+                actions=["dynamodb:PutItem"],
+                resources=[props.table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["drill#*"]}},
+            )
+        )
+        role.add_to_principal_policy(
+            self._key_statement("UseReleaseTableKey", props.table_key, TABLE_KEY_ACTIONS, "dynamodb")
+        )
 
 
 def _label(key: str) -> str:

@@ -56,7 +56,9 @@ class OperationsSchedules(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         env = config.environment
-        self.group = scheduler.ScheduleGroup(self, "Group", schedule_group_name=names.schedule_group_name(env))
+        self.group = scheduler.ScheduleGroup(
+            self, "Group", schedule_group_name=names.schedule_group_name(env)
+        )
         self.dead_letter_queue = sqs.Queue(
             self,
             "Dlq",
@@ -76,33 +78,62 @@ class OperationsSchedules(Construct):
                 # Only this account's schedules of this group may assume it (confused deputy).
                 conditions={
                     "StringEquals": {"aws:SourceAccount": config.account},
-                    "ArnLike": {"aws:SourceArn": Stack.of(self).format_arn(
-                        service="scheduler", resource="schedule",
-                        resource_name=f"{names.schedule_group_name(env)}/*")},
+                    "ArnLike": {
+                        "aws:SourceArn": Stack.of(self).format_arn(
+                            service="scheduler",
+                            resource="schedule",
+                            resource_name=f"{names.schedule_group_name(env)}/*",
+                        )
+                    },
                 },
             ),
             description=f"EventBridge Scheduler: {env} operations schedules (backup, cost check, DR drill)",
         )
         # The scheduler sends failed invocations to the KMS-encrypted DLQ.
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="EncryptDeadLetters", actions=["kms:GenerateDataKey", "kms:Decrypt"],
-            resources=[messaging_key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"sqs.{config.region}.amazonaws.com"}},
-        ))
-        common = {"role": self.role, "dead_letter_queue": self.dead_letter_queue,
-                  "retry_attempts": RETRY_ATTEMPTS, "max_event_age": MAX_EVENT_AGE}
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptDeadLetters",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[messaging_key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"sqs.{config.region}.amazonaws.com"}},
+            )
+        )
+        common = {
+            "role": self.role,
+            "dead_letter_queue": self.dead_letter_queue,
+            "retry_attempts": RETRY_ATTEMPTS,
+            "max_event_age": MAX_EVENT_AGE,
+        }
         plan = {
-            "backup": (config.schedules.backup, targets.LambdaInvoke(
-                schedule_targets.backup, input=scheduler.ScheduleTargetInput.from_object({"source": "schedule"}),
-                **common), "Daily manual snapshot, export and manifest"),
-            "cost-check": (config.schedules.cost_check, targets.LambdaInvoke(
-                schedule_targets.cost_check, input=scheduler.ScheduleTargetInput.from_object({"source": "schedule"}),
-                **common), "Daily cost check against the budget"),
-            "dr-drill": (config.schedules.dr_drill, targets.StepFunctionsStartExecution(
-                schedule_targets.dr_drill,
-                input=scheduler.ScheduleTargetInput.from_object(
-                    {"type": "snapshot-restore", "requested_by": "schedule"}),
-                **common), "DR drill: restore the newest backup into a temporary group and verify it"),
+            "backup": (
+                config.schedules.backup,
+                targets.LambdaInvoke(
+                    schedule_targets.backup,
+                    input=scheduler.ScheduleTargetInput.from_object({"source": "schedule"}),
+                    **common,
+                ),
+                "Daily manual snapshot, export and manifest",
+            ),
+            "cost-check": (
+                config.schedules.cost_check,
+                targets.LambdaInvoke(
+                    schedule_targets.cost_check,
+                    input=scheduler.ScheduleTargetInput.from_object({"source": "schedule"}),
+                    **common,
+                ),
+                "Daily cost check against the budget",
+            ),
+            "dr-drill": (
+                config.schedules.dr_drill,
+                targets.StepFunctionsStartExecution(
+                    schedule_targets.dr_drill,
+                    input=scheduler.ScheduleTargetInput.from_object(
+                        {"type": "snapshot-restore", "requested_by": "schedule"}
+                    ),
+                    **common,
+                ),
+                "DR drill: restore the newest backup into a temporary group and verify it",
+            ),
         }
         self.schedules: dict[str, scheduler.Schedule] = {}
         for key, (expression, target, description) in plan.items():
@@ -124,7 +155,8 @@ class OperationsSchedules(Construct):
             alarm_description="A scheduled operations run (backup, cost check, DR drill) could not be started; "
             "see runbooks/incident-triage.md",
             metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5), statistic="Maximum"),
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

@@ -55,7 +55,8 @@ class AlarmRollbackRules(Construct):
             retention_period=dlq_retention,
         )
         checkov_skip(
-            self.dead_letter_queue, "CKV_AWS_27",
+            self.dead_letter_queue,
+            "CKV_AWS_27",
             "encrypted at rest with SQS-managed SSE (SqsManagedSseEnabled); checkov only recognizes a KMS key, "
             "and a customer key would need a key policy for events.amazonaws.com for no added protection here",
         )
@@ -85,7 +86,10 @@ class AlarmRollbackRules(Construct):
             event_pattern=events.EventPattern(
                 source=["aws.states"],
                 detail_type=[EXECUTION_STATUS_CHANGE],
-                detail={"stateMachineArn": [state_machine.state_machine_arn], "status": ["ABORTED", "TIMED_OUT"]},
+                detail={
+                    "stateMachineArn": [state_machine.state_machine_arn],
+                    "status": ["ABORTED", "TIMED_OUT"],
+                },
             ),
             targets=[target],
         )

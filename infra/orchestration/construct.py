@@ -44,7 +44,13 @@ from state_machines.release import TASK_KEYS
 # the execution state's sections). Not the CLI: no task imports `orchestrator`.
 TASK_PACKAGES = ("tasks", "service", "contracts")
 TASK_REQUIREMENTS = (
-    "redis", "websockets", "pydantic", "pydantic_core", "annotated-types", "typing_extensions", "typing-inspection",
+    "redis",
+    "websockets",
+    "pydantic",
+    "pydantic_core",
+    "annotated-types",
+    "typing_extensions",
+    "typing-inspection",
 )
 
 
@@ -87,7 +93,9 @@ def alarm_name_of(alarm: cloudwatch.IAlarm) -> str:
     """The literal name set on the alarm resource (the rule pattern and IAM name alarms by name)."""
     name = getattr(cast(Construct, alarm).node.default_child, "alarm_name", None)
     if not isinstance(name, str):
-        raise ValueError(f"alarm {cast(Construct, alarm).node.path} has no fixed name; release guards need one")
+        raise ValueError(
+            f"alarm {cast(Construct, alarm).node.path} has no fixed name; release guards need one"
+        )
     return name
 
 
@@ -142,7 +150,9 @@ class ReleaseOrchestration(Construct):
             "LOG_LEVEL": config.log_level,
         }
         bundle = build_bundle(
-            TASK_PACKAGES, pinned(TASK_REQUIREMENTS), python_version=config.lambdas.python_runtime.removeprefix("python")
+            TASK_PACKAGES,
+            pinned(TASK_REQUIREMENTS),
+            python_version=config.lambdas.python_runtime.removeprefix("python"),
         )
         self.code = lambda_.Code.from_asset(str(bundle), exclude=[".complete"])
         self.grants = TaskGrants(
@@ -154,7 +164,8 @@ class ReleaseOrchestration(Construct):
                 service_functions=props.service_functions,
                 artifact_bucket_name=config.deploy.artifact_bucket_name,
                 execution_arn_pattern=stack.format_arn(
-                    service="states", resource="execution",
+                    service="states",
+                    resource="execution",
                     resource_name=f"{names.release_state_machine_name(env)}:*",
                     arn_format=ArnFormat.COLON_RESOURCE_NAME,
                 ),
@@ -204,10 +215,18 @@ class ReleaseOrchestration(Construct):
         )
         props.monitoring.monitor_state_machine(self.state_machine, name="release")
 
-        CfnOutput(self, "ReleaseStateMachineArn", value=self.state_machine.state_machine_arn,
-                  description="Start a release: orchestrator release start (StartExecution on this ARN)")
-        CfnOutput(self, "ReleaseTableName", value=self.table.table_name,
-                  description="Release locks, records and audit trail")
+        CfnOutput(
+            self,
+            "ReleaseStateMachineArn",
+            value=self.state_machine.state_machine_arn,
+            description="Start a release: orchestrator release start (StartExecution on this ARN)",
+        )
+        CfnOutput(
+            self,
+            "ReleaseTableName",
+            value=self.table.table_name,
+            description="Release locks, records and audit trail",
+        )
 
     def task_function(
         self,

@@ -72,7 +72,9 @@ class TaskGrants:
             "table_write": self._table_write,
             "topic_publish": self._topic_publish,
             "service_read": lambda role: self._service(role, "ReadServiceFunctions", SERVICE_READ_ACTIONS),
-            "service_deploy": lambda role: self._service(role, "DeployServiceFunctions", SERVICE_DEPLOY_ACTIONS),
+            "service_deploy": lambda role: self._service(
+                role, "DeployServiceFunctions", SERVICE_DEPLOY_ACTIONS
+            ),
             "service_aliases": lambda role: self._service(role, "MoveServiceAliases", SERVICE_ALIAS_ACTIONS),
             "artifact_read": self._artifact_read,
             "alarms_read": self._alarms_read,
@@ -91,11 +93,19 @@ class TaskGrants:
 
     # -- statements ---------------------------------------------------------------------------
 
-    def _add(self, role: iam.IRole, sid: str, actions: Sequence[str], resources: Sequence[str],
-             conditions: Mapping[str, object] | None = None) -> None:
+    def _add(
+        self,
+        role: iam.IRole,
+        sid: str,
+        actions: Sequence[str],
+        resources: Sequence[str],
+        conditions: Mapping[str, object] | None = None,
+    ) -> None:
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid=sid, actions=list(actions), resources=list(resources),
+                sid=sid,
+                actions=list(actions),
+                resources=list(resources),
                 conditions=dict(conditions) if conditions else None,
             )
         )
@@ -106,16 +116,26 @@ class TaskGrants:
     def _table_read(self, role: iam.IRole) -> None:
         table = self._t.table
         self._add(role, "ReadReleaseTable", TABLE_READ_ACTIONS, [table.table.table_arn, table.index_arn()])
-        self._add(role, "DecryptReleaseTable", TABLE_KEY_READ_ACTIONS, [table.key.key_arn], self._via("dynamodb"))
+        self._add(
+            role, "DecryptReleaseTable", TABLE_KEY_READ_ACTIONS, [table.key.key_arn], self._via("dynamodb")
+        )
 
     def _table_write(self, role: iam.IRole) -> None:
         table = self._t.table
         self._add(role, "WriteReleaseTable", TABLE_WRITE_ACTIONS, [table.table.table_arn])
-        self._add(role, "EncryptReleaseTable", TABLE_KEY_WRITE_ACTIONS, [table.key.key_arn], self._via("dynamodb"))
+        self._add(
+            role, "EncryptReleaseTable", TABLE_KEY_WRITE_ACTIONS, [table.key.key_arn], self._via("dynamodb")
+        )
 
     def _topic_publish(self, role: iam.IRole) -> None:
         self._add(role, "PublishReleaseNotifications", ["sns:Publish"], [self._t.topic.topic_arn])
-        self._add(role, "EncryptReleaseNotifications", MESSAGE_KEY_ACTIONS, [self._t.topic_key.key_arn], self._via("sns"))
+        self._add(
+            role,
+            "EncryptReleaseNotifications",
+            MESSAGE_KEY_ACTIONS,
+            [self._t.topic_key.key_arn],
+            self._via("sns"),
+        )
 
     def _service(self, role: iam.IRole, sid: str, actions: Sequence[str]) -> None:
         resources = []
@@ -127,7 +147,11 @@ class TaskGrants:
     def _artifact_read(self, role: iam.IRole) -> None:
         # HeadObject and Lambda's own fetch for UpdateFunctionCode both need s3:GetObject of the caller.
         bucket_objects = self._stack.format_arn(
-            service="s3", region="", account="", resource=self._t.artifact_bucket_name, resource_name="service/*",
+            service="s3",
+            region="",
+            account="",
+            resource=self._t.artifact_bucket_name,
+            resource_name="service/*",
         )
         self._add(role, "ReadServiceBundles", ["s3:GetObject"], [bucket_objects])
 
@@ -147,6 +171,11 @@ class TaskGrants:
 
     def _synthetic(self, role: iam.IRole) -> None:
         self._t.api_keys_secret.grant_read(role)
-        self._add(role, "PublishMarkedEvents", ["sqs:SendMessage"],
-                  [self._t.preview_events_queue.queue_arn])
-        self._add(role, "EncryptMarkedEvents", MESSAGE_KEY_ACTIONS, [self._t.messaging_key.key_arn], self._via("sqs"))
+        self._add(role, "PublishMarkedEvents", ["sqs:SendMessage"], [self._t.preview_events_queue.queue_arn])
+        self._add(
+            role,
+            "EncryptMarkedEvents",
+            MESSAGE_KEY_ACTIONS,
+            [self._t.messaging_key.key_arn],
+            self._via("sqs"),
+        )

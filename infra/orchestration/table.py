@@ -40,7 +40,10 @@ class ReleaseTable(Construct):
                 actions=["kms:CreateGrant"],
                 resources=["*"],
                 conditions={
-                    "BoolIfExists": {"kms:GrantIsForAWSResource": "false", "aws:PrincipalIsAWSService": "false"}
+                    "BoolIfExists": {
+                        "kms:GrantIsForAWSResource": "false",
+                        "aws:PrincipalIsAWSService": "false",
+                    }
                 },
             )
         )

@@ -71,7 +71,9 @@ class TaskFunctions(Construct):
             allow_all_outbound=False,
         )
         self.security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs (endpoints or NAT) and the preview stage"
+            ec2.Peer.any_ipv4(),
+            ec2.Port.tcp(443),
+            "HTTPS to AWS APIs (endpoints or NAT) and the preview stage",
         )
         endpoint_security_group.add_ingress_rule(
             self.security_group, ec2.Port.tcp(443), "HTTPS from the release tasks"
@@ -101,7 +103,8 @@ class TaskFunctions(Construct):
                 environment=environment,
                 vpc=vpc,
                 subnets=subnets,
-                security_group=cache_security_group if task.needs_vpc and "redis" in task.permissions
+                security_group=cache_security_group
+                if task.needs_vpc and "redis" in task.permissions
                 else self.security_group,
                 logs_key=logs_key,
             )

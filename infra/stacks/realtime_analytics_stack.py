@@ -21,7 +21,14 @@ from infra.service_construct import ServiceConstruct
 
 # Third-party packages the service imports that the Powertools layer may not carry at the
 # pinned versions (the layer's boto3 comes from the runtime).
-SERVICE_REQUIREMENTS = ("redis", "pydantic", "pydantic_core", "annotated-types", "typing_extensions", "typing-inspection")
+SERVICE_REQUIREMENTS = (
+    "redis",
+    "pydantic",
+    "pydantic_core",
+    "annotated-types",
+    "typing_extensions",
+    "typing-inspection",
+)
 
 
 class RealtimeAnalyticsStack(Stack):
@@ -36,7 +43,11 @@ class RealtimeAnalyticsStack(Stack):
             termination_protection=config.environment == "production",
         )
         self.config = config
-        for key, value in {"Project": names.PROJECT, "Environment": config.environment, **config.tags}.items():
+        for key, value in {
+            "Project": names.PROJECT,
+            "Environment": config.environment,
+            **config.tags,
+        }.items():
             Tags.of(self).add(key, value)
 
         self.keys = KeysConstruct(self, "Keys", config=config)

@@ -334,18 +334,28 @@ class LocalEngine:
                 "(endpoint_url, or AWS_ENDPOINT_URL), not an in-process mock_aws"
             )
         return FunctionConfig(
-            name=spec.name, arn=spec.arn, handler=spec.handler, layout=layout,
-            environment={**spec.environment, **(environment or {})}, timeout_seconds=spec.timeout_seconds,
-            memory_mb=spec.memory_mb, role_arn=spec.role_arn, region=self.sandbox.region, endpoint_url=endpoint,
-            reserved_concurrency=spec.reserved_concurrency, log_dir=self.lambda_log_dir,
+            name=spec.name,
+            arn=spec.arn,
+            handler=spec.handler,
+            layout=layout,
+            environment={**spec.environment, **(environment or {})},
+            timeout_seconds=spec.timeout_seconds,
+            memory_mb=spec.memory_mb,
+            role_arn=spec.role_arn,
+            region=self.sandbox.region,
+            endpoint_url=endpoint,
+            reserved_concurrency=spec.reserved_concurrency,
+            log_dir=self.lambda_log_dir,
         )
 
     def register_worker(self, config: FunctionConfig, *, publish_clock: bool = False) -> None:
         """Route invocations of `config`'s function to worker processes running its asset."""
         pool = self.lambda_workers().pool(config)
         self.register(
-            config.arn, worker_handler(pool, publish_clock=publish_clock),
-            timeout_seconds=config.timeout_seconds, memory_mb=config.memory_mb,
+            config.arn,
+            worker_handler(pool, publish_clock=publish_clock),
+            timeout_seconds=config.timeout_seconds,
+            memory_mb=config.memory_mb,
         )
 
     # -- state machines --------------------------------------------------------------------
@@ -502,7 +512,9 @@ def import_handler(dotted: str) -> Handler:
     return handler
 
 
-def _layout_of(spec: FunctionSpec, layout: CodeLayout | Callable[[FunctionSpec], CodeLayout] | None) -> CodeLayout:
+def _layout_of(
+    spec: FunctionSpec, layout: CodeLayout | Callable[[FunctionSpec], CodeLayout] | None
+) -> CodeLayout:
     if layout is None:
         from orchestrator.lambda_runtime.assets import stand_in_layout
 

@@ -235,7 +235,9 @@ class FunctionRegistry:
             raise
         except Exception as exc:  # noqa: BLE001 - every handler exception becomes a Lambda error payload
             return InvokeResult(200, _error_payload(exc), version, "Unhandled")
-        if clock.time() - started > function.timeout_seconds and not getattr(function.handler, "enforces_timeout", False):
+        if clock.time() - started > function.timeout_seconds and not getattr(
+            function.handler, "enforces_timeout", False
+        ):
             # The handler ran (in virtual time) past the function's timeout: Lambda kills it.
             return InvokeResult(
                 200,

@@ -418,7 +418,9 @@ def lambda_functions(
             },
             role_arn=_role_arn(props.get("Role"), resources, logical_id),
             reserved_concurrency=(
-                int(props["ReservedConcurrentExecutions"]) if "ReservedConcurrentExecutions" in props else None
+                int(props["ReservedConcurrentExecutions"])
+                if "ReservedConcurrentExecutions" in props
+                else None
             ),
         )
     return specs

@@ -1026,7 +1026,13 @@ def _iam_boto_client_for(original: Callable[..., Any]) -> Callable[..., Any]:
         role = getattr(state_credentials, "role_arn", None)
         enforcer = _iam_enforcer
         signs_as = role if enforcer is not None and role and enforcer.knows(role) else None
-        key = (signs_as, region, service, botocore_stubber.enabled, None if botocore_stubber.enabled else moto_server_port())
+        key = (
+            signs_as,
+            region,
+            service,
+            botocore_stubber.enabled,
+            None if botocore_stubber.enabled else moto_server_port(),
+        )
         if signs_as is not None:
             from orchestrator.iam.identity import credentials_for
 

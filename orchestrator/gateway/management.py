@@ -75,7 +75,9 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.server.hub
         if method == "POST":
             if len(body) > MAX_POST_BYTES:
-                self._send(*_error("PayloadTooLargeException", 413, f"Message too long; max {MAX_POST_BYTES} bytes"))
+                self._send(
+                    *_error("PayloadTooLargeException", 413, f"Message too long; max {MAX_POST_BYTES} bytes")
+                )
                 return
             result = hub.post(connection_id, body)
             if result == "ok":
@@ -119,7 +121,9 @@ class _Server(ThreadingHTTPServer):
 class ManagementApi:
     """The HTTP server on 127.0.0.1 (ephemeral port unless given), in a background thread."""
 
-    def __init__(self, hub: ConnectionHub, stages: Iterable[str], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, hub: ConnectionHub, stages: Iterable[str], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._server = _Server((host, port), hub, stages)
         self._thread: threading.Thread | None = None
 
@@ -134,7 +138,10 @@ class ManagementApi:
     def start(self) -> ManagementApi:
         # A short poll interval keeps stop() quick (shutdown waits for one poll).
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gateway-management", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="gateway-management",
+            daemon=True,
         )
         self._thread.start()
         return self

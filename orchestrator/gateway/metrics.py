@@ -39,8 +39,12 @@ def dimension_sets(sample: Sample) -> list[tuple[tuple[str, str], ...]]:
 
 
 def _statistics(values: list[float]) -> dict[str, float]:
-    return {"SampleCount": float(len(values)), "Sum": float(sum(values)), "Minimum": min(values),
-            "Maximum": max(values)}
+    return {
+        "SampleCount": float(len(values)),
+        "Sum": float(sum(values)),
+        "Minimum": min(values),
+        "Maximum": max(values),
+    }
 
 
 def build_metric_data(samples: list[Sample], timestamp: datetime) -> list[dict[str, Any]]:
@@ -54,11 +58,23 @@ def build_metric_data(samples: list[Sample], timestamp: datetime) -> list[dict[s
     for dims, failed in errors.items():
         base = {"Dimensions": [{"Name": k, "Value": v} for k, v in dims], "Timestamp": timestamp}
         count = float(len(failed))
-        data.append({**base, "MetricName": "Invocations", "Unit": "Count",
-                     "StatisticValues": {"SampleCount": count, "Sum": count, "Minimum": 1.0, "Maximum": 1.0}})
+        data.append(
+            {
+                **base,
+                "MetricName": "Invocations",
+                "Unit": "Count",
+                "StatisticValues": {"SampleCount": count, "Sum": count, "Minimum": 1.0, "Maximum": 1.0},
+            }
+        )
         data.append({**base, "MetricName": "Errors", "Unit": "Count", "StatisticValues": _statistics(failed)})
-        data.append({**base, "MetricName": "Duration", "Unit": "Milliseconds",
-                     "StatisticValues": _statistics(durations[dims])})
+        data.append(
+            {
+                **base,
+                "MetricName": "Duration",
+                "Unit": "Milliseconds",
+                "StatisticValues": _statistics(durations[dims]),
+            }
+        )
     return data
 
 
@@ -86,7 +102,9 @@ class MetricRecorder:
             return 0
         data = build_metric_data(samples, datetime.now(UTC))
         for start in range(0, len(data), MAX_DATUMS_PER_CALL):
-            self._cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data[start : start + MAX_DATUMS_PER_CALL])
+            self._cloudwatch.put_metric_data(
+                Namespace=NAMESPACE, MetricData=data[start : start + MAX_DATUMS_PER_CALL]
+            )
         return len(samples)
 
     def start(self) -> None:

@@ -73,7 +73,9 @@ class _AliasEntry:
 class LambdaContext:
     """The attributes of Lambda's context object that handlers and Powertools read."""
 
-    def __init__(self, function_name: str, version: str, alias: str, arn: str, memory_mb: int, timeout_s: int) -> None:
+    def __init__(
+        self, function_name: str, version: str, alias: str, arn: str, memory_mb: int, timeout_s: int
+    ) -> None:
         self.function_name = function_name
         self.function_version = version
         self.invoked_function_arn = f"{arn}:{alias}"
@@ -145,7 +147,9 @@ class LambdaRuntime:
         try:
             return self._names[key]
         except KeyError:
-            raise FunctionNotConfigured(f"no Lambda function name configured for service function {key!r}") from None
+            raise FunctionNotConfigured(
+                f"no Lambda function name configured for service function {key!r}"
+            ) from None
 
     def resolve(self, key: str, alias: str) -> str:
         """The version this invocation of `<function>:<alias>` runs."""
@@ -199,7 +203,9 @@ class LambdaRuntime:
         env.update((config.get("Environment") or {}).get("Variables") or {})
         return env
 
-    def invoke(self, key: str, alias: str, event: Any, *, env_overrides: Mapping[str, str] | None = None) -> Invocation:
+    def invoke(
+        self, key: str, alias: str, event: Any, *, env_overrides: Mapping[str, str] | None = None
+    ) -> Invocation:
         """Run one invocation; a raised exception becomes Lambda's {errorType, errorMessage}."""
         name = self.function_name(key)
         version = self.resolve(key, alias)
@@ -207,8 +213,12 @@ class LambdaRuntime:
         fn = catalog.by_key(key)
         arn = str(config.get("FunctionArn") or name).removesuffix(f":{version}")
         context = LambdaContext(
-            name, version, alias, arn,
-            int(config.get("MemorySize", fn.memory_mb)), int(config.get("Timeout", fn.timeout_seconds)),
+            name,
+            version,
+            alias,
+            arn,
+            int(config.get("MemorySize", fn.memory_mb)),
+            int(config.get("Timeout", fn.timeout_seconds)),
         )
         if self._workers is not None:
             return self._invoke_worker(key, alias, version, config, event, env_overrides)
@@ -230,7 +240,12 @@ class LambdaRuntime:
         return Invocation(key, name, alias, version, context.aws_request_id, duration, result, error)
 
     def _invoke_worker(
-        self, key: str, alias: str, version: str, config: Mapping[str, Any], event: Any,
+        self,
+        key: str,
+        alias: str,
+        version: str,
+        config: Mapping[str, Any],
+        event: Any,
         env_overrides: Mapping[str, str] | None,
     ) -> Invocation:
         assert self._workers is not None
@@ -242,14 +257,18 @@ class LambdaRuntime:
         result: Any = None
         if outcome.error:
             payload = outcome.payload if isinstance(outcome.payload, dict) else {}
-            error = {"errorType": str(payload.get("errorType", "Unhandled")),
-                     "errorMessage": str(payload.get("errorMessage", ""))}
+            error = {
+                "errorType": str(payload.get("errorType", "Unhandled")),
+                "errorMessage": str(payload.get("errorMessage", "")),
+            }
             log.debug("invocation of %s:%s (version %s) failed: %s", function.name, alias, version, error)
         else:
             result = outcome.payload
         if self._recorder is not None:
             # Lambda's Duration metric is the handler's run; a cold start's init is not in it.
-            self._recorder.record(Sample(function.name, alias, version, outcome.duration_ms, error is not None))
+            self._recorder.record(
+                Sample(function.name, alias, version, outcome.duration_ms, error is not None)
+            )
         return Invocation(key, function.name, alias, version, outcome.request_id, duration, result, error)
 
     def _worker_config(
@@ -263,13 +282,21 @@ class LambdaRuntime:
         fn = catalog.by_key(key)
         arn = str(config.get("FunctionArn") or name).removesuffix(f":{version}")
         return FunctionConfig(
-            name=name, arn=arn, handler=str(config.get("Handler") or fn.handler), layout=layout,
+            name=name,
+            arn=arn,
+            handler=str(config.get("Handler") or fn.handler),
+            layout=layout,
             environment={
-                **((config.get("Environment") or {}).get("Variables") or {}), **self._worker_env, **(env_overrides or {})
+                **((config.get("Environment") or {}).get("Variables") or {}),
+                **self._worker_env,
+                **(env_overrides or {}),
             },
             timeout_seconds=int(config.get("Timeout", fn.timeout_seconds)),
-            memory_mb=int(config.get("MemorySize", fn.memory_mb)), version=version,
-            role_arn=self._roles.get(name, ""), region=self._region, endpoint_url=self._endpoint,
+            memory_mb=int(config.get("MemorySize", fn.memory_mb)),
+            version=version,
+            role_arn=self._roles.get(name, ""),
+            region=self._region,
+            endpoint_url=self._endpoint,
             log_dir=self._log_dir,
         )
 
@@ -290,7 +317,9 @@ class LambdaRuntime:
         def scan() -> None:
             assert self._workers is not None
             for key in self._names:
-                wanted = [(alias, overrides) for alias, overrides, keys in routes if keys is None or key in keys]
+                wanted = [
+                    (alias, overrides) for alias, overrides, keys in routes if keys is None or key in keys
+                ]
                 if not wanted:
                     continue
                 name = self.function_name(key)

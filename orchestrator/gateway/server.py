@@ -102,7 +102,9 @@ def _allowed(policy: Any, method_arn: str) -> bool:
     for statement in statements:
         resources = statement.get("Resource")
         resources = [resources] if isinstance(resources, str) else resources or []
-        if any(r in (method_arn, "*") or (r.endswith("*") and method_arn.startswith(r[:-1])) for r in resources):
+        if any(
+            r in (method_arn, "*") or (r.endswith("*") and method_arn.startswith(r[:-1])) for r in resources
+        ):
             effects.add(statement.get("Effect"))
     return "Allow" in effects and "Deny" not in effects
 
@@ -139,7 +141,11 @@ class Gateway:
         bindings = list(queue_bindings)
         if bindings and sqs is None:
             raise ValueError("queue_bindings need an SQS client (sqs=...)")
-        self.poller = SqsPoller(sqs, runtime, bindings, region=region, wait_seconds=poll_wait_seconds) if bindings else None
+        self.poller = (
+            SqsPoller(sqs, runtime, bindings, region=region, wait_seconds=poll_wait_seconds)
+            if bindings
+            else None
+        )
         self.management = ManagementApi(self, self.stages)
         self._conns: dict[str, _Connection] = {}
         self._pending: dict[ServerConnection, _Connection] = {}
@@ -254,7 +260,9 @@ class Gateway:
         url = urlsplit(request.path)
         stage = self.stages.get(url.path.strip("/"))
         if stage is None:
-            return connection.respond(404, f"no stage at {url.path}; stages: {', '.join(sorted(self.stages))}\n")
+            return connection.respond(
+                404, f"no stage at {url.path}; stages: {', '.join(sorted(self.stages))}\n"
+            )
         headers: Headers = request.headers
         source_ip = str(connection.remote_address[0]) if connection.remote_address else "127.0.0.1"
         conn = _Connection(
@@ -285,7 +293,10 @@ class Gateway:
             return connection.respond(500, "Internal server error\n")
         if not _allowed(auth.result, self.method_arn(stage.name)):
             return connection.respond(403, "Forbidden\n")
-        conn.authorizer = {"principalId": auth.result.get("principalId"), **(auth.result.get("context") or {})}
+        conn.authorizer = {
+            "principalId": auth.result.get("principalId"),
+            **(auth.result.get("context") or {}),
+        }
         connect_event = {
             "headers": auth_event["headers"],
             "multiValueHeaders": auth_event["multiValueHeaders"],
@@ -368,7 +379,9 @@ class Gateway:
         if conn.ws is None:
             return
         try:
-            await conn.ws.send(json.dumps({"message": message, "connectionId": conn.id, "requestId": request_id}))
+            await conn.ws.send(
+                json.dumps({"message": message, "connectionId": conn.id, "requestId": request_id})
+            )
         except ConnectionClosed:
             pass
 
@@ -377,7 +390,11 @@ class Gateway:
         ws = conn.ws
         context["disconnectStatusCode"] = ws.close_code if ws is not None else None
         context["disconnectReason"] = (ws.close_reason if ws is not None else "") or ""
-        event = {"requestContext": context, "stageVariables": {"alias": conn.stage.alias}, "isBase64Encoded": False}
+        event = {
+            "requestContext": context,
+            "stageVariables": {"alias": conn.stage.alias},
+            "isBase64Encoded": False,
+        }
         result = await self._invoke("disconnect", conn, event)
         if result.failed:
             log.warning("$disconnect of %s failed: %s", conn.id, result.error)

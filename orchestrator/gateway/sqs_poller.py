@@ -69,7 +69,13 @@ class SqsPoller:
     """One thread per binding; `poll_once` is the unit the threads repeat (tests call it)."""
 
     def __init__(
-        self, sqs: Any, runtime: LambdaRuntime, bindings: list[QueueBinding], *, region: str, wait_seconds: int = 1
+        self,
+        sqs: Any,
+        runtime: LambdaRuntime,
+        bindings: list[QueueBinding],
+        *,
+        region: str,
+        wait_seconds: int = 1,
     ) -> None:
         self._sqs = sqs
         self._runtime = runtime
@@ -103,9 +109,13 @@ class SqsPoller:
         if not messages:
             return 0
         if not binding.enabled():  # disabled while receiving: the batch goes back as it came
-            self._sqs.change_message_visibility_batch(QueueUrl=binding.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for i, m in enumerate(messages)])
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=binding.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(messages)
+                ],
+            )
             return 0
         event = sqs_event(messages, self._arn(binding.queue_url), self._region)
         invocation = self._runtime.invoke(binding.function_key, binding.alias, event)
@@ -114,7 +124,11 @@ class SqsPoller:
             self.failed_invocations += 1
             log.warning(
                 "%s:%s (version %s) failed a batch of %d: %s",
-                invocation.function_name, binding.alias, invocation.version, len(messages), invocation.error,
+                invocation.function_name,
+                binding.alias,
+                invocation.version,
+                len(messages),
+                invocation.error,
             )
             return len(messages)
         failed = {
@@ -144,7 +158,9 @@ class SqsPoller:
 
     def start(self) -> None:
         for binding in self._bindings:
-            thread = threading.Thread(target=self._run, args=(binding,), name=f"sqs-{binding.alias}", daemon=True)
+            thread = threading.Thread(
+                target=self._run, args=(binding,), name=f"sqs-{binding.alias}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 

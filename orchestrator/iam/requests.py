@@ -188,7 +188,11 @@ def _lambda(call: Call, _ps: PolicySet | None) -> list[Check] | None:
         uuid = _p(call, "UUID")
         if uuid is None:
             return None
-        return [Check(f"lambda:{_LAMBDA_MAPPING[op]}", call.arn("lambda", f"event-source-mapping:{uuid}"), _secure())]
+        return [
+            Check(
+                f"lambda:{_LAMBDA_MAPPING[op]}", call.arn("lambda", f"event-source-mapping:{uuid}"), _secure()
+            )
+        ]
     name = _p(call, "FunctionName")
     if name is None:
         if op in ("ListTags", "TagResource", "UntagResource") and _p(call, "Resource"):
@@ -285,8 +289,10 @@ def _sqs(call: Call, ps: PolicySet | None) -> list[Check] | None:
         # The SQS guide's required permissions for a redrive: these four on the source (the DLQ),
         # SendMessage on the destination; SQS uses the queues' keys on the caller's behalf.
         source = str(_p(call, "SourceArn"))
-        checks = [Check(f"sqs:{action}", source, _secure())
-                  for action in ("StartMessageMoveTask", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes")]
+        checks = [
+            Check(f"sqs:{action}", source, _secure())
+            for action in ("StartMessageMoveTask", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
+        ]
         checks += _kms_on_behalf(call, ps, source, ["kms:Decrypt"], "sqs")
         destination = _p(call, "DestinationArn")
         if destination:
@@ -485,7 +491,11 @@ def _cloudwatch(call: Call, _ps: PolicySet | None) -> list[Check] | None:
     if op in _CW_STAR:
         return [Check(f"cloudwatch:{op}", "*", _secure())]
     if op == "PutMetricData":
-        return [Check("cloudwatch:PutMetricData", "*", _secure({"cloudwatch:namespace": str(_p(call, "Namespace"))}))]
+        return [
+            Check(
+                "cloudwatch:PutMetricData", "*", _secure({"cloudwatch:namespace": str(_p(call, "Namespace"))})
+            )
+        ]
     if op == "DescribeAlarms":
         names = _p(call, "AlarmNames") or []
         if names:
@@ -502,10 +512,16 @@ def _cloudwatch(call: Call, _ps: PolicySet | None) -> list[Check] | None:
         return [Check(f"cloudwatch:{op}", alarm_arn(call, str(n)), _secure()) for n in names]
     if op in ("GetDashboard", "PutDashboard"):
         name = str(_p(call, "DashboardName"))
-        return [Check(f"cloudwatch:{op}", call.arn("cloudwatch", f"dashboard/{name}", region=False), _secure())]
+        return [
+            Check(f"cloudwatch:{op}", call.arn("cloudwatch", f"dashboard/{name}", region=False), _secure())
+        ]
     if op == "DeleteDashboards":
         return [
-            Check("cloudwatch:DeleteDashboards", call.arn("cloudwatch", f"dashboard/{n}", region=False), _secure())
+            Check(
+                "cloudwatch:DeleteDashboards",
+                call.arn("cloudwatch", f"dashboard/{n}", region=False),
+                _secure(),
+            )
             for n in _p(call, "DashboardNames", [])
         ]
     return None
@@ -528,9 +544,17 @@ def _logs(call: Call, _ps: PolicySet | None) -> list[Check] | None:
             return None
         group = str(identifier).split(":log-group:")[-1].removesuffix(":*")
     if op in ("PutLogEvents", "GetLogEvents"):
-        return [Check(f"logs:{op}", log_group_arn(call, str(group), str(_p(call, "logStreamName"))), _secure())]
+        return [
+            Check(f"logs:{op}", log_group_arn(call, str(group), str(_p(call, "logStreamName"))), _secure())
+        ]
     if op == "CreateLogStream":
-        return [Check("logs:CreateLogStream", log_group_arn(call, str(group), str(_p(call, "logStreamName"))), _secure())]
+        return [
+            Check(
+                "logs:CreateLogStream",
+                log_group_arn(call, str(group), str(_p(call, "logStreamName"))),
+                _secure(),
+            )
+        ]
     return [Check(f"logs:{op}", log_group_arn(call, str(group)), _secure())]
 
 
@@ -539,7 +563,12 @@ def _budgets(call: Call, _ps: PolicySet | None) -> list[Check] | None:
     account = str(_p(call, "AccountId", call.account_id))
     name = _p(call, "BudgetName")
     resource = f"arn:{call.partition}:budgets::{account}:budget/{name if name else '*'}"
-    if op in ("DescribeBudget", "DescribeBudgets", "DescribeBudgetPerformanceHistory", "DescribeNotificationsForBudget"):
+    if op in (
+        "DescribeBudget",
+        "DescribeBudgets",
+        "DescribeBudgetPerformanceHistory",
+        "DescribeNotificationsForBudget",
+    ):
         return [Check("budgets:ViewBudget", resource, _secure())]
     if op in ("CreateBudget", "UpdateBudget", "DeleteBudget", "CreateNotification", "DeleteNotification"):
         if op == "CreateBudget":
@@ -567,7 +596,12 @@ def _elasticache(call: Call, _ps: PolicySet | None) -> list[Check] | None:
     elif op == "DescribeSnapshots":
         resource = arn("snapshot", snapshot) if snapshot else "*"
         checks.append(Check(f"elasticache:{op}", resource, _secure()))
-    elif op in ("DescribeCacheClusters", "DescribeCacheParameterGroups", "DescribeCacheSubnetGroups", "DescribeEvents"):
+    elif op in (
+        "DescribeCacheClusters",
+        "DescribeCacheParameterGroups",
+        "DescribeCacheSubnetGroups",
+        "DescribeEvents",
+    ):
         checks.append(Check(f"elasticache:{op}", "*", _secure()))
     elif op == "CreateSnapshot":
         checks.append(Check(f"elasticache:{op}", arn("snapshot", snapshot), _secure()))
@@ -622,7 +656,11 @@ def _stepfunctions(call: Call, _ps: PolicySet | None) -> list[Check] | None:
         checks = [Check("states:CreateStateMachine", call.arn("states", f"stateMachine:{name}"), _secure())]
         if _p(call, "roleArn"):
             checks.append(
-                Check("iam:PassRole", str(_p(call, "roleArn")), _secure({"iam:PassedToService": "states.amazonaws.com"}))
+                Check(
+                    "iam:PassRole",
+                    str(_p(call, "roleArn")),
+                    _secure({"iam:PassedToService": "states.amazonaws.com"}),
+                )
             )
         return checks
     if op in _SFN_MACHINE and _p(call, "stateMachineArn"):
@@ -639,7 +677,11 @@ def _events(call: Call, _ps: PolicySet | None) -> list[Check] | None:
     if op == "PutEvents":
         buses = {str(e.get("EventBusName") or "default") for e in _p(call, "Entries", [])} or {"default"}
         return [
-            Check("events:PutEvents", b if b.startswith("arn:") else call.arn("events", f"event-bus/{b}"), _secure())
+            Check(
+                "events:PutEvents",
+                b if b.startswith("arn:") else call.arn("events", f"event-bus/{b}"),
+                _secure(),
+            )
             for b in sorted(buses)
         ]
     if op in ("ListRules", "ListEventBuses"):
@@ -649,7 +691,11 @@ def _events(call: Call, _ps: PolicySet | None) -> list[Check] | None:
         return None
     bus = _p(call, "EventBusName")
     path = f"rule/{bus}/{rule}" if bus and bus != "default" else f"rule/{rule}"
-    return [Check(f"events:{op}", str(rule) if str(rule).startswith("arn:") else call.arn("events", path), _secure())]
+    return [
+        Check(
+            f"events:{op}", str(rule) if str(rule).startswith("arn:") else call.arn("events", path), _secure()
+        )
+    ]
 
 
 def _scheduler(call: Call, _ps: PolicySet | None) -> list[Check] | None:
@@ -665,7 +711,9 @@ def _scheduler(call: Call, _ps: PolicySet | None) -> list[Check] | None:
     checks = [Check(f"scheduler:{op}", call.arn("scheduler", f"schedule/{group}/{name}"), _secure())]
     role = (_p(call, "Target") or {}).get("RoleArn")
     if op in ("CreateSchedule", "UpdateSchedule") and role:
-        checks.append(Check("iam:PassRole", str(role), _secure({"iam:PassedToService": "scheduler.amazonaws.com"})))
+        checks.append(
+            Check("iam:PassRole", str(role), _secure({"iam:PassedToService": "scheduler.amazonaws.com"}))
+        )
     return checks
 
 

@@ -44,7 +44,9 @@ _host_bundles: dict[Path, Path] = {}
 _runtimes: dict[tuple[str | None, int | None], tuple[Path, tuple[Path, ...]]] = {}
 
 
-def runtime_dirs(runtime: str | None = None, powertools_layer_version: int | None = None) -> tuple[Path, tuple[Path, ...]]:
+def runtime_dirs(
+    runtime: str | None = None, powertools_layer_version: int | None = None
+) -> tuple[Path, tuple[Path, ...]]:
     """(runtime dir, layer dirs) for this host: boto3/botocore as the Lambda runtime ships them
     and the Powertools layer; defaults from the configuration (`lambdas.*`)."""
     key = (runtime, powertools_layer_version)
@@ -85,7 +87,9 @@ def layout_for_asset(
 def layout_for_function(function: LambdaFunction) -> CodeLayout:
     """A template function's layout: its own asset, its runtime, its Powertools layer version."""
     return layout_for_asset(
-        function.asset_dir, runtime=function.runtime, powertools_layer_version=function.powertools_layer_version
+        function.asset_dir,
+        runtime=function.runtime,
+        powertools_layer_version=function.powertools_layer_version,
     )
 
 

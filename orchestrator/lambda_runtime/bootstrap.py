@@ -43,9 +43,23 @@ CLOCK_VARIABLE = "LOCAL_VIRTUAL_CLOCK"
 # Libraries a zygote may import before forking: what the Lambda runtime (/var/runtime) and the
 # Powertools layer (/opt/python) provide. Never a module of the asset itself.
 # Third-party packages an asset bundles itself (redis, websockets) are skipped when it ships them.
-PRELOAD = ("asyncio", "boto3", "botocore.session", "botocore.client", "aws_lambda_powertools",
-           "aws_lambda_powertools.logging", "aws_lambda_powertools.tracing", "aws_lambda_powertools.metrics",
-           "aws_xray_sdk.core", "pydantic", "jmespath", "urllib3", "redis", "redis.asyncio", "websockets")
+PRELOAD = (
+    "asyncio",
+    "boto3",
+    "botocore.session",
+    "botocore.client",
+    "aws_lambda_powertools",
+    "aws_lambda_powertools.logging",
+    "aws_lambda_powertools.tracing",
+    "aws_lambda_powertools.metrics",
+    "aws_xray_sdk.core",
+    "pydantic",
+    "jmespath",
+    "urllib3",
+    "redis",
+    "redis.asyncio",
+    "websockets",
+)
 
 
 # -- framing ----------------------------------------------------------------------------------
@@ -98,7 +112,9 @@ class LambdaContext:
 
     def __init__(self, message: dict[str, Any]) -> None:
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
-        self.function_version = message.get("function_version") or os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.function_version = message.get("function_version") or os.environ.get(
+            "AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"
+        )
         self.invoked_function_arn = message.get("invoked_function_arn", "")
         self.memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
         self.aws_request_id = message["request_id"]
@@ -127,21 +143,32 @@ def load_handler() -> tuple[Any, dict[str, Any] | None]:
     spec = os.environ.get("_HANDLER", "")
     module_name, _, attribute = spec.rpartition(".")
     if not module_name:
-        return None, {"errorType": "Runtime.MalformedHandlerName", "errorMessage": "Bad handler '" + spec
-                      + "': not enough values to unpack (expected 2, got 1)", "stackTrace": []}
+        return None, {
+            "errorType": "Runtime.MalformedHandlerName",
+            "errorMessage": "Bad handler '" + spec + "': not enough values to unpack (expected 2, got 1)",
+            "stackTrace": [],
+        }
     try:
         module = importlib.import_module(module_name.replace("/", "."))
     except ImportError as exc:
-        return None, {"errorType": "Runtime.ImportModuleError",
-                      "errorMessage": f"Unable to import module '{module_name}': {exc}", "stackTrace": []}
+        return None, {
+            "errorType": "Runtime.ImportModuleError",
+            "errorMessage": f"Unable to import module '{module_name}': {exc}",
+            "stackTrace": [],
+        }
     except SyntaxError as exc:
-        return None, _error(exc, "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}")
+        return None, _error(
+            exc, "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}"
+        )
     except Exception as exc:  # noqa: BLE001 - an init failure is reported, not raised
         return None, _error(exc)
     handler = getattr(module, attribute, None)
     if handler is None:
-        return None, {"errorType": "Runtime.HandlerNotFound",
-                      "errorMessage": f"Handler '{attribute}' missing on module '{module_name}'", "stackTrace": []}
+        return None, {
+            "errorType": "Runtime.HandlerNotFound",
+            "errorMessage": f"Handler '{attribute}' missing on module '{module_name}'",
+            "stackTrace": [],
+        }
     return handler, None
 
 
@@ -163,8 +190,12 @@ def serve(request_fd: int, response_fd: int, started: float) -> int:
     set_path(_layout_from_env())
     handler, init_error = load_handler()
     sys.stdout.flush()
-    ready: dict[str, Any] = {"type": "ready", "init_ms": round((time.perf_counter() - started) * 1000, 1),
-                             "pid": os.getpid(), "max_rss_mb": round(_max_rss_mb(), 1)}
+    ready: dict[str, Any] = {
+        "type": "ready",
+        "init_ms": round((time.perf_counter() - started) * 1000, 1),
+        "pid": os.getpid(),
+        "max_rss_mb": round(_max_rss_mb(), 1),
+    }
     if init_error is not None:
         ready["error"] = init_error
         print(f"[ERROR] {init_error['errorType']}: {init_error['errorMessage']}", file=sys.stderr, flush=True)
@@ -185,7 +216,9 @@ def serve(request_fd: int, response_fd: int, started: float) -> int:
             os.environ[CLOCK_VARIABLE] = f"{virtual!r} {time.time()!r} {speed!r}"
         else:
             os.environ.pop(CLOCK_VARIABLE, None)
-        print(f"START RequestId: {request_id} Version: {os.environ['AWS_LAMBDA_FUNCTION_VERSION']}", flush=True)
+        print(
+            f"START RequestId: {request_id} Version: {os.environ['AWS_LAMBDA_FUNCTION_VERSION']}", flush=True
+        )
         began = time.perf_counter()
         reply: dict[str, Any]
         try:
@@ -193,8 +226,13 @@ def serve(request_fd: int, response_fd: int, started: float) -> int:
             try:
                 reply = {"type": "result", "payload": json.loads(json.dumps(result))}
             except (TypeError, ValueError) as exc:
-                reply = {"type": "error", "payload": {"errorType": "Runtime.MarshalError",
-                                                      "errorMessage": f"Unable to marshal response: {exc}"}}
+                reply = {
+                    "type": "error",
+                    "payload": {
+                        "errorType": "Runtime.MarshalError",
+                        "errorMessage": f"Unable to marshal response: {exc}",
+                    },
+                }
         except Exception as exc:  # noqa: BLE001 - every handler exception is the invocation's result
             reply = {"type": "error", "payload": {**_error(exc), "requestId": request_id}}
             traceback.print_exc()
@@ -203,9 +241,12 @@ def serve(request_fd: int, response_fd: int, started: float) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         print(f"END RequestId: {request_id}", flush=True)
-        print(f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: {int(duration) + 1} ms\t"
-              f"Memory Size: {os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE', '128')} MB\t"
-              f"Max Memory Used: {int(rss)} MB" + (f"\tInit Duration: {init_ms:.2f} ms" if init_ms else ""), flush=True)
+        print(
+            f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: {int(duration) + 1} ms\t"
+            f"Memory Size: {os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE', '128')} MB\t"
+            f"Max Memory Used: {int(rss)} MB" + (f"\tInit Duration: {init_ms:.2f} ms" if init_ms else ""),
+            flush=True,
+        )
         init_ms = 0
         reply.update(duration_ms=round(duration, 2), max_rss_mb=round(rss, 1))
         write_message(response_fd, reply)

@@ -72,8 +72,15 @@ class FunctionConfig:
     def pool_key(self) -> tuple[object, ...]:
         """Workers are shared only by invocations of the very same configuration."""
         return (
-            self.name, self.version, self.handler, self.layout.zygote_key(), tuple(sorted(self.environment.items())),
-            self.timeout_seconds, self.memory_mb, self.role_arn, self.endpoint_url,
+            self.name,
+            self.version,
+            self.handler,
+            self.layout.zygote_key(),
+            tuple(sorted(self.environment.items())),
+            self.timeout_seconds,
+            self.memory_mb,
+            self.role_arn,
+            self.endpoint_url,
         )
 
     @property
@@ -119,12 +126,22 @@ class FunctionConfig:
             env["AWS_ENDPOINT_URL"] = self.endpoint_url
         env.update(self.environment)
         # Reserved variables: a function cannot override them on AWS either.
-        for reserved in ("_HANDLER", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_FUNCTION_NAME",
-                         "AWS_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"):
+        for reserved in (
+            "_HANDLER",
+            "LAMBDA_TASK_ROOT",
+            "LAMBDA_RUNTIME_DIR",
+            "AWS_LAMBDA_FUNCTION_NAME",
+            "AWS_REGION",
+            "AWS_EXECUTION_ENV",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        ):
             env[reserved] = {
-                "_HANDLER": self.handler, "LAMBDA_TASK_ROOT": str(self.layout.asset_dir),
-                "LAMBDA_RUNTIME_DIR": str(self.layout.runtime_dir), "AWS_LAMBDA_FUNCTION_NAME": self.name,
-                "AWS_REGION": self.region, "AWS_EXECUTION_ENV": EXECUTION_ENV,
+                "_HANDLER": self.handler,
+                "LAMBDA_TASK_ROOT": str(self.layout.asset_dir),
+                "LAMBDA_RUNTIME_DIR": str(self.layout.runtime_dir),
+                "AWS_LAMBDA_FUNCTION_NAME": self.name,
+                "AWS_REGION": self.region,
+                "AWS_EXECUTION_ENV": EXECUTION_ENV,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
             }[reserved]
         if not env.get("AWS_XRAY_DAEMON_ADDRESS", "").startswith("127.0.0.1:"):

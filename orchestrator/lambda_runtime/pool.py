@@ -72,18 +72,30 @@ class Zygote:
 
     def __init__(self, layout: CodeLayout, region: str) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        shipped = sorted(p.name.removesuffix(".py") for p in layout.asset_dir.iterdir()) if layout.asset_dir.is_dir() else []
+        shipped = (
+            sorted(p.name.removesuffix(".py") for p in layout.asset_dir.iterdir())
+            if layout.asset_dir.is_dir()
+            else []
+        )
         env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC",
-            "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
             "LAMBDA_RUNTIME_DIR": str(layout.runtime_dir),
             "_LOCAL_LAYER_DIRS": os.pathsep.join(map(str, layout.layer_dirs)),
             # What the asset ships itself is imported from the asset, after the fork, never here.
             "_LOCAL_PRELOAD_SKIP": ",".join(shipped),
         }
         self._process = subprocess.Popen(  # noqa: S603 - our own bootstrap, fixed arguments
-            [*_isolated_python(), "zygote", str(theirs.fileno())], pass_fds=[theirs.fileno()], env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None, close_fds=True,
+            [*_isolated_python(), "zygote", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=None,
+            close_fds=True,
         )
         theirs.close()
         self._socket = ours
@@ -128,8 +140,12 @@ class Worker:
                 with open(log_path or os.devnull, "ab") as log_file:
                     self._process = subprocess.Popen(  # noqa: S603 - our own bootstrap, fixed arguments
                         [*_isolated_python(), "worker", str(request_r), str(response_w)],
-                        pass_fds=[request_r, response_w], env=env, stdin=subprocess.DEVNULL,
-                        stdout=log_file, stderr=log_file, close_fds=True,
+                        pass_fds=[request_r, response_w],
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=log_file,
+                        close_fds=True,
                     )
                 self.pid = self._process.pid
         finally:
@@ -139,8 +155,12 @@ class Worker:
         self.cold_start_ms = round((time.perf_counter() - started) * 1000, 1)
         if ready is None or ready.get("type") != "ready":
             self.kill()
-            raise WorkerInitError({"errorType": "Runtime.ExitError",
-                                   "errorMessage": f"Runtime exited during init: {self.exit_reason()}"})
+            raise WorkerInitError(
+                {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"Runtime exited during init: {self.exit_reason()}",
+                }
+            )
         if "error" in ready:
             self.kill()
             raise WorkerInitError(ready["error"])
@@ -213,7 +233,9 @@ class Worker:
                 setattr(self, name, None)
 
     # -- invoking --------------------------------------------------------------------------
-    def invoke(self, message: dict[str, Any], expired: Callable[[], bool], real_limit: float) -> dict[str, Any]:
+    def invoke(
+        self, message: dict[str, Any], expired: Callable[[], bool], real_limit: float
+    ) -> dict[str, Any]:
         """Send one invocation; the worker's reply, or a Lambda error object (the worker then is dead)."""
         request_id = message["request_id"]
         try:
@@ -222,24 +244,38 @@ class Worker:
             reply = self._read(time.monotonic() + real_limit, expired)
         except TimeoutError:
             self.kill()
-            return {"type": "timeout", "payload": {
-                "errorType": "Sandbox.Timedout",
-                "errorMessage": f"RequestId: {request_id} Error: Task timed out after "
-                                f"{self.config.timeout_seconds:.2f} seconds"}}
+            return {
+                "type": "timeout",
+                "payload": {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {request_id} Error: Task timed out after "
+                    f"{self.config.timeout_seconds:.2f} seconds",
+                },
+            }
         except (OSError, AssertionError):
             reply = None
         if reply is None:
             reason = self.exit_reason()
             self.kill()
-            return {"type": "exit", "payload": {"errorType": "Runtime.ExitError",
-                                                "errorMessage": f"RequestId: {request_id} Error: {reason}"}}
+            return {
+                "type": "exit",
+                "payload": {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"RequestId: {request_id} Error: {reason}",
+                },
+            }
         rss = reply.get("max_rss_mb")
         if rss is not None and rss > self.config.memory_mb:
             self.kill()
-            return {**reply, "type": "oom", "payload": {
-                "errorType": "Runtime.OutOfMemory",
-                "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: signal: killed "
-                                f"(max memory used {rss:.0f} MB > memory size {self.config.memory_mb} MB)"}}
+            return {
+                **reply,
+                "type": "oom",
+                "payload": {
+                    "errorType": "Runtime.OutOfMemory",
+                    "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: signal: killed "
+                    f"(max memory used {rss:.0f} MB > memory size {self.config.memory_mb} MB)",
+                },
+            }
         return dict(reply)
 
 
@@ -255,8 +291,11 @@ class FunctionStats:
     def summary(self) -> dict[str, Any]:
         cold = self.cold_starts_ms
         return {
-            "invocations": self.invocations, "errors": self.errors, "timeouts": self.timeouts,
-            "worker_exits": self.exits, "cold_starts": len(cold),
+            "invocations": self.invocations,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "worker_exits": self.exits,
+            "cold_starts": len(cold),
             "cold_start_ms_p50": round(statistics.median(cold), 1) if cold else None,
             "cold_start_ms_max": max(cold) if cold else None,
             "max_rss_mb": round(self.max_rss_mb, 1),
@@ -361,19 +400,36 @@ class FunctionPool:
             return time.time() >= deadline
 
         message = {
-            "type": "invoke", "request_id": request_id, "event": event, "deadline": deadline,
-            "now": now, "speed": speed, "function_version": self.config.version,
+            "type": "invoke",
+            "request_id": request_id,
+            "event": event,
+            "deadline": deadline,
+            "now": now,
+            "speed": speed,
+            "function_version": self.config.version,
             "invoked_function_arn": invoked_function_arn or self.config.arn,
             "log_stream_name": f"{time.strftime('%Y/%m/%d')}/[{self.config.version}]{worker.pid:08x}",
-            "trace_id": _trace_id(), "clock": publish_clock,
+            "trace_id": _trace_id(),
+            "clock": publish_clock,
         }
         reply = worker.invoke(message, expired, self.config.timeout_seconds + 1.0)
         kind = reply.get("type")
         self._release(worker if kind in ("result", "error") else None)
-        self._owner.record(self.config.name, error=kind != "result", timeout=kind == "timeout",
-                           exit=kind in ("exit", "oom"), rss=reply.get("max_rss_mb"))
-        return Outcome(reply.get("payload"), kind != "result", float(reply.get("duration_ms", 0.0)), cold,
-                       reply.get("max_rss_mb"), request_id)
+        self._owner.record(
+            self.config.name,
+            error=kind != "result",
+            timeout=kind == "timeout",
+            exit=kind in ("exit", "oom"),
+            rss=reply.get("max_rss_mb"),
+        )
+        return Outcome(
+            reply.get("payload"),
+            kind != "result",
+            float(reply.get("duration_ms", 0.0)),
+            cold,
+            reply.get("max_rss_mb"),
+            request_id,
+        )
 
     def close(self) -> None:
         with self._cond:
@@ -493,8 +549,15 @@ class LambdaWorkers:
         with self._lock:
             self._stats.setdefault(function, FunctionStats()).cold_starts_ms.append(ms)
 
-    def record(self, function: str, *, error: bool, timeout: bool = False, exit: bool = False,  # noqa: A002
-               rss: float | None = None) -> None:
+    def record(
+        self,
+        function: str,
+        *,
+        error: bool,
+        timeout: bool = False,
+        exit: bool = False,  # noqa: A002
+        rss: float | None = None,
+    ) -> None:
         with self._lock:
             stats = self._stats.setdefault(function, FunctionStats())
             stats.invocations += 1
@@ -513,10 +576,13 @@ class LambdaWorkers:
         stats = self.stats()
         cold = [ms for s in self._stats.values() for ms in s.cold_starts_ms]
         return {
-            "mode": "isolated", "spawn": "zygote fork" if self.fork else "fresh interpreter",
-            "python": sys.version.split()[0], "functions": stats,
+            "mode": "isolated",
+            "spawn": "zygote fork" if self.fork else "fresh interpreter",
+            "python": sys.version.split()[0],
+            "functions": stats,
             "cold_start_ms_p50_all": round(statistics.median(cold), 1) if cold else None,
-            "cold_starts": len(cold), "invocations": sum(s["invocations"] for s in stats.values()),
+            "cold_starts": len(cold),
+            "invocations": sum(s["invocations"] for s in stats.values()),
         }
 
     def write_report(self, path: Path) -> Path:
@@ -535,7 +601,9 @@ class LambdaWorkers:
             last = ""
             while not stop.wait(interval):
                 with self._lock:
-                    marker = json.dumps({n: (len(s.cold_starts_ms), s.invocations) for n, s in self._stats.items()})
+                    marker = json.dumps(
+                        {n: (len(s.cold_starts_ms), s.invocations) for n, s in self._stats.items()}
+                    )
                 if marker != last:
                     last = marker
                     try:

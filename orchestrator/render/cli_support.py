@@ -25,7 +25,7 @@ def _flatten(value: Any, logical_id: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and len(value) == 1:
-        (fn, arg), = value.items()
+        ((fn, arg),) = value.items()
         if fn == "Fn::Join":
             sep, parts = arg
             return str(sep).join(_flatten(p, logical_id) for p in parts)
@@ -83,8 +83,10 @@ def load_definition(source: str, state_machine: str | None) -> tuple[str, dict[s
                 )
             return chosen[0], machines[chosen[0]]
         if len(machines) > 1:
-            raise RenderError(f"{source} holds several state machines; pick one with --state-machine: {', '.join(sorted(machines))}")
-        (logical_id, asl), = machines.items()
+            raise RenderError(
+                f"{source} holds several state machines; pick one with --state-machine: {', '.join(sorted(machines))}"
+            )
+        ((logical_id, asl),) = machines.items()
         return logical_id, asl
     raise RenderError(f"{source} is neither an ASL definition nor a CloudFormation template")
 

@@ -137,7 +137,11 @@ def to_mermaid(graph: Graph, view: ExecutionView | None = None) -> str:
             lines.append(f"    {node}{shape[0]}{text}{shape[1]}")
     taken = view.taken_edges() if view else set()
     for edge in graph.edges:
-        arrow = "==>" if (edge.source, edge.target) in taken else ("-.->" if edge.label.startswith("catch") else "-->")
+        arrow = (
+            "==>"
+            if (edge.source, edge.target) in taken
+            else ("-.->" if edge.label.startswith("catch") else "-->")
+        )
         label = f"|{edge.label.replace('|', '/')}|" if edge.label else ""
         lines.append(f"    {_mermaid_id(edge.source, ids)} {arrow}{label} {_mermaid_id(edge.target, ids)}")
     for status, (fill, stroke) in COLOURS.items():

@@ -23,9 +23,16 @@ FAILED = "failed"
 ABORTED = "aborted"
 
 _FAILURE_EVENTS = {
-    "TaskFailed", "TaskTimedOut", "TaskStartFailed", "TaskSubmitFailed",
-    "LambdaFunctionFailed", "LambdaFunctionTimedOut", "LambdaFunctionStartFailed",
-    "LambdaFunctionScheduleFailed", "MapStateFailed", "ParallelStateFailed",
+    "TaskFailed",
+    "TaskTimedOut",
+    "TaskStartFailed",
+    "TaskSubmitFailed",
+    "LambdaFunctionFailed",
+    "LambdaFunctionTimedOut",
+    "LambdaFunctionStartFailed",
+    "LambdaFunctionScheduleFailed",
+    "MapStateFailed",
+    "ParallelStateFailed",
 }
 _SUCCESS_EVENTS = {"TaskSucceeded", "LambdaFunctionSucceeded"}
 
@@ -224,8 +231,10 @@ class ExecutionView:
         elif kind.startswith("Execution") and kind != "ExecutionStarted":
             self.stopped = when
             status = {
-                "ExecutionSucceeded": "SUCCEEDED", "ExecutionFailed": "FAILED",
-                "ExecutionAborted": "ABORTED", "ExecutionTimedOut": "TIMED_OUT",
+                "ExecutionSucceeded": "SUCCEEDED",
+                "ExecutionFailed": "FAILED",
+                "ExecutionAborted": "ABORTED",
+                "ExecutionTimedOut": "TIMED_OUT",
             }.get(kind, self.status)
             self.status = status
             details = _details(event)

@@ -119,12 +119,13 @@ def execution_report(
 ) -> str:
     """The HTML page for one execution."""
     fill, stroke = {
-        "SUCCEEDED": COLOURS["succeeded"], "RUNNING": COLOURS["running"],
+        "SUCCEEDED": COLOURS["succeeded"],
+        "RUNNING": COLOURS["running"],
     }.get(view.status, COLOURS["failed"])
     total = (view.stopped - view.started).total_seconds() if view.started and view.stopped else None
     name = execution_arn.rsplit(":", 1)[-1]
     head = [
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">',
         f"<title>Release execution {escape(name)}</title><style>{_CSS}</style></head><body>",
         f"<h1>Execution {escape(name)} "
         f'<span class="badge" style="background:{fill};color:{stroke};border:1px solid {stroke}">'
@@ -134,9 +135,7 @@ def execution_report(
         f"{len(view.path)} states entered · {len(view.events)} history events</div>",
     ]
     if view.error or view.cause:
-        head.append(
-            f'<p><b>{escape(view.error or "")}</b> {escape(view.cause or "")}</p>'
-        )
+        head.append(f"<p><b>{escape(view.error or '')}</b> {escape(view.cause or '')}</p>")
     for key, value in (notes or {}).items():
         head.append(f'<div class="meta"><b>{escape(key)}:</b> {escape(value)}</div>')
     body = [

@@ -50,7 +50,9 @@ class MetricStore:
         self._points: dict[tuple[str, str, Dimensions], list[tuple[datetime, float]]] = {}
         self._keep = timedelta(seconds=keep_seconds)
 
-    def put(self, namespace: str, name: str, dimensions: Dimensions, value: float, at: datetime | None = None) -> None:
+    def put(
+        self, namespace: str, name: str, dimensions: Dimensions, value: float, at: datetime | None = None
+    ) -> None:
         at = at or datetime.now(UTC)
         with self._lock:
             series = self._points.setdefault((namespace, name, dimensions), [])
@@ -58,7 +60,9 @@ class MetricStore:
             while series and series[0][0] < at - self._keep:
                 series.pop(0)
 
-    def values(self, namespace: str, name: str, dimensions: Dimensions, start: datetime, end: datetime) -> list[float]:
+    def values(
+        self, namespace: str, name: str, dimensions: Dimensions, start: datetime, end: datetime
+    ) -> list[float]:
         with self._lock:
             series = list(self._points.get((namespace, name, dimensions), ()))
         return [value for at, value in series if start <= at < end]
@@ -98,7 +102,9 @@ class AlarmEvaluator:
     tick_seconds: float = 0.2
     composites: list[dict[str, Any]] = field(default_factory=list)  # when DescribeAlarms returns none
     known: dict[str, str] = field(default_factory=dict)  # alarm name -> last state seen
-    _children: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # composite -> child states evaluated
+    _children: dict[str, tuple[tuple[str, str], ...]] = field(
+        default_factory=dict
+    )  # composite -> child states evaluated
     # How the evaluator reads the stored alarms: DescribeAlarms by default; the sandbox passes
     # `stored_alarms` (CloudWatch's evaluation reads its own store, not its public API).
     read_alarms: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None
@@ -175,7 +181,9 @@ class AlarmEvaluator:
             if state != previous:
                 reason = f"composite rule {alarm['AlarmRule']} is {state}"
                 if stored is not None:
-                    self.cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason[:1023])
+                    self.cloudwatch.set_alarm_state(
+                        AlarmName=name, StateValue=state, StateReason=reason[:1023]
+                    )
                 self.known[name] = state
                 changes.append(self._emit(alarm, state, previous, reason, now))
         return changes
@@ -216,24 +224,36 @@ class AlarmEvaluator:
 
     def _set(self, alarm: dict[str, Any], state: str, reason: str, now: datetime) -> Transition:
         previous = self.known[alarm["AlarmName"]]
-        self.cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason[:1023])
+        self.cloudwatch.set_alarm_state(
+            AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason[:1023]
+        )
         self.known[alarm["AlarmName"]] = state
         return self._emit(alarm, state, previous, reason, now)
 
-    def _emit(self, alarm: dict[str, Any], state: str, previous: str, reason: str, now: datetime) -> Transition:
+    def _emit(
+        self, alarm: dict[str, Any], state: str, previous: str, reason: str, now: datetime
+    ) -> Transition:
         transition = Transition(alarm["AlarmName"], state, previous, reason, now)
         self.transitions.append(transition)
         log.info("alarm %s: %s -> %s (%s)", alarm["AlarmName"], previous, state, reason)
         self.bus.put(
             alarm_state_change_event(
-                alarm_name=alarm["AlarmName"], alarm_arn=alarm.get("AlarmArn", ""), state=state, previous=previous,
-                reason=reason, when=now, region=self.region, account=self.account,
+                alarm_name=alarm["AlarmName"],
+                alarm_arn=alarm.get("AlarmArn", ""),
+                state=state,
+                previous=previous,
+                reason=reason,
+                when=now,
+                region=self.region,
+                account=self.account,
             )
         )
         return transition
 
 
-_TERM = re.compile(r'\s*(ALARM|OK|INSUFFICIENT_DATA)\(\s*"?([^")]+?)"?\s*\)|\s*(AND|OR|NOT|\(|\)|TRUE|FALSE)', re.I)
+_TERM = re.compile(
+    r'\s*(ALARM|OK|INSUFFICIENT_DATA)\(\s*"?([^")]+?)"?\s*\)|\s*(AND|OR|NOT|\(|\)|TRUE|FALSE)', re.I
+)
 
 
 def evaluate_rule(rule: str, states: dict[str, str], arn_to_name: dict[str, str]) -> str:
@@ -243,7 +263,7 @@ def evaluate_rule(rule: str, states: dict[str, str], arn_to_name: dict[str, str]
     while pos < len(rule.rstrip()):
         match = _TERM.match(rule, pos)
         if match is None:
-            raise ValueError(f"cannot parse alarm rule at {rule[pos:pos + 30]!r}")
+            raise ValueError(f"cannot parse alarm rule at {rule[pos : pos + 30]!r}")
         if match.group(1):
             tokens.append(("term", f"{match.group(1).upper()}|{match.group(2)}"))
         else:
@@ -306,7 +326,9 @@ class StoringRecorder(MetricRecorder):
             self.store.put(NAMESPACE, "Duration", key, sample.duration_ms, now)
 
 
-def stored_alarms(account: str, region: str) -> Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+def stored_alarms(
+    account: str, region: str
+) -> Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """The alarms in the moto server of this process, in DescribeAlarms' shape (metric, composite).
 
     Reading the store directly spares the sandbox's CloudWatch evaluation a DescribeAlarms round
@@ -319,17 +341,24 @@ def stored_alarms(account: str, region: str) -> Callable[[], tuple[list[dict[str
         composite: list[dict[str, Any]] = []
         for alarm in list(cloudwatch_backends[account][region].alarms.values()):
             item: dict[str, Any] = {
-                "AlarmName": alarm.name, "AlarmArn": alarm.alarm_arn, "StateValue": alarm.state_value,
+                "AlarmName": alarm.name,
+                "AlarmArn": alarm.alarm_arn,
+                "StateValue": alarm.state_value,
                 "StateReason": alarm.state_reason,
             }
             if alarm.rule is not None:
                 composite.append({**item, "AlarmRule": alarm.rule})
                 continue
             optional = {
-                "MetricName": alarm.metric_name, "Namespace": alarm.namespace, "Statistic": alarm.statistic,
-                "Period": alarm.period, "EvaluationPeriods": alarm.evaluation_periods,
-                "DatapointsToAlarm": alarm.datapoints_to_alarm, "Threshold": alarm.threshold,
-                "ComparisonOperator": alarm.comparison_operator, "TreatMissingData": alarm.treat_missing_data,
+                "MetricName": alarm.metric_name,
+                "Namespace": alarm.namespace,
+                "Statistic": alarm.statistic,
+                "Period": alarm.period,
+                "EvaluationPeriods": alarm.evaluation_periods,
+                "DatapointsToAlarm": alarm.datapoints_to_alarm,
+                "Threshold": alarm.threshold,
+                "ComparisonOperator": alarm.comparison_operator,
+                "TreatMissingData": alarm.treat_missing_data,
             }
             item.update({k: v for k, v in optional.items() if v is not None})
             item["Dimensions"] = [{"Name": d.name, "Value": d.value} for d in alarm.dimensions]

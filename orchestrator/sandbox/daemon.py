@@ -65,7 +65,9 @@ def staging_template(cdk_out: Path | None = None) -> Path:
     root = cdk_out or cdk_out_dir()
     assembly = root / f"assembly-{constants.stage_id(ENVIRONMENT)}"
     # The stage's main stack (other stacks of the stage, e.g. the deploy role, hold nothing to run).
-    templates = sorted(assembly.glob(f"{constants.stage_id(ENVIRONMENT)}{constants.MAIN_STACK_ID}*.template.json"))
+    templates = sorted(
+        assembly.glob(f"{constants.stage_id(ENVIRONMENT)}{constants.MAIN_STACK_ID}*.template.json")
+    )
     if not templates:
         raise SandboxError(f"no synthesized staging template under {assembly}; run `make synth` first")
     return templates[0]
@@ -89,11 +91,16 @@ class Sandbox:
 
         from orchestrator.testing.redis_server import RedisServer
 
-        region = json.loads((REPO_ROOT / "config" / f"{ENVIRONMENT}.json").read_text()).get("region", "eu-west-1")
+        region = json.loads((REPO_ROOT / "config" / f"{ENVIRONMENT}.json").read_text()).get(
+            "region", "eu-west-1"
+        )
         os.environ.update(
-            AWS_ACCESS_KEY_ID="sandbox", AWS_SECRET_ACCESS_KEY="sandbox",  # noqa: S106 - moto accepts any
-            AWS_DEFAULT_REGION=region, AWS_REGION=region,
-            POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE=constants.METRICS_NAMESPACE,
+            AWS_ACCESS_KEY_ID="sandbox",
+            AWS_SECRET_ACCESS_KEY="sandbox",  # noqa: S106 - moto accepts any
+            AWS_DEFAULT_REGION=region,
+            AWS_REGION=region,
+            POWERTOOLS_TRACE_DISABLED="true",
+            POWERTOOLS_METRICS_NAMESPACE=constants.METRICS_NAMESPACE,
             MOTO_ACCOUNT_ID=ACCOUNT,
         )
         os.environ.pop("AWS_PROFILE", None)
@@ -115,8 +122,11 @@ class Sandbox:
         # The moto server runs in this process and AWS_ENDPOINT_URL points boto3 at it, so the
         # engine only installs its hooks (start_mock=False) and its clients find the server.
         engine = LocalEngine(
-            sandbox=EngineSandbox(account_id=ACCOUNT, region=region, stack_name=constants.stack_name(ENVIRONMENT)),
-            clock=clock, start_mock=False,
+            sandbox=EngineSandbox(
+                account_id=ACCOUNT, region=region, stack_name=constants.stack_name(ENVIRONMENT)
+            ),
+            clock=clock,
+            start_mock=False,
         )
         engine.open()
         self.parts.append(engine.close)
@@ -130,7 +140,9 @@ class Sandbox:
         self.parts.append(emulation.uninstall)
         template = merge_templates([json.loads(path.read_text()) for path in self.template_paths])
         isolated = self.lambda_mode == "isolated"
-        deployer = Deployer(engine, template, env_overrides={"REDIS_URL": redis_server.url}, isolated=isolated)
+        deployer = Deployer(
+            engine, template, env_overrides={"REDIS_URL": redis_server.url}, isolated=isolated
+        )
         deployment = deployer.deploy()
         enforcer = _iam_enforcer(template, deployer, self.directory) if isolated else None
         if enforcer is not None:
@@ -160,21 +172,36 @@ class Sandbox:
         recorder = StoringRecorder(engine.client("cloudwatch"), store, flush_seconds=0.25)
         names = {key: constants.function_name(ENVIRONMENT, key) for key in catalog.released_keys()}
         runtime = LambdaRuntime(
-            engine.client("lambda"), names, recorder=recorder, region=region, alias_cache_seconds=0.2,
-            workers=workers, layout=layouts.layout if layouts else None, endpoint_url=moto_url, log_dir=self.directory / "logs",
+            engine.client("lambda"),
+            names,
+            recorder=recorder,
+            region=region,
+            alias_cache_seconds=0.2,
+            workers=workers,
+            layout=layouts.layout if layouts else None,
+            endpoint_url=moto_url,
+            log_dir=self.directory / "logs",
             worker_env={"POWERTOOLS_TRACE_DISABLED": "true"},
             roles={name: spec["role_arn"] for name, spec in deployment.functions.items()},
         )
         bindings = [
-            QueueBinding(deployment.queues[queue], alias, mapping_state=_mapping_state(
-                engine.client("lambda"), deployment.mapping_ids[queue]) if queue in deployment.mapping_ids else None)
+            QueueBinding(
+                deployment.queues[queue],
+                alias,
+                mapping_state=_mapping_state(engine.client("lambda"), deployment.mapping_ids[queue])
+                if queue in deployment.mapping_ids
+                else None,
+            )
             for queue, function, alias in deployment.mappings
             if function == names["fanout"]
         ]
         gateway = Gateway(
-            runtime, sqs=_poller_sqs(engine, deployment, names["fanout"], isolated), queue_bindings=bindings,
+            runtime,
+            sqs=_poller_sqs(engine, deployment, names["fanout"], isolated),
+            queue_bindings=bindings,
             recorder=recorder,
-            account_id=ACCOUNT, region=region,
+            account_id=ACCOUNT,
+            region=region,
         )
         urls = gateway.start()
         self.parts.append(gateway.stop)
@@ -183,19 +210,26 @@ class Sandbox:
         if layouts is not None and workers is not None:
             # What the sandbox's own process environment gives in-process tasks, workers get as
             # variables: the local gateway's URLs, and no X-Ray daemon to send to.
-            sandbox_env = {"PREVIEW_WS_URL": urls.websocket["preview"], "LIVE_WS_URL": urls.websocket["live"],
-                           "POWERTOOLS_TRACE_DISABLED": "true"}
-            configs = deployer.register_workers(layouts.layout, extra_env=sandbox_env, log_dir=self.directory / "logs")
+            sandbox_env = {
+                "PREVIEW_WS_URL": urls.websocket["preview"],
+                "LIVE_WS_URL": urls.websocket["live"],
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+            configs = deployer.register_workers(
+                layouts.layout, extra_env=sandbox_env, log_dir=self.directory / "logs"
+            )
             # The versions the aliases route to stay initialized, as provisioned concurrency
             # would keep them: the gateway's routes (with its @connections endpoint) and the
             # queue mappings' function; green's new versions as soon as DeployGreen points it.
             live, preview = gateway.management.endpoint("live"), gateway.management.endpoint("preview")
             gateway_keys = [key for key in names if key != "fanout"]
-            warm = runtime.prewarm([
-                ("live", {"CONNECTIONS_ENDPOINT_URL": live}, gateway_keys),
-                ("green", {"CONNECTIONS_ENDPOINT_URL": preview}, gateway_keys),
-                *((binding.alias, {}, ["fanout"]) for binding in bindings),
-            ])
+            warm = runtime.prewarm(
+                [
+                    ("live", {"CONNECTIONS_ENDPOINT_URL": live}, gateway_keys),
+                    ("green", {"CONNECTIONS_ENDPOINT_URL": preview}, gateway_keys),
+                    *((binding.alias, {}, ["fanout"]) for binding in bindings),
+                ]
+            )
             self.parts.append(warm.set)
             release_tasks = [c for c in configs if c.handler.startswith("tasks.") and "-release-" in c.name]
             workers.prestart(release_tasks)  # behind the service functions' starts
@@ -212,8 +246,14 @@ class Sandbox:
 
         bus = EventBus(deployment.rules, deliver)
         evaluator = AlarmEvaluator(
-            engine.client("cloudwatch"), bus, store, region=region, account=ACCOUNT, time_scale=self.time_scale,
-            composites=deployment.composites, read_alarms=stored_alarms(ACCOUNT, region),
+            engine.client("cloudwatch"),
+            bus,
+            store,
+            region=region,
+            account=ACCOUNT,
+            time_scale=self.time_scale,
+            composites=deployment.composites,
+            read_alarms=stored_alarms(ACCOUNT, region),
         )
         evaluator.start()
         self.parts.append(evaluator.stop)
@@ -225,19 +265,34 @@ class Sandbox:
         self.parts.append(executions.stop)
 
         self.state = SandboxState(
-            pid=os.getpid(), moto_url=moto_url, redis_url=redis_server.url, region=region, environment=ENVIRONMENT,
-            account=ACCOUNT, time_scale=self.time_scale, started_at=time.time(),
+            pid=os.getpid(),
+            moto_url=moto_url,
+            redis_url=redis_server.url,
+            region=region,
+            environment=ENVIRONMENT,
+            account=ACCOUNT,
+            time_scale=self.time_scale,
+            started_at=time.time(),
             startup_seconds=round(time.monotonic() - started, 3),
             gateway={
-                "websocket live": urls.websocket["live"], "websocket preview": urls.websocket["preview"],
-                "@connections": urls.management["live"], "api key": deployment.api_key,
+                "websocket live": urls.websocket["live"],
+                "websocket preview": urls.websocket["preview"],
+                "@connections": urls.management["live"],
+                "api key": deployment.api_key,
             },
-            state_machines=deployment.state_machines, lambda_mode=self.lambda_mode,
+            state_machines=deployment.state_machines,
+            lambda_mode=self.lambda_mode,
         )
         log.info(
             "sandbox up in %.2fs (Lambda functions %s): %d functions, %d queues, %d alarms, %d rules, %d state machines; not emulated: %s",
-            self.state.startup_seconds, self.lambda_mode, len(deployment.functions), len(deployment.queues), len(deployment.alarms),
-            len(deployment.rules), len(deployment.state_machines), dict(deployment.not_emulated),
+            self.state.startup_seconds,
+            self.lambda_mode,
+            len(deployment.functions),
+            len(deployment.queues),
+            len(deployment.alarms),
+            len(deployment.rules),
+            len(deployment.state_machines),
+            dict(deployment.not_emulated),
         )
         log.info("deploy step timings (s): %s", deployment.timings)
         write_state(self.directory, self.state)
@@ -250,7 +305,9 @@ class Sandbox:
         while self.parts:
             part = self.parts.pop()
             name = getattr(part, "__qualname__", repr(part))
-            worker = threading.Thread(target=_stop_quietly, args=(part, name), name=f"stop {name}", daemon=True)
+            worker = threading.Thread(
+                target=_stop_quietly, args=(part, name), name=f"stop {name}", daemon=True
+            )
             worker.start()
             worker.join(per_part_seconds)
             if worker.is_alive():
@@ -269,7 +326,8 @@ def _poller_sqs(engine: Any, deployment: Any, function: str, isolated: bool) -> 
 
     credentials = credentials_for(deployment.functions[function]["role_arn"])
     session = boto3.session.Session(
-        aws_access_key_id=credentials.access_key_id, aws_secret_access_key=credentials.secret_access_key,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
         aws_session_token=credentials.session_token,
     )
     return session.client("sqs", region_name=engine.sandbox.region, endpoint_url=engine.endpoint_url)
@@ -299,8 +357,12 @@ def _dump_observations(enforcer: Any, directory: Path) -> None:
 
     observations = directory / IAM_OBSERVATIONS
     enforcer.dump(observations)
-    write_report(build_report([json.loads(line) for line in observations.read_text().splitlines() if line],
-                              enforcer.policies), directory / IAM_REPORT)
+    write_report(
+        build_report(
+            [json.loads(line) for line in observations.read_text().splitlines() if line], enforcer.policies
+        ),
+        directory / IAM_REPORT,
+    )
     denials = enforcer.denials()
     if denials:
         log.warning("IAM: %d distinct calls denied (see %s)", len(denials), directory / IAM_OBSERVATIONS)
@@ -316,8 +378,9 @@ def _invoker(engine: Any) -> Any:
         if engine.functions is None:
             return None
         try:
-            result = engine.functions.invoke(f"{name}:{qualifier}" if qualifier else name, payload, engine.clock,
-                                             invocation_type=kind)
+            result = engine.functions.invoke(
+                f"{name}:{qualifier}" if qualifier else name, payload, engine.clock, invocation_type=kind
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 return None  # not one of ours: moto answers
@@ -354,13 +417,16 @@ def merge_templates(templates: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _enable_execution(moto_url: str) -> None:
     request = urllib.request.Request(  # noqa: S310 - loopback moto URL we built
-        f"{moto_url}/moto-api/config", method="POST",
+        f"{moto_url}/moto-api/config",
+        method="POST",
         data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback moto
         if response.status not in (200, 201):
-            raise SandboxError(f"moto at {moto_url} refused to enable state machine execution: HTTP {response.status}")
+            raise SandboxError(
+                f"moto at {moto_url} refused to enable state machine execution: HTTP {response.status}"
+            )
 
 
 def serve(directory: Path, time_scale: float, templates: list[Path], lambda_mode: str = "isolated") -> int:
@@ -383,8 +449,13 @@ def serve(directory: Path, time_scale: float, templates: list[Path], lambda_mode
 
 
 def start_background(
-    directory: Path, *, time_scale: float = 60.0, progress: Console | None = None, timeout: float = 120.0,
-    templates: list[Path] | None = None, in_process: bool = False,
+    directory: Path,
+    *,
+    time_scale: float = 60.0,
+    progress: Console | None = None,
+    timeout: float = 120.0,
+    templates: list[Path] | None = None,
+    in_process: bool = False,
 ) -> SandboxState:
     try:
         state = read_state(directory)
@@ -397,23 +468,37 @@ def start_background(
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = directory / LOG_FILE
     command = [
-        sys.executable, "-m", "orchestrator.sandbox.daemon", "--dir", str(directory),
-        "--time-scale", str(time_scale), *(arg for path in template_paths for arg in ("--template", str(path))),
+        sys.executable,
+        "-m",
+        "orchestrator.sandbox.daemon",
+        "--dir",
+        str(directory),
+        "--time-scale",
+        str(time_scale),
+        *(arg for path in template_paths for arg in ("--template", str(path))),
         *(["--in-process"] if in_process else []),
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=REPO_ROOT,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO_ROOT,
         )
     deadline = time.monotonic() + timeout
-    status = progress.status("starting the sandbox (moto, Redis, gateway, staging stage)") if progress else None
+    status = (
+        progress.status("starting the sandbox (moto, Redis, gateway, staging stage)") if progress else None
+    )
     if status:
         status.start()
     try:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise SandboxError(f"the sandbox exited at start (code {process.returncode}); see {log_path}: {_last_line(log_path)}")
+                raise SandboxError(
+                    f"the sandbox exited at start (code {process.returncode}); see {log_path}: {_last_line(log_path)}"
+                )
             try:
                 return read_state(directory)
             except SandboxNotRunning:
@@ -433,8 +518,17 @@ def _extra_templates() -> list[Path]:
 
 # What the synthesized stage is made of: a template older than any of these is stale.
 # The functions run from their assets, so the packages the assets ship count as sources too.
-STAGE_SOURCES = ("app.py", "cdk.json", "config", "infra", "state_machines", "service", "tasks", "contracts",
-                 "requirements.lock")
+STAGE_SOURCES = (
+    "app.py",
+    "cdk.json",
+    "config",
+    "infra",
+    "state_machines",
+    "service",
+    "tasks",
+    "contracts",
+    "requirements.lock",
+)
 
 
 def _newest_source() -> float:
@@ -443,7 +537,11 @@ def _newest_source() -> float:
         path = REPO_ROOT / name
         files = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
         for file in files:
-            if file.is_file() and file.suffix in {".py", ".json", ".lock"} and "__pycache__" not in file.parts:
+            if (
+                file.is_file()
+                and file.suffix in {".py", ".json", ".lock"}
+                and "__pycache__" not in file.parts
+            ):
                 newest = max(newest, file.stat().st_mtime)
     return newest
 
@@ -483,10 +581,14 @@ def _template_or_synth(progress: Console | None) -> Path:
         except SandboxError:
             reason = "no synthesized stage yet"
         if progress:
-            progress.print(f"{reason}: running `python -m infra.synth --env {ENVIRONMENT}` (about a minute or more)")
+            progress.print(
+                f"{reason}: running `python -m infra.synth --env {ENVIRONMENT}` (about a minute or more)"
+            )
         code = subprocess.call(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "infra.synth", "--env", ENVIRONMENT, "--outdir", str(root)], cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL if progress is None else None, env=_synth_env(),
+            [sys.executable, "-m", "infra.synth", "--env", ENVIRONMENT, "--outdir", str(root)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL if progress is None else None,
+            env=_synth_env(),
         )
         if code != 0:
             raise SandboxError(f"`python -m infra.synth --env {ENVIRONMENT}` failed with exit code {code}")
@@ -531,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=60.0)
     parser.add_argument("--template", type=Path, action="append", default=[])
     parser.add_argument(
-        "--in-process", action="store_true",
+        "--in-process",
+        action="store_true",
         help="run Lambda handlers in this process (default: worker processes; or ORCHESTRATOR_LAMBDA_MODE)",
     )
     args = parser.parse_args(argv)

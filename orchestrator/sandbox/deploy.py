@@ -45,12 +45,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMULATED = {
-    "AWS::Lambda::Function", "AWS::Lambda::Version", "AWS::Lambda::Alias", "AWS::Lambda::EventSourceMapping",
-    "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::DynamoDB::Table", "AWS::SecretsManager::Secret",
-    "AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm", "AWS::Events::Rule",
-    "AWS::StepFunctions::StateMachine", "AWS::IAM::Role",
-    "AWS::ElastiCache::ReplicationGroup", "AWS::S3::Bucket",
-    "AWS::Scheduler::ScheduleGroup", "AWS::Scheduler::Schedule",
+    "AWS::Lambda::Function",
+    "AWS::Lambda::Version",
+    "AWS::Lambda::Alias",
+    "AWS::Lambda::EventSourceMapping",
+    "AWS::SQS::Queue",
+    "AWS::SNS::Topic",
+    "AWS::DynamoDB::Table",
+    "AWS::SecretsManager::Secret",
+    "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::CompositeAlarm",
+    "AWS::Events::Rule",
+    "AWS::StepFunctions::StateMachine",
+    "AWS::IAM::Role",
+    "AWS::ElastiCache::ReplicationGroup",
+    "AWS::S3::Bucket",
+    "AWS::Scheduler::ScheduleGroup",
+    "AWS::Scheduler::Schedule",
 }
 # Variables whose values point at things the sandbox replaces with local stand-ins.
 DROPPED_VARIABLES = {"REDIS_HOST", "REDIS_PORT", "REDIS_TLS", "REDIS_AUTH_SECRET_ARN", "ORIGIN_SECRET_ARN"}
@@ -101,7 +112,12 @@ def _generate(spec: dict[str, Any]) -> str:
 
 class Deployer:
     def __init__(
-        self, engine: LocalEngine, template: dict[str, Any], *, env_overrides: dict[str, str], isolated: bool = False
+        self,
+        engine: LocalEngine,
+        template: dict[str, Any],
+        *,
+        env_overrides: dict[str, str],
+        isolated: bool = False,
     ) -> None:
         self.engine = engine
         self.isolated = isolated
@@ -133,9 +149,20 @@ class Deployer:
             if resource.get("Type") not in EMULATED:
                 self.out.not_emulated[resource.get("Type", "?")] += 1
         for step in (
-            self._role, self._queues, self._topics, self._tables, self._secrets, self._cache_groups,
-            self._buckets, self._functions, self._mappings, self._event_source_mappings, self._alarms,
-            self._rules, self._state_machines, self._schedules,
+            self._role,
+            self._queues,
+            self._topics,
+            self._tables,
+            self._secrets,
+            self._cache_groups,
+            self._buckets,
+            self._functions,
+            self._mappings,
+            self._event_source_mappings,
+            self._alarms,
+            self._rules,
+            self._state_machines,
+            self._schedules,
         ):
             started = time.perf_counter()
             step()
@@ -145,7 +172,8 @@ class Deployer:
     def _role(self) -> None:
         iam = self.client("iam")
         self.role_arn = iam.create_role(
-            RoleName="sandbox-execution", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+            RoleName="sandbox-execution",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
 
     def _queues(self) -> None:
@@ -230,20 +258,31 @@ class Deployer:
             name = self.resources.physical_name(lid)
             env = self._environment(lid, props.get("Environment", {}).get("Variables", {}))
             lam.create_function(
-                FunctionName=name, Runtime="python3.12", Role=self.role_arn, Handler=handler,
-                Code={"ZipFile": code}, Timeout=int(props.get("Timeout", 3)),
-                MemorySize=int(props.get("MemorySize", 128)), Environment={"Variables": env},
+                FunctionName=name,
+                Runtime="python3.12",
+                Role=self.role_arn,
+                Handler=handler,
+                Code={"ZipFile": code},
+                Timeout=int(props.get("Timeout", 3)),
+                MemorySize=int(props.get("MemorySize", 128)),
+                Environment={"Variables": env},
                 Description=str(props.get("Description", ""))[:256],
             )
             self.out.functions[name] = {
-                "handler": handler, "env": env, "logical_id": lid, "role_arn": self._role_of(lid, props),
-                "timeout": int(props.get("Timeout", 3)), "memory": int(props.get("MemorySize", 128)),
+                "handler": handler,
+                "env": env,
+                "logical_id": lid,
+                "role_arn": self._role_of(lid, props),
+                "timeout": int(props.get("Timeout", 3)),
+                "memory": int(props.get("MemorySize", 128)),
                 "reserved": props.get("ReservedConcurrentExecutions"),
             }
             if not self.isolated:
                 self.engine.register(
-                    self.resources.arn(lid), _with_env(handler, env),
-                    timeout_seconds=int(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
+                    self.resources.arn(lid),
+                    _with_env(handler, env),
+                    timeout_seconds=int(props.get("Timeout", 3)),
+                    memory_mb=int(props.get("MemorySize", 128)),
                 )
         for lid, props in self._items("AWS::Lambda::Version"):
             function = str(self._resolve(props["FunctionName"], f"{lid}.FunctionName")).rsplit(":", 1)[-1]
@@ -269,7 +308,10 @@ class Deployer:
             return ""
 
     def register_workers(
-        self, layout: CodeLayout | Callable[[str], CodeLayout], *, extra_env: dict[str, str],
+        self,
+        layout: CodeLayout | Callable[[str], CodeLayout],
+        *,
+        extra_env: dict[str, str],
         log_dir: Path | None = None,
     ) -> list[FunctionConfig]:
         """Route every deployed function's invocations to Lambda workers (isolated mode); `layout`
@@ -280,11 +322,20 @@ class Deployer:
         for name, spec in self.out.functions.items():
             code = layout(spec["logical_id"]) if callable(layout) else layout
             config = FunctionConfig(
-                name=name, arn=self.resources.arn(spec["logical_id"]), handler=spec["handler"], layout=code,
-                environment={**spec["env"], **extra_env}, timeout_seconds=spec["timeout"], memory_mb=spec["memory"],
-                role_arn=spec["role_arn"], region=self.engine.sandbox.region,
-                endpoint_url=self.engine.worker_endpoint_url or self.engine.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
-                reserved_concurrency=int(spec["reserved"]) if spec.get("reserved") else None, log_dir=log_dir,
+                name=name,
+                arn=self.resources.arn(spec["logical_id"]),
+                handler=spec["handler"],
+                layout=code,
+                environment={**spec["env"], **extra_env},
+                timeout_seconds=spec["timeout"],
+                memory_mb=spec["memory"],
+                role_arn=spec["role_arn"],
+                region=self.engine.sandbox.region,
+                endpoint_url=self.engine.worker_endpoint_url
+                or self.engine.endpoint_url
+                or os.environ.get("AWS_ENDPOINT_URL"),
+                reserved_concurrency=int(spec["reserved"]) if spec.get("reserved") else None,
+                log_dir=log_dir,
             )
             self.engine.register_worker(config)
             configs.append(config)
@@ -303,9 +354,21 @@ class Deployer:
     def _alarms(self) -> None:
         cw = self.client("cloudwatch")
         fields = (
-            "AlarmName", "AlarmDescription", "MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Period",
-            "EvaluationPeriods", "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData",
-            "Dimensions", "Metrics", "Unit",
+            "AlarmName",
+            "AlarmDescription",
+            "MetricName",
+            "Namespace",
+            "Statistic",
+            "ExtendedStatistic",
+            "Period",
+            "EvaluationPeriods",
+            "DatapointsToAlarm",
+            "Threshold",
+            "ComparisonOperator",
+            "TreatMissingData",
+            "Dimensions",
+            "Metrics",
+            "Unit",
         )
         for lid, props in self._items("AWS::CloudWatch::Alarm"):
             try:
@@ -333,7 +396,8 @@ class Deployer:
             # PutCompositeAlarm is emulated (orchestrator/sandbox/emulation.py) where moto lacks it,
             # so DescribeAlarms answers with the composite as CloudWatch does.
             cw.put_composite_alarm(
-                AlarmName=name, AlarmRule=composite["AlarmRule"],
+                AlarmName=name,
+                AlarmRule=composite["AlarmRule"],
                 AlarmDescription=str(props.get("AlarmDescription", ""))[:1024],
             )
             self.out.composites.append(composite)
@@ -346,8 +410,11 @@ class Deployer:
             if isinstance(pattern, str):
                 pattern = json.loads(pattern)
             targets = [
-                {"Id": str(t.get("Id", i)), "Arn": str(self._resolve(t["Arn"], f"{lid}.Targets.{i}.Arn")),
-                 **({"Input": t["Input"]} if "Input" in t else {})}
+                {
+                    "Id": str(t.get("Id", i)),
+                    "Arn": str(self._resolve(t["Arn"], f"{lid}.Targets.{i}.Arn")),
+                    **({"Input": t["Input"]} if "Input" in t else {}),
+                }
                 for i, t in enumerate(props.get("Targets", []))
             ]
             events.put_rule(Name=name, EventPattern=json.dumps(pattern), State=props.get("State", "ENABLED"))
@@ -378,21 +445,44 @@ class Deployer:
         stands for the local Redis server, which functions reach through REDIS_URL."""
         ec = self.client("elasticache")
         keys = (
-            "Engine", "EngineVersion", "CacheNodeType", "NumNodeGroups", "ReplicasPerNodeGroup", "NumCacheClusters",
-            "AutomaticFailoverEnabled", "MultiAZEnabled", "Port", "TransitEncryptionEnabled", "TransitEncryptionMode",
-            "AtRestEncryptionEnabled", "KmsKeyId", "CacheSubnetGroupName", "SecurityGroupIds", "SnapshotRetentionLimit",
-            "SnapshotWindow", "PreferredMaintenanceWindow", "PreferredCacheClusterAZs", "Tags",
+            "Engine",
+            "EngineVersion",
+            "CacheNodeType",
+            "NumNodeGroups",
+            "ReplicasPerNodeGroup",
+            "NumCacheClusters",
+            "AutomaticFailoverEnabled",
+            "MultiAZEnabled",
+            "Port",
+            "TransitEncryptionEnabled",
+            "TransitEncryptionMode",
+            "AtRestEncryptionEnabled",
+            "KmsKeyId",
+            "CacheSubnetGroupName",
+            "SecurityGroupIds",
+            "SnapshotRetentionLimit",
+            "SnapshotWindow",
+            "PreferredMaintenanceWindow",
+            "PreferredCacheClusterAZs",
+            "Tags",
         )
         for lid, props in self._items("AWS::ElastiCache::ReplicationGroup"):
             kwargs = self._settings(lid, props, keys)
-            for number in ("NumNodeGroups", "ReplicasPerNodeGroup", "NumCacheClusters", "Port", "SnapshotRetentionLimit"):
+            for number in (
+                "NumNodeGroups",
+                "ReplicasPerNodeGroup",
+                "NumCacheClusters",
+                "Port",
+                "SnapshotRetentionLimit",
+            ):
                 if number in kwargs:
                     kwargs[number] = int(kwargs[number])
             group = self.resources.physical_name(lid)
             # No AuthToken: the local server has no AUTH (and functions get REDIS_URL, not the secret).
             ec.create_replication_group(
                 ReplicationGroupId=group,
-                ReplicationGroupDescription=str(props.get("ReplicationGroupDescription", group)), **kwargs,
+                ReplicationGroupDescription=str(props.get("ReplicationGroupDescription", group)),
+                **kwargs,
             )
             self.out.cache_groups.append(group)
 
@@ -407,42 +497,104 @@ class Deployer:
             if "BucketName" not in props:  # a generated name: S3 takes lower case only
                 self.rewrites[name] = name = name.lower()[:63]
             s3.create_bucket(
-                Bucket=name, CreateBucketConfiguration={"LocationConstraint": region},
+                Bucket=name,
+                CreateBucketConfiguration={"LocationConstraint": region},
                 ObjectLockEnabledForBucket=bool(props.get("ObjectLockEnabled", False)),
             )
             self.out.buckets.append(name)
-            settings = self._settings(lid, props, (
-                "VersioningConfiguration", "BucketEncryption", "PublicAccessBlockConfiguration", "OwnershipControls",
-                "LifecycleConfiguration", "ObjectLockConfiguration", "Tags",
-            ))
+            settings = self._settings(
+                lid,
+                props,
+                (
+                    "VersioningConfiguration",
+                    "BucketEncryption",
+                    "PublicAccessBlockConfiguration",
+                    "OwnershipControls",
+                    "LifecycleConfiguration",
+                    "ObjectLockConfiguration",
+                    "Tags",
+                ),
+            )
             calls: list[tuple[str, str, dict[str, Any]]] = []
             if "VersioningConfiguration" in settings:
-                calls.append(("versioning", "put_bucket_versioning",
-                              {"VersioningConfiguration": {"Status": settings["VersioningConfiguration"]["Status"]}}))
+                calls.append(
+                    (
+                        "versioning",
+                        "put_bucket_versioning",
+                        {
+                            "VersioningConfiguration": {
+                                "Status": settings["VersioningConfiguration"]["Status"]
+                            }
+                        },
+                    )
+                )
             if "BucketEncryption" in settings:
-                calls.append(("encryption", "put_bucket_encryption",
-                              {"ServerSideEncryptionConfiguration": {"Rules": [
-                                  {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
-                                   **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {})}
-                                  for rule in settings["BucketEncryption"]["ServerSideEncryptionConfiguration"]]}}))
+                calls.append(
+                    (
+                        "encryption",
+                        "put_bucket_encryption",
+                        {
+                            "ServerSideEncryptionConfiguration": {
+                                "Rules": [
+                                    {
+                                        "ApplyServerSideEncryptionByDefault": rule[
+                                            "ServerSideEncryptionByDefault"
+                                        ],
+                                        **(
+                                            {"BucketKeyEnabled": rule["BucketKeyEnabled"]}
+                                            if "BucketKeyEnabled" in rule
+                                            else {}
+                                        ),
+                                    }
+                                    for rule in settings["BucketEncryption"][
+                                        "ServerSideEncryptionConfiguration"
+                                    ]
+                                ]
+                            }
+                        },
+                    )
+                )
             if "PublicAccessBlockConfiguration" in settings:
-                calls.append(("public access block", "put_public_access_block",
-                              {"PublicAccessBlockConfiguration": settings["PublicAccessBlockConfiguration"]}))
+                calls.append(
+                    (
+                        "public access block",
+                        "put_public_access_block",
+                        {"PublicAccessBlockConfiguration": settings["PublicAccessBlockConfiguration"]},
+                    )
+                )
             if "OwnershipControls" in settings:
-                calls.append(("ownership controls", "put_bucket_ownership_controls",
-                              {"OwnershipControls": settings["OwnershipControls"]}))
+                calls.append(
+                    (
+                        "ownership controls",
+                        "put_bucket_ownership_controls",
+                        {"OwnershipControls": settings["OwnershipControls"]},
+                    )
+                )
             if "LifecycleConfiguration" in settings:
-                calls.append(("lifecycle", "put_bucket_lifecycle_configuration",
-                              {"LifecycleConfiguration": _lifecycle(settings["LifecycleConfiguration"])}))
+                calls.append(
+                    (
+                        "lifecycle",
+                        "put_bucket_lifecycle_configuration",
+                        {"LifecycleConfiguration": _lifecycle(settings["LifecycleConfiguration"])},
+                    )
+                )
             if settings.get("ObjectLockConfiguration", {}).get("Rule"):
-                calls.append(("object lock", "put_object_lock_configuration",
-                              {"ObjectLockConfiguration": settings["ObjectLockConfiguration"]}))
+                calls.append(
+                    (
+                        "object lock",
+                        "put_object_lock_configuration",
+                        {"ObjectLockConfiguration": settings["ObjectLockConfiguration"]},
+                    )
+                )
             if settings.get("Tags"):
                 calls.append(("tags", "put_bucket_tagging", {"Tagging": {"TagSet": settings["Tags"]}}))
             for what, method, kwargs in calls:
                 try:
                     getattr(s3, method)(Bucket=name, **kwargs)
-                except (ClientError, ParamValidationError) as exc:  # as far as moto takes them: the rest is counted
+                except (
+                    ClientError,
+                    ParamValidationError,
+                ) as exc:  # as far as moto takes them: the rest is counted
                     log.info("bucket %s: %s not applied (%s)", name, what, exc)
                     self.out.not_emulated[f"AWS::S3::Bucket ({what})"] += 1
 
@@ -452,8 +604,10 @@ class Deployer:
         from orchestrator.sandbox import emulation
 
         if not emulation.is_installed():
-            raise RuntimeError("event source mappings need the sandbox's emulation installed (moto's own SQS "
-                               "delivery would invoke functions through Docker)")
+            raise RuntimeError(
+                "event source mappings need the sandbox's emulation installed (moto's own SQS "
+                "delivery would invoke functions through Docker)"
+            )
         lam = self.client("lambda")
         sandbox = self.engine.sandbox
         for lid, props in self._items("AWS::Lambda::EventSourceMapping"):
@@ -461,10 +615,15 @@ class Deployer:
             target = str(self._resolve(props["FunctionName"], f"{lid}.FunctionName"))
             queue = source.rsplit(":", 1)[-1]
             if queue not in self.out.queues or target.split(":")[0] not in self.out.functions:
-                self.out.not_emulated["AWS::Lambda::EventSourceMapping (source or function not deployed)"] += 1
+                self.out.not_emulated[
+                    "AWS::Lambda::EventSourceMapping (source or function not deployed)"
+                ] += 1
                 continue
-            kwargs = self._settings(lid, props, ("BatchSize", "Enabled", "FunctionResponseTypes",
-                                                 "MaximumBatchingWindowInSeconds"))
+            kwargs = self._settings(
+                lid,
+                props,
+                ("BatchSize", "Enabled", "FunctionResponseTypes", "MaximumBatchingWindowInSeconds"),
+            )
             created = lam.create_event_source_mapping(EventSourceArn=source, FunctionName=target, **kwargs)
             uuid = str(self.resources.ref(lid))
             emulation.assign_mapping_uuid(sandbox.account_id, sandbox.region, created["UUID"], uuid)
@@ -476,8 +635,15 @@ class Deployer:
         scheduler = self.client("scheduler")
         for lid, props in self._items("AWS::Scheduler::ScheduleGroup"):
             scheduler.create_schedule_group(Name=str(self._resolve(props["Name"], f"{lid}.Name")))
-        keys = ("Description", "ScheduleExpression", "ScheduleExpressionTimezone", "FlexibleTimeWindow", "State",
-                "StartDate", "EndDate")
+        keys = (
+            "Description",
+            "ScheduleExpression",
+            "ScheduleExpressionTimezone",
+            "FlexibleTimeWindow",
+            "State",
+            "StartDate",
+            "EndDate",
+        )
         for lid, props in self._items("AWS::Scheduler::Schedule"):
             try:
                 target = self._resolve(props["Target"], f"{lid}.Target")
@@ -487,8 +653,9 @@ class Deployer:
                 continue
             group = str(self._resolve(props.get("GroupName", "default"), f"{lid}.GroupName"))
             name = str(self._resolve(props["Name"], f"{lid}.Name"))
-            scheduler.create_schedule(Name=name, GroupName=group, Target=target,
-                                      **self._settings(lid, props, keys))
+            scheduler.create_schedule(
+                Name=name, GroupName=group, Target=target, **self._settings(lid, props, keys)
+            )
             self.out.schedules.append(f"{group}/{name}")
 
 
@@ -496,18 +663,26 @@ def _lifecycle(config: dict[str, Any]) -> dict[str, Any]:
     """CloudFormation's LifecycleConfiguration in the shape of S3's PutBucketLifecycleConfiguration."""
     rules: list[dict[str, Any]] = []
     for rule in config.get("Rules", []):
-        out: dict[str, Any] = {"ID": rule.get("Id", f"rule-{len(rules)}"), "Status": rule.get("Status", "Enabled"),
-                               "Filter": {"Prefix": rule.get("Prefix", "")}}
+        out: dict[str, Any] = {
+            "ID": rule.get("Id", f"rule-{len(rules)}"),
+            "Status": rule.get("Status", "Enabled"),
+            "Filter": {"Prefix": rule.get("Prefix", "")},
+        }
         if "ExpirationInDays" in rule:
             out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
         if "Transitions" in rule:
-            out["Transitions"] = [{"Days": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]}
-                                  for t in rule["Transitions"]]
+            out["Transitions"] = [
+                {"Days": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]}
+                for t in rule["Transitions"]
+            ]
         if "NoncurrentVersionExpiration" in rule:
-            out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])}
+            out["NoncurrentVersionExpiration"] = {
+                "NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+            }
         if "AbortIncompleteMultipartUpload" in rule:
             out["AbortIncompleteMultipartUpload"] = {
-                "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+                "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+            }
         rules.append(out)
     return {"Rules": rules}
 

@@ -83,7 +83,9 @@ class EmulationPoint:
         try:
             owner: Any = importlib.import_module(self.module)
         except ImportError as exc:
-            raise EmulationPointMoved(f"moto module {self.module} is gone ({exc}); needed for: {self.why}") from exc
+            raise EmulationPointMoved(
+                f"moto module {self.module} is gone ({exc}); needed for: {self.why}"
+            ) from exc
         *path, name = self.attribute.split(".")
         for part in path:
             if not hasattr(owner, part):
@@ -110,34 +112,50 @@ _LAMBDA_MODELS = "moto.awslambda.models"
 _CW_RESPONSES = "moto.cloudwatch.responses"
 
 EMULATION_POINTS: tuple[EmulationPoint, ...] = (
-    EmulationPoint("moto.core.responses", "BaseResponse.call_action", "actions dispatch to snake_case methods"),
+    EmulationPoint(
+        "moto.core.responses", "BaseResponse.call_action", "actions dispatch to snake_case methods"
+    ),
     EmulationPoint("moto.core.utils", "camelcase_to_underscores", "the action -> method name rule"),
     EmulationPoint(_SQS_RESPONSES, "SQSResponse.start_message_move_task", "StartMessageMoveTask", added=True),
     EmulationPoint(_SQS_RESPONSES, "SQSResponse.list_message_move_tasks", "ListMessageMoveTasks", added=True),
-    EmulationPoint(_SQS_RESPONSES, "SQSResponse.cancel_message_move_task", "CancelMessageMoveTask", added=True),
+    EmulationPoint(
+        _SQS_RESPONSES, "SQSResponse.cancel_message_move_task", "CancelMessageMoveTask", added=True
+    ),
     EmulationPoint(_SQS_RESPONSES, "SQSResponse.sqs_backend", "the request's SQS backend"),
     EmulationPoint(_SQS_MODELS, "SQSBackend.get_queue", "queues by name"),
     EmulationPoint(_SQS_MODELS, "SQSBackend.receive_message", "a move task reads the DLQ like a consumer"),
     EmulationPoint(_SQS_MODELS, "SQSBackend.send_message", "a move task sends to the destination"),
     EmulationPoint(_SQS_MODELS, "SQSBackend.delete_message", "a moved message leaves the DLQ"),
-    EmulationPoint(_SQS_MODELS, "SQSBackend.list_dead_letter_source_queues", "where dead-lettered messages came from"),
-    EmulationPoint(_SQS_MODELS, "SQSBackend.change_message_visibility", "a cancelled move gives messages back"),
+    EmulationPoint(
+        _SQS_MODELS, "SQSBackend.list_dead_letter_source_queues", "where dead-lettered messages came from"
+    ),
+    EmulationPoint(
+        _SQS_MODELS, "SQSBackend.change_message_visibility", "a cancelled move gives messages back"
+    ),
     EmulationPoint(_SQS_MODELS, "Queue.approximate_number_of_messages", "messages to move"),
     EmulationPoint(_SQS_MODELS, "Queue.approximate_number_of_messages_not_visible", "messages in flight"),
-    EmulationPoint(_EC_RESPONSES, "ElastiCacheResponse.copy_snapshot", "CopySnapshot (export to S3)", added=True),
+    EmulationPoint(
+        _EC_RESPONSES, "ElastiCacheResponse.copy_snapshot", "CopySnapshot (export to S3)", added=True
+    ),
     EmulationPoint(_EC_RESPONSES, "ElastiCacheResponse.test_failover", "TestFailover", added=True),
-    EmulationPoint(_EC_RESPONSES, "ElastiCacheResponse.elasticache_backend", "the request's ElastiCache backend"),
+    EmulationPoint(
+        _EC_RESPONSES, "ElastiCacheResponse.elasticache_backend", "the request's ElastiCache backend"
+    ),
     EmulationPoint(_EC_MODELS, "ElastiCacheBackend.describe_snapshots", "snapshots by name"),
     EmulationPoint(_EC_MODELS, "ElastiCacheBackend.create_replication_group", "NumCacheClusters honoured"),
     EmulationPoint(_EC_MODELS, "ElastiCacheBackend.describe_replication_groups", "groups by id"),
     EmulationPoint("moto.s3.models", "S3Backend.get_bucket", "an export needs its bucket"),
     EmulationPoint("moto.s3.models", "S3Backend.put_object", "an export writes its .rdb objects"),
     EmulationPoint(_CW_RESPONSES, "CloudWatchResponse.put_composite_alarm", "PutCompositeAlarm", added=True),
-    EmulationPoint(_CW_RESPONSES, "CloudWatchResponse.put_metric_alarm", "stores an AlarmRule as a composite"),
+    EmulationPoint(
+        _CW_RESPONSES, "CloudWatchResponse.put_metric_alarm", "stores an AlarmRule as a composite"
+    ),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.create_event_source_mapping", "detach moto's SQS delivery"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.invoke", "Invoke reaches the sandbox's runtime"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.get_function", "Invoke resolves the function first"),
-    EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.get_event_source_mapping", "a mapping deployed under its UUID"),
+    EmulationPoint(
+        _LAMBDA_MODELS, "LambdaBackend.get_event_source_mapping", "a mapping deployed under its UUID"
+    ),
     EmulationPoint(_LAMBDA_MODELS, "make_event_source_mapping_arn", "a mapping's ARN follows its UUID"),
 )
 
@@ -175,8 +193,10 @@ class MoveTask:
 
     def entry(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "Status": self.status, "SourceArn": self.source_arn,
-            "ApproximateNumberOfMessagesMoved": self.moved, "ApproximateNumberOfMessagesToMove": self.to_move,
+            "Status": self.status,
+            "SourceArn": self.source_arn,
+            "ApproximateNumberOfMessagesMoved": self.moved,
+            "ApproximateNumberOfMessagesToMove": self.to_move,
             "StartedTimestamp": self.started_ms,
         }
         if self.status == "RUNNING":
@@ -201,7 +221,9 @@ def _queue_by_arn(backend: Any, arn: str) -> Any:
     except Exception:  # noqa: BLE001 - moto's QueueDoesNotExist
         queue = None
     if queue is None or queue.queue_arn != arn:
-        raise _sqs_error("ResourceNotFoundException", f"The resource that you specified for the queue {arn} doesn't exist.")
+        raise _sqs_error(
+            "ResourceNotFoundException", f"The resource that you specified for the queue {arn} doesn't exist."
+        )
     return queue
 
 
@@ -218,16 +240,26 @@ def _start_message_move_task(self: Any) -> Any:
     if source.fifo_queue:
         raise _sqs_error("UnsupportedOperation", "Message move tasks support standard queues only.")
     if not backend.list_dead_letter_source_queues(source.name):
-        raise _sqs_error("UnsupportedOperation", f"Source queue {source_arn} is not configured as a dead-letter queue of an Amazon SQS queue.")
+        raise _sqs_error(
+            "UnsupportedOperation",
+            f"Source queue {source_arn} is not configured as a dead-letter queue of an Amazon SQS queue.",
+        )
     if destination_arn:
         _queue_by_arn(backend, destination_arn)
     with _tasks_lock:
         if any(t.source_arn == source_arn and t.status in ("RUNNING", "CANCELLING") for t in _tasks):
-            raise _sqs_error("UnsupportedOperation", f"A message move task is already running on {source_arn}.")
+            raise _sqs_error(
+                "UnsupportedOperation", f"A message move task is already running on {source_arn}."
+            )
         task = MoveTask(
-            handle=uuid.uuid4().hex, account=self.current_account, region=self.region, source_arn=source_arn,
-            destination_arn=destination_arn or None, rate=int(rate) if rate is not None else None,
-            to_move=int(source.approximate_number_of_messages) + int(source.approximate_number_of_messages_not_visible),
+            handle=uuid.uuid4().hex,
+            account=self.current_account,
+            region=self.region,
+            source_arn=source_arn,
+            destination_arn=destination_arn or None,
+            rate=int(rate) if rate is not None else None,
+            to_move=int(source.approximate_number_of_messages)
+            + int(source.approximate_number_of_messages_not_visible),
             started_ms=int(time.time() * 1000),
         )
         _tasks.insert(0, task)
@@ -256,7 +288,9 @@ def _cancel_message_move_task(self: Any) -> Any:
     with _tasks_lock:
         task = next((t for t in _tasks if t.handle == handle), None)
         if task is None or task.status != "RUNNING":
-            raise _sqs_error("ResourceNotFoundException", f"No running message move task with handle {handle}.")
+            raise _sqs_error(
+                "ResourceNotFoundException", f"No running message move task with handle {handle}."
+            )
         task.status = "CANCELLING"
         task.cancel.set()
         moved = task.moved
@@ -274,8 +308,10 @@ def _run_move(task: MoveTask) -> None:
         else:
             sources = backend.list_dead_letter_source_queues(source.name)
             if len(sources) != 1:
-                raise RuntimeError(f"{len(sources)} queues dead-letter into {task.source_arn}; "
-                                   "the sandbox cannot tell them apart: give DestinationArn")
+                raise RuntimeError(
+                    f"{len(sources)} queues dead-letter into {task.source_arn}; "
+                    "the sandbox cannot tell them apart: give DestinationArn"
+                )
             destination = sources[0]
         interval = 1.0 / task.rate if task.rate else 0.0
         while task.moved < task.to_move and not task.cancel.is_set():
@@ -290,8 +326,11 @@ def _run_move(task: MoveTask) -> None:
                 if task.cancel.is_set():
                     backend.change_message_visibility(source.name, receipt, 0)
                     continue
-                backend.send_message(destination.name, message.body,
-                                     message_attributes=copy.deepcopy(message.message_attributes) or None)
+                backend.send_message(
+                    destination.name,
+                    message.body,
+                    message_attributes=copy.deepcopy(message.message_attributes) or None,
+                )
                 backend.delete_message(source.name, receipt)
                 task.moved += 1
                 if interval:
@@ -331,7 +370,9 @@ def _copy_snapshot(self: Any) -> Any:
     bucket = self._get_param("TargetBucket")
     [snapshot] = backend.describe_snapshots(snapshot_name=source_name)  # SnapshotNotFoundFault if absent
     if snapshot.snapshot_status != "available":
-        raise _ec_error("InvalidSnapshotState", f"Snapshot {source_name} is {snapshot.snapshot_status}, not available.")
+        raise _ec_error(
+            "InvalidSnapshotState", f"Snapshot {source_name} is {snapshot.snapshot_status}, not available."
+        )
     if not bucket:
         if target_name in backend.snapshots:
             raise _ec_error("SnapshotAlreadyExistsFault", f"Snapshot {target_name} already exists.")
@@ -357,8 +398,10 @@ def _export(account: str, region: str, snapshot: Any, target_name: str, bucket_n
     except Exception as exc:  # noqa: BLE001 - moto's MissingBucket
         raise _ec_error("InvalidParameterValue", f"The S3 bucket {bucket_name} does not exist.") from exc
     if bucket.region_name != region:
-        raise _ec_error("InvalidParameterValue",
-                        f"The S3 bucket {bucket_name} is in {bucket.region_name}, not in the snapshot's Region {region}.")
+        raise _ec_error(
+            "InvalidParameterValue",
+            f"The S3 bucket {bucket_name} is in {bucket.region_name}, not in the snapshot's Region {region}.",
+        )
     groups = int(snapshot.num_node_groups or 1)
     snapshot.snapshot_status = "exporting"
 
@@ -396,18 +439,26 @@ def _test_failover(self: Any) -> Any:
     backend = self.elasticache_backend
     group_id = self._get_param("ReplicationGroupId")
     node_group_id = self._get_param("NodeGroupId")
-    [group] = backend.describe_replication_groups(replication_group_id=group_id)  # ReplicationGroupNotFoundFault
+    [group] = backend.describe_replication_groups(
+        replication_group_id=group_id
+    )  # ReplicationGroupNotFoundFault
     if group.status != "available":
-        raise _ec_error("InvalidReplicationGroupState", f"Replication group {group_id} is {group.status}, not available.")
+        raise _ec_error(
+            "InvalidReplicationGroupState", f"Replication group {group_id} is {group.status}, not available."
+        )
     if group.automatic_failover != "enabled":
-        raise _ec_error("TestFailoverNotAvailableFault",
-                        f"Automatic failover is not enabled on replication group {group_id}.")
+        raise _ec_error(
+            "TestFailoverNotAvailableFault",
+            f"Automatic failover is not enabled on replication group {group_id}.",
+        )
     node_group = next((g for g in group.node_groups if g.get("node_group_id") == node_group_id), None)
     if node_group is None:
         raise _ec_error("NodeGroupNotFoundFault", f"Node group {node_group_id} not found in {group_id}.")
     members = node_group.get("node_group_members", [])
     if len(members) < 2:
-        raise _ec_error("TestFailoverNotAvailableFault", f"Node group {node_group_id} of {group_id} has no replica.")
+        raise _ec_error(
+            "TestFailoverNotAvailableFault", f"Node group {node_group_id} of {group_id} has no replica."
+        )
     group.status = "modifying"
 
     def finish() -> None:
@@ -452,14 +503,20 @@ def _detached_mapping(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _routed_invoke(original: Callable[..., Any], invoker: Invoker) -> Callable[..., Any]:
-    def invoke(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
-               response_headers: Any) -> Any:
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> Any:
         function = self.get_function(function_name, qualifier)  # ResourceNotFoundException as moto answers it
         if qualifier is None:  # `name:alias` or a qualified ARN names the qualifier itself
             parts = function_name.split(":")
-            qualifier = (parts[7] if len(parts) > 7 else None) if function_name.startswith("arn:") else (
-                parts[1] if len(parts) > 1 else None)
-        kind = headers.get("X-Amz-Invocation-Type") or headers.get("x-amz-invocation-type") or "RequestResponse"
+            qualifier = (
+                (parts[7] if len(parts) > 7 else None)
+                if function_name.startswith("arn:")
+                else (parts[1] if len(parts) > 1 else None)
+            )
+        kind = (
+            headers.get("X-Amz-Invocation-Type") or headers.get("x-amz-invocation-type") or "RequestResponse"
+        )
         raw = body.encode() if isinstance(body, str) else bytes(body or b"")
         answer = invoker(function.function_name, qualifier, raw, kind)
         if answer is None:
@@ -531,10 +588,16 @@ def install(invoker: Invoker | None = None) -> None:
             # moto's PutMetricAlarm reads AlarmRule "to re-use this method for composite alarms".
             (CloudWatchResponse, "put_composite_alarm", _mark(_put_composite_alarm)),
             (ElastiCacheResponse, "test_failover", _mark(_test_failover)),
-            (ElastiCacheBackend, "create_replication_group",
-             _num_cache_clusters(vars(ElastiCacheBackend)["create_replication_group"])),
-            (LambdaBackend, "create_event_source_mapping",
-             _detached_mapping(vars(LambdaBackend)["create_event_source_mapping"])),
+            (
+                ElastiCacheBackend,
+                "create_replication_group",
+                _num_cache_clusters(vars(ElastiCacheBackend)["create_replication_group"]),
+            ),
+            (
+                LambdaBackend,
+                "create_event_source_mapping",
+                _detached_mapping(vars(LambdaBackend)["create_event_source_mapping"]),
+            ),
         ]
         if invoker is not None:
             plan.append((LambdaBackend, "invoke", _routed_invoke(vars(LambdaBackend)["invoke"], invoker)))

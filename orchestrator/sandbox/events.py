@@ -39,7 +39,13 @@ def _match_value(rule: Any, value: Any, present: bool) -> bool:
             ops = rule["numeric"]
             if not isinstance(value, int | float):
                 return False
-            checks = {"<": value.__lt__, "<=": value.__le__, "=": value.__eq__, ">": value.__gt__, ">=": value.__ge__}
+            checks = {
+                "<": value.__lt__,
+                "<=": value.__le__,
+                "=": value.__eq__,
+                ">": value.__gt__,
+                ">=": value.__ge__,
+            }
             return all(checks[ops[i]](ops[i + 1]) for i in range(0, len(ops), 2))
         return False
     return present and rule == value
@@ -69,8 +75,15 @@ class Rule:
 
 
 def alarm_state_change_event(
-    *, alarm_name: str, alarm_arn: str, state: str, previous: str, reason: str, when: datetime,
-    region: str, account: str,
+    *,
+    alarm_name: str,
+    alarm_arn: str,
+    state: str,
+    previous: str,
+    reason: str,
+    when: datetime,
+    region: str,
+    account: str,
 ) -> dict[str, Any]:
     """The `CloudWatch Alarm State Change` event as EventBridge delivers it."""
     stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}+0000"
@@ -145,8 +158,9 @@ class ExecutionEvents:
     """Polls the sandbox's state machines and puts a status-change event for every execution
     that starts or ends, as Step Functions does on AWS (moto emits none)."""
 
-    def __init__(self, sfn: Any, machines: list[str], bus: EventBus, region: str, account: str,
-                 interval: float = 0.25) -> None:
+    def __init__(
+        self, sfn: Any, machines: list[str], bus: EventBus, region: str, account: str, interval: float = 0.25
+    ) -> None:
         self._sfn, self._machines, self._bus = sfn, machines, bus
         self._region, self._account, self._interval = region, account, interval
         self._seen: dict[str, str] = {}

@@ -37,7 +37,9 @@ def server_binary() -> str:
     if override:
         found = resolve_binary(override)
         if not found:
-            raise FileNotFoundError(f"{SERVER_BIN_ENV}={override!r} is not an executable file or a command on PATH")
+            raise FileNotFoundError(
+                f"{SERVER_BIN_ENV}={override!r} is not an executable file or a command on PATH"
+            )
         return found
     found = shutil.which("redis-server")
     if found:
@@ -75,13 +77,20 @@ class RedisServer:
         self.port = self.port or free_port()
         args = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self.workdir,
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self.workdir,
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
         deadline = time.monotonic() + timeout

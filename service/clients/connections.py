@@ -148,11 +148,7 @@ class Signer:
         frozen = self._credentials.get_frozen_credentials()
         timestamp = time.strftime(SIGV4_TIMESTAMP, time.gmtime(epoch))
         auth = second.auth if second is not None else None
-        if (
-            auth is None
-            or auth.date != timestamp[:8]
-            or auth.credentials != frozen
-        ):
+        if auth is None or auth.date != timestamp[:8] or auth.credentials != frozen:
             auth = _DaySigV4Auth(frozen, self.region, timestamp)
         second = _Second(epoch, timestamp, auth, frozen.token or None, auth.scope(_Stamped(timestamp)))
         self._second = second  # one reference assignment: threads see the old or the new second
@@ -173,13 +169,21 @@ class Signer:
         else:
             signed = "host;x-amz-date;x-amz-security-token"
             canonical_headers = f"host:{host}\nx-amz-date:{stamp}\nx-amz-security-token:{current.token}\n"
-        canonical_request = f"POST\n{canonical_path}\n\n{canonical_headers}\n{signed}\n{sha256(body).hexdigest()}"
+        canonical_request = (
+            f"POST\n{canonical_path}\n\n{canonical_headers}\n{signed}\n{sha256(body).hexdigest()}"
+        )
         request = _Stamped(stamp)
         signature = current.auth.signature(current.auth.string_to_sign(request, canonical_request), request)
-        authorization = f"AWS4-HMAC-SHA256 Credential={current.credential}, SignedHeaders={signed}, Signature={signature}"
+        authorization = (
+            f"AWS4-HMAC-SHA256 Credential={current.credential}, SignedHeaders={signed}, Signature={signature}"
+        )
         if current.token is None:
             return [("X-Amz-Date", stamp), ("Authorization", authorization)]
-        return [("X-Amz-Date", stamp), ("X-Amz-Security-Token", current.token), ("Authorization", authorization)]
+        return [
+            ("X-Amz-Date", stamp),
+            ("X-Amz-Security-Token", current.token),
+            ("Authorization", authorization),
+        ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,7 +345,12 @@ class Endpoint:
 
     def request(self, connection_id: str, data: bytes) -> bytes:
         path = self.path_for(connection_id)
-        lines = [f"POST {path} HTTP/1.1", f"Host: {self.host}", "Accept-Encoding: identity", f"User-Agent: {_USER_AGENT}"]
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {self.host}",
+            "Accept-Encoding: identity",
+            f"User-Agent: {_USER_AGENT}",
+        ]
         lines += [f"{name}: {value}" for name, value in self._signer.headers(self.host, path, data)]
         lines.append(f"Content-Length: {len(data)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + data

@@ -27,12 +27,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "stage": request.get("stage"),
     }
     try:
-        decision = decide(event, current.api_keys_secret_arn, current.origin_secret_arn, current.secret_cache_seconds)
+        decision = decide(
+            event, current.api_keys_secret_arn, current.origin_secret_arn, current.secret_cache_seconds
+        )
     except Unauthorized:
         logger.warning("connection refused: no API key in the x-api-key header or api_key query", extra=where)
         raise
     if decision.allowed:
-        logger.info("connection allowed", extra={**where, "principal": decision.principal_id, "reason": decision.reason})
+        logger.info(
+            "connection allowed",
+            extra={**where, "principal": decision.principal_id, "reason": decision.reason},
+        )
     else:
-        logger.warning("connection denied", extra={**where, "principal": decision.principal_id, "reason": decision.reason})
+        logger.warning(
+            "connection denied",
+            extra={**where, "principal": decision.principal_id, "reason": decision.reason},
+        )
     return policy(decision, event["methodArn"])

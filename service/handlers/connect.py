@@ -25,6 +25,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     principal = str((request.get("authorizer") or {}).get("principalId") or "anonymous")
     connected_at = int(request.get("connectedAt") or time.time() * 1000)
     connections.register(cache(), connection_id, endpoint, principal, connected_at)
-    logger.info("connected", extra={"connection_id": connection_id, "principal": principal, "endpoint": endpoint})
+    logger.info(
+        "connected", extra={"connection_id": connection_id, "principal": principal, "endpoint": endpoint}
+    )
     add_metric("ConnectionsOpened", MetricUnit.Count, 1)
     return {"statusCode": 200}

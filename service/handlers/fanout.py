@@ -59,7 +59,9 @@ def _record_handler(record: SQSRecord, lambda_context: LambdaContext | None = No
         add_metric("EventsRejected", MetricUnit.Count, 1)
         raise
     except fanout.ShardInProgress as exc:
-        logger.warning("shard held by another invocation", extra={"message_id": record.message_id, "reason": str(exc)})
+        logger.warning(
+            "shard held by another invocation", extra={"message_id": record.message_id, "reason": str(exc)}
+        )
         raise
     base = {"message_id": record.message_id, "event_id": result.event.id, "channel": result.event.channel}
     if result.kind == "duplicate":
@@ -100,4 +102,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # records all failed is still reported record by record rather than as a function error:
     # bad events must not look like a faulty release to the Errors alarms that guard it.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return dict(process_partial_response(event=event, record_handler=_record_handler, processor=processor, context=context))
+    return dict(
+        process_partial_response(
+            event=event, record_handler=_record_handler, processor=processor, context=context
+        )
+    )

@@ -108,7 +108,9 @@ def evaluate(rules: tuple[AlertRule, ...], event: Event, previous: Event | None)
     return alerts
 
 
-def publish(alerts: list[Alert], rules: tuple[AlertRule, ...], r: redis.Redis, sns: Any, topic_arn: str) -> int:
+def publish(
+    alerts: list[Alert], rules: tuple[AlertRule, ...], r: redis.Redis, sns: Any, topic_arn: str
+) -> int:
     """Publish the alerts not yet published in their window; returns how many were sent."""
     windows = {rule.id: rule.window_seconds for rule in rules}
     sent = 0

@@ -63,7 +63,9 @@ class SecretCache:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], _Entry] = {}
 
-    def values(self, secret_arn: str, field: str, ttl: float, *, refresh_if_older_than: float | None = None) -> dict[str, str]:
+    def values(
+        self, secret_arn: str, field: str, ttl: float, *, refresh_if_older_than: float | None = None
+    ) -> dict[str, str]:
         now = self._clock()
         with self._lock:
             entry = self._entries.get((secret_arn, field))
@@ -96,7 +98,9 @@ def _load_staged(secret_arn: str, field: str) -> dict[str, str]:
         try:
             value = json.loads(raw)[field]
         except (ValueError, KeyError, TypeError):
-            raise SecretFormatError(f"secret {secret_arn} ({stage}) is not JSON with a '{field}' field") from None
+            raise SecretFormatError(
+                f"secret {secret_arn} ({stage}) is not JSON with a '{field}' field"
+            ) from None
         if not isinstance(value, str) or not value:
             raise SecretFormatError(f"secret {secret_arn} ({stage}) has an empty or non-text '{field}'")
         values[stage] = value
@@ -147,16 +151,21 @@ def decide(
     if origin_secret_arn:
         origin = headers.get(ORIGIN_HEADER)
         if not origin:
-            return Decision(False, f"missing {ORIGIN_HEADER} header (request did not come through the edge)", principal)
+            return Decision(
+                False, f"missing {ORIGIN_HEADER} header (request did not come through the edge)", principal
+            )
         origins = cache.values(origin_secret_arn, "header_value", ttl)
         if _match(origin, origins) is None:
-            origins = cache.values(origin_secret_arn, "header_value", ttl, refresh_if_older_than=REFRESH_ON_MISS_SECONDS)
+            origins = cache.values(
+                origin_secret_arn, "header_value", ttl, refresh_if_older_than=REFRESH_ON_MISS_SECONDS
+            )
             if _match(origin, origins) is None:
                 return Decision(False, f"{ORIGIN_HEADER} header does not match the origin secret", principal)
     stage = _match(key, cache.values(api_keys_secret_arn, "api_key", ttl))
     if stage is None:
         stage = _match(
-            key, cache.values(api_keys_secret_arn, "api_key", ttl, refresh_if_older_than=REFRESH_ON_MISS_SECONDS)
+            key,
+            cache.values(api_keys_secret_arn, "api_key", ttl, refresh_if_older_than=REFRESH_ON_MISS_SECONDS),
         )
     if stage is None:
         return Decision(False, "API key matches neither the current nor the previous key", principal)

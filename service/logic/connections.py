@@ -56,7 +56,7 @@ def register(r: redis.Redis, connection_id: str, endpoint: str, principal: str, 
 def channels_of(r: redis.Redis, connection_id: str) -> list[str]:
     prefix = keys.SUBSCRIPTION_FIELD_PREFIX
     fields: Iterable[bytes] = r.hkeys(keys.conn_key(connection_id))  # type: ignore[assignment]
-    return [f.decode()[len(prefix):] for f in fields if f.decode().startswith(prefix)]
+    return [f.decode()[len(prefix) :] for f in fields if f.decode().startswith(prefix)]
 
 
 def unregister(r: redis.Redis, connection_id: str) -> list[str]:

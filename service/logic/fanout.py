@@ -185,7 +185,9 @@ def _first_error(exc: ValidationError) -> str:
 def parse_event(body: str | bytes) -> models.Event:
     size = len(body.encode() if isinstance(body, str) else body)
     if size > models.MAX_MESSAGE_BYTES:
-        raise EventRejected(f"event is {size} bytes, over the {models.MAX_MESSAGE_BYTES}-byte WebSocket message limit")
+        raise EventRejected(
+            f"event is {size} bytes, over the {models.MAX_MESSAGE_BYTES}-byte WebSocket message limit"
+        )
     try:
         return models.Event.model_validate_json(body)
     except ValidationError as exc:
@@ -196,7 +198,9 @@ def parse_message(body: str | bytes) -> models.Event | models.DeliveryShard:
     """An event as producers queue it, or a delivery shard as a split queued it."""
     size = len(body.encode() if isinstance(body, str) else body)
     if size > models.MAX_QUEUE_MESSAGE_BYTES:
-        raise EventRejected(f"message is {size} bytes, over the {models.MAX_QUEUE_MESSAGE_BYTES}-byte queue limit")
+        raise EventRejected(
+            f"message is {size} bytes, over the {models.MAX_QUEUE_MESSAGE_BYTES}-byte queue limit"
+        )
     try:
         decoded = json.loads(body)
     except ValueError:
@@ -209,10 +213,17 @@ def parse_message(body: str | bytes) -> models.Event | models.DeliveryShard:
     return parse_event(body)
 
 
-def store_snapshot(r: redis.Redis, schema: int, event: models.Event, ttl: int) -> tuple[bool, models.Event | None]:
+def store_snapshot(
+    r: redis.Redis, schema: int, event: models.Event, ttl: int
+) -> tuple[bool, models.Event | None]:
     """Keep the event as the channel's latest unless a newer one is stored; returns (stored, previous)."""
     result = r.eval(
-        _STORE_SNAPSHOT_LUA, 1, keys.snapshot_key(schema, event.channel), event.model_dump_json(), repr(event.ts), str(ttl)
+        _STORE_SNAPSHOT_LUA,
+        1,
+        keys.snapshot_key(schema, event.channel),
+        event.model_dump_json(),
+        repr(event.ts),
+        str(ttl),
     )
     stored = bool(result[0])
     previous = None
@@ -279,7 +290,9 @@ def post_frames(
     return report, gone
 
 
-def _post_all(r: redis.Redis, targets: dict[str, str], data: bytes, concurrency: int, drop_rate: float) -> DeliveryReport:
+def _post_all(
+    r: redis.Redis, targets: dict[str, str], data: bytes, concurrency: int, drop_rate: float
+) -> DeliveryReport:
     report, gone = post_frames(targets, data, concurrency, drop_rate)
     for connection_id in gone:
         connections.unregister(r, connection_id)
@@ -358,7 +371,9 @@ def _batches(bodies: list[str]) -> list[list[tuple[str, str]]]:
     for index, body in enumerate(bodies):
         length = len(body.encode())
         if length > models.MAX_QUEUE_MESSAGE_BYTES:
-            raise EventRejected(f"shard {index} is {length} bytes, over the {models.MAX_QUEUE_MESSAGE_BYTES}-byte limit")
+            raise EventRejected(
+                f"shard {index} is {length} bytes, over the {models.MAX_QUEUE_MESSAGE_BYTES}-byte limit"
+            )
         if current and (len(current) == 10 or size + length > models.MAX_QUEUE_MESSAGE_BYTES):
             batches.append(current)
             current, size = [], 0
@@ -389,7 +404,9 @@ def queue_shards(sqs: Any, queue_url: str, shards: list[models.DeliveryShard], c
 
     problems = [p for found in _pool(concurrency).map(send, _batches(bodies)) for p in found]
     if problems:
-        raise SplitFailed(f"{len(problems)} of {len(shards)} shards not queued ({'; '.join(sorted(set(problems)))})")
+        raise SplitFailed(
+            f"{len(problems)} of {len(shards)} shards not queued ({'; '.join(sorted(set(problems)))})"
+        )
 
 
 def _claim(r: redis.Redis, shard: models.DeliveryShard, sharding: Sharding) -> tuple[int, str]:
@@ -410,7 +427,12 @@ def _claim(r: redis.Redis, shard: models.DeliveryShard, sharding: Sharding) -> t
 
 
 def deliver_shard(
-    r: redis.Redis, shard: models.DeliveryShard, data: bytes, concurrency: int, drop_rate: float, sharding: Sharding
+    r: redis.Redis,
+    shard: models.DeliveryShard,
+    data: bytes,
+    concurrency: int,
+    drop_rate: float,
+    sharding: Sharding,
 ) -> DeliveryReport | None:
     """Post a shard's frame to its connections once; None when the shard was already delivered."""
     key = keys.shard_marks_key(shard.split_id)
@@ -419,9 +441,13 @@ def deliver_shard(
     if state == 0:
         return None
     if state < 0:
-        raise ShardInProgress(f"shard {shard.shard}/{shard.shards} of split {shard.split_id} is held by another invocation")
+        raise ShardInProgress(
+            f"shard {shard.shard}/{shard.shards} of split {shard.split_id} is held by another invocation"
+        )
     try:
-        report = deliver(r, shard.event.channel, data, concurrency, drop_rate, connection_ids=list(shard.connections))
+        report = deliver(
+            r, shard.event.channel, data, concurrency, drop_rate, connection_ids=list(shard.connections)
+        )
         _raise_if_unreachable(report, shard.event.channel)
     except BaseException:
         r.eval(_RELEASE_SHARD_LUA, 1, key, field_name, claim)
@@ -441,7 +467,9 @@ def deliver_shard(
 def _frame(event: models.Event) -> bytes:
     data = models.encode_frame(event.frame())
     if len(data) > models.MAX_MESSAGE_BYTES:
-        raise EventRejected(f"event frame is {len(data)} bytes, over the {models.MAX_MESSAGE_BYTES}-byte limit")
+        raise EventRejected(
+            f"event frame is {len(data)} bytes, over the {models.MAX_MESSAGE_BYTES}-byte limit"
+        )
     return data
 
 
@@ -468,9 +496,18 @@ def process(
         data = _frame(message.event)
         report = deliver_shard(r, message, data, concurrency, drop_rate, sharding)
         if report is None:
-            return RecordResult(message.event, False, DeliveryReport(), 0, 0.0, "duplicate", message.shard, message.shards)
+            return RecordResult(
+                message.event, False, DeliveryReport(), 0, 0.0, "duplicate", message.shard, message.shards
+            )
         return RecordResult(
-            message.event, False, report, 0, _latency_ms(message.event), "shard", message.shard, message.shards
+            message.event,
+            False,
+            report,
+            0,
+            _latency_ms(message.event),
+            "shard",
+            message.shard,
+            message.shards,
         )
 
     event = message

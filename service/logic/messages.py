@@ -45,7 +45,9 @@ def _describe(exc: ValidationError) -> tuple[models.ErrorCode, str]:
     return "invalid_message", f"{field}: {first['msg']}"
 
 
-def parse(body: str | bytes | None) -> models.Subscribe | models.Unsubscribe | models.Ping | models.ErrorFrame:
+def parse(
+    body: str | bytes | None,
+) -> models.Subscribe | models.Unsubscribe | models.Ping | models.ErrorFrame:
     """The validated message, or the error frame that answers it."""
     try:
         raw = json.loads(body or "")
@@ -111,7 +113,9 @@ def handle(
             f"this connection already has {max_subscriptions} subscriptions; unsubscribe first",
             message.request_id,
         )
-    frames: list[models.ServerFrame] = [models.SubscribedFrame(channel=message.channel, request_id=message.request_id)]
+    frames: list[models.ServerFrame] = [
+        models.SubscribedFrame(channel=message.channel, request_id=message.request_id)
+    ]
     snapshot = latest_snapshot(r, schema, message.channel)
     if snapshot is not None:
         frames.append(snapshot.snapshot_frame())

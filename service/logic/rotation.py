@@ -63,7 +63,9 @@ def rotate(sm: Any, step: str, secret_id: str, token: str) -> None:
 
 
 def _create(sm: Any, secret_id: str, token: str) -> None:
-    current = _parse(sm.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"], "AWSCURRENT")
+    current = _parse(
+        sm.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"], "AWSCURRENT"
+    )
     try:
         sm.get_secret_value(SecretId=secret_id, VersionId=token, VersionStage="AWSPENDING")
         logger.info("pending key already staged", extra={"step": "createSecret"})
@@ -73,7 +75,10 @@ def _create(sm: Any, secret_id: str, token: str) -> None:
             raise
     pending = {**current, KEY_FIELD: new_api_key()}  # other fields of the secret are kept
     sm.put_secret_value(
-        SecretId=secret_id, ClientRequestToken=token, SecretString=json.dumps(pending), VersionStages=["AWSPENDING"]
+        SecretId=secret_id,
+        ClientRequestToken=token,
+        SecretString=json.dumps(pending),
+        VersionStages=["AWSPENDING"],
     )
     logger.info("staged a new key as AWSPENDING", extra={"step": "createSecret"})
 
@@ -84,12 +89,17 @@ def _set(sm: Any, secret_id: str, token: str) -> None:
 
 def _test(sm: Any, secret_id: str, token: str) -> None:
     pending = _parse(
-        sm.get_secret_value(SecretId=secret_id, VersionId=token, VersionStage="AWSPENDING")["SecretString"], "AWSPENDING"
+        sm.get_secret_value(SecretId=secret_id, VersionId=token, VersionStage="AWSPENDING")["SecretString"],
+        "AWSPENDING",
     )
-    current = _parse(sm.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"], "AWSCURRENT")
+    current = _parse(
+        sm.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"], "AWSCURRENT"
+    )
     key = pending.get(KEY_FIELD)
     if not isinstance(key, str) or len(key) < MIN_KEY_LENGTH:
-        raise RotationError(f"AWSPENDING '{KEY_FIELD}' is missing or shorter than {MIN_KEY_LENGTH} characters")
+        raise RotationError(
+            f"AWSPENDING '{KEY_FIELD}' is missing or shorter than {MIN_KEY_LENGTH} characters"
+        )
     if key == current.get(KEY_FIELD):
         raise RotationError("AWSPENDING key equals the current key")
 

@@ -85,9 +85,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _write_transformed(
-    client: redis.Redis, plan: WarmPlan, pending: list[Any]
-) -> tuple[int, int]:
+def _write_transformed(client: redis.Redis, plan: WarmPlan, pending: list[Any]) -> tuple[int, int]:
     """Write reshaped string values with their absolute expiry; returns (keys, bytes)."""
     assert plan.transform is not None
     target = plan.target.encode()
@@ -142,8 +140,15 @@ def warm(
         try:
             reply = script(
                 args=[
-                    plan.source, plan.target, progress.cursor, batch_keys, pattern, rounds, tprefix,
-                    FOOTPRINT_SAMPLE_EVERY, count,
+                    plan.source,
+                    plan.target,
+                    progress.cursor,
+                    batch_keys,
+                    pattern,
+                    rounds,
+                    tprefix,
+                    FOOTPRINT_SAMPLE_EVERY,
+                    count,
                 ]
             )
             copied, size = int(reply[1]), int(reply[2])
@@ -153,7 +158,9 @@ def warm(
         except (ConnectionError, TimeoutError) as exc:
             if progress.batches:
                 return progress
-            raise CacheUnavailable(f"cache unreachable while warming {plan.target} from cursor {cursor}: {exc}") from exc
+            raise CacheUnavailable(
+                f"cache unreachable while warming {plan.target} from cursor {cursor}: {exc}"
+            ) from exc
         # The cursor advances only after the whole batch (including reshaped values) is written.
         progress.cursor = _text(reply[0])
         progress.keys_copied += copied

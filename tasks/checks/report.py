@@ -49,7 +49,9 @@ class RunResult:
 
     def latency(self) -> dict[str, float | None]:
         ordered = sorted(self.latencies_ms)
-        return {name: _round(percentile(ordered, pct)) for name, pct in (("p50", 50), ("p95", 95), ("p99", 99))}
+        return {
+            name: _round(percentile(ordered, pct)) for name, pct in (("p50", 50), ("p95", 95), ("p99", 99))
+        }
 
     def failures(self, thresholds: Thresholds) -> list[str]:
         """Why the run fails the thresholds (empty when it passes)."""

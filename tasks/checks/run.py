@@ -187,7 +187,9 @@ async def _open(client: _Client, plan: RunPlan, start_at: float, deliveries: _De
     client.reader = asyncio.create_task(client.read())
     try:
         await client.ws.send(
-            json.dumps({"action": "subscribe", "channel": client.channel, "request_id": f"sub-{client.index}"})
+            json.dumps(
+                {"action": "subscribe", "channel": client.channel, "request_id": f"sub-{client.index}"}
+            )
         )
         await asyncio.wait_for(client.subscribed.wait(), plan.reply_timeout_seconds)
     except TimeoutError:
@@ -203,7 +205,13 @@ async def _close(client: _Client, plan: RunPlan) -> None:
     try:
         if client.subscribed.is_set():
             await client.ws.send(
-                json.dumps({"action": "unsubscribe", "channel": client.channel, "request_id": f"unsub-{client.index}"})
+                json.dumps(
+                    {
+                        "action": "unsubscribe",
+                        "channel": client.channel,
+                        "request_id": f"unsub-{client.index}",
+                    }
+                )
             )
             try:
                 await asyncio.wait_for(client.unsubscribed.wait(), plan.reply_timeout_seconds)
@@ -266,7 +274,11 @@ async def run(plan: RunPlan, publish: Callable[[Event], None]) -> RunResult:
 
 async def _check_unauthorized(plan: RunPlan, errors: Counter[str]) -> bool:
     verdicts = await asyncio.gather(
-        _refused(plan.url, {API_KEY_HEADER: "synthetic-invalid-" + secrets.token_hex(16)}, plan.reply_timeout_seconds),
+        _refused(
+            plan.url,
+            {API_KEY_HEADER: "synthetic-invalid-" + secrets.token_hex(16)},
+            plan.reply_timeout_seconds,
+        ),
         _refused(plan.url, {}, plan.reply_timeout_seconds),
     )
     for verdict in verdicts:
@@ -294,8 +306,13 @@ async def _send(publish: Callable[[Event], None], event: Event, sent_at: dict[st
 
 
 async def _warm_up(
-    plan: RunPlan, publish: Callable[[Event], None], channel: str, nonce: str, sent_at: dict[str, float],
-    clients: list[_Client], result: RunResult,
+    plan: RunPlan,
+    publish: Callable[[Event], None],
+    channel: str,
+    nonce: str,
+    sent_at: dict[str, float],
+    clients: list[_Client],
+    result: RunResult,
 ) -> None:
     """One unscored event through the whole path, awaited by every subscribed client."""
     event = _event(plan, channel, nonce, WARMUP_SUFFIX.lstrip("-"))

@@ -25,8 +25,10 @@ def report(directory: Path) -> dict[str, Any]:
 
 
 def describe(observation: dict[str, Any]) -> str:
-    return (f"{observation['caller']}: {observation['action']} on {observation['resource']} "
-            f"({observation['operation']}, {observation['verdict']} {observation['reason']})")
+    return (
+        f"{observation['caller']}: {observation['action']} on {observation['resource']} "
+        f"({observation['operation']}, {observation['verdict']} {observation['reason']})"
+    )
 
 
 def assert_no_denials(directory: Path) -> list[dict[str, Any]]:

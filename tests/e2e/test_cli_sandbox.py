@@ -36,9 +36,31 @@ def artifacts(sandbox: SandboxState) -> dict[str, tuple[str, str]]:
 
 def start(capsys, artifacts, version: str, release_id: str, *extra: str) -> str:
     uri, sha = artifacts[version]
-    code = main(["--sandbox", "release", "start", "--env", ENV, "--version", version, "--artifact", uri,
-                 "--sha256", sha, "--steps", "50,100", "--bake", "60", "--release-id", release_id,
-                 "--min-green-invocations", "0", "--json", *extra])
+    code = main(
+        [
+            "--sandbox",
+            "release",
+            "start",
+            "--env",
+            ENV,
+            "--version",
+            version,
+            "--artifact",
+            uri,
+            "--sha256",
+            sha,
+            "--steps",
+            "50,100",
+            "--bake",
+            "60",
+            "--release-id",
+            release_id,
+            "--min-green-invocations",
+            "0",
+            "--json",
+            *extra,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return json.loads(captured.out)["execution_arn"]
@@ -54,7 +76,9 @@ def live_versions(state: SandboxState) -> set[tuple[str, str]]:
     out = set()
     for key in ("authorizer", "connect", "disconnect", "messages", "fanout"):
         alias = lam.get_alias(FunctionName=f"{ENV}-realtime-{key}", Name="live")
-        assert not (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights"), "live must serve one version"
+        assert not (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights"), (
+            "live must serve one version"
+        )
         out.add((key, alias["FunctionVersion"]))
     return out
 
@@ -76,8 +100,12 @@ def wait_for_task_started(state: SandboxState, arn: str, after_state: str, timeo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = sfn.get_execution_history(executionArn=arn)["events"]
-        entered = [i for i, e in enumerate(events) if e.get("stateEnteredEventDetails", {}).get("name") == after_state]
-        if entered and any(e["type"] == "TaskStarted" for e in events[entered[-1]:]):
+        entered = [
+            i
+            for i, e in enumerate(events)
+            if e.get("stateEnteredEventDetails", {}).get("name") == after_state
+        ]
+        if entered and any(e["type"] == "TaskStarted" for e in events[entered[-1] :]):
             return
         time.sleep(0.05)
     raise AssertionError(f"{arn}: the task of {after_state} never started")
@@ -92,9 +120,31 @@ def test_sandbox_status(sandbox: SandboxState, capsys) -> None:
 
 def test_healthy_release_start_wait_and_history(sandbox: SandboxState, artifacts, capsys) -> None:
     uri, sha = artifacts["2.0.0"]
-    code = main(["--sandbox", "release", "start", "--env", ENV, "--version", "2.0.0", "--artifact", uri,
-                 "--sha256", sha, "--steps", "50,100", "--bake", "60", "--release-id", "e2e-healthy",
-                 "--min-green-invocations", "0", "--wait", "--json"])
+    code = main(
+        [
+            "--sandbox",
+            "release",
+            "start",
+            "--env",
+            ENV,
+            "--version",
+            "2.0.0",
+            "--artifact",
+            uri,
+            "--sha256",
+            sha,
+            "--steps",
+            "50,100",
+            "--bake",
+            "60",
+            "--release-id",
+            "e2e-healthy",
+            "--min-green-invocations",
+            "0",
+            "--wait",
+            "--json",
+        ]
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0, lines[-1]
     assert lines[0]["release_id"] == "e2e-healthy" and lines[-1]["type"] == "execution"
@@ -108,7 +158,9 @@ def test_healthy_release_start_wait_and_history(sandbox: SandboxState, artifacts
 def test_approval_gate_then_approve(sandbox: SandboxState, artifacts, capsys) -> None:
     arn = start(capsys, artifacts, "2.1.0", "e2e-approve", "--approval")
     wait_for_task_started(sandbox, arn, "ApprovalGate")
-    assert main(["--sandbox", "release", "approve", "e2e-approve", "--env", ENV]) == 0, capsys.readouterr().err
+    assert main(["--sandbox", "release", "approve", "e2e-approve", "--env", ENV]) == 0, (
+        capsys.readouterr().err
+    )
     capsys.readouterr()
     code, records = watch(capsys, "e2e-approve")
     assert code == 0, records[-1]
@@ -117,13 +169,35 @@ def test_approval_gate_then_approve(sandbox: SandboxState, artifacts, capsys) ->
 def test_manual_rollback_during_a_bake(sandbox: SandboxState, artifacts, capsys) -> None:
     before = live_versions(sandbox)
     uri, sha = artifacts["2.2.0"]
-    code = main(["--sandbox", "release", "start", "--env", ENV, "--version", "2.2.0", "--artifact", uri,
-                 "--sha256", sha, "--steps", "50,100", "--bake", "3600", "--release-id", "e2e-rollback",
-                 "--min-green-invocations", "0", "--json"])
+    code = main(
+        [
+            "--sandbox",
+            "release",
+            "start",
+            "--env",
+            ENV,
+            "--version",
+            "2.2.0",
+            "--artifact",
+            uri,
+            "--sha256",
+            sha,
+            "--steps",
+            "50,100",
+            "--bake",
+            "3600",
+            "--release-id",
+            "e2e-rollback",
+            "--min-green-invocations",
+            "0",
+            "--json",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()
     arn = aws(sandbox, "stepfunctions").list_executions(
-        stateMachineArn=sandbox.state_machines[f"{ENV}-release"])["executions"][0]["executionArn"]
+        stateMachineArn=sandbox.state_machines[f"{ENV}-release"]
+    )["executions"][0]["executionArn"]
     wait_for_state(sandbox, arn, "Bake")
     assert main(["--sandbox", "release", "rollback", "--env", ENV, "--reason", "e2e", "--wait"]) == 0
     capsys.readouterr()

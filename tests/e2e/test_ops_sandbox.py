@@ -39,8 +39,9 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
 
 
 def lock(state: SandboxState) -> dict[str, Any] | None:
-    item = aws(state, "dynamodb").get_item(TableName=names.release_table_name(ENV),
-                                           Key={"pk": {"S": f"lock#{ENV}"}, "sk": {"S": "lock"}})
+    item = aws(state, "dynamodb").get_item(
+        TableName=names.release_table_name(ENV), Key={"pk": {"S": f"lock#{ENV}"}, "sk": {"S": "lock"}}
+    )
     return item.get("Item")
 
 
@@ -48,7 +49,9 @@ def depth(state: SandboxState, queue: str) -> int:
     sqs = aws(state, "sqs")
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 def test_schedules_are_deployed(sandbox: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,8 +59,12 @@ def test_schedules_are_deployed(sandbox: SandboxState, capsys: pytest.CaptureFix
     assert code == 0, listing
     targets = {row["name"]: row["target"] for row in listing["schedules"]}
     assert set(targets) == {names.schedule_name(ENV, key) for key in ("backup", "cost-check", "dr-drill")}
-    assert targets[names.schedule_name(ENV, "backup")].endswith(f":function:{names.ops_function_name(ENV, 'backup')}")
-    assert targets[names.schedule_name(ENV, "dr-drill")].endswith(f":stateMachine:{names.dr_drill_state_machine_name(ENV)}")
+    assert targets[names.schedule_name(ENV, "backup")].endswith(
+        f":function:{names.ops_function_name(ENV, 'backup')}"
+    )
+    assert targets[names.schedule_name(ENV, "dr-drill")].endswith(
+        f":stateMachine:{names.dr_drill_state_machine_name(ENV)}"
+    )
 
 
 def test_backup_then_dr_drill_restores_verifies_and_cleans_up(
@@ -76,8 +83,12 @@ def test_backup_then_dr_drill_restores_verifies_and_cleans_up(
     s3 = aws(sandbox, "s3")
     keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
     assert {f"manifests/{snapshot}.json", f"exports/{snapshot}.json"} <= keys
-    assert _eventually(lambda: f"{snapshot}-0001.rdb" in {
-        obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket, Prefix=snapshot).get("Contents", [])})
+    assert _eventually(
+        lambda: (
+            f"{snapshot}-0001.rdb"
+            in {obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket, Prefix=snapshot).get("Contents", [])}
+        )
+    )
 
     code, drill = cli(capsys, "drill", "start", "--env", ENV, "--drill-id", "e2e-dr", "--failover", "--wait")
 
@@ -87,8 +98,10 @@ def test_backup_then_dr_drill_restores_verifies_and_cleans_up(
     assert record["outcome"] == "SUCCEEDED" and record["snapshot"] == snapshot
     assert record["verification"]["passed"] and record["failover_tested"]
     assert record["temporary_group_deleted"]
-    groups = {g["ReplicationGroupId"]: g["Status"] for g in
-              aws(sandbox, "elasticache").describe_replication_groups()["ReplicationGroups"]}
+    groups = {
+        g["ReplicationGroupId"]: g["Status"]
+        for g in aws(sandbox, "elasticache").describe_replication_groups()["ReplicationGroups"]
+    }
     assert groups[names.cache_replication_group_id(ENV)] == "available"
     assert groups.get(record["temporary_group"]) in (None, "deleting"), groups
     assert lock(sandbox) is None
@@ -105,8 +118,20 @@ def test_event_path_drill_dead_letters_redrives_and_delivers(
     [mapping] = lam.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]
     assert mapping["State"] == "Enabled" and mapping["BatchSize"] == 10
 
-    code, drill = cli(capsys, "drill", "start", "--env", ENV, "--type", "event-path", "--drill-id", "e2e-ep",
-                      "--events", "5", "--wait")
+    code, drill = cli(
+        capsys,
+        "drill",
+        "start",
+        "--env",
+        ENV,
+        "--type",
+        "event-path",
+        "--drill-id",
+        "e2e-ep",
+        "--events",
+        "5",
+        "--wait",
+    )
 
     assert code == 0, drill
     assert drill["status"] == "SUCCEEDED", drill
@@ -127,12 +152,26 @@ def test_cost_check_reads_cost_explorer_and_flags_a_day_over_budget(
     # Whatever day the sandbox's clock calls yesterday: every day around now cost 40 USD.
     today = datetime.now(UTC).date()
     days = [today + timedelta(days=n) for n in range(-10, 4)]
-    answer = {"ResultsByTime": [
-        {"TimePeriod": {"Start": d.isoformat(), "End": (d + timedelta(days=1)).isoformat()}, "Estimated": False,
-         "Groups": [{"Keys": ["Amazon ElastiCache"], "Metrics": {"UnblendedCost": {"Amount": "40", "Unit": "USD"}}}]}
-        for d in days]}
-    requests.post(f"{sandbox.moto_url}/moto-api/static/ce/cost-and-usage-results",
-                  json={"results": [answer], "account_id": sandbox.account}, timeout=10).raise_for_status()
+    answer = {
+        "ResultsByTime": [
+            {
+                "TimePeriod": {"Start": d.isoformat(), "End": (d + timedelta(days=1)).isoformat()},
+                "Estimated": False,
+                "Groups": [
+                    {
+                        "Keys": ["Amazon ElastiCache"],
+                        "Metrics": {"UnblendedCost": {"Amount": "40", "Unit": "USD"}},
+                    }
+                ],
+            }
+            for d in days
+        ]
+    }
+    requests.post(
+        f"{sandbox.moto_url}/moto-api/static/ce/cost-and-usage-results",
+        json={"results": [answer], "account_id": sandbox.account},
+        timeout=10,
+    ).raise_for_status()
 
     code, run = cli(capsys, "ops", "run", "cost-check", "--env", ENV)
 

@@ -48,18 +48,39 @@ def _upload(state: SandboxState, version: str) -> tuple[str, str]:
     return f"s3://{ARTIFACT_BUCKET}/{key}", hashlib.sha256(body).hexdigest()
 
 
-def _release(capsys: pytest.CaptureFixture[str], state: SandboxState, version: str, release_id: str,
-             *extra: str) -> tuple[int, Any]:
+def _release(
+    capsys: pytest.CaptureFixture[str], state: SandboxState, version: str, release_id: str, *extra: str
+) -> tuple[int, Any]:
     uri, sha = _upload(state, version)
-    return cli(capsys, "release", "start", "--env", ENV, "--version", version, "--artifact", uri, "--sha256", sha,
-               "--steps", "50,100", "--bake", "60", "--release-id", release_id, "--min-green-invocations", "0",
-               *extra)
+    return cli(
+        capsys,
+        "release",
+        "start",
+        "--env",
+        ENV,
+        "--version",
+        version,
+        "--artifact",
+        uri,
+        "--sha256",
+        sha,
+        "--steps",
+        "50,100",
+        "--bake",
+        "60",
+        "--release-id",
+        release_id,
+        "--min-green-invocations",
+        "0",
+        *extra,
+    )
 
 
 def _execution(state: SandboxState, release_id: str) -> str:
     sfn = aws(state, "stepfunctions")
-    for execution in sfn.list_executions(stateMachineArn=state.state_machines[names.release_state_machine_name(ENV)])[
-            "executions"]:
+    for execution in sfn.list_executions(
+        stateMachineArn=state.state_machines[names.release_state_machine_name(ENV)]
+    )["executions"]:
         if execution["name"] == release_id:
             return str(execution["executionArn"])
     raise AssertionError(f"no execution named {release_id}")
@@ -76,15 +97,22 @@ def _until(check: Any, what: str, timeout: float = 60.0) -> Any:
 
 
 def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
-    aws(state, "s3").create_bucket(Bucket=_bucket(), CreateBucketConfiguration={"LocationConstraint": state.region})
+    aws(state, "s3").create_bucket(
+        Bucket=_bucket(), CreateBucketConfiguration={"LocationConstraint": state.region}
+    )
 
     # A release behind the approval gate, approved: every release task on its way to Finalize.
     code, started = _release(capsys, state, "3.0.0", "tour-approved", "--approval")
     assert code == 0, started
     wait_for_task_started(state, started["execution_arn"], "ApprovalGate")
-    assert main(["--sandbox", "release", "approve", "tour-approved", "--env", ENV]) == 0, capsys.readouterr().err
+    assert main(["--sandbox", "release", "approve", "tour-approved", "--env", ENV]) == 0, (
+        capsys.readouterr().err
+    )
     capsys.readouterr()
-    assert main(["--sandbox", "release", "watch", "tour-approved", "--env", ENV, "--json", "--interval", "0.1"]) == 0
+    assert (
+        main(["--sandbox", "release", "watch", "tour-approved", "--env", ENV, "--json", "--interval", "0.1"])
+        == 0
+    )
     capsys.readouterr()
 
     # A dry run rehearses every step without moving live.
@@ -107,14 +135,17 @@ def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     _until(lambda: lock(state) is None, "the lock released after the alarm rollback")
     assert live_versions(state) == before
-    aws(state, "cloudwatch").set_alarm_state(AlarmName=names.release_health_alarm_name(ENV), StateValue="OK",
-                                             StateReason="tour: rollback done")
+    aws(state, "cloudwatch").set_alarm_state(
+        AlarmName=names.release_health_alarm_name(ENV), StateValue="OK", StateReason="tour: rollback done"
+    )
 
     # A release stopped by hand mid-bake: the execution-ended rule puts live back and frees the lock.
     code, out = _release(capsys, state, "3.4.0", "tour-stopped", "--bake", "3600")
     assert code == 0, out
     wait_for_state(state, out["execution_arn"], "Bake")
-    aws(state, "stepfunctions").stop_execution(executionArn=out["execution_arn"], error="Tour", cause="stopped by hand")
+    aws(state, "stepfunctions").stop_execution(
+        executionArn=out["execution_arn"], error="Tour", cause="stopped by hand"
+    )
     _until(lambda: lock(state) is None, "the lock released after the stopped execution")
     assert live_versions(state) == before
 
@@ -126,8 +157,20 @@ def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0, out
     code, out = cli(capsys, "drill", "start", "--env", ENV, "--drill-id", "tour-dr", "--failover", "--wait")
     assert code == 0 and out["status"] == "SUCCEEDED", out
-    code, out = cli(capsys, "drill", "start", "--env", ENV, "--type", "event-path", "--drill-id", "tour-ep",
-                    "--events", "3", "--wait")
+    code, out = cli(
+        capsys,
+        "drill",
+        "start",
+        "--env",
+        ENV,
+        "--type",
+        "event-path",
+        "--drill-id",
+        "tour-ep",
+        "--events",
+        "3",
+        "--wait",
+    )
     assert code == 0 and out["status"] == "SUCCEEDED", out
     code, out = cli(capsys, "ops", "run", "cost-check", "--env", ENV)
     assert code == 0, out
@@ -138,8 +181,11 @@ def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
     before_key = secrets.get_secret_value(SecretId=secret)["SecretString"]
     rotation = aws(state, "lambda").get_function(FunctionName=names.rotation_function_name(ENV))
     # The stage's RotationSchedule turns rotation on with its rules; the sandbox does not deploy it.
-    secrets.rotate_secret(SecretId=secret, RotationLambdaARN=rotation["Configuration"]["FunctionArn"],
-                          RotationRules={"AutomaticallyAfterDays": 30})
+    secrets.rotate_secret(
+        SecretId=secret,
+        RotationLambdaARN=rotation["Configuration"]["FunctionArn"],
+        RotationRules={"AutomaticallyAfterDays": 30},
+    )
     assert secrets.get_secret_value(SecretId=secret)["SecretString"] != before_key
     assert lock(state) is None
 
@@ -185,9 +231,12 @@ def test_every_role_uses_what_it_is_granted_and_nothing_is_denied(
                 used[entry] += 1
     assert not unlisted, (
         "granted but never exercised by the tour, and not listed with a reason in infra/iam_unexercised.py:\n"
-        + "\n".join(sorted(unlisted)))
+        + "\n".join(sorted(unlisted))
+    )
     stale = [f"{e.action} for {e.callers}" for e, n in used.items() if n == 0 and not e.timing]
-    assert not stale, "infra/iam_unexercised.py lists grants that are exercised or no longer granted:\n" + "\n".join(stale)
+    assert not stale, (
+        "infra/iam_unexercised.py lists grants that are exercised or no longer granted:\n" + "\n".join(stale)
+    )
     assert len(observed) > 100
 
 

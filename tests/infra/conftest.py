@@ -61,7 +61,9 @@ def production_template(synth_assembly: cx_api.CloudAssembly) -> Template:
 
 
 @pytest.fixture(scope="session", params=names.ENVIRONMENTS)
-def env_template(request: pytest.FixtureRequest, synth_assembly: cx_api.CloudAssembly) -> Iterator[tuple[str, Template]]:
+def env_template(
+    request: pytest.FixtureRequest, synth_assembly: cx_api.CloudAssembly
+) -> Iterator[tuple[str, Template]]:
     """Parametrized over both environments: (environment, main stack template)."""
     from aws_cdk.assertions import Template
 

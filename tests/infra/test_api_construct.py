@@ -90,8 +90,15 @@ def test_websocket_api_selects_routes_on_action_and_disables_default_endpoint(bu
 
 def test_every_catalog_route_exists_and_only_connect_is_authorized(built) -> None:
     _, tpl = built
-    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in _resources(tpl, "AWS::ApiGatewayV2::Route").values()}
-    assert set(routes) == set(catalog.route_table()) == {"$connect", "$disconnect", "$default", "subscribe", "unsubscribe", "ping"}
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in _resources(tpl, "AWS::ApiGatewayV2::Route").values()
+    }
+    assert (
+        set(routes)
+        == set(catalog.route_table())
+        == {"$connect", "$disconnect", "$default", "subscribe", "unsubscribe", "ping"}
+    )
     assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
     assert "AuthorizerId" in routes["$connect"]
     for key in set(routes) - {"$connect"}:
@@ -107,7 +114,10 @@ def test_routes_target_the_integration_of_their_catalog_function(built) -> None:
         props = route["Properties"]
         integration_id = props["Target"]["Fn::Join"][1][1]["Ref"]
         function_key = catalog.route_table()[props["RouteKey"]]
-        assert f"function:staging-realtime-{function_key}:${{stageVariables.alias}}/invocations" in by_id[integration_id]
+        assert (
+            f"function:staging-realtime-{function_key}:${{stageVariables.alias}}/invocations"
+            in by_id[integration_id]
+        )
 
 
 def test_integrations_and_authorizer_resolve_the_alias_from_the_stage_variable(built) -> None:
@@ -121,7 +131,9 @@ def test_integrations_and_authorizer_resolve_the_alias_from_the_stage_variable(b
     props = authorizer["Properties"]
     assert props["AuthorizerType"] == "REQUEST"
     assert props["IdentitySource"] == ["route.request.header.x-origin-verify"]
-    assert "function:staging-realtime-authorizer:${stageVariables.alias}/invocations" in _joined(props["AuthorizerUri"])
+    assert "function:staging-realtime-authorizer:${stageVariables.alias}/invocations" in _joined(
+        props["AuthorizerUri"]
+    )
 
 
 def test_two_stages_map_to_their_alias_with_throttling_and_json_access_logs(built) -> None:
@@ -186,14 +198,24 @@ def test_custom_domain_is_regional_tls12_policy_with_stage_named_mappings_and_al
             ],
         },
     )
-    mappings = {r["Properties"]["ApiMappingKey"]: r["Properties"] for r in _resources(tpl, "AWS::ApiGatewayV2::ApiMapping").values()}
+    mappings = {
+        r["Properties"]["ApiMappingKey"]: r["Properties"]
+        for r in _resources(tpl, "AWS::ApiGatewayV2::ApiMapping").values()
+    }
     assert set(mappings) == {"live", "preview"}
-    stage_ids = {r["Properties"]["StageName"]: lid for lid, r in _resources(tpl, "AWS::ApiGatewayV2::Stage").items()}
+    stage_ids = {
+        r["Properties"]["StageName"]: lid for lid, r in _resources(tpl, "AWS::ApiGatewayV2::Stage").items()
+    }
     for key, mapping in mappings.items():
         assert mapping["Stage"] == {"Ref": stage_ids[key]}
     template.has_resource_properties(
         "AWS::Route53::RecordSet",
-        {"Name": f"{ORIGIN}.", "Type": "A", "HostedZoneId": "Z0STAGING000000000001", "AliasTarget": Match.any_value()},
+        {
+            "Name": f"{ORIGIN}.",
+            "Type": "A",
+            "HostedZoneId": "Z0STAGING000000000001",
+            "AliasTarget": Match.any_value(),
+        },
     )
 
 

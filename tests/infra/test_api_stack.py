@@ -31,9 +31,15 @@ def test_integrations_target_each_service_function_through_the_stage_alias(env_t
     env, template = env_template
     functions = _function_ids(template, env)
     assert set(functions) == set(catalog.released_keys())
-    uris = [json.dumps(i["Properties"]["IntegrationUri"]) for i in _of(template, "AWS::ApiGatewayV2::Integration").values()]
+    uris = [
+        json.dumps(i["Properties"]["IntegrationUri"])
+        for i in _of(template, "AWS::ApiGatewayV2::Integration").values()
+    ]
     for key in set(catalog.route_table().values()):
-        assert any(f'["{functions[key]}", "Arn"]' in uri and ":${stageVariables.alias}/invocations" in uri for uri in uris), key
+        assert any(
+            f'["{functions[key]}", "Arn"]' in uri and ":${stageVariables.alias}/invocations" in uri
+            for uri in uris
+        ), key
     (authorizer,) = _of(template, "AWS::ApiGatewayV2::Authorizer").values()
     uri = json.dumps(authorizer["Properties"]["AuthorizerUri"])
     assert f'["{functions["authorizer"]}", "Arn"]' in uri and ":${stageVariables.alias}/invocations" in uri
@@ -46,7 +52,9 @@ def test_alias_permissions_wait_for_the_aliases_they_name(env_template) -> None:
         for lid, props in _of(template, "AWS::Lambda::Alias").items()
     }
     permissions = [
-        p for p in _of(template, "AWS::Lambda::Permission").values() if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        p
+        for p in _of(template, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
     ]
     assert len(permissions) == 2 * (len(set(catalog.route_table().values())) + 1)
     for permission in permissions:
@@ -54,17 +62,25 @@ def test_alias_permissions_wait_for_the_aliases_they_name(env_template) -> None:
         assert set(aliases.values()) <= depends
 
 
-def test_throttling_and_log_retention_come_from_configuration(env_template, configs: dict[str, EnvironmentConfig]) -> None:
+def test_throttling_and_log_retention_come_from_configuration(
+    env_template, configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     config = configs[env]
-    stages = {s["Properties"]["StageName"]: s["Properties"] for s in _of(template, "AWS::ApiGatewayV2::Stage").values()}
+    stages = {
+        s["Properties"]["StageName"]: s["Properties"]
+        for s in _of(template, "AWS::ApiGatewayV2::Stage").values()
+    }
     assert stages["live"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == config.api.live_rate_limit
     assert stages["live"]["DefaultRouteSettings"]["ThrottlingBurstLimit"] == config.api.live_burst_limit
     assert stages["preview"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == config.api.preview_rate_limit
     assert stages["preview"]["DefaultRouteSettings"]["ThrottlingBurstLimit"] == config.api.preview_burst_limit
     template.has_resource_properties(
         "AWS::Logs::LogGroup",
-        {"LogGroupName": f"/aws/apigateway/{env}-realtime-websocket/access", "RetentionInDays": config.log_retention_days},
+        {
+            "LogGroupName": f"/aws/apigateway/{env}-realtime-websocket/access",
+            "RetentionInDays": config.log_retention_days,
+        },
     )
 
 
@@ -76,7 +92,9 @@ def test_origin_domain_uses_the_regional_certificate_and_hosted_zone_from_config
     origin = origin_domain_name_for(domain.domain_name)
     (name,) = _of(template, "AWS::ApiGatewayV2::DomainName").values()
     assert name["Properties"]["DomainName"] == origin
-    assert name["Properties"]["DomainNameConfigurations"][0]["CertificateArn"] == domain.regional_certificate_arn
+    assert (
+        name["Properties"]["DomainNameConfigurations"][0]["CertificateArn"] == domain.regional_certificate_arn
+    )
     records = [r["Properties"] for r in _of(template, "AWS::Route53::RecordSet").values()]
     assert {"Name": f"{origin}.", "HostedZoneId": domain.hosted_zone_id} in [
         {"Name": r["Name"], "HostedZoneId": r["HostedZoneId"]} for r in records

@@ -116,8 +116,10 @@ def test_every_handler_imports_in_an_isolated_interpreter(
         assert rest == report.stdlib and not any("site-packages" in entry for entry in rest), report.sys_path
         # The host builds live under the repository's .build/; the repository itself and its venv must not.
         repository = Path(__file__).parents[2]
-        assert not any(Path(entry) == repository or Path(entry).is_relative_to(repository / ".venv")
-                       for entry in report.sys_path), f"the repository is on the isolated sys.path: {report.sys_path}"
+        assert not any(
+            Path(entry) == repository or Path(entry).is_relative_to(repository / ".venv")
+            for entry in report.sys_path
+        ), f"the repository is on the isolated sys.path: {report.sys_path}"
         assert all(Path(entry).is_relative_to(repository / ".build") for entry in expected), expected
         assert report.checked == len(members)
         failures += [failure.describe() for failure in report.failures]

@@ -42,32 +42,62 @@ def test_both_environments_load() -> None:
         (lambda d: d["cache"].update(replicas=0), "cache.replicas", "greater than or equal to 1"),
         (lambda d: d["cache"].update(engine="memcached"), "cache.engine", "'valkey' or 'redis'"),
         (lambda d: d["cache"].update(engine="redis"), "cache", "not supported for redis"),
-        (lambda d: d["cache"].update(maintenance_window="sunday 5am"), "cache.maintenance_window", "ddd:hh:mm"),
+        (
+            lambda d: d["cache"].update(maintenance_window="sunday 5am"),
+            "cache.maintenance_window",
+            "ddd:hh:mm",
+        ),
         (lambda d: d.update(account="1234"), "account", "String should match pattern"),
         (lambda d: d.update(region="Ireland"), "region", "not an AWS region"),
         (lambda d: d.update(log_retention_days=31), "log_retention_days", "not a CloudWatch Logs retention"),
-        (lambda d: d["network"].update(availability_zones=["eu-west-1a"]), "network.availability_zones", "at least 2"),
+        (
+            lambda d: d["network"].update(availability_zones=["eu-west-1a"]),
+            "network.availability_zones",
+            "at least 2",
+        ),
         (
             lambda d: d["network"].update(availability_zones=["us-east-1a", "us-east-1b"]),
             "network.availability_zones",
             "not in region",
         ),
-        (lambda d: d["release"].update(steps=[{"percent": 50, "bake_seconds": 1}]), "release.steps", "last step"),
         (
-            lambda d: d["release"].update(steps=[{"percent": 50, "bake_seconds": 1}, {"percent": 10, "bake_seconds": 1}, {"percent": 100, "bake_seconds": 0}]),
+            lambda d: d["release"].update(steps=[{"percent": 50, "bake_seconds": 1}]),
+            "release.steps",
+            "last step",
+        ),
+        (
+            lambda d: d["release"].update(
+                steps=[
+                    {"percent": 50, "bake_seconds": 1},
+                    {"percent": 10, "bake_seconds": 1},
+                    {"percent": 100, "bake_seconds": 0},
+                ]
+            ),
             "release.steps",
             "strictly increase",
         ),
         (lambda d: d["schedules"].update(backup="every day"), "schedules.backup", "cron expression"),
-        (lambda d: d["messaging"].update(dlq_max_receive_count=0), "messaging.dlq_max_receive_count", "greater than or equal to 1"),
-        (lambda d: d["messaging"].update(visibility_timeout_seconds=60), "messaging.visibility_timeout_seconds", "6x"),
+        (
+            lambda d: d["messaging"].update(dlq_max_receive_count=0),
+            "messaging.dlq_max_receive_count",
+            "greater than or equal to 1",
+        ),
+        (
+            lambda d: d["messaging"].update(visibility_timeout_seconds=60),
+            "messaging.visibility_timeout_seconds",
+            "6x",
+        ),
         (
             lambda d: d["domain"].update(cloudfront_certificate_arn=d["domain"]["regional_certificate_arn"]),
             "domain.cloudfront_certificate_arn",
             "pattern",
         ),
         (lambda d: d.update(unknown_field=1), "unknown_field", "Extra inputs are not permitted"),
-        (lambda d: d["lambdas"]["defaults"].update(memory_mb=64), "lambdas.defaults.memory_mb", "greater than or equal to 128"),
+        (
+            lambda d: d["lambdas"]["defaults"].update(memory_mb=64),
+            "lambdas.defaults.memory_mb",
+            "greater than or equal to 128",
+        ),
     ],
 )
 def test_invalid_value_names_file_and_field(tmp_path: Path, mutate: Any, field: str, fragment: str) -> None:
@@ -104,7 +134,17 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 def test_synth_cli_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     _write(tmp_path, lambda d: d["cache"].update(port=6379))
     result = subprocess.run(
-        [sys.executable, "-m", "infra.synth", "--env", "staging", "--config-dir", str(tmp_path), "--outdir", str(tmp_path / "out")],
+        [
+            sys.executable,
+            "-m",
+            "infra.synth",
+            "--env",
+            "staging",
+            "--config-dir",
+            str(tmp_path),
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -127,7 +127,9 @@ def test_access_logs_go_to_a_locked_kms_encrypted_private_bucket(built) -> None:
                             "BucketKeyEnabled": True,
                             "ServerSideEncryptionByDefault": {
                                 "SSEAlgorithm": "aws:kms",
-                                "KMSMasterKeyID": {"Fn::GetAtt": [Match.string_like_regexp("LogsKey"), "Arn"]},
+                                "KMSMasterKeyID": {
+                                    "Fn::GetAtt": [Match.string_like_regexp("LogsKey"), "Arn"]
+                                },
                             },
                         }
                     )
@@ -150,7 +152,11 @@ def test_access_logs_go_to_a_locked_kms_encrypted_private_bucket(built) -> None:
         {
             "PolicyDocument": {
                 "Statement": Match.array_with(
-                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
                 )
             }
         },
@@ -160,7 +166,14 @@ def test_access_logs_go_to_a_locked_kms_encrypted_private_bucket(built) -> None:
         {
             "KeyPolicy": {
                 "Statement": Match.array_with(
-                    [Match.object_like({"Principal": {"Service": "delivery.logs.amazonaws.com"}, "Action": "kms:GenerateDataKey*"})]
+                    [
+                        Match.object_like(
+                            {
+                                "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                                "Action": "kms:GenerateDataKey*",
+                            }
+                        )
+                    ]
                 )
             }
         },

@@ -54,7 +54,10 @@ def test_only_the_fanout_may_send_to_its_own_queues(env_template: tuple[str, Tem
     assert statement["_policy"].startswith("ServiceFanoutRole")
     assert statement["Action"] == "sqs:SendMessage"
     queues = {resource["Fn::GetAtt"][0] for resource in statement["Resource"]}
-    assert queues == {_queue_logical(template, env, "events"), _queue_logical(template, env, "preview-events")}
+    assert queues == {
+        _queue_logical(template, env, "events"),
+        _queue_logical(template, env, "preview-events"),
+    }
 
 
 def test_the_shard_queues_key_is_granted_for_sending_only(env_template: tuple[str, Template]) -> None:

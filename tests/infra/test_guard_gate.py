@@ -28,7 +28,9 @@ def _probe_app(outdir: Path, plugin: Any, queues: int = 1) -> App:
 
 def _findings(outdir: Path) -> list[tuple[str, str, tuple[str, ...]]]:
     report = json.loads((outdir / "validation-report.json").read_text(encoding="utf-8"))
-    (guard,) = [plugin for plugin in report["pluginReports"] if plugin["pluginName"] == "cdk-validator-cfnguard"]
+    (guard,) = [
+        plugin for plugin in report["pluginReports"] if plugin["pluginName"] == "cdk-validator-cfnguard"
+    ]
     assert guard["conclusion"] == "failure"
     return sorted(
         (v["ruleName"], v["description"], tuple(sorted(c["constructPath"] for c in v["violatingConstructs"])))

@@ -31,7 +31,9 @@ def built() -> tuple[Template, dict[str, Any], MonitoringConstruct]:
     app = App()
     stack = Stack(app, "MonitoringTest", env=Environment(account=ACCOUNT, region="eu-west-1"))
     names = {key: f"staging-realtime-{key}" for key in catalog.released_keys()}
-    functions = {key: lambda_.Function.from_function_name(stack, f"Fn{key}", name) for key, name in names.items()}
+    functions = {
+        key: lambda_.Function.from_function_name(stack, f"Fn{key}", name) for key, name in names.items()
+    }
     queues = {
         name: QueuePair(sqs.Queue(stack, f"{name}Queue"), sqs.Queue(stack, f"{name}Dlq"))
         for name in ("events", "preview-events")
@@ -58,7 +60,10 @@ def built() -> tuple[Template, dict[str, Any], MonitoringConstruct]:
         ),
     )
     machine = sfn.StateMachine(
-        stack, "Machine", definition_body=sfn.DefinitionBody.from_chainable(sfn.Pass(stack, "Done")), timeout=Duration.minutes(5)
+        stack,
+        "Machine",
+        definition_body=sfn.DefinitionBody.from_chainable(sfn.Pass(stack, "Done")),
+        timeout=Duration.minutes(5),
     )
     monitoring.monitor_state_machine(machine, name="release")
     template = Template.from_stack(stack)
@@ -109,7 +114,9 @@ def test_release_guard_watches_the_live_fanout_dlq(built) -> None:
 
 def test_release_health_is_an_or_of_every_guard_and_notifies_operations(built) -> None:
     _, tpl, monitoring = built
-    (composite,) = [r["Properties"] for r in tpl["Resources"].values() if r["Type"] == "AWS::CloudWatch::CompositeAlarm"]
+    (composite,) = [
+        r["Properties"] for r in tpl["Resources"].values() if r["Type"] == "AWS::CloudWatch::CompositeAlarm"
+    ]
     assert composite["AlarmName"] == "staging-release-health"
     rule = composite["AlarmRule"]
     parts = rule["Fn::Join"][1] if isinstance(rule, dict) else [rule]
@@ -117,7 +124,8 @@ def test_release_health_is_an_or_of_every_guard_and_notifies_operations(built) -
     guard_ids = [
         lid
         for lid, r in tpl["Resources"].items()
-        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["AlarmName"].startswith("staging-release-guard-")
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"]["AlarmName"].startswith("staging-release-guard-")
     ]
     assert len(guard_ids) == len(catalog.released_keys()) + 1
     for lid in guard_ids:
@@ -150,18 +158,27 @@ def test_websocket_api_alarms_on_live_stage_errors_and_latency(built) -> None:
         if alarm.get("Namespace") == "AWS/ApiGateway":
             dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
             watched.add((alarm["MetricName"], dims["Stage"], dims["ApiId"]))
-    assert {("IntegrationError", "live", "abc123"), ("ExecutionError", "live", "abc123"), ("IntegrationLatency", "live", "abc123")} <= watched
+    assert {
+        ("IntegrationError", "live", "abc123"),
+        ("ExecutionError", "live", "abc123"),
+        ("IntegrationLatency", "live", "abc123"),
+    } <= watched
     assert not {w for w in watched if w[1] == "preview"}
 
 
 def test_dashboards_show_websocket_business_cache_and_state_machine_metrics(built) -> None:
     template, tpl, _ = built
     dashboards = [r for r in tpl["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
-    assert {d["Properties"]["DashboardName"] for d in dashboards} >= {"staging-realtime", "staging-realtime-Summary"}
+    assert {d["Properties"]["DashboardName"] for d in dashboards} >= {
+        "staging-realtime",
+        "staging-realtime-Summary",
+    }
     body = "".join(
         part if isinstance(part, str) else "<token>"
         for d in dashboards
-        for part in (d["Properties"]["DashboardBody"].get("Fn::Join", ["", [d["Properties"]["DashboardBody"]]])[1])
+        for part in (
+            d["Properties"]["DashboardBody"].get("Fn::Join", ["", [d["Properties"]["DashboardBody"]]])[1]
+        )
     )
     for metric in API_COUNT_METRICS + ("IntegrationLatency",):
         assert f'"{metric}"' in body
@@ -171,7 +188,11 @@ def test_dashboards_show_websocket_business_cache_and_state_machine_metrics(buil
     assert "staging-realtime-cache-002" in body
     assert "AWS/States" in body
     watched = {
-        (metric["MetricStat"]["Metric"]["Namespace"], metric["MetricStat"]["Metric"]["MetricName"], alarm["Threshold"])
+        (
+            metric["MetricStat"]["Metric"]["Namespace"],
+            metric["MetricStat"]["Metric"]["MetricName"],
+            alarm["Threshold"],
+        )
         for alarm in _alarms(tpl).values()
         for metric in alarm.get("Metrics", [])
         if "MetricStat" in metric

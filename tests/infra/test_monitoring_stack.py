@@ -11,7 +11,10 @@ from service import catalog
 
 
 def _alarms(template) -> dict[str, dict]:
-    return {a["Properties"]["AlarmName"]: a["Properties"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()}
+    return {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+    }
 
 
 def test_release_guard_alarms_watch_each_live_alias_with_the_configured_threshold(
@@ -22,7 +25,10 @@ def test_release_guard_alarms_watch_each_live_alias_with_the_configured_threshol
     for key in catalog.released_keys():
         name = names.function_name(env, key)
         alarm = alarms[f"{env}-release-guard-{key}-errors"]
-        assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"FunctionName": name, "Resource": f"{name}:live"}
+        assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+            "FunctionName": name,
+            "Resource": f"{name}:live",
+        }
         assert alarm["Threshold"] == configs[env].alarms.release_guard_errors
         assert (alarm["MetricName"], alarm["Statistic"], alarm["Period"]) == ("Errors", "Sum", 60)
     dlq = alarms[f"{env}-release-guard-fanout-dlq"]
@@ -34,7 +40,10 @@ def test_release_guard_alarms_watch_each_live_alias_with_the_configured_threshol
 
 def test_release_health_composite_covers_every_guard(env_template) -> None:
     env, template = env_template
-    composites = {c["Properties"]["AlarmName"]: c["Properties"] for c in template.find_resources("AWS::CloudWatch::CompositeAlarm").values()}
+    composites = {
+        c["Properties"]["AlarmName"]: c["Properties"]
+        for c in template.find_resources("AWS::CloudWatch::CompositeAlarm").values()
+    }
     rule = json.dumps(composites[f"{env}-release-health"]["AlarmRule"])
     guard_ids = [
         lid
@@ -66,13 +75,19 @@ def test_every_alarm_notifies_the_operations_topic(env_template) -> None:
 def test_business_metric_dimensions_match_each_functions_service_name(env_template) -> None:
     env, template = env_template
     services = {
-        f["Properties"]["FunctionName"].removeprefix(f"{env}-realtime-"): f["Properties"]["Environment"]["Variables"][
-            "POWERTOOLS_SERVICE_NAME"
-        ]
+        f["Properties"]["FunctionName"].removeprefix(f"{env}-realtime-"): f["Properties"]["Environment"][
+            "Variables"
+        ]["POWERTOOLS_SERVICE_NAME"]
         for f in template.find_resources("AWS::Lambda::Function").values()
-        if str(f["Properties"].get("FunctionName", "")).removeprefix(f"{env}-realtime-") in catalog.released_keys()
+        if str(f["Properties"].get("FunctionName", "")).removeprefix(f"{env}-realtime-")
+        in catalog.released_keys()
     }
-    bodies = json.dumps([d["Properties"]["DashboardBody"] for d in template.find_resources("AWS::CloudWatch::Dashboard").values()])
+    bodies = json.dumps(
+        [
+            d["Properties"]["DashboardBody"]
+            for d in template.find_resources("AWS::CloudWatch::Dashboard").values()
+        ]
+    )
     for key in ("connect", "disconnect", "messages", "fanout"):
         assert f'\\"service\\",\\"{services[key]}\\"' in bodies, key
 

@@ -20,11 +20,16 @@ def _subnets(template: Template, name: str) -> dict[str, dict[str, Any]]:
     return {
         logical: resource
         for logical, resource in template.find_resources("AWS::EC2::Subnet").items()
-        if any(tag["Key"] == "aws-cdk:subnet-name" and tag["Value"] == name for tag in resource["Properties"]["Tags"])
+        if any(
+            tag["Key"] == "aws-cdk:subnet-name" and tag["Value"] == name
+            for tag in resource["Properties"]["Tags"]
+        )
     }
 
 
-def test_vpc_spans_configured_zones_with_three_tiers(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
+def test_vpc_spans_configured_zones_with_three_tiers(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     zones = configs[env].network.availability_zones
     for tier in ("ingress", "service", "cache"):
@@ -35,7 +40,9 @@ def test_vpc_spans_configured_zones_with_three_tiers(env_template: tuple[str, Te
     template.resource_count_is("AWS::EC2::NatGateway", configs[env].network.nat_gateways)
 
 
-def test_nat_one_in_staging_one_per_zone_in_production(staging_template: Template, production_template: Template) -> None:
+def test_nat_one_in_staging_one_per_zone_in_production(
+    staging_template: Template, production_template: Template
+) -> None:
     staging_template.resource_count_is("AWS::EC2::NatGateway", 1)
     production_template.resource_count_is("AWS::EC2::NatGateway", 3)
 
@@ -70,11 +77,16 @@ def test_endpoints(env_template: tuple[str, Template]) -> None:
 def test_flow_logs_to_encrypted_group(env_template: tuple[str, Template]) -> None:
     _, template = env_template
     template.has_resource_properties(
-        "AWS::EC2::FlowLog", {"ResourceType": "VPC", "TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"}
+        "AWS::EC2::FlowLog",
+        {"ResourceType": "VPC", "TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"},
     )
     template.has_resource_properties(
         "AWS::Logs::LogGroup",
-        {"LogGroupName": Match.string_like_regexp("/flow-logs$"), "KmsKeyId": Match.any_value(), "RetentionInDays": Match.any_value()},
+        {
+            "LogGroupName": Match.string_like_regexp("/flow-logs$"),
+            "KmsKeyId": Match.any_value(),
+            "RetentionInDays": Match.any_value(),
+        },
     )
 
 
@@ -85,12 +97,18 @@ def test_every_log_group_is_encrypted_with_retention(env_template: tuple[str, Te
         assert group["Properties"]["RetentionInDays"] >= 365, logical
 
 
-def test_cache_reachable_only_from_lambda_sg(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
+def test_cache_reachable_only_from_lambda_sg(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     port = configs[env].cache.port
     groups = template.find_resources("AWS::EC2::SecurityGroup")
     cache_sg = next(k for k, v in groups.items() if "ElastiCache" in v["Properties"]["GroupDescription"])
-    lambda_sg = next(k for k, v in groups.items() if v["Properties"]["GroupDescription"].startswith("Service and task Lambdas"))
+    lambda_sg = next(
+        k
+        for k, v in groups.items()
+        if v["Properties"]["GroupDescription"].startswith("Service and task Lambdas")
+    )
     ingress = [
         rule["Properties"]
         for rule in template.find_resources("AWS::EC2::SecurityGroupIngress").values()
@@ -112,12 +130,18 @@ def test_cache_reachable_only_from_lambda_sg(env_template: tuple[str, Template],
     assert [rule["CidrIp"] for rule in egress] == ["255.255.255.255/32"]
 
 
-def test_cache_nacl_admits_only_cache_port_from_service_subnets(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
+def test_cache_nacl_admits_only_cache_port_from_service_subnets(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     port = configs[env].cache.port
     service_cidrs = {s["Properties"]["CidrBlock"] for s in _subnets(template, "service").values()}
     cache_cidrs = {s["Properties"]["CidrBlock"] for s in _subnets(template, "cache").values()}
-    inbound = [e["Properties"] for e in template.find_resources("AWS::EC2::NetworkAclEntry").values() if not e["Properties"].get("Egress")]
+    inbound = [
+        e["Properties"]
+        for e in template.find_resources("AWS::EC2::NetworkAclEntry").values()
+        if not e["Properties"].get("Egress")
+    ]
     for entry in inbound:
         assert entry["RuleAction"] == "allow"
         if entry["CidrBlock"] in service_cidrs:
@@ -127,7 +151,9 @@ def test_cache_nacl_admits_only_cache_port_from_service_subnets(env_template: tu
     assert {e["CidrBlock"] for e in inbound} == service_cidrs | cache_cidrs
 
 
-def test_replication_group_security_properties(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
+def test_replication_group_security_properties(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     """The checks cdk-nag and Control Tower skip for Valkey (they key on Engine == "redis")."""
     env, template = env_template
     cache = configs[env].cache
@@ -151,7 +177,10 @@ def test_replication_group_security_properties(env_template: tuple[str, Template
     assert group["DeletionPolicy"] == "Snapshot"
     template.has_resource_properties(
         "AWS::ElastiCache::ParameterGroup",
-        {"CacheParameterGroupFamily": cache.parameter_family, "Properties": {"maxmemory-policy": cache.maxmemory_policy}},
+        {
+            "CacheParameterGroupFamily": cache.parameter_family,
+            "Properties": {"maxmemory-policy": cache.maxmemory_policy},
+        },
     )
     cache_subnets = set(_subnets(template, "cache"))
     _, subnet_group = _only(template, "AWS::ElastiCache::SubnetGroup")
@@ -165,12 +194,16 @@ def test_cache_auth_secret_is_generated_and_encrypted(env_template: tuple[str, T
         {
             "Name": names.secret_name(env, "cache-auth"),
             "KmsKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysSecrets"), "Arn"]},
-            "GenerateSecretString": Match.object_like({"GenerateStringKey": "token", "ExcludePunctuation": True}),
+            "GenerateSecretString": Match.object_like(
+                {"GenerateStringKey": "token", "ExcludePunctuation": True}
+            ),
         },
     )
 
 
-def test_queues_encrypted_with_dlq_redrive(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
+def test_queues_encrypted_with_dlq_redrive(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     queues = template.find_resources("AWS::SQS::Queue")
     by_name = {q["Properties"]["QueueName"]: (logical, q["Properties"]) for logical, q in queues.items()}
@@ -211,14 +244,17 @@ def test_topics_kms_encrypted(env_template: tuple[str, Template]) -> None:
     for name in ("alerts", "operations"):
         template.has_resource_properties(
             "AWS::SNS::Topic",
-            {"TopicName": names.topic_name(env, name), "KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysMessaging"), "Arn"]}},
+            {
+                "TopicName": names.topic_name(env, name),
+                "KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysMessaging"), "Arn"]},
+            },
         )
 
 
 def test_kms_keys_rotate_and_deny_grants_to_non_services(env_template: tuple[str, Template]) -> None:
     _, template = env_template
     keys = template.find_resources("AWS::KMS::Key")
-    assert {"KeysLogs", "KeysMessaging", "KeysCache", "KeysSecrets"} <= {k[: -8] for k in keys}
+    assert {"KeysLogs", "KeysMessaging", "KeysCache", "KeysSecrets"} <= {k[:-8] for k in keys}
     for logical, key in keys.items():
         assert key["Properties"]["EnableKeyRotation"] is True
         if logical.startswith("Keys"):

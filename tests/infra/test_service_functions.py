@@ -28,7 +28,9 @@ def _functions(template: Template) -> dict[str, tuple[str, dict[str, Any]]]:
     }
 
 
-def test_one_function_per_catalog_entry(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
+def test_one_function_per_catalog_entry(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     config = configs[env]
     functions = _functions(template)
@@ -38,7 +40,11 @@ def test_one_function_per_catalog_entry(env_template: tuple[str, Template], conf
         if {"Key": "aws-cdk:subnet-name", "Value": "service"} in s["Properties"]["Tags"]
     }
     for entry in (*RELEASED_FUNCTIONS, ROTATION_FUNCTION):
-        name = names.rotation_function_name(env) if entry is ROTATION_FUNCTION else names.function_name(env, entry.key)
+        name = (
+            names.rotation_function_name(env)
+            if entry is ROTATION_FUNCTION
+            else names.function_name(env, entry.key)
+        )
         _, props = functions[name]
         assert props["Handler"] == entry.handler
         assert props["Architectures"] == ["arm64"]
@@ -47,7 +53,9 @@ def test_one_function_per_catalog_entry(env_template: tuple[str, Template], conf
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert "Ref" in props["LoggingConfig"]["LogGroup"]
         assert props["Layers"] == [
-            powertools_layer_arn(config.region, config.lambdas.python_runtime, config.lambdas.powertools_layer_version)
+            powertools_layer_arn(
+                config.region, config.lambdas.python_runtime, config.lambdas.powertools_layer_version
+            )
         ]
         assert {ref["Ref"] for ref in props["VpcConfig"]["SubnetIds"]} == subnets
         assert len(props["VpcConfig"]["SecurityGroupIds"]) == 1
@@ -68,7 +76,9 @@ def test_powertools_layer_arn_format() -> None:
     )
 
 
-def test_reserved_concurrency_from_config(production_template: Template, configs: dict[str, EnvironmentConfig]) -> None:
+def test_reserved_concurrency_from_config(
+    production_template: Template, configs: dict[str, EnvironmentConfig]
+) -> None:
     config = configs["production"]
     functions = _functions(production_template)
     for key, settings in config.lambdas.functions.items():
@@ -78,7 +88,9 @@ def test_reserved_concurrency_from_config(production_template: Template, configs
         assert props["Timeout"] == settings.timeout_seconds
 
 
-def test_aliases_pin_the_bootstrap_version(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
+def test_aliases_pin_the_bootstrap_version(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     """`cdk deploy` never moves aliases: both point at a version whose id carries the config's bootstrap number."""
     env, template = env_template
     bootstrap = configs[env].lambdas.bootstrap_version
@@ -96,10 +108,15 @@ def test_aliases_pin_the_bootstrap_version(env_template: tuple[str, Template], c
         assert "RoutingConfig" not in alias["Properties"]
 
 
-def test_event_source_mappings_target_aliases(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
+def test_event_source_mappings_target_aliases(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     mappings = template.find_resources("AWS::Lambda::EventSourceMapping")
-    queues = {q["Properties"]["QueueName"]: logical for logical, q in template.find_resources("AWS::SQS::Queue").items()}
+    queues = {
+        q["Properties"]["QueueName"]: logical
+        for logical, q in template.find_resources("AWS::SQS::Queue").items()
+    }
     by_alias = {}
     for mapping in mappings.values():
         props = mapping["Properties"]
@@ -113,15 +130,23 @@ def test_event_source_mappings_target_aliases(env_template: tuple[str, Template]
     }
 
 
-def test_provisioned_concurrency_only_in_production(staging_template: Template, production_template: Template, configs: dict[str, EnvironmentConfig]) -> None:
+def test_provisioned_concurrency_only_in_production(
+    staging_template: Template, production_template: Template, configs: dict[str, EnvironmentConfig]
+) -> None:
     staging_template.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
     pc = configs["production"].lambdas.provisioned_concurrency
     assert pc is not None
-    hot = [a for a in production_template.find_resources("AWS::Lambda::Alias").values() if "ProvisionedConcurrencyConfig" in a["Properties"]]
+    hot = [
+        a
+        for a in production_template.find_resources("AWS::Lambda::Alias").values()
+        if "ProvisionedConcurrencyConfig" in a["Properties"]
+    ]
     assert len(hot) == len(pc.functions)
     for alias in hot:
         assert alias["Properties"]["Name"] == names.LIVE_ALIAS
-        assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": pc.min_capacity}
+        assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
+            "ProvisionedConcurrentExecutions": pc.min_capacity
+        }
     targets = production_template.find_resources("AWS::ApplicationAutoScaling::ScalableTarget")
     assert len(targets) == len(pc.functions)
     for target in targets.values():
@@ -134,7 +159,9 @@ def test_provisioned_concurrency_only_in_production(staging_template: Template, 
             "PolicyType": "TargetTrackingScaling",
             "TargetTrackingScalingPolicyConfiguration": Match.object_like(
                 {
-                    "PredefinedMetricSpecification": {"PredefinedMetricType": "LambdaProvisionedConcurrencyUtilization"},
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "LambdaProvisionedConcurrencyUtilization"
+                    },
                     "TargetValue": pc.target_utilization,
                 }
             ),
@@ -142,10 +169,14 @@ def test_provisioned_concurrency_only_in_production(staging_template: Template, 
     )
 
 
-def test_api_key_secret_rotates(env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]) -> None:
+def test_api_key_secret_rotates(
+    env_template: tuple[str, Template], configs: dict[str, EnvironmentConfig]
+) -> None:
     env, template = env_template
     secrets = template.find_resources("AWS::SecretsManager::Secret")
-    api_keys = next(k for k, s in secrets.items() if s["Properties"]["Name"] == names.secret_name(env, "api-keys"))
+    api_keys = next(
+        k for k, s in secrets.items() if s["Properties"]["Name"] == names.secret_name(env, "api-keys")
+    )
     assert secrets[api_keys]["Properties"]["GenerateSecretString"]["GenerateStringKey"] == "api_key"
     assert secrets[api_keys]["Properties"]["KmsKeyId"]["Fn::GetAtt"][0].startswith("KeysSecrets")
     rotation_fn, _ = _functions(template)[names.rotation_function_name(env)]
@@ -154,7 +185,9 @@ def test_api_key_secret_rotates(env_template: tuple[str, Template], configs: dic
         {
             "SecretId": {"Ref": api_keys},
             "RotationLambdaARN": {"Fn::GetAtt": [rotation_fn, "Arn"]},
-            "RotationRules": {"ScheduleExpression": f"rate({configs[env].secrets.api_key_rotation_days} days)"},
+            "RotationRules": {
+                "ScheduleExpression": f"rate({configs[env].secrets.api_key_rotation_days} days)"
+            },
         },
     )
     template.has_resource_properties(
@@ -167,7 +200,9 @@ def test_api_key_secret_rotates(env_template: tuple[str, Template], configs: dic
 def test_stack_names_and_tags(env: str, synth_assembly: Any, configs: dict[str, EnvironmentConfig]) -> None:
     nested = synth_assembly.get_nested_assembly(f"assembly-{names.stage_id(env)}")
     stack = next(s for s in nested.stacks if s.stack_name == names.stack_name(env))
-    assert stack.environment.account == configs[env].account and stack.environment.region == configs[env].region
+    assert (
+        stack.environment.account == configs[env].account and stack.environment.region == configs[env].region
+    )
     vpc = next(r for r in stack.template["Resources"].values() if r["Type"] == "AWS::EC2::VPC")
     tags = {t["Key"]: t["Value"] for t in vpc["Properties"]["Tags"]}
     assert tags["Environment"] == env and tags["Project"] == names.PROJECT

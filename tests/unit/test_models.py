@@ -52,12 +52,31 @@ MALFORMED = [
     ({k: v for k, v in VALID.items() if k != "version"}, "version: Field required"),
     ({**VALID, "version": 18}, "version: Input should be a valid string"),
     ({**VALID, "dry_run": "yes"}, "dry_run: Input should be a valid boolean"),
-    ({**VALID, "strategy": {"steps": [{"percent": 0, "bake_seconds": 1}, {"percent": 100, "bake_seconds": 1}]}},
-     "strategy.steps.0.percent"),
+    (
+        {
+            **VALID,
+            "strategy": {"steps": [{"percent": 0, "bake_seconds": 1}, {"percent": 100, "bake_seconds": 1}]},
+        },
+        "strategy.steps.0.percent",
+    ),
     ({**VALID, "strategy": {"steps": [{"percent": 101, "bake_seconds": 1}]}}, "strategy.steps.0.percent"),
-    ({**VALID, "strategy": {"steps": [{"percent": 50, "bake_seconds": 1}]}}, "the last step must be 100 percent"),
-    ({**VALID, "strategy": {"steps": [{"percent": 50, "bake_seconds": 1}, {"percent": 20, "bake_seconds": 1},
-                                      {"percent": 100, "bake_seconds": 1}]}}, "percent must increase strictly"),
+    (
+        {**VALID, "strategy": {"steps": [{"percent": 50, "bake_seconds": 1}]}},
+        "the last step must be 100 percent",
+    ),
+    (
+        {
+            **VALID,
+            "strategy": {
+                "steps": [
+                    {"percent": 50, "bake_seconds": 1},
+                    {"percent": 20, "bake_seconds": 1},
+                    {"percent": 100, "bake_seconds": 1},
+                ]
+            },
+        },
+        "percent must increase strictly",
+    ),
     ({**VALID, "strategy": {"steps": []}}, "strategy.steps"),
     ({**VALID, "artifact": {**VALID["artifact"], "sha256": "xyz"}}, "artifact.sha256"),
     ({**VALID, "artifact": {**VALID["artifact"], "key": "service/1.8.0.tar"}}, "artifact.key"),
@@ -69,9 +88,18 @@ MALFORMED = [
     ({**VALID, "artifact": {**VALID["artifact"], "extra": 1}}, "artifact.extra"),
     ({**VALID, "configuration": {"AWS_REGION": "x"}}, "'AWS_REGION' is reserved"),
     ({**VALID, "configuration": {"1BAD": "x"}}, "not a valid environment variable name"),
-    ({**VALID, "configuration": {"CACHE_SCHEMA_VERSION": "two"}}, "CACHE_SCHEMA_VERSION must be a positive integer"),
-    ({**VALID, "configuration": {"FAULT_ERROR_RATE": "1.5"}}, "FAULT_ERROR_RATE must be a number between 0 and 1"),
-    ({**VALID, "configuration": {"FAULT_FUNCTIONS": "messages,billing"}}, "FAULT_FUNCTIONS names unknown functions ['billing']"),
+    (
+        {**VALID, "configuration": {"CACHE_SCHEMA_VERSION": "two"}},
+        "CACHE_SCHEMA_VERSION must be a positive integer",
+    ),
+    (
+        {**VALID, "configuration": {"FAULT_ERROR_RATE": "1.5"}},
+        "FAULT_ERROR_RATE must be a number between 0 and 1",
+    ),
+    (
+        {**VALID, "configuration": {"FAULT_FUNCTIONS": "messages,billing"}},
+        "FAULT_FUNCTIONS names unknown functions ['billing']",
+    ),
     ({**VALID, "checks": {"min_success_rate": 2}}, "checks.min_success_rate"),
     ({**VALID, "requested_by": ""}, "requested_by"),
     ({**VALID, "padding": "x" * (MAX_REQUEST_BYTES + 1)}, "the limit is"),
@@ -88,8 +116,9 @@ def test_malformed_requests_name_the_field(raw, expected):
 def test_fault_functions_are_checked_against_the_catalog_only_when_it_is_given():
     raw = {**VALID, "configuration": {"FAULT_FUNCTIONS": "messages,billing"}}
     assert parse_release_request(raw).configuration == {"FAULT_FUNCTIONS": "messages,billing"}
-    assert parse_release_request({**VALID, "configuration": {"FAULT_FUNCTIONS": "messages"}},
-                                 function_keys=released_keys())
+    assert parse_release_request(
+        {**VALID, "configuration": {"FAULT_FUNCTIONS": "messages"}}, function_keys=released_keys()
+    )
 
 
 def test_non_object_and_non_json_inputs_are_rejected():

@@ -49,7 +49,9 @@ def make_pki(directory: Path, label: str) -> Pki:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -63,7 +65,9 @@ def make_pki(directory: Path, label: str) -> Pki:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -73,11 +77,15 @@ def make_pki(directory: Path, label: str) -> Pki:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    pki = Pki(directory / f"{label}-ca.pem", directory / f"{label}-server.pem", directory / f"{label}-server.key")
+    pki = Pki(
+        directory / f"{label}-ca.pem", directory / f"{label}-server.pem", directory / f"{label}-server.key"
+    )
     pki.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     pki.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pki.key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     return pki
 
@@ -94,7 +102,9 @@ class TlsProxy:
 
     def __enter__(self) -> TlsProxy:
         self._loop = asyncio.new_event_loop()
-        self._loop.set_exception_handler(lambda loop, ctx: self.handshake_failures.append(str(ctx.get("exception"))))
+        self._loop.set_exception_handler(
+            lambda loop, ctx: self.handshake_failures.append(str(ctx.get("exception")))
+        )
         ready = threading.Event()
 
         def run() -> None:
@@ -164,11 +174,19 @@ def tls12_only_proxy(redis_server: RedisServer, pki: Pki) -> Iterator[TlsProxy]:
 
 
 def tls_env(port: int, ca_file: Path, host: str = "127.0.0.1", **extra: str) -> dict[str, str]:
-    return {"REDIS_HOST": host, "REDIS_PORT": str(port), "REDIS_TLS": "true", "REDIS_CA_FILE": str(ca_file),
-            "REDIS_TIMEOUT_SECONDS": "2", **extra}
+    return {
+        "REDIS_HOST": host,
+        "REDIS_PORT": str(port),
+        "REDIS_TLS": "true",
+        "REDIS_CA_FILE": str(ca_file),
+        "REDIS_TIMEOUT_SECONDS": "2",
+        **extra,
+    }
 
 
-def test_connects_through_a_tls13_proxy_and_negotiates_tls13(tls13_proxy: TlsProxy, pki: Pki, redis_url: str) -> None:
+def test_connects_through_a_tls13_proxy_and_negotiates_tls13(
+    tls13_proxy: TlsProxy, pki: Pki, redis_url: str
+) -> None:
     client = build_client(settings_from_env(tls_env(tls13_proxy.port, pki.ca_file)))
     try:
         assert client.ping() is True
@@ -181,8 +199,13 @@ def test_connects_through_a_tls13_proxy_and_negotiates_tls13(tls13_proxy: TlsPro
 
 def test_refuses_a_tls12_only_proxy(tls12_only_proxy: TlsProxy, pki: Pki) -> None:
     # Control: the proxy works for a client that accepts TLS 1.2, so the version is the only reason.
-    lenient = redis.Redis(host="127.0.0.1", port=tls12_only_proxy.port, ssl=True, ssl_ca_certs=str(pki.ca_file),
-                          ssl_min_version=ssl.TLSVersion.TLSv1_2)
+    lenient = redis.Redis(
+        host="127.0.0.1",
+        port=tls12_only_proxy.port,
+        ssl=True,
+        ssl_ca_certs=str(pki.ca_file),
+        ssl_min_version=ssl.TLSVersion.TLSv1_2,
+    )
     assert lenient.ping() is True
     lenient.close()
     assert tls12_only_proxy.versions == ["TLSv1.2"]
@@ -216,14 +239,20 @@ def test_auth_token_comes_from_secrets_manager_and_follows_rotation(pki: Pki) ->
         admin = redis.Redis.from_url(server.url)
         admin.config_set("requirepass", "first-token")
         secrets = boto3.client("secretsmanager")
-        arn = secrets.create_secret(Name="cache-auth", SecretString=json.dumps({"token": "first-token"}))["ARN"]
+        arn = secrets.create_secret(Name="cache-auth", SecretString=json.dumps({"token": "first-token"}))[
+            "ARN"
+        ]
         context = server_context(pki, minimum=ssl.TLSVersion.TLSv1_3, maximum=ssl.TLSVersion.TLSv1_3)
         with TlsProxy(server.port, context) as proxy:
-            env = tls_env(proxy.port, pki.ca_file, REDIS_AUTH_SECRET_ARN=arn, REDIS_AUTH_CACHE_SECONDS="0.001")
+            env = tls_env(
+                proxy.port, pki.ca_file, REDIS_AUTH_SECRET_ARN=arn, REDIS_AUTH_CACHE_SECONDS="0.001"
+            )
             client = build_client(settings_from_env(env))
             assert client.ping() is True
             # Rotation: the server and the secret change; the next connection authenticates with the new token.
-            redis.Redis(host="127.0.0.1", port=server.port, password="first-token").config_set("requirepass", "second-token")
+            redis.Redis(host="127.0.0.1", port=server.port, password="first-token").config_set(
+                "requirepass", "second-token"
+            )
             secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"token": "second-token"}))
             client.connection_pool.disconnect()
             assert client.ping() is True
@@ -232,9 +261,15 @@ def test_auth_token_comes_from_secrets_manager_and_follows_rotation(pki: Pki) ->
 
 def test_secret_without_a_token_field_is_named(pki: Pki) -> None:
     with RedisServer() as server, mock_aws():
-        arn = boto3.client("secretsmanager").create_secret(Name="bad", SecretString=json.dumps({"user": "x"}))["ARN"]
-        with TlsProxy(server.port, server_context(pki, minimum=ssl.TLSVersion.TLSv1_3, maximum=ssl.TLSVersion.TLSv1_3)) as proxy:
-            client = build_client(settings_from_env(tls_env(proxy.port, pki.ca_file, REDIS_AUTH_SECRET_ARN=arn)))
+        arn = boto3.client("secretsmanager").create_secret(
+            Name="bad", SecretString=json.dumps({"user": "x"})
+        )["ARN"]
+        with TlsProxy(
+            server.port, server_context(pki, minimum=ssl.TLSVersion.TLSv1_3, maximum=ssl.TLSVersion.TLSv1_3)
+        ) as proxy:
+            client = build_client(
+                settings_from_env(tls_env(proxy.port, pki.ca_file, REDIS_AUTH_SECRET_ARN=arn))
+            )
             with pytest.raises(RedisConfigError, match="has no 'token' field"):
                 client.ping()
             client.close()
@@ -244,11 +279,17 @@ def test_secret_without_a_token_field_is_named(pki: Pki) -> None:
     ("env", "message"),
     [
         ({}, "set REDIS_URL, or REDIS_HOST"),
-        ({"REDIS_HOST": "cache.internal", "REDIS_TLS": "false"}, "TLS is required for REDIS_HOST cache.internal"),
+        (
+            {"REDIS_HOST": "cache.internal", "REDIS_TLS": "false"},
+            "TLS is required for REDIS_HOST cache.internal",
+        ),
         ({"REDIS_URL": "redis://cache.internal:6379/0"}, "plaintext Redis is allowed on loopback only"),
         ({"REDIS_URL": "http://127.0.0.1:6379"}, "scheme must be redis, rediss or unix"),
         ({"REDIS_HOST": "h", "REDIS_PORT": "six"}, "REDIS_PORT must be an integer"),
-        ({"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_TIMEOUT_SECONDS": "0"}, "REDIS_TIMEOUT_SECONDS must be positive"),
+        (
+            {"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_TIMEOUT_SECONDS": "0"},
+            "REDIS_TIMEOUT_SECONDS must be positive",
+        ),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(env: dict[str, str], message: str) -> None:

@@ -14,8 +14,18 @@ from orchestrator.cli import app
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 REQUIRED = ("## Trigger", "## Commands", "## Success looks like", "## Back out")
-EXPECTED = {"release", "rollback", "approve", "dr-drill", "restore-from-backup", "rotate-api-keys",
-            "cache-failover", "dlq-redrive", "cost-anomaly", "incident-triage"}
+EXPECTED = {
+    "release",
+    "rollback",
+    "approve",
+    "dr-drill",
+    "restore-from-backup",
+    "rotate-api-keys",
+    "cache-failover",
+    "dlq-redrive",
+    "cost-anomaly",
+    "incident-triage",
+}
 _BLOCK = re.compile(r"```(?:bash|sh)?\n(.*?)```", re.S)
 
 
@@ -51,7 +61,9 @@ def test_pages_carry_cli_commands() -> None:
     assert {name for name, _ in commands()} == {f"{name}.md" for name in EXPECTED}
 
 
-@pytest.mark.parametrize(("page", "line"), commands(), ids=lambda v: v if isinstance(v, str) and v.endswith(".md") else None)
+@pytest.mark.parametrize(
+    ("page", "line"), commands(), ids=lambda v: v if isinstance(v, str) and v.endswith(".md") else None
+)
 def test_command_parses_against_the_cli(page: str, line: str) -> None:
     args = shlex.split(line)[1:]
     group = typer.main.get_command(app)

@@ -76,7 +76,9 @@ end
 
 # One pass over a namespace: key count, keys with an expiry, and an order-independent checksum
 # (52 bits of SHA1(suffix, type, content, PEXPIRETIME) summed over the keys) computed in the server.
-_DIGEST = _CONTENT + """
+_DIGEST = (
+    _CONTENT
+    + """
 local cursor, pattern, n = ARGV[1], ARGV[2], #ARGV[3]
 local count, expiring, sum = 0, 0, 0
 repeat
@@ -95,6 +97,7 @@ repeat
 until cursor == '0' or count >= 20000
 return {cursor, count, expiring, string.format('%.0f', sum)}
 """
+)
 
 
 def load(client: redis.Redis, prefix: str, count: int, *, chunk: int = 20_000) -> None:
@@ -192,7 +195,11 @@ def snapshot(client: redis.Redis, prefix: str, *, chunk: int = 2000) -> Snapshot
             pipe.pexpiretime(key)
         replies = pipe.execute()
         kinds = [_text(kind) for kind in replies[::2]]
-        present = [(key, kind, expiry) for key, kind, expiry in zip(part, kinds, replies[1::2], strict=True) if kind != "none"]
+        present = [
+            (key, kind, expiry)
+            for key, kind, expiry in zip(part, kinds, replies[1::2], strict=True)
+            if kind != "none"
+        ]
         pipe = client.pipeline(transaction=False)
         for key, kind, _ in present:
             _read_content(pipe, key, kind)

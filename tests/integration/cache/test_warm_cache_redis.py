@@ -51,8 +51,14 @@ def kill_warm_clients(admin: redis.Redis) -> int:
 
 def test_100k_mixed_keys_arrive_identical_with_their_ttls(admin: redis.Redis) -> None:
     load(admin, "cache:v1:", KEYS)
-    payload: dict[str, Any] = {"release_id": "rel-100k", "environment": "staging", "blue_schema": "1",
-                               "green_schema": "3", "cursor": "0", "dry_run": False}
+    payload: dict[str, Any] = {
+        "release_id": "rel-100k",
+        "environment": "staging",
+        "blue_schema": "1",
+        "green_schema": "3",
+        "cursor": "0",
+        "dry_run": False,
+    }
     copied = invocations = 0
     while True:
         out = warm_cache.handler(payload, Context())
@@ -68,7 +74,9 @@ def test_100k_mixed_keys_arrive_identical_with_their_ttls(admin: redis.Redis) ->
     assert digest(admin, "cache:v3:") == source
 
 
-def test_connections_killed_mid_warm_lose_nothing(admin: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connections_killed_mid_warm_lose_nothing(
+    admin: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """CLIENT KILL between batches (deterministic) and while batches run (a killer thread):
     the client's retries resume from the same cursor, and the copy is complete and exact."""
     load(admin, "cache:v1:", KEYS)
@@ -101,7 +109,12 @@ def test_connections_killed_mid_warm_lose_nothing(admin: redis.Redis, redis_url:
             invocations += 1
             try:
                 progress = warm(
-                    client, plan, progress.cursor, budget_seconds=600, batch_keys=200, on_batch=between_batches
+                    client,
+                    plan,
+                    progress.cursor,
+                    budget_seconds=600,
+                    batch_keys=200,
+                    on_batch=between_batches,
                 )
             except CacheUnavailable:
                 continue
@@ -115,7 +128,9 @@ def test_connections_killed_mid_warm_lose_nothing(admin: redis.Redis, redis_url:
     assert digest(admin, "cache:v2:") == digest(admin, "cache:v1:")
 
 
-def test_an_invocation_cut_short_by_a_reset_returns_its_cursor_and_the_next_one_finishes(admin: redis.Redis, redis_url: str) -> None:
+def test_an_invocation_cut_short_by_a_reset_returns_its_cursor_and_the_next_one_finishes(
+    admin: redis.Redis, redis_url: str
+) -> None:
     """Without client retries a reset ends the invocation early with the last good cursor;
     the state machine's next call resumes from it and nothing is lost."""
     load(admin, "cache:v1:", 20_000)

@@ -61,13 +61,21 @@ class DrillHarness:
         return self.engine.run(self.state_machine_arn, payload, name=name, timeout=60)
 
     def lock(self) -> dict[str, Any] | None:
-        item = boto3.resource("dynamodb", region_name=REGION).Table(TABLE).get_item(
-            Key={"pk": "lock#staging", "sk": "lock"}).get("Item")
+        item = (
+            boto3.resource("dynamodb", region_name=REGION)
+            .Table(TABLE)
+            .get_item(Key={"pk": "lock#staging", "sk": "lock"})
+            .get("Item")
+        )
         return dict(item) if item else None
 
     def record(self, drill_id: str) -> dict[str, Any] | None:
-        item = boto3.resource("dynamodb", region_name=REGION).Table(TABLE).get_item(
-            Key={"pk": f"drill#{drill_id}", "sk": "record"}).get("Item")
+        item = (
+            boto3.resource("dynamodb", region_name=REGION)
+            .Table(TABLE)
+            .get_item(Key={"pk": f"drill#{drill_id}", "sk": "record"})
+            .get("Item")
+        )
         return dict(item) if item else None
 
     def set_group_status(self, group_id: str, status: str) -> None:
@@ -84,23 +92,33 @@ class DrillHarness:
 
 
 @pytest.fixture
-def drill(drill_template: dict[str, Any], redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[DrillHarness]:
+def drill(
+    drill_template: dict[str, Any], redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DrillHarness]:
     from tasks.common import set_clock
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     with LocalEngine(sandbox=SANDBOX) as engine:
         world = build_ops_world()
-        env = {**world.env(), "CACHE_SUBNET_GROUP": "staging-cache-subnets",
-               "CACHE_SECURITY_GROUP_IDS": "sg-0123456789abcdef0", "REDIS_PORT": "6390"}
+        env = {
+            **world.env(),
+            "CACHE_SUBNET_GROUP": "staging-cache-subnets",
+            "CACHE_SECURITY_GROUP_IDS": "sg-0123456789abcdef0",
+            "REDIS_PORT": "6390",
+        }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         harness = DrillHarness(engine=engine, world=world, state_machine_arn="")
         handlers = {
-            spec.name: harness.wrap(import_handler(spec.handler), verify=spec.handler.endswith("verify_handler"))
+            spec.name: harness.wrap(
+                import_handler(spec.handler), verify=spec.handler.endswith("verify_handler")
+            )
             for spec in lambda_functions(drill_template, ResourceMap(drill_template, SANDBOX)).values()
         }
-        harness.state_machine_arn = next(iter(engine.load_template(drill_template, handlers=handlers).values()))
+        harness.state_machine_arn = next(
+            iter(engine.load_template(drill_template, handlers=handlers).values())
+        )
         # The tasks read the engine's virtual clock, so RTO includes the virtual waits.
         set_clock(lambda: engine.clock.now().astimezone(UTC))
         yield harness

@@ -29,22 +29,35 @@ def synth_drill_template(environment: str = "staging", table_name: str = "stagin
     app = cdk.App()
     stack = cdk.Stack(app, "DrillTest", env=cdk.Environment(account="123456789012", region="eu-west-1"))
     table = dynamodb.Table(
-        stack, "Releases", table_name=table_name,
+        stack,
+        "Releases",
+        table_name=table_name,
         partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
         sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
     )
 
     def function(cid: str, name: str, handler: str) -> lambda_.Function:
-        return lambda_.Function(stack, cid, function_name=name, runtime=lambda_.Runtime.PYTHON_3_12,
-                                handler=handler, code=lambda_.Code.from_inline("# bundled by infra"),
-                                timeout=cdk.Duration.seconds(300))
+        return lambda_.Function(
+            stack,
+            cid,
+            function_name=name,
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            handler=handler,
+            code=lambda_.Code.from_inline("# bundled by infra"),
+            timeout=cdk.Duration.seconds(300),
+        )
 
     props = DrDrillProps(
-        environment=environment, table=table,
+        environment=environment,
+        table=table,
         drill_function=function("Drill", DRILL_FUNCTION, "tasks.dr_drill.handler"),
         verify_function=function("Verify", VERIFY_FUNCTION, "tasks.dr_drill.verify_handler"),
     )
-    sfn.StateMachine(stack, "DrDrill", state_machine_name=f"{environment}-dr-drill",
-                     definition_body=sfn.DefinitionBody.from_chainable(dr_drill_definition(stack, props)),
-                     tracing_enabled=True)
+    sfn.StateMachine(
+        stack,
+        "DrDrill",
+        state_machine_name=f"{environment}-dr-drill",
+        definition_body=sfn.DefinitionBody.from_chainable(dr_drill_definition(stack, props)),
+        tracing_enabled=True,
+    )
     return Template.from_stack(stack).to_json()  # type: ignore[no-any-return]

@@ -24,12 +24,20 @@ def test_drill_restores_verifies_measures_and_cleans_up(drill, redis_url) -> Non
     snapshot = drill.backup()["snapshot"]
     # The first status check still sees the group creating: the loop backs off and checks again.
     drill.after["restore"] = [lambda e: drill.set_group_status(e["drill"]["temp_group_id"], "creating")]
-    drill.after["check_restore"] = [lambda e: drill.set_group_status(e["drill"]["temp_group_id"], "available")]
+    drill.after["check_restore"] = [
+        lambda e: drill.set_group_status(e["drill"]["temp_group_id"], "available")
+    ]
     result = drill.run()
     assert result.succeeded, (result.error, result.cause)
     states = result.states_entered()
     assert states.count("CheckRestore") == 2 and states.count("WaitForRestore") == 2
-    assert states[-5:] == ["DeleteTemporaryGroup", "RecordDrill", "ReleaseDrillLock", "DidDrillPass", "DrillSucceeded"]
+    assert states[-5:] == [
+        "DeleteTemporaryGroup",
+        "RecordDrill",
+        "ReleaseDrillLock",
+        "DidDrillPass",
+        "DrillSucceeded",
+    ]
     record = drill.record("drill-1")
     assert record["outcome"] == "SUCCEEDED" and record["snapshot"] == snapshot
     # Waits of 60 s then 120 s passed on the virtual clock before the group was seen available.
@@ -105,9 +113,15 @@ def test_busy_group_is_deleted_once_it_settles(drill, redis_url) -> None:
 def test_drill_is_refused_while_a_release_holds_the_lock(drill, redis_url) -> None:
     _fill(redis_url)
     drill.backup()
-    boto3.resource("dynamodb", region_name=REGION).Table(TABLE).put_item(Item={
-        "pk": "lock#staging", "sk": "lock", "release_id": "rel-9", "kind": "release",
-        "expires_at": "2999-01-01T00:00:00.000Z"})
+    boto3.resource("dynamodb", region_name=REGION).Table(TABLE).put_item(
+        Item={
+            "pk": "lock#staging",
+            "sk": "lock",
+            "release_id": "rel-9",
+            "kind": "release",
+            "expires_at": "2999-01-01T00:00:00.000Z",
+        }
+    )
     result = drill.run()
     assert result.error == "ReleaseInProgress"
     assert "PickSnapshot" not in result.states_entered()
@@ -134,7 +148,9 @@ def test_failover_drilled_in_staging(drill, redis_url) -> None:
         class Http:
             status_code, headers, content = 200, {}, b""
 
-        return Http(), {"ReplicationGroup": {"ReplicationGroupId": body["ReplicationGroupId"], "Status": "modifying"}}
+        return Http(), {
+            "ReplicationGroup": {"ReplicationGroupId": body["ReplicationGroupId"], "Status": "modifying"}
+        }
 
     boto3.setup_default_session()  # clients made from now on (the tasks reuse theirs per session) carry the hook
     boto3.DEFAULT_SESSION.events.register("before-call.elasticache.TestFailover", answer)

@@ -37,16 +37,32 @@ def synth_event_path_template(environment: str = "staging") -> dict[str, Any]:
 
     app = cdk.App()
     stack = cdk.Stack(app, SANDBOX.stack_name, env=cdk.Environment(account="123456789012", region=REGION))
-    table = dynamodb.Table(stack, "Releases", table_name=TABLE,
-                           partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-                           sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING))
-    fn = lambda_.Function(stack, "Drill", function_name=FUNCTION, runtime=lambda_.Runtime.PYTHON_3_12,
-                          handler="tasks.event_path_drill.handler", code=lambda_.Code.from_inline("# bundled by infra"),
-                          timeout=cdk.Duration.seconds(300))
-    definition = event_path_drill_definition(stack, EventPathDrillProps(environment=environment, table=table,
-                                                                        drill_function=fn))
-    sfn.StateMachine(stack, "EventPathDrill", state_machine_name=f"{environment}-event-path-drill",
-                     definition_body=sfn.DefinitionBody.from_chainable(definition), tracing_enabled=True)
+    table = dynamodb.Table(
+        stack,
+        "Releases",
+        table_name=TABLE,
+        partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+        sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+    )
+    fn = lambda_.Function(
+        stack,
+        "Drill",
+        function_name=FUNCTION,
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        handler="tasks.event_path_drill.handler",
+        code=lambda_.Code.from_inline("# bundled by infra"),
+        timeout=cdk.Duration.seconds(300),
+    )
+    definition = event_path_drill_definition(
+        stack, EventPathDrillProps(environment=environment, table=table, drill_function=fn)
+    )
+    sfn.StateMachine(
+        stack,
+        "EventPathDrill",
+        state_machine_name=f"{environment}-event-path-drill",
+        definition_body=sfn.DefinitionBody.from_chainable(definition),
+        tracing_enabled=True,
+    )
     return Template.from_stack(stack).to_json()  # type: ignore[no-any-return]
 
 
@@ -65,16 +81,25 @@ class Harness:
     fail_at: dict[str, Exception]
 
     def run(self, name: str = "ep-1", **request: Any) -> ExecutionResult:
-        return self.engine.run(self.arn, {"requested_by": "oncall", "events": 4, **request}, name=name, timeout=60)
+        return self.engine.run(
+            self.arn, {"requested_by": "oncall", "events": 4, **request}, name=name, timeout=60
+        )
 
     def lock(self) -> dict[str, Any] | None:
-        item = boto3.resource("dynamodb", region_name=REGION).Table(TABLE).get_item(
-            Key={"pk": "lock#staging", "sk": "lock"}).get("Item")
+        item = (
+            boto3.resource("dynamodb", region_name=REGION)
+            .Table(TABLE)
+            .get_item(Key={"pk": "lock#staging", "sk": "lock"})
+            .get("Item")
+        )
         return dict(item) if item else None
 
     def record(self, drill_id: str = "ep-1") -> dict[str, Any]:
-        return dict(boto3.resource("dynamodb", region_name=REGION).Table(TABLE).get_item(
-            Key={"pk": f"drill#{drill_id}", "sk": "record"})["Item"])
+        return dict(
+            boto3.resource("dynamodb", region_name=REGION)
+            .Table(TABLE)
+            .get_item(Key={"pk": f"drill#{drill_id}", "sk": "record"})["Item"]
+        )
 
     def assert_restored(self) -> None:
         """The invariant: green's fan-out consumes its queue again and the lock is free."""
@@ -105,7 +130,9 @@ def drill(template: dict[str, Any], redis_url: str, monkeypatch: pytest.MonkeyPa
                 raise harness.fail_at[event["step"]]
             return real(event, context)
 
-        handlers = {spec.name: run for spec in lambda_functions(template, ResourceMap(template, SANDBOX)).values()}
+        handlers = {
+            spec.name: run for spec in lambda_functions(template, ResourceMap(template, SANDBOX)).values()
+        }
         harness.arn = next(iter(engine.load_template(template, handlers=handlers).values()))
         set_clock(lambda: engine.clock.now().astimezone(UTC))
         yield harness
@@ -118,13 +145,22 @@ def test_events_are_dead_lettered_redriven_and_delivered(drill: Harness, redis_u
     states = result.states_entered()
     assert states[:4] == ["PrepareEventPathDrill", "AcquireEventPathLock", "DisableMapping", "WaitForMapping"]
     assert states.index("PutMarkedEvents") < states.index("ForceFailures") < states.index("EnableMapping")
-    assert states[-4:] == ["RecordEventPathDrill", "ReleaseEventPathLock", "DidEventPathDrillPass",
-                           "EventPathDrillSucceeded"]
+    assert states[-4:] == [
+        "RecordEventPathDrill",
+        "ReleaseEventPathLock",
+        "DidEventPathDrillPass",
+        "EventPathDrillSucceeded",
+    ]
     assert "RestoreEventPath" not in states
     record = drill.record()
     assert record["outcome"] == "SUCCEEDED" and record["dead_lettered"] == 4 and record["delivered"] == 4
     assert sorted(drill.path.consumer.delivered) == [f"drill-ep-1-{i}" for i in range(4)]
-    assert redis.Redis.from_url(redis_url).exists(*[f"cache:v3:snap:synthetic:drill-ep-1-{i:02d}" for i in range(4)]) == 4
+    assert (
+        redis.Redis.from_url(redis_url).exists(
+            *[f"cache:v3:snap:synthetic:drill-ep-1-{i:02d}" for i in range(4)]
+        )
+        == 4
+    )
     assert drill.ops.metric("EventPathDrillSucceeded") == [1.0]
     [notice] = [n for n in drill.ops.notices() if n["kind"] == "event-path drill"]
     assert notice["summary"].startswith("SUCCEEDED: 4 events dead-lettered")
@@ -141,8 +177,13 @@ def test_failure_mid_drill_re_enables_the_mapping_and_releases_the_lock(drill: H
     assert result.status == "FAILED" and result.error == "RuntimeError"
     assert "AccessDeniedException" in result.cause
     states = result.states_entered()
-    assert states[-5:] == ["RestoreEventPath", "RecordEventPathDrill", "ReleaseEventPathLock",
-                           "DidEventPathDrillPass", "EventPathDrillFailed"]
+    assert states[-5:] == [
+        "RestoreEventPath",
+        "RecordEventPathDrill",
+        "ReleaseEventPathLock",
+        "DidEventPathDrillPass",
+        "EventPathDrillFailed",
+    ]
     assert drill.record()["outcome"] == "FAILED"
     assert drill.ops.metric("EventPathDrillFailed") == [1.0]
     assert drill.path.depth(drill.path.dlq_url) == 0  # the drill's dead-lettered events were deleted
@@ -158,9 +199,15 @@ def test_redrive_failure_is_reported_and_the_path_restored(drill: Harness) -> No
 
 
 def test_drill_is_refused_while_a_release_holds_the_lock(drill: Harness) -> None:
-    boto3.resource("dynamodb", region_name=REGION).Table(TABLE).put_item(Item={
-        "pk": "lock#staging", "sk": "lock", "release_id": "rel-9", "kind": "release",
-        "expires_at": "2999-01-01T00:00:00.000Z"})
+    boto3.resource("dynamodb", region_name=REGION).Table(TABLE).put_item(
+        Item={
+            "pk": "lock#staging",
+            "sk": "lock",
+            "release_id": "rel-9",
+            "kind": "release",
+            "expires_at": "2999-01-01T00:00:00.000Z",
+        }
+    )
     result = drill.run()
     assert result.error == "ReleaseInProgress"
     assert "disable_mapping" not in drill.steps

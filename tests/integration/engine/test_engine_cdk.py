@@ -463,7 +463,11 @@ def test_manual_clock_holds_an_execution_in_its_bake(engine: LocalEngine, templa
         execution = engine.start(_arn(engine, template, "Checks"), {}, name="held")
         # What the test means: the execution sits in its Wait state, and that wait is on the
         # clock. A count of sleepers alone can be the Lambda task before it, also waiting.
-        execution.wait_for(lambda history: bool(history) and history[-1]["type"] == "WaitStateEntered", "the bake's Wait state", timeout=60)
+        execution.wait_for(
+            lambda history: bool(history) and history[-1]["type"] == "WaitStateEntered",
+            "the bake's Wait state",
+            timeout=60,
+        )
         engine.clock.wait_for_sleepers(1)
         assert execution.status == "RUNNING"
         assert execution.history()[-1]["type"] == "WaitStateEntered"

@@ -51,7 +51,9 @@ def test_unknown_stage_is_404(stack: Stack) -> None:
     from websockets.sync.client import connect
 
     with pytest.raises(InvalidStatus) as info:
-        connect(stack.urls.websocket["live"].replace("/live", "/dev"), additional_headers={"x-api-key": API_KEY})
+        connect(
+            stack.urls.websocket["live"].replace("/live", "/dev"), additional_headers={"x-api-key": API_KEY}
+        )
     assert info.value.response.status_code == 404
 
 
@@ -65,7 +67,11 @@ def test_event_reaches_exactly_the_subscribers_and_new_subscribers_get_the_snaps
         sent = stack.publish(stack.account.events_url, channel="price:eth", payload={"price": 3150.5})
         for ws in (a, b):
             frame = recv_json(ws)
-            assert frame["type"] == "event" and frame["payload"] == {"price": 3150.5} and frame["ts"] == sent["ts"]
+            assert (
+                frame["type"] == "event"
+                and frame["payload"] == {"price": 3150.5}
+                and frame["ts"] == sent["ts"]
+            )
         assert fence(c) == []  # nothing arrived for the other channel
         with stack.client() as d:
             frames = request(d, action="subscribe", channel="price:eth")
@@ -84,7 +90,9 @@ def test_event_reaches_exactly_the_subscribers_and_new_subscribers_get_the_snaps
 def test_preview_events_run_through_green(stack: Stack) -> None:
     with stack.client("preview") as ws:
         request(ws, action="subscribe", channel="synthetic:check-1")
-        stack.publish(stack.account.preview_url, channel="synthetic:check-1", payload={"n": 1}, synthetic=True)
+        stack.publish(
+            stack.account.preview_url, channel="synthetic:check-1", payload={"n": 1}, synthetic=True
+        )
         frame = recv_json(ws)
         assert frame["synthetic"] is True and frame["payload"] == {"n": 1}
     r = redis.Redis.from_url(stack.redis_url)
@@ -120,7 +128,9 @@ def test_gone_connection_is_cleaned_when_its_disconnect_was_lost(stack: Stack) -
     lam = boto3.client("lambda")
     name = stack.account.function_names["disconnect"]
     env = lam.get_function_configuration(FunctionName=name, Qualifier="1")["Environment"]["Variables"]
-    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {**env, "FAULT_ERROR_RATE": "1"}})
+    lam.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {**env, "FAULT_ERROR_RATE": "1"}}
+    )
     broken = lam.publish_version(FunctionName=name)["Version"]
     set_weights(name, "live", broken)
     r = redis.Redis.from_url(stack.redis_url)
@@ -155,7 +165,9 @@ def test_connections_api_works_with_boto3_unchanged(stack: Stack) -> None:
     api = boto3.client("apigatewaymanagementapi", endpoint_url=stack.urls.management["live"])
     with stack.client() as ws:
         request(ws, action="subscribe", channel="price:sol")
-        (connection_id,) = [k.decode().split(":", 1)[1] for k in redis.Redis.from_url(stack.redis_url).keys("conn:*")]
+        (connection_id,) = [
+            k.decode().split(":", 1)[1] for k in redis.Redis.from_url(stack.redis_url).keys("conn:*")
+        ]
         info = api.get_connection(ConnectionId=connection_id)
         assert info["Identity"]["SourceIp"] == "127.0.0.1" and info["ConnectedAt"] <= info["LastActiveAt"]
         api.post_to_connection(ConnectionId=connection_id, Data=b'{"hello": 1}')
@@ -174,7 +186,9 @@ def test_failed_records_stay_on_the_queue_and_reach_the_dlq(stack: Stack) -> Non
     sqs.send_message(QueueUrl=stack.account.events_url, MessageBody='{"channel": "price:eth"}')
 
     def in_dlq() -> bool:
-        got = sqs.get_queue_attributes(QueueUrl=stack.account.events_dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+        got = sqs.get_queue_attributes(
+            QueueUrl=stack.account.events_dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
         return got["Attributes"]["ApproximateNumberOfMessages"] == "1"
 
     assert eventually(in_dlq)

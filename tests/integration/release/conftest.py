@@ -35,7 +35,13 @@ def _sources_digest() -> str:
 
     root = Path(__file__).resolve().parents[3]
     digest = hashlib.sha256()
-    for path in sorted([*root.glob("state_machines/*.py"), root / "tasks/catalog.py", Path(__file__).with_name("release_stack.py")]):
+    for path in sorted(
+        [
+            *root.glob("state_machines/*.py"),
+            root / "tasks/catalog.py",
+            Path(__file__).with_name("release_stack.py"),
+        ]
+    ):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -78,11 +84,14 @@ class ReleaseHarness:
         return base
 
     def run(self, release_id: str, timeout: float = 60.0, **overrides: Any) -> ExecutionResult:
-        return self.engine.run(self.state_machine_arn, self.request(release_id, **overrides), name=release_id,
-                               timeout=timeout)
+        return self.engine.run(
+            self.state_machine_arn, self.request(release_id, **overrides), name=release_id, timeout=timeout
+        )
 
     def start(self, release_id: str, **overrides: Any):
-        return self.engine.start(self.state_machine_arn, self.request(release_id, **overrides), name=release_id)
+        return self.engine.start(
+            self.state_machine_arn, self.request(release_id, **overrides), name=release_id
+        )
 
     def fail_next(self, task_key: str, *faults: Fault) -> None:
         self.faults.setdefault(task_key, []).extend(faults)
@@ -124,18 +133,27 @@ def passing_synthetic_checks(harness: ReleaseHarness) -> Callable[[dict[str, Any
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         expected = int(event["clients"]) * int(event["messages"])
         if not harness.synthetic_healthy:
-            raise GreenUnhealthy(f"success rate 0.50 below {event['min_success_rate']} ({expected // 2}/{expected})")
+            raise GreenUnhealthy(
+                f"success rate 0.50 below {event['min_success_rate']} ({expected // 2}/{expected})"
+            )
         return {
-            "passed": True, "clients": event["clients"], "messages_expected": expected,
-            "messages_received": expected, "success_rate": 1.0,
-            "latency_ms": {"p50": 4.0, "p95": 9.0, "p99": 12.0}, "errors": {}, "unauthorized_refused": True,
+            "passed": True,
+            "clients": event["clients"],
+            "messages_expected": expected,
+            "messages_received": expected,
+            "success_rate": 1.0,
+            "latency_ms": {"p50": 4.0, "p95": 9.0, "p99": 12.0},
+            "errors": {},
+            "unauthorized_refused": True,
         }
 
     return handler
 
 
 @pytest.fixture
-def harness(release_template: dict[str, Any], redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ReleaseHarness]:
+def harness(
+    release_template: dict[str, Any], redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ReleaseHarness]:
     from orchestrator.engine import import_handler, lambda_functions
     from orchestrator.engine.intrinsics import ResourceMap
 
@@ -150,7 +168,9 @@ def harness(release_template: dict[str, Any], redis_url: str, monkeypatch: pytes
         handlers = {}
         for spec in lambda_functions(release_template, ResourceMap(release_template, SANDBOX)).values():
             key = spec.name.removeprefix(f"{ENV}-release-").replace("-", "_")
-            base = passing_synthetic_checks(h) if spec.name == synthetic_name else import_handler(spec.handler)
+            base = (
+                passing_synthetic_checks(h) if spec.name == synthetic_name else import_handler(spec.handler)
+            )
             handlers[spec.name] = h.wrap(key, base)
         arns = engine.load_template(release_template, handlers=handlers)
         h.state_machine_arn = next(iter(arns.values()))
@@ -160,28 +180,41 @@ def harness(release_template: dict[str, Any], redis_url: str, monkeypatch: pytes
 # What the staging stage's template sets on every task function (the test stack's inline
 # functions carry no environment): the world's names, the local Redis, quiet logs.
 def isolated_environment(world: World, redis_url: str) -> dict[str, str]:
-    return {**world.env(), "REDIS_URL": redis_url, "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "POWERTOOLS_SERVICE_NAME": "release-orchestrator", "POWERTOOLS_METRICS_NAMESPACE": "RealtimeAnalytics",
-            "POWERTOOLS_TRACE_DISABLED": "true"}
+    return {
+        **world.env(),
+        "REDIS_URL": redis_url,
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_SERVICE_NAME": "release-orchestrator",
+        "POWERTOOLS_METRICS_NAMESPACE": "RealtimeAnalytics",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
 
 
 @pytest.fixture
 def isolated_harness(
-    release_template: dict[str, Any], redis_url: str, moto_server_url: str, tmp_path: Any,
+    release_template: dict[str, Any],
+    redis_url: str,
+    moto_server_url: str,
+    tmp_path: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[ReleaseHarness]:
     """The release harness with every task (SyntheticChecks aside: it needs the gateway) in a
     Lambda worker process from its own asset, with its template settings and role credentials.
     Faults cannot be injected here (`fail_next` needs in-process handlers); logs under tmp_path."""
     monkeypatch.setenv("REDIS_URL", redis_url)
-    with LocalEngine(sandbox=SANDBOX, worker_endpoint_url=moto_server_url, lambda_log_dir=tmp_path / "logs") as engine:
+    with LocalEngine(
+        sandbox=SANDBOX, worker_endpoint_url=moto_server_url, lambda_log_dir=tmp_path / "logs"
+    ) as engine:
         world = build_world()
         for name, value in world.env().items():
             monkeypatch.setenv(name, value)
         h = ReleaseHarness(engine=engine, world=world, state_machine_arn="")
         synthetic = {task_function_name(ENV, "synthetic_checks"): passing_synthetic_checks(h)}
         arns = engine.load_template(
-            release_template, handlers=synthetic, isolated=True, environment=isolated_environment(world, redis_url),
+            release_template,
+            handlers=synthetic,
+            isolated=True,
+            environment=isolated_environment(world, redis_url),
         )
         h.state_machine_arn = next(iter(arns.values()))
         yield h

@@ -88,8 +88,13 @@ class Outcome:
 def happy_path(schedule: Schedule) -> list[tuple[str, int]]:
     """(task, n-th call) in the order a fault-free execution makes them; ("bake", i) and
     ("decision", 0) mark where an alarm or the operator's answer takes effect."""
-    calls = [("validate_request", 1), ("record_release", 1), ("deploy_green", 1), ("warm_cache", 1),
-             ("synthetic_checks", 1)]
+    calls = [
+        ("validate_request", 1),
+        ("record_release", 1),
+        ("deploy_green", 1),
+        ("warm_cache", 1),
+        ("synthetic_checks", 1),
+    ]
     if schedule.approval is not None:
         calls += [("request_approval", 1), ("decision", 0)]
     for index in range(len(schedule.steps)):
@@ -108,7 +113,13 @@ def calls_of(schedule: Schedule, task: str) -> int:
 def expected_outcome(schedule: Schedule) -> Outcome:
     fault = schedule.fault
     for name, n in happy_path(schedule):
-        if fault is not None and fault.fatal and name == fault.task and n == fault.at and name not in OUTCOME_NEUTRAL:
+        if (
+            fault is not None
+            and fault.fatal
+            and name == fault.task
+            and n == fault.at
+            and name not in OUTCOME_NEUTRAL
+        ):
             if name in PRE_LOCK:
                 return Outcome("FAILED", fault.error, fault.error, None, "RequestRejected")
             if name in BEFORE_ANY_CHANGE:
@@ -117,11 +128,17 @@ def expected_outcome(schedule: Schedule) -> Outcome:
                 return Outcome("FAILED", fault.error, fault.error, record, "ReleaseAborted")
             return Outcome("FAILED", "ReleaseRolledBack", fault.error, "ROLLED_BACK", "ReleaseRolledBack")
         if name == "decision" and schedule.approval == "reject":
-            return Outcome("FAILED", "ReleaseRolledBack", "ApprovalRejected", "ROLLED_BACK", "ReleaseRolledBack")
+            return Outcome(
+                "FAILED", "ReleaseRolledBack", "ApprovalRejected", "ROLLED_BACK", "ReleaseRolledBack"
+            )
         if name == "decision" and schedule.approval == "timeout":
-            return Outcome("FAILED", "ReleaseRolledBack", "States.Timeout", "ROLLED_BACK", "ReleaseRolledBack")
+            return Outcome(
+                "FAILED", "ReleaseRolledBack", "States.Timeout", "ROLLED_BACK", "ReleaseRolledBack"
+            )
         if name == "bake" and schedule.alarm_step == n:
-            return Outcome("FAILED", "ReleaseRolledBack", "AlarmTriggered", "ROLLED_BACK", "ReleaseRolledBack")
+            return Outcome(
+                "FAILED", "ReleaseRolledBack", "AlarmTriggered", "ROLLED_BACK", "ReleaseRolledBack"
+            )
     record = "DRY_RUN_SUCCEEDED" if schedule.dry_run else "SUCCEEDED"
     return Outcome("SUCCEEDED", None, None, record, "ReleaseSucceeded")
 
@@ -131,14 +148,31 @@ def reaches_approval_gate(schedule: Schedule) -> bool:
     for name, n in happy_path(schedule):
         if name == "decision":
             return True
-        if fault is not None and fault.fatal and name == fault.task and n == fault.at and name not in OUTCOME_NEUTRAL:
+        if (
+            fault is not None
+            and fault.fatal
+            and name == fault.task
+            and n == fault.at
+            and name not in OUTCOME_NEUTRAL
+        ):
             return False
     return False
 
 
 # -- hypothesis strategies ------------------------------------------------------------------------
-FAULTABLE = ("validate_request", "record_release", "deploy_green", "warm_cache", "synthetic_checks",
-             "request_approval", "set_weights", "check_alarms", "finalize", "cleanup_cache", "rollback")
+FAULTABLE = (
+    "validate_request",
+    "record_release",
+    "deploy_green",
+    "warm_cache",
+    "synthetic_checks",
+    "request_approval",
+    "set_weights",
+    "check_alarms",
+    "finalize",
+    "cleanup_cache",
+    "rollback",
+)
 
 
 @st.composite
@@ -170,7 +204,9 @@ def task_faults(draw: st.DrawFn, steps: int) -> TaskFault:
 @st.composite
 def schedules(draw: st.DrawFn) -> Schedule:
     count = draw(st.integers(min_value=1, max_value=5))
-    percents = sorted(draw(st.sets(st.integers(min_value=1, max_value=99), min_size=count - 1, max_size=count - 1)))
+    percents = sorted(
+        draw(st.sets(st.integers(min_value=1, max_value=99), min_size=count - 1, max_size=count - 1))
+    )
     steps = (*percents, 100)
     return Schedule(
         steps=steps,
@@ -200,7 +236,11 @@ def _raise(context: Any) -> None:
     raise InjectedFault("injected by the fault schedule")
 
 
-_ACTIONS: dict[str, Callable[[Any], None]] = {"exception": _raise, "throttled": _throttle, "timeout": _time_out}
+_ACTIONS: dict[str, Callable[[Any], None]] = {
+    "exception": _raise,
+    "throttled": _throttle,
+    "timeout": _time_out,
+}
 
 
 @dataclass

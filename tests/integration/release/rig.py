@@ -30,8 +30,13 @@ def synthetic_checks_pass(event: dict[str, Any], context: Any) -> dict[str, Any]
     """A healthy verdict in the task's output shape (the real checks need the gateway)."""
     expected = int(event["clients"]) * int(event["messages"])
     return {
-        "passed": True, "clients": event["clients"], "messages_expected": expected, "messages_received": expected,
-        "success_rate": 1.0, "latency_ms": {"p50": 4.0, "p95": 9.0, "p99": 12.0}, "errors": {},
+        "passed": True,
+        "clients": event["clients"],
+        "messages_expected": expected,
+        "messages_received": expected,
+        "success_rate": 1.0,
+        "latency_ms": {"p50": 4.0, "p95": 9.0, "p99": 12.0},
+        "errors": {},
         "unauthorized_refused": True,
     }
 
@@ -55,7 +60,9 @@ class Rig:
         cloudwatch = boto3.client("cloudwatch", region_name=REGION)
         for name in (*GUARD_ALARMS, HEALTH_ALARM):
             cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="reset between runs")
-        boto3.resource("dynamodb", region_name=REGION).Table(TABLE).delete_item(Key={"pk": f"lock#{ENV}", "sk": "lock"})
+        boto3.resource("dynamodb", region_name=REGION).Table(TABLE).delete_item(
+            Key={"pk": f"lock#{ENV}", "sk": "lock"}
+        )
         self.injector.schedule = None
 
 

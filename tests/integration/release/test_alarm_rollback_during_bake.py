@@ -49,7 +49,9 @@ def manual_clock(rig: Rig) -> Iterator[Any]:
 
 def alarm_state_change_event(alarm_name: str) -> dict[str, Any]:
     """The event EventBridge delivers for the alarm's transition to ALARM, built from the alarm itself."""
-    alarm = boto3.client("cloudwatch", region_name=REGION).describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"][0]
+    alarm = boto3.client("cloudwatch", region_name=REGION).describe_alarms(AlarmNames=[alarm_name])[
+        "MetricAlarms"
+    ][0]
     changed = alarm["StateUpdatedTimestamp"].astimezone(UTC)
     return {
         "version": "0",
@@ -66,15 +68,24 @@ def alarm_state_change_event(alarm_name: str) -> dict[str, Any]:
                 "value": alarm["StateValue"],
                 "reason": alarm["StateReason"],
                 # CloudWatch's own format: milliseconds and a +0000 offset.
-                "timestamp": changed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{changed.microsecond // 1000:03d}+0000",
+                "timestamp": changed.strftime("%Y-%m-%dT%H:%M:%S.")
+                + f"{changed.microsecond // 1000:03d}+0000",
             },
-            "previousState": {"value": "OK", "reason": "healthy", "timestamp": changed.strftime("%Y-%m-%dT%H:%M:%S.000+0000")},
+            "previousState": {
+                "value": "OK",
+                "reason": "healthy",
+                "timestamp": changed.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+            },
             "configuration": {
                 "metrics": [
                     {
                         "id": "errors",
                         "metricStat": {
-                            "metric": {"namespace": alarm["Namespace"], "name": alarm["MetricName"], "dimensions": {}},
+                            "metric": {
+                                "namespace": alarm["Namespace"],
+                                "name": alarm["MetricName"],
+                                "dimensions": {},
+                            },
                             "period": alarm["Period"],
                             "stat": alarm["Statistic"],
                         },
@@ -90,16 +101,23 @@ def context(rig: Rig) -> LambdaContext:
     name = f"{ENV}-release-alarm-rollback"
     clock = rig.engine.clock
     return LambdaContext(
-        function_name=name, function_version="$LATEST",
-        invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}", memory_limit_in_mb=256,
-        aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{name}", log_stream_name="local",
-        clock=clock, deadline=clock.time() + 60,
+        function_name=name,
+        function_version="$LATEST",
+        invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+        memory_limit_in_mb=256,
+        aws_request_id=str(uuid.uuid4()),
+        log_group_name=f"/aws/lambda/{name}",
+        log_stream_name="local",
+        clock=clock,
+        deadline=clock.time() + 60,
     )
 
 
 def bakes_entered(history: list[dict[str, Any]]) -> int:
     return sum(
-        1 for e in history if e["type"] == "WaitStateEntered" and e["stateEnteredEventDetails"]["name"] == "Bake"
+        1
+        for e in history
+        if e["type"] == "WaitStateEntered" and e["stateEnteredEventDetails"]["name"] == "Bake"
     )
 
 
@@ -126,7 +144,10 @@ def test_an_alarm_during_a_bake_puts_blue_back_and_stops_the_release(
     blue = {fn: version for fn, (version, _) in rig.world.aliases("live").items()}
     release_id = rig.next_id("alarm-bake")
     request = {
-        "release_id": release_id, "version": "3.0.0", "artifact": rig.world.artifact(release_id), "requested_by": "alice",
+        "release_id": release_id,
+        "version": "3.0.0",
+        "artifact": rig.world.artifact(release_id),
+        "requested_by": "alice",
         "strategy": {"steps": [{"percent": p, "bake_seconds": BAKE_SECONDS} for p in STEPS]},
     }
     execution = rig.engine.start(rig.state_machine_arn, request, name=release_id)
@@ -154,7 +175,10 @@ def test_an_alarm_during_a_bake_puts_blue_back_and_stops_the_release(
     assert rig.world.aliases("green") == {fn: (blue[fn], {}) for fn in FUNCTIONS}
     result = execution.wait(30)
     assert result.status == "ABORTED", result.status
-    assert result.error == "AlarmTriggered" and GUARD_ALARMS[0] in (result.cause or ""), (result.error, result.cause)
+    assert result.error == "AlarmTriggered" and GUARD_ALARMS[0] in (result.cause or ""), (
+        result.error,
+        result.cause,
+    )
     # Stopped inside the bake: no further traffic step, no CheckAlarms of this step, no Finalize.
     assert result.states_entered()[-1] == "Bake"
     assert result.states_entered().count("SetWeights") == step + 1
@@ -162,7 +186,9 @@ def test_an_alarm_during_a_bake_puts_blue_back_and_stops_the_release(
     record = rig.world.record(release_id)
     assert record["status"] == "ROLLED_BACK" and GUARD_ALARMS[0] in record["cause"], record
     metrics = emitted_metrics(capsys.readouterr().out)
-    assert metrics.get("DetectToRollbackMs") == [(pytest.approx(outcome["detect_to_rollback_ms"], abs=0.1), "Milliseconds")]
+    assert metrics.get("DetectToRollbackMs") == [
+        (pytest.approx(outcome["detect_to_rollback_ms"], abs=0.1), "Milliseconds")
+    ]
     assert outcome["detect_to_rollback_ms"] >= 0
     transitions = [m["transition"] for m in rig.world.notifications()]
     assert transitions[-1] == "ROLLED_BACK", transitions
@@ -173,7 +199,9 @@ def test_an_alarm_during_a_bake_puts_blue_back_and_stops_the_release(
     assert rig.engine.result(result.execution_arn).status == "ABORTED"
 
 
-def test_a_second_delivery_of_the_same_alarm_event_changes_nothing(rig: Rig, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_second_delivery_of_the_same_alarm_event_changes_nothing(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
     """EventBridge delivers at least once: a repeat finds no release in progress."""
     rig.reset()
     rig.world.set_alarm(GUARD_ALARMS[1], "ALARM")

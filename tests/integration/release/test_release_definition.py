@@ -21,8 +21,14 @@ def test_release_definition_passes_asl_validator(release_template, tmp_path):
         path = tmp_path / f"{spec.name}.asl.json"
         path.write_text(definition)
         validator = ROOT / "node_modules" / "asl-validator" / "dist" / "bin" / "asl-validator.js"
-        command = [node_binary(), str(validator)] if validator.exists() else [str(ROOT / "node_modules/.bin/asl-validator")]
-        completed = subprocess.run([*command, "--json-path", str(path)], capture_output=True, text=True, check=False)
+        command = (
+            [node_binary(), str(validator)]
+            if validator.exists()
+            else [str(ROOT / "node_modules/.bin/asl-validator")]
+        )
+        completed = subprocess.run(
+            [*command, "--json-path", str(path)], capture_output=True, text=True, check=False
+        )
         assert completed.returncode == 0, completed.stdout + completed.stderr
 
 

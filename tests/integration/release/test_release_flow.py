@@ -14,7 +14,14 @@ def test_three_step_release_finalizes_green(harness):
     assert count_transitions(result.history) <= 60
     harness.assert_invariant("rel-happy", result)
     transitions = [m["transition"] for m in harness.world.notifications()]
-    assert transitions == ["ReleaseStarted", "GreenDeployed", "TrafficShifted", "TrafficShifted", "TrafficShifted", "SUCCEEDED"]
+    assert transitions == [
+        "ReleaseStarted",
+        "GreenDeployed",
+        "TrafficShifted",
+        "TrafficShifted",
+        "TrafficShifted",
+        "SUCCEEDED",
+    ]
 
 
 def test_dry_run_never_touches_live(harness):

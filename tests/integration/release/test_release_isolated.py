@@ -19,8 +19,9 @@ def test_three_step_release_finalizes_green_isolated(isolated_harness):
 
 def test_rejected_request_routes_on_the_workers_error_type(isolated_harness):
     # InvalidRelease is the errorType of the worker's error payload; the Catch routes on it.
-    result = isolated_harness.run("rel-isolated-bad", strategy={"steps": [{"percent": 50, "bake_seconds": 1}]},
-                                  timeout=120)
+    result = isolated_harness.run(
+        "rel-isolated-bad", strategy={"steps": [{"percent": 50, "bake_seconds": 1}]}, timeout=120
+    )
     assert result.error == "InvalidRelease", (result.error, result.cause)
     assert "strategy.steps: the last step must be 100 percent" in result.cause
     assert result.states_entered() == ["ValidateRequest", "RequestRejected"]

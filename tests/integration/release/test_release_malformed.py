@@ -25,7 +25,11 @@ from tests.integration.release.rig import Rig, release_rig
 from tests.release_world import BUCKET, FUNCTIONS, REGION, TABLE
 
 SHA = "a" * 64
-STEPS = [{"percent": 10, "bake_seconds": 60}, {"percent": 50, "bake_seconds": 60}, {"percent": 100, "bake_seconds": 60}]
+STEPS = [
+    {"percent": 10, "bake_seconds": 60},
+    {"percent": 50, "bake_seconds": 60},
+    {"percent": 100, "bake_seconds": 60},
+]
 
 
 def valid() -> dict[str, Any]:
@@ -62,7 +66,9 @@ def with_artifact(**fields: Any) -> Callable[[dict[str, Any]], Any]:
 
 
 def with_steps(*steps: Any) -> Callable[[dict[str, Any]], Any]:
-    return with_(strategy={"steps": [s if isinstance(s, dict) else {"percent": s, "bake_seconds": 60} for s in steps]})
+    return with_(
+        strategy={"steps": [s if isinstance(s, dict) else {"percent": s, "bake_seconds": 60} for s in steps]}
+    )
 
 
 def replaced_by(value: Any) -> Callable[[dict[str, Any]], Any]:
@@ -83,82 +89,204 @@ class Case:
 HUGE = "x" * (MAX_REQUEST_BYTES + 1024)
 CORPUS = [
     # missing fields
-    Case("missing-version", without("version"), "version: Field required",
-         ("--no-version",), "Missing option '--version'"),
-    Case("missing-artifact", without("artifact"), "artifact: Field required",
-         ("--no-artifact",), "Missing option '--artifact'"),
+    Case(
+        "missing-version",
+        without("version"),
+        "version: Field required",
+        ("--no-version",),
+        "Missing option '--version'",
+    ),
+    Case(
+        "missing-artifact",
+        without("artifact"),
+        "artifact: Field required",
+        ("--no-artifact",),
+        "Missing option '--artifact'",
+    ),
     Case("missing-requested-by", without("requested_by"), "requested_by: Field required"),
-    Case("missing-sha256", lambda r: {**r, "artifact": {k: v for k, v in r["artifact"].items() if k != "sha256"}},
-         "artifact.sha256: Field required"),
+    Case(
+        "missing-sha256",
+        lambda r: {**r, "artifact": {k: v for k, v in r["artifact"].items() if k != "sha256"}},
+        "artifact.sha256: Field required",
+    ),
     # wrong types
     Case("version-number", with_(version=18), "version: Input should be a valid string"),
     Case("dry-run-text", with_(dry_run="yes"), "dry_run: Input should be a valid boolean"),
-    Case("percent-text", with_steps({"percent": "10", "bake_seconds": 60}, 100), "strategy.steps.0.percent",
-         ("@file", {"strategy": {"steps": [{"percent": "10", "bake_seconds": 60}, {"percent": 100, "bake_seconds": 60}]}})),
-    Case("clients-text", with_(checks={"clients": "ten"}), "checks.clients",
-         ("@file", {"checks": {"clients": "ten"}})),
-    Case("steps-not-a-list", with_(strategy={"steps": "10,50,100"}), "strategy.steps",
-         ("@file", {"strategy": {"steps": "10,50,100"}})),
-    Case("not-an-object", replaced_by([1, 2]), "request: must be a JSON object, got list",
-         ("@file", [1, 2]), "--request-file: must hold a JSON object"),
+    Case(
+        "percent-text",
+        with_steps({"percent": "10", "bake_seconds": 60}, 100),
+        "strategy.steps.0.percent",
+        (
+            "@file",
+            {
+                "strategy": {
+                    "steps": [{"percent": "10", "bake_seconds": 60}, {"percent": 100, "bake_seconds": 60}]
+                }
+            },
+        ),
+    ),
+    Case(
+        "clients-text",
+        with_(checks={"clients": "ten"}),
+        "checks.clients",
+        ("@file", {"checks": {"clients": "ten"}}),
+    ),
+    Case(
+        "steps-not-a-list",
+        with_(strategy={"steps": "10,50,100"}),
+        "strategy.steps",
+        ("@file", {"strategy": {"steps": "10,50,100"}}),
+    ),
+    Case(
+        "not-an-object",
+        replaced_by([1, 2]),
+        "request: must be a JSON object, got list",
+        ("@file", [1, 2]),
+        "--request-file: must hold a JSON object",
+    ),
     # percent outside 1..100, bakes outside their bounds
     Case("percent-zero", with_steps(0, 100), "strategy.steps.0.percent", ("--steps", "0,100")),
     Case("percent-101", with_steps(101), "strategy.steps.0.percent", ("--steps", "101")),
-    Case("percent-negative", with_steps(-5, 100), "strategy.steps.0.percent",
-         ("@file", {"strategy": {"steps": [{"percent": -5, "bake_seconds": 1}, {"percent": 100, "bake_seconds": 1}]}})),
-    Case("bake-over-a-day", with_steps({"percent": 100, "bake_seconds": 86_401}), "strategy.steps.0.bake_seconds",
-         ("--steps", "100", "--bake", "86401")),
+    Case(
+        "percent-negative",
+        with_steps(-5, 100),
+        "strategy.steps.0.percent",
+        (
+            "@file",
+            {
+                "strategy": {
+                    "steps": [{"percent": -5, "bake_seconds": 1}, {"percent": 100, "bake_seconds": 1}]
+                }
+            },
+        ),
+    ),
+    Case(
+        "bake-over-a-day",
+        with_steps({"percent": 100, "bake_seconds": 86_401}),
+        "strategy.steps.0.bake_seconds",
+        ("--steps", "100", "--bake", "86401"),
+    ),
     # steps not ending at 100, not increasing, none
-    Case("steps-end-below-100", with_steps(10, 50), "strategy.steps: the last step must be 100 percent",
-         ("--steps", "10,50")),
-    Case("steps-decrease", with_steps(50, 20, 100), "percent must increase strictly", ("--steps", "50,20,100")),
+    Case(
+        "steps-end-below-100",
+        with_steps(10, 50),
+        "strategy.steps: the last step must be 100 percent",
+        ("--steps", "10,50"),
+    ),
+    Case(
+        "steps-decrease", with_steps(50, 20, 100), "percent must increase strictly", ("--steps", "50,20,100")
+    ),
     Case("steps-repeat", with_steps(50, 50, 100), "percent must increase strictly", ("--steps", "50,50,100")),
-    Case("steps-empty", with_(strategy={"steps": []}), "strategy.steps", ("@file", {"strategy": {"steps": []}})),
-    Case("steps-too-many", with_steps(*range(1, 22), 100), "strategy.steps",
-         ("--steps", ",".join(str(p) for p in (*range(1, 22), 100)))),
+    Case(
+        "steps-empty", with_(strategy={"steps": []}), "strategy.steps", ("@file", {"strategy": {"steps": []}})
+    ),
+    Case(
+        "steps-too-many",
+        with_steps(*range(1, 22), 100),
+        "strategy.steps",
+        ("--steps", ",".join(str(p) for p in (*range(1, 22), 100))),
+    ),
     # bad sha256
     Case("sha256-short", with_artifact(sha256="a" * 63), "artifact.sha256", ("--sha256", "a" * 63)),
     Case("sha256-not-hex", with_artifact(sha256="g" * 64), "artifact.sha256", ("--sha256", "g" * 64)),
     Case("sha256-number", with_artifact(sha256=12345), "artifact.sha256: Input should be a valid string"),
-    Case("artifact-not-zip", with_artifact(key="service/green.tar.gz"), "artifact.key",
-         ("--artifact", f"s3://{BUCKET}/service/green.tar.gz")),
+    Case(
+        "artifact-not-zip",
+        with_artifact(key="service/green.tar.gz"),
+        "artifact.key",
+        ("--artifact", f"s3://{BUCKET}/service/green.tar.gz"),
+    ),
     # huge payloads
     Case("huge-field", with_(notes=HUGE), f"the limit is {MAX_REQUEST_BYTES}", ("@file", {"notes": HUGE})),
-    Case("huge-configuration", with_(configuration={f"SETTING_{i}": "v" * 200 for i in range(12)}),
-         "configuration: configuration is",
-         tuple(item for i in range(12) for item in ("--config", f"SETTING_{i}={'v' * 200}"))),
+    Case(
+        "huge-configuration",
+        with_(configuration={f"SETTING_{i}": "v" * 200 for i in range(12)}),
+        "configuration: configuration is",
+        tuple(item for i in range(12) for item in ("--config", f"SETTING_{i}={'v' * 200}")),
+    ),
     # unknown fields
-    Case("unknown-field", with_(unexpected=1), "unexpected: Extra inputs are not permitted",
-         ("@file", {"unexpected": 1})),
-    Case("unknown-step-field", with_steps({"percent": 100, "bake_seconds": 1, "weight": 1}),
-         "strategy.steps.0.weight: Extra inputs are not permitted",
-         ("@file", {"strategy": {"steps": [{"percent": 100, "bake_seconds": 1, "weight": 1}]}})),
-    Case("unknown-artifact-field", with_artifact(region="eu-west-1"), "artifact.region: Extra inputs are not permitted"),
+    Case(
+        "unknown-field",
+        with_(unexpected=1),
+        "unexpected: Extra inputs are not permitted",
+        ("@file", {"unexpected": 1}),
+    ),
+    Case(
+        "unknown-step-field",
+        with_steps({"percent": 100, "bake_seconds": 1, "weight": 1}),
+        "strategy.steps.0.weight: Extra inputs are not permitted",
+        ("@file", {"strategy": {"steps": [{"percent": 100, "bake_seconds": 1, "weight": 1}]}}),
+    ),
+    Case(
+        "unknown-artifact-field",
+        with_artifact(region="eu-west-1"),
+        "artifact.region: Extra inputs are not permitted",
+    ),
     # reserved or invalid configuration names and values
-    Case("reserved-aws-prefix", with_(configuration={"AWS_REGION": "us-east-1"}), "'AWS_REGION' is reserved",
-         ("--config", "AWS_REGION=us-east-1")),
-    Case("reserved-runtime", with_(configuration={"LAMBDA_TASK_ROOT": "/tmp"}), "'LAMBDA_TASK_ROOT' is reserved",
-         ("--config", "LAMBDA_TASK_ROOT=/tmp")),
-    Case("reserved-service-version", with_(configuration={"SERVICE_VERSION": "9.9.9"}), "'SERVICE_VERSION' is reserved",
-         ("--config", "SERVICE_VERSION=9.9.9")),
+    Case(
+        "reserved-aws-prefix",
+        with_(configuration={"AWS_REGION": "us-east-1"}),
+        "'AWS_REGION' is reserved",
+        ("--config", "AWS_REGION=us-east-1"),
+    ),
+    Case(
+        "reserved-runtime",
+        with_(configuration={"LAMBDA_TASK_ROOT": "/tmp"}),
+        "'LAMBDA_TASK_ROOT' is reserved",
+        ("--config", "LAMBDA_TASK_ROOT=/tmp"),
+    ),
+    Case(
+        "reserved-service-version",
+        with_(configuration={"SERVICE_VERSION": "9.9.9"}),
+        "'SERVICE_VERSION' is reserved",
+        ("--config", "SERVICE_VERSION=9.9.9"),
+    ),
     Case("reserved-tz", with_(configuration={"TZ": "UTC"}), "'TZ' is reserved", ("--config", "TZ=UTC")),
-    Case("runtime-underscore-name", with_(configuration={"_HANDLER": "x.y"}), "'_HANDLER' is not a valid environment variable name",
-         ("--config", "_HANDLER=x.y")),
-    Case("config-bad-name", with_(configuration={"1BAD": "x"}), "not a valid environment variable name",
-         ("--config", "1BAD=x")),
-    Case("config-bad-drop-rate", with_(configuration={"FAULT_DROP_RATE": "2"}), "FAULT_DROP_RATE must be a number between 0 and 1",
-         ("--config", "FAULT_DROP_RATE=2")),
-    Case("config-not-text", with_(configuration={"LOG_LEVEL": 3}), "configuration.LOG_LEVEL: Input should be a valid string",
-         ("@file", {"configuration": {"LOG_LEVEL": 3}})),
+    Case(
+        "runtime-underscore-name",
+        with_(configuration={"_HANDLER": "x.y"}),
+        "'_HANDLER' is not a valid environment variable name",
+        ("--config", "_HANDLER=x.y"),
+    ),
+    Case(
+        "config-bad-name",
+        with_(configuration={"1BAD": "x"}),
+        "not a valid environment variable name",
+        ("--config", "1BAD=x"),
+    ),
+    Case(
+        "config-bad-drop-rate",
+        with_(configuration={"FAULT_DROP_RATE": "2"}),
+        "FAULT_DROP_RATE must be a number between 0 and 1",
+        ("--config", "FAULT_DROP_RATE=2"),
+    ),
+    Case(
+        "config-not-text",
+        with_(configuration={"LOG_LEVEL": 3}),
+        "configuration.LOG_LEVEL: Input should be a valid string",
+        ("@file", {"configuration": {"LOG_LEVEL": 3}}),
+    ),
     # other fields out of range
     Case("release-id-spaces", with_(release_id="has space"), "release_id", ("--release-id", "has space")),
     Case("approval-unknown", with_(approval="maybe"), "approval", ("@file", {"approval": "maybe"})),
-    Case("approval-timeout-short", with_(approval_timeout_seconds=10), "approval_timeout_seconds",
-         ("@file", {"approval_timeout_seconds": 10})),
-    Case("success-rate-above-1", with_(checks={"min_success_rate": 2}), "checks.min_success_rate",
-         ("@file", {"checks": {"min_success_rate": 2}})),
-    Case("min-invocations-negative", with_(min_green_invocations=-1), "min_green_invocations",
-         ("--min-green-invocations", "-1")),
+    Case(
+        "approval-timeout-short",
+        with_(approval_timeout_seconds=10),
+        "approval_timeout_seconds",
+        ("@file", {"approval_timeout_seconds": 10}),
+    ),
+    Case(
+        "success-rate-above-1",
+        with_(checks={"min_success_rate": 2}),
+        "checks.min_success_rate",
+        ("@file", {"checks": {"min_success_rate": 2}}),
+    ),
+    Case(
+        "min-invocations-negative",
+        with_(min_green_invocations=-1),
+        "min_green_invocations",
+        ("--min-green-invocations", "-1"),
+    ),
 ]
 CLI_CASES = [case for case in CORPUS if case.cli is not None]
 
@@ -183,8 +311,11 @@ def test_the_model_rejects_naming_the_field(case: Case) -> None:
 def cli_argv(case: Case, tmp_path: Path) -> list[str]:
     assert case.cli is not None
     options: dict[str, str | None] = {
-        "--env": "staging", "--version": "1.2.0", "--artifact": f"s3://{BUCKET}/service/green.zip",
-        "--sha256": SHA, "--requested-by": "alice",
+        "--env": "staging",
+        "--version": "1.2.0",
+        "--artifact": f"s3://{BUCKET}/service/green.zip",
+        "--sha256": SHA,
+        "--requested-by": "alice",
     }
     extra: list[str] = []
     args = list(case.cli)
@@ -207,7 +338,9 @@ def cli_argv(case: Case, tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.id)
-def test_the_cli_exits_2_with_one_line(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_exits_2_with_one_line(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(cli_argv(case, tmp_path))
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
@@ -231,7 +364,12 @@ def aws_state(rig: Rig, redis_url: str) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for fn in FUNCTIONS:
         versions = [
-            (v["Version"], v["CodeSha256"], v.get("Description", ""), json.dumps(v.get("Environment"), sort_keys=True))
+            (
+                v["Version"],
+                v["CodeSha256"],
+                v.get("Description", ""),
+                json.dumps(v.get("Environment"), sort_keys=True),
+            )
             for page in lam.get_paginator("list_versions_by_function").paginate(FunctionName=fn)
             for v in page["Versions"]
         ]
@@ -243,10 +381,14 @@ def aws_state(rig: Rig, redis_url: str) -> dict[str, Any]:
     items = boto3.client("dynamodb", region_name=REGION).scan(TableName=TABLE, ConsistentRead=True)["Items"]
     state["table"] = sorted(json.dumps(item, sort_keys=True) for item in items)
     cloudwatch = boto3.client("cloudwatch", region_name=REGION)
-    state["alarms"] = sorted((a["AlarmName"], a["StateValue"]) for a in cloudwatch.describe_alarms()["MetricAlarms"])
+    state["alarms"] = sorted(
+        (a["AlarmName"], a["StateValue"]) for a in cloudwatch.describe_alarms()["MetricAlarms"]
+    )
     state["metrics"] = sorted(json.dumps(m, sort_keys=True) for m in cloudwatch.list_metrics()["Metrics"])
     s3 = boto3.client("s3", region_name=REGION)
-    state["objects"] = sorted((o["Key"], o["ETag"]) for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+    state["objects"] = sorted(
+        (o["Key"], o["ETag"]) for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    )
     cache = redis.Redis.from_url(redis_url)
     state["cache"] = sorted(cache.scan_iter(count=1000))
     cache.close()

@@ -69,7 +69,9 @@ def run_schedule(rig: Rig, schedule: Schedule) -> tuple[str, ExecutionResult]:
         "artifact": rig.world.artifact(release_id),  # distinct code: every release publishes a new version
         "requested_by": "property",
         "dry_run": schedule.dry_run,
-        "strategy": {"steps": [{"percent": p, "bake_seconds": schedule.bake_seconds} for p in schedule.steps]},
+        "strategy": {
+            "steps": [{"percent": p, "bake_seconds": schedule.bake_seconds} for p in schedule.steps]
+        },
     }
     if schedule.approval is not None:
         request.update(approval="required", approval_timeout_seconds=60)
@@ -86,7 +88,9 @@ def run_schedule(rig: Rig, schedule: Schedule) -> tuple[str, ExecutionResult]:
     return release_id, execution.wait(60)
 
 
-def check_invariant(rig: Rig, schedule: Schedule, release_id: str, blue: dict[str, str], result: ExecutionResult) -> None:
+def check_invariant(
+    rig: Rig, schedule: Schedule, release_id: str, blue: dict[str, str], result: ExecutionResult
+) -> None:
     expected = expected_outcome(schedule)
     path = result.states_entered()
     context = f"{schedule}\npath: {path}\nerror: {result.error}\ncause: {result.cause}"
@@ -142,7 +146,9 @@ def _property_shard(index: int) -> Any:
         release_id, result = run_schedule(rig, schedule)
         check_invariant(rig, schedule, release_id, blue, result)
 
-    test.__name__ = test.__qualname__ = f"test_every_fault_schedule_ends_safe_and_as_modelled_{index + 1}_of_{SHARDS}"
+    test.__name__ = test.__qualname__ = (
+        f"test_every_fault_schedule_ends_safe_and_as_modelled_{index + 1}_of_{SHARDS}"
+    )
     return test
 
 
@@ -153,8 +159,14 @@ for _index in range(SHARDS):
 
 def test_a_record_written_by_a_timed_out_attempt_tells_the_outcome(rig: Rig) -> None:
     rig.reset()
-    schedule = Schedule(steps=(100,), bake_seconds=0, dry_run=False, approval=None,
-                        fault=TaskFault("record_release", 1, "timeout", 2), alarm_step=None)
+    schedule = Schedule(
+        steps=(100,),
+        bake_seconds=0,
+        dry_run=False,
+        approval=None,
+        fault=TaskFault("record_release", 1, "timeout", 2),
+        alarm_step=None,
+    )
     blue = {fn: version for fn, (version, _) in rig.world.aliases("live").items()}
     release_id, result = run_schedule(rig, schedule)
     assert result.states_entered()[-1] == "ReleaseAborted" and rig.world.lock() is None

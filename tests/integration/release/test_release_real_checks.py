@@ -52,27 +52,44 @@ def serve_real_handlers(redis_url: str) -> tuple[dict[str, str], str, str, str]:
         name = f"{ENV}-realtime-{fn.key}"
         assert name in FUNCTIONS, f"the release world has no function {name}"
         lam.update_function_configuration(
-            FunctionName=name, Handler=fn.handler, MemorySize=fn.memory_mb, Timeout=fn.timeout_seconds,
+            FunctionName=name,
+            Handler=fn.handler,
+            MemorySize=fn.memory_mb,
+            Timeout=fn.timeout_seconds,
             Environment={"Variables": base},
         )
-        version = lam.publish_version(FunctionName=name, Description="blue: the service as deployed")["Version"]
+        version = lam.publish_version(FunctionName=name, Description="blue: the service as deployed")[
+            "Version"
+        ]
         for alias in ("live", "green"):
-            lam.update_alias(FunctionName=name, Name=alias, FunctionVersion=version, RoutingConfig={"AdditionalVersionWeights": {}})
+            lam.update_alias(
+                FunctionName=name,
+                Name=alias,
+                FunctionVersion=version,
+                RoutingConfig={"AdditionalVersionWeights": {}},
+            )
         names[fn.key] = name
     return names, account.api_keys_arn, account.preview_url, account.events_url
 
 
 @pytest.fixture(scope="module")
 def rig(release_template: dict[str, Any], redis_server: RedisServer) -> Iterator[Rig]:
-    with LocalEngine(sandbox=SANDBOX) as engine, release_rig(
-        release_template, redis_server.url, engine=engine,
-        synthetic_checks=import_handler("tasks.synthetic_checks.handler"),
-    ) as built, pytest.MonkeyPatch.context() as patch:
+    with (
+        LocalEngine(sandbox=SANDBOX) as engine,
+        release_rig(
+            release_template,
+            redis_server.url,
+            engine=engine,
+            synthetic_checks=import_handler("tasks.synthetic_checks.handler"),
+        ) as built,
+        pytest.MonkeyPatch.context() as patch,
+    ):
         _reset_service_clients()
         names, keys_arn, preview_queue, live_queue = serve_real_handlers(redis_server.url)
         runtime = LambdaRuntime(boto3.client("lambda", region_name=REGION), names, alias_cache_seconds=0.0)
         gateway = Gateway(
-            runtime, sqs=boto3.client("sqs", region_name=REGION),
+            runtime,
+            sqs=boto3.client("sqs", region_name=REGION),
             queue_bindings=[QueueBinding(preview_queue, "green"), QueueBinding(live_queue, "live")],
         )
         urls = gateway.start()
@@ -93,8 +110,11 @@ def release(rig: Rig, prefix: str, **overrides: Any) -> tuple[str, dict[str, str
     blue = {fn: version for fn, (version, _) in rig.world.aliases("live").items()}
     release_id = rig.next_id(prefix)
     request = {
-        "release_id": release_id, "version": "4.0.0", "artifact": rig.world.artifact(release_id),
-        "requested_by": "alice", "checks": CHECKS,
+        "release_id": release_id,
+        "version": "4.0.0",
+        "artifact": rig.world.artifact(release_id),
+        "requested_by": "alice",
+        "checks": CHECKS,
         "strategy": {"steps": [{"percent": 25, "bake_seconds": 300}, {"percent": 100, "bake_seconds": 300}]},
         **overrides,
     }
@@ -115,7 +135,11 @@ def test_a_healthy_green_passes_the_real_checks_and_the_release_finalizes(rig: R
     checks = result.output["synthetic"]
     assert checks["passed"] is True and checks["unauthorized_refused"] is True, checks
     expected = CHECKS["clients"] * CHECKS["messages"]
-    assert (checks["clients"], checks["messages_expected"], checks["messages_received"]) == (4, expected, expected)
+    assert (checks["clients"], checks["messages_expected"], checks["messages_received"]) == (
+        4,
+        expected,
+        expected,
+    )
     assert checks["success_rate"] == 1.0 and checks["errors"] == {}
     assert 0 < checks["latency_ms"]["p50"] <= checks["latency_ms"]["p99"] <= CHECKS["p99_latency_ms"]
     assert synthetic_result(result)["type"] == "LambdaFunctionSucceeded"

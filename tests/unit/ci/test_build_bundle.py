@@ -46,7 +46,9 @@ def test_same_tree_gives_same_bytes_whatever_mtime_and_creation_order(tmp_path: 
     (other / "redis").mkdir()
     (other / "redis" / "__init__.py").write_text("VERSION = '6'\n")
     (other / "service" / "handlers").mkdir(parents=True)
-    (other / "service" / "handlers" / "connect.py").write_text("def handler(event, context):\n    return {}\n")
+    (other / "service" / "handlers" / "connect.py").write_text(
+        "def handler(event, context):\n    return {}\n"
+    )
     (other / "service" / "__init__.py").write_text("")
     os.chmod(other / "service" / "__init__.py", 0o600)
     os.utime(other / "redis" / "__init__.py", (1_000_000_000, 1_000_000_000))
@@ -85,7 +87,9 @@ def test_zip_holds_sorted_code_only_with_fixed_metadata(tmp_path: Path, source: 
 
 def test_changed_code_changes_the_version(tmp_path: Path, source: Path) -> None:
     before = build_bundle.build(source, tmp_path / "a", "0.1.0")
-    (source / "service" / "handlers" / "connect.py").write_text("def handler(event, context):\n    return 1\n")
+    (source / "service" / "handlers" / "connect.py").write_text(
+        "def handler(event, context):\n    return 1\n"
+    )
     after = build_bundle.build(source, tmp_path / "b", "0.1.0")
     assert before.version != after.version
 

@@ -49,7 +49,9 @@ def aws():
                 Code={"ZipFile": _zip("VERSION = 1\n")},
             )
             version = lam.publish_version(FunctionName=names.function_name(ENV, spec.key))["Version"]
-            lam.create_alias(FunctionName=names.function_name(ENV, spec.key), Name="live", FunctionVersion=version)
+            lam.create_alias(
+                FunctionName=names.function_name(ENV, spec.key), Name="live", FunctionVersion=version
+            )
         yield boto3.session.Session(region_name=REGION)
 
 

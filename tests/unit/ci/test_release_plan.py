@@ -11,7 +11,9 @@ from scripts import release_plan
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
-def test_plan_comes_from_the_typed_configuration(env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_comes_from_the_typed_configuration(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = load_config(env)
     monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
     role = f"arn:aws:iam::{config.account}:role/{env}-realtime-github-deploy"

@@ -32,7 +32,9 @@ def test_failures_and_errors_are_named_with_their_first_line(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("args", [["--runs", "0"], ["--workers", "0"], ["--load", "-1"], ["--tiers", "nope"]])
-def test_bad_arguments_are_refused_before_anything_runs(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_are_refused_before_anything_runs(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
         stress_tests.main(args)
     assert exited.value.code == 2

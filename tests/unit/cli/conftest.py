@@ -70,13 +70,19 @@ def release_definition(queue_url: str) -> dict:
             "Bake": {"Type": "Wait", "Seconds": 0, "Next": "CheckAlarms"},
             "CheckAlarms": {
                 "Type": "Choice",
-                "Choices": [{"Variable": "$.configuration.FAULT_ERROR_RATE", "IsPresent": True, "Next": "Rollback"}],
+                "Choices": [
+                    {"Variable": "$.configuration.FAULT_ERROR_RATE", "IsPresent": True, "Next": "Rollback"}
+                ],
                 "Default": "Finalize",
             },
             "Finalize": {"Type": "Pass", "Next": "Released"},
             "Released": {"Type": "Succeed"},
             "Rollback": {"Type": "Pass", "Next": "ReleaseRolledBack"},
-            "ReleaseRolledBack": {"Type": "Fail", "Error": "ReleaseRolledBack", "Cause": "green was unhealthy"},
+            "ReleaseRolledBack": {
+                "Type": "Fail",
+                "Error": "ReleaseRolledBack",
+                "Cause": "green was unhealthy",
+            },
         },
     }
 
@@ -102,29 +108,53 @@ def stage(moto_url: str) -> dict[str, str]:
     )["stateMachineArn"]
     lam = client("lambda", moto_url)
     for fn in target.functions():
-        lam.create_function(FunctionName=fn, Runtime="python3.12", Role=role, Handler="handler.handler",
-                            Code={"ZipFile": _zip()})
+        lam.create_function(
+            FunctionName=fn,
+            Runtime="python3.12",
+            Role=role,
+            Handler="handler.handler",
+            Code={"ZipFile": _zip()},
+        )
         v1 = lam.publish_version(FunctionName=fn)["Version"]
         lam.update_function_code(FunctionName=fn, ZipFile=_zip() + b"")
         lam.update_function_configuration(FunctionName=fn, Description="v2")
         v2 = lam.publish_version(FunctionName=fn)["Version"]
-        lam.create_alias(FunctionName=fn, Name=names.LIVE_ALIAS, FunctionVersion=v1,
-                         RoutingConfig={"AdditionalVersionWeights": {v2: 0.1}})
+        lam.create_alias(
+            FunctionName=fn,
+            Name=names.LIVE_ALIAS,
+            FunctionVersion=v1,
+            RoutingConfig={"AdditionalVersionWeights": {v2: 0.1}},
+        )
         lam.create_alias(FunctionName=fn, Name=names.GREEN_ALIAS, FunctionVersion=v2)
     cw = client("cloudwatch", moto_url)
     for suffix in ("guard-errors", "health"):
         cw.put_metric_alarm(
-            AlarmName=f"{target.alarm_prefix}{suffix}", MetricName="Errors", Namespace="AWS/Lambda",
-            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
+            AlarmName=f"{target.alarm_prefix}{suffix}",
+            MetricName="Errors",
+            Namespace="AWS/Lambda",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanThreshold",
         )
     ddb = client("dynamodb", moto_url)
     ddb.create_table(
-        TableName=target.release_table, BillingMode="PAY_PER_REQUEST",
+        TableName=target.release_table,
+        BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
-        GlobalSecondaryIndexes=[{
-            "IndexName": "by_environment", "Projection": {"ProjectionType": "ALL"},
-            "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"}, {"AttributeName": "gsi1sk", "KeyType": "RANGE"}],
-        }],
+        AttributeDefinitions=[
+            {"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_environment",
+                "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+            }
+        ],
     )
     return {"machine": machine, "queue": queue, "role": role}

@@ -7,7 +7,16 @@ import pytest
 from orchestrator.cli import EXIT_USAGE, main
 
 SHA = "a" * 64
-START = ["release", "start", "--env", "staging", "--version", "1.2.0", "--artifact", "s3://artifacts-bucket/svc.zip"]
+START = [
+    "release",
+    "start",
+    "--env",
+    "staging",
+    "--version",
+    "1.2.0",
+    "--artifact",
+    "s3://artifacts-bucket/svc.zip",
+]
 
 
 @pytest.mark.parametrize(
@@ -15,8 +24,14 @@ START = ["release", "start", "--env", "staging", "--version", "1.2.0", "--artifa
     [
         (["release", "bogus"], "No such command 'bogus'"),
         (["release", "start", "--env", "staging"], "Missing option '--version'"),
-        ([*START[:3], "prod", *START[4:], "--sha256", SHA], "--env: 'prod' is not one of staging, production"),
-        ([*START[:-1], "https://example.com/svc.zip", "--sha256", SHA], "--artifact: 'https://example.com/svc.zip' is not an S3 URI"),
+        (
+            [*START[:3], "prod", *START[4:], "--sha256", SHA],
+            "--env: 'prod' is not one of staging, production",
+        ),
+        (
+            [*START[:-1], "https://example.com/svc.zip", "--sha256", SHA],
+            "--artifact: 'https://example.com/svc.zip' is not an S3 URI",
+        ),
         ([*START, "--sha256", SHA, "--steps", "10,x,100"], "--steps: 'x' is not a whole percent"),
         ([*START, "--sha256", SHA, "--steps", "50,10,100"], "strategy.steps: percent must increase strictly"),
         ([*START, "--sha256", SHA, "--steps", "10,50"], "strategy.steps: the last step must be 100 percent"),
@@ -24,10 +39,16 @@ START = ["release", "start", "--env", "staging", "--version", "1.2.0", "--artifa
         ([*START, "--sha256", "xyz"], "artifact.sha256"),
         ([*START, "--sha256", SHA, "--config", "NOVALUE"], "--config: 'NOVALUE' is not NAME=VALUE"),
         ([*START, "--sha256", SHA, "--config", "AWS_REGION=x"], "configuration: 'AWS_REGION' is reserved"),
-        ([*START, "--sha256", SHA, "--config", "FAULT_ERROR_RATE=2"], "FAULT_ERROR_RATE must be a number between 0 and 1"),
+        (
+            [*START, "--sha256", SHA, "--config", "FAULT_ERROR_RATE=2"],
+            "FAULT_ERROR_RATE must be a number between 0 and 1",
+        ),
         ([*START, "--sha256", SHA, "--bake", "-1"], "--bake: must be 0 or more seconds"),
         ([*START, "--sha256", SHA, "--release-id", "bad id!"], "release_id"),
-        ([*START[:-2], "--version", "no spaces allowed", "--artifact", START[-1], "--sha256", SHA], "version"),
+        (
+            [*START[:-2], "--version", "no spaces allowed", "--artifact", START[-1], "--sha256", SHA],
+            "version",
+        ),
         (["release", "watch", "--interval", "0"], "--interval"),
         (["release", "history", "--limit", "0"], "--limit"),
         (["release", "approve", "not an id!"], "neither an execution ARN nor a release id"),
@@ -36,7 +57,9 @@ START = ["release", "start", "--env", "staging", "--version", "1.2.0", "--artifa
         (["render", "/nonexistent/definition.json"], "cannot read /nonexistent/definition.json"),
     ],
 )
-def test_bad_arguments_exit_2_with_one_line(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_exit_2_with_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["--endpoint-url", "http://127.0.0.1:9", *argv])
     captured = capsys.readouterr()
     assert code == EXIT_USAGE, captured.err

@@ -15,11 +15,32 @@ SHA = "b" * 64
 
 
 def _start(url: str, capsys: pytest.CaptureFixture[str], release_id: str, *extra: str) -> str:
-    code = main([
-        "--endpoint-url", url, "release", "start", "--env", ENV, "--version", "1.2.0",
-        "--artifact", "s3://artifacts-bucket/service-1.2.0.zip", "--sha256", SHA, "--steps", "100", "--bake", "0",
-        "--release-id", release_id, "--requested-by", "tester", "--json", *extra,
-    ])
+    code = main(
+        [
+            "--endpoint-url",
+            url,
+            "release",
+            "start",
+            "--env",
+            ENV,
+            "--version",
+            "1.2.0",
+            "--artifact",
+            "s3://artifacts-bucket/service-1.2.0.zip",
+            "--sha256",
+            SHA,
+            "--steps",
+            "100",
+            "--bake",
+            "0",
+            "--release-id",
+            release_id,
+            "--requested-by",
+            "tester",
+            "--json",
+            *extra,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     started = json.loads(captured.out)
@@ -30,7 +51,9 @@ def _start(url: str, capsys: pytest.CaptureFixture[str], release_id: str, *extra
 
 
 def _watch_json(url: str, capsys: pytest.CaptureFixture[str], ref: str) -> tuple[int, list[dict]]:
-    code = main(["--endpoint-url", url, "release", "watch", ref, "--env", ENV, "--json", "--interval", "0.05"])
+    code = main(
+        ["--endpoint-url", url, "release", "watch", ref, "--env", ENV, "--json", "--interval", "0.05"]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     return code, [json.loads(line) for line in lines]
 
@@ -55,12 +78,22 @@ def _check_schema(records: list[dict]) -> None:
             assert set(record) == {"type", "name", "state", "reason", "timestamp"}
         else:
             assert kind == "execution"
-            assert set(record) == {"type", "execution_arn", "status", "error", "cause", "timestamp", "exit_code"}
+            assert set(record) == {
+                "type",
+                "execution_arn",
+                "status",
+                "error",
+                "cause",
+                "timestamp",
+                "exit_code",
+            }
     assert records[-1]["type"] == "execution"
     assert sum(r["type"] == "execution" for r in records) == 1
 
 
-def test_healthy_release_watch_exits_0(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_healthy_release_watch_exits_0(
+    moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     arn = _start(moto_url, capsys, "healthy-1")
     code, records = _watch_json(moto_url, capsys, "healthy-1")  # by release id
     _check_schema(records)
@@ -70,16 +103,23 @@ def test_healthy_release_watch_exits_0(moto_url: str, stage: dict, capsys: pytes
     assert done == ["ValidateRequest", "NeedsApproval", "Bake", "CheckAlarms", "Finalize", "Released"]
     traffic = next(r for r in records if r["type"] == "traffic")
     assert traffic["green_version"] == "2" and traffic["green_percent"] == 10.0
-    assert {r["name"] for r in records if r["type"] == "alarm"} == {f"{ENV}-release-guard-errors", f"{ENV}-release-health"}
+    assert {r["name"] for r in records if r["type"] == "alarm"} == {
+        f"{ENV}-release-guard-errors",
+        f"{ENV}-release-health",
+    }
 
 
-def test_faulty_release_rolls_back_and_watch_exits_1(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_faulty_release_rolls_back_and_watch_exits_1(
+    moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     _start(moto_url, capsys, "faulty-1", "--config", "FAULT_ERROR_RATE=0.5")
     code, records = _watch_json(moto_url, capsys, "faulty-1")
     _check_schema(records)
     assert code == 1
     assert records[-1]["status"] == "FAILED" and records[-1]["error"] == "ReleaseRolledBack"
-    assert ("ReleaseRolledBack", "failed") in [(r["state"], r["status"]) for r in records if r["type"] == "state"]
+    assert ("ReleaseRolledBack", "failed") in [
+        (r["state"], r["status"]) for r in records if r["type"] == "state"
+    ]
 
 
 def _wait_for_approval_gate(url: str, arn: str) -> None:
@@ -106,10 +146,15 @@ def test_approve(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str])
     assert "not waiting for approval" in capsys.readouterr().err
 
 
-def test_reject_is_caught_and_rolls_back(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_reject_is_caught_and_rolls_back(
+    moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     arn = _start(moto_url, capsys, "reject-1", "--approval")
     _wait_for_approval_gate(moto_url, arn)
-    assert main(["--endpoint-url", moto_url, "release", "reject", arn, "--env", ENV, "--reason", "not today"]) == 0
+    assert (
+        main(["--endpoint-url", moto_url, "release", "reject", arn, "--env", ENV, "--reason", "not today"])
+        == 0
+    )
     capsys.readouterr()
     code, records = _watch_json(moto_url, capsys, arn)
     assert code == 1
@@ -133,35 +178,75 @@ def test_status_human(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[
     assert "v1 90%, v2 10%" in text and f"{ENV}-release-health" in text
 
 
-def test_history_reads_release_records(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_reads_release_records(
+    moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     from orchestrator.aws import Names
 
     ddb = client("dynamodb", moto_url)
     table = Names(ENV).release_table
     for index, status in enumerate(["SUCCEEDED", "ROLLED_BACK"]):
-        ddb.put_item(TableName=table, Item={
-            "pk": {"S": f"release#r{index}"}, "sk": {"S": "record"}, "gsi1pk": {"S": f"env#{ENV}"},
-            "gsi1sk": {"S": f"2026-01-0{index + 1}T00:00:00Z"}, "release_id": {"S": f"r{index}"},
-            "version": {"S": f"1.{index}.0"}, "status": {"S": status}, "requested_by": {"S": "tester"},
-            "started_at": {"S": f"2026-01-0{index + 1}T00:00:00Z"}, "steps": {"N": "3"},
-        })
-    ddb.put_item(TableName=table, Item={"pk": {"S": f"lock#{ENV}"}, "sk": {"S": "lock"}, "release_id": {"S": "r9"}})
-    assert main(["--endpoint-url", moto_url, "release", "history", "--env", ENV, "--json", "--limit", "1"]) == 0
+        ddb.put_item(
+            TableName=table,
+            Item={
+                "pk": {"S": f"release#r{index}"},
+                "sk": {"S": "record"},
+                "gsi1pk": {"S": f"env#{ENV}"},
+                "gsi1sk": {"S": f"2026-01-0{index + 1}T00:00:00Z"},
+                "release_id": {"S": f"r{index}"},
+                "version": {"S": f"1.{index}.0"},
+                "status": {"S": status},
+                "requested_by": {"S": "tester"},
+                "started_at": {"S": f"2026-01-0{index + 1}T00:00:00Z"},
+                "steps": {"N": "3"},
+            },
+        )
+    ddb.put_item(
+        TableName=table, Item={"pk": {"S": f"lock#{ENV}"}, "sk": {"S": "lock"}, "release_id": {"S": "r9"}}
+    )
+    assert (
+        main(["--endpoint-url", moto_url, "release", "history", "--env", ENV, "--json", "--limit", "1"]) == 0
+    )
     rows = json.loads(capsys.readouterr().out)
-    assert rows == [{"release_id": "r1", "version": "1.1.0", "status": "ROLLED_BACK", "requested_by": "tester",
-                     "started_at": "2026-01-02T00:00:00Z", "steps": 3}]
+    assert rows == [
+        {
+            "release_id": "r1",
+            "version": "1.1.0",
+            "status": "ROLLED_BACK",
+            "requested_by": "tester",
+            "started_at": "2026-01-02T00:00:00Z",
+            "steps": 3,
+        }
+    ]
     assert main(["--endpoint-url", moto_url, "release", "history", "--env", ENV]) == 0
     text = capsys.readouterr().out
     assert "r0" in text and "ROLLED_BACK" in text
 
 
-def test_rollback_sets_the_guard_alarm(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rollback_sets_the_guard_alarm(
+    moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Nothing running: exit 1, and no alarm is touched.
     assert main(["--endpoint-url", moto_url, "release", "rollback", "--env", ENV]) == 1
     assert "nothing to roll back" in capsys.readouterr().err
     arn = _start(moto_url, capsys, "rollback-1", "--approval")
     _wait_for_approval_gate(moto_url, arn)
-    assert main(["--endpoint-url", moto_url, "release", "rollback", "--env", ENV, "--reason", "p99 too high", "--json"]) == 0
+    assert (
+        main(
+            [
+                "--endpoint-url",
+                moto_url,
+                "release",
+                "rollback",
+                "--env",
+                ENV,
+                "--reason",
+                "p99 too high",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["execution_arn"] == arn and result["alarm"] == f"{ENV}-release-health"
     alarm = client("cloudwatch", moto_url).describe_alarms(AlarmNames=[result["alarm"]])["MetricAlarms"][0]
@@ -169,13 +254,17 @@ def test_rollback_sets_the_guard_alarm(moto_url: str, stage: dict, capsys: pytes
     client("stepfunctions", moto_url).stop_execution(executionArn=arn)
 
 
-def test_redrive_not_in_moto_is_one_clear_line(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_redrive_not_in_moto_is_one_clear_line(
+    moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--endpoint-url", moto_url, "release", "redrive", "healthy-1", "--env", ENV]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "redrive_execution" in err[0]
 
 
-def test_render_execution_report(moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+def test_render_execution_report(
+    moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
     out = tmp_path / "report.html"
     arn = _start(moto_url, capsys, "render-1", "--config", "FAULT_ERROR_RATE=0.1")
     assert _watch_json(moto_url, capsys, arn)[0] == 1

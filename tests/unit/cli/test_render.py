@@ -16,11 +16,18 @@ from orchestrator.render.report import TrafficSample, execution_report, traffic_
 LOOP = {
     "StartAt": "SetWeights",
     "States": {
-        "SetWeights": {"Type": "Task", "Resource": "arn:aws:lambda:eu-west-1:1:function:x", "Next": "Bake",
-                       "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Rollback"}]},
+        "SetWeights": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:eu-west-1:1:function:x",
+            "Next": "Bake",
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Rollback"}],
+        },
         "Bake": {"Type": "Wait", "Seconds": 30, "Next": "More"},
-        "More": {"Type": "Choice", "Choices": [{"Variable": "$.more", "BooleanEquals": True, "Next": "SetWeights"}],
-                 "Default": "Finalize"},
+        "More": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.more", "BooleanEquals": True, "Next": "SetWeights"}],
+            "Default": "Finalize",
+        },
         "Finalize": {"Type": "Succeed"},
         "Rollback": {"Type": "Fail", "Error": "ReleaseRolledBack"},
     },
@@ -29,31 +36,56 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def ev(i: int, kind: str, seconds: float, **details: object) -> dict:
-    event: dict = {"id": i, "type": kind, "timestamp": T0 + timedelta(seconds=seconds), "previousEventId": i - 1}
+    event: dict = {
+        "id": i,
+        "type": kind,
+        "timestamp": T0 + timedelta(seconds=seconds),
+        "previousEventId": i - 1,
+    }
     event.update(details)
     return event
 
 
 def entered(i: int, kind: str, name: str, t: float, data: dict | None = None) -> dict:
-    return ev(i, f"{kind}StateEntered", t, stateEnteredEventDetails={"name": name, "input": json.dumps(data or {})})
+    return ev(
+        i, f"{kind}StateEntered", t, stateEnteredEventDetails={"name": name, "input": json.dumps(data or {})}
+    )
 
 
 def exited(i: int, kind: str, name: str, t: float, data: dict | None = None) -> dict:
-    return ev(i, f"{kind}StateExited", t, stateExitedEventDetails={"name": name, "output": json.dumps(data or {})})
+    return ev(
+        i, f"{kind}StateExited", t, stateExitedEventDetails={"name": name, "output": json.dumps(data or {})}
+    )
 
 
 def history_two_loops_then_catch() -> list[dict]:
     return [
         ev(1, "ExecutionStarted", 0, executionStartedEventDetails={"input": "{}"}),
-        entered(2, "Task", "SetWeights", 0), ev(3, "TaskScheduled", 0), ev(4, "TaskSucceeded", 1),
+        entered(2, "Task", "SetWeights", 0),
+        ev(3, "TaskScheduled", 0),
+        ev(4, "TaskSucceeded", 1),
         exited(5, "Task", "SetWeights", 1, {"more": True}),
-        entered(6, "Wait", "Bake", 1), exited(7, "Wait", "Bake", 31),
-        entered(8, "Choice", "More", 31), exited(9, "Choice", "More", 31),
-        entered(10, "Task", "SetWeights", 31), ev(11, "TaskScheduled", 31),
-        ev(12, "TaskFailed", 32, taskFailedEventDetails={"error": "Lambda.TooManyRequestsException", "cause": "slow down"}),
-        ev(13, "TaskScheduled", 33), ev(14, "TaskFailed", 34, taskFailedEventDetails={"error": "GreenUnhealthy", "cause": "p99"}),
+        entered(6, "Wait", "Bake", 1),
+        exited(7, "Wait", "Bake", 31),
+        entered(8, "Choice", "More", 31),
+        exited(9, "Choice", "More", 31),
+        entered(10, "Task", "SetWeights", 31),
+        ev(11, "TaskScheduled", 31),
+        ev(
+            12,
+            "TaskFailed",
+            32,
+            taskFailedEventDetails={"error": "Lambda.TooManyRequestsException", "cause": "slow down"},
+        ),
+        ev(13, "TaskScheduled", 33),
+        ev(14, "TaskFailed", 34, taskFailedEventDetails={"error": "GreenUnhealthy", "cause": "p99"}),
         entered(15, "Fail", "Rollback", 34),
-        ev(16, "ExecutionFailed", 34, executionFailedEventDetails={"error": "ReleaseRolledBack", "cause": "p99"}),
+        ev(
+            16,
+            "ExecutionFailed",
+            34,
+            executionFailedEventDetails={"error": "ReleaseRolledBack", "cause": "p99"},
+        ),
     ]
 
 
@@ -71,7 +103,12 @@ def test_layout_sends_loops_round_the_side() -> None:
     lay = layout(parse_definition(LOOP))
     assert ("More", "SetWeights") in lay.back
     assert lay.boxes[START].row == 0 and lay.boxes[END].row == max(b.row for b in lay.boxes.values())
-    assert lay.boxes["SetWeights"].row < lay.boxes["Bake"].row < lay.boxes["More"].row < lay.boxes["Finalize"].row
+    assert (
+        lay.boxes["SetWeights"].row
+        < lay.boxes["Bake"].row
+        < lay.boxes["More"].row
+        < lay.boxes["Finalize"].row
+    )
 
 
 def test_history_statuses_retries_visits_and_caught() -> None:
@@ -113,9 +150,17 @@ def test_mermaid_marks_taken_edges_and_classes() -> None:
 
 def test_report_is_self_contained() -> None:
     view = view_from_history(LOOP, history_two_loops_then_catch())
-    traffic = [TrafficSample(T0, 0), TrafficSample(T0 + timedelta(seconds=1), 10), TrafficSample(T0 + timedelta(seconds=34), 0)]
-    html = execution_report(view, execution_arn="arn:aws:states:eu-west-1:1:execution:m:r1", traffic=traffic,
-                            notes={"detect-to-rollback": "0.4 s"})
+    traffic = [
+        TrafficSample(T0, 0),
+        TrafficSample(T0 + timedelta(seconds=1), 10),
+        TrafficSample(T0 + timedelta(seconds=34), 0),
+    ]
+    html = execution_report(
+        view,
+        execution_arn="arn:aws:states:eu-west-1:1:execution:m:r1",
+        traffic=traffic,
+        notes={"detect-to-rollback": "0.4 s"},
+    )
     assert "<script" not in html and "<link" not in html and "@import" not in html
     assert "GreenUnhealthy" in html and "detect-to-rollback" in html and "slow down" not in html
     assert html.count("<svg") == 2
@@ -123,12 +168,26 @@ def test_report_is_self_contained() -> None:
 
 
 def test_template_definition_is_flattened(tmp_path) -> None:
-    template = {"Resources": {
-        "ReleaseMachineABC": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {"DefinitionString": {
-            "Fn::Join": ["", ['{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"', {"Fn::GetAtt": ["Fn1", "Arn"]},
-                               '","End":true}}}']]}}},
-        "Other": {"Type": "AWS::SQS::Queue"},
-    }}
+    template = {
+        "Resources": {
+            "ReleaseMachineABC": {
+                "Type": "AWS::StepFunctions::StateMachine",
+                "Properties": {
+                    "DefinitionString": {
+                        "Fn::Join": [
+                            "",
+                            [
+                                '{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"',
+                                {"Fn::GetAtt": ["Fn1", "Arn"]},
+                                '","End":true}}}',
+                            ],
+                        ]
+                    }
+                },
+            },
+            "Other": {"Type": "AWS::SQS::Queue"},
+        }
+    }
     found = definitions_in_template(template)
     assert found["ReleaseMachineABC"]["States"]["A"]["Resource"] == "${Fn1.Arn}"
     path = tmp_path / "stack.template.json"

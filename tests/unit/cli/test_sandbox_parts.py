@@ -18,15 +18,24 @@ from orchestrator.sandbox.state import SandboxNotRunning, SandboxState, read_sta
 RULE = {
     "source": ["aws.cloudwatch"],
     "detail-type": ["CloudWatch Alarm State Change"],
-    "detail": {"alarmName": [{"prefix": "staging-release-guard-"}, "staging-release-health"],
-               "state": {"value": ["ALARM"]}},
+    "detail": {
+        "alarmName": [{"prefix": "staging-release-guard-"}, "staging-release-health"],
+        "state": {"value": ["ALARM"]},
+    },
 }
 
 
 def event(name: str, state: str = "ALARM") -> dict:
-    return alarm_state_change_event(alarm_name=name, alarm_arn=f"arn:aws:cloudwatch:eu-west-1:1:alarm:{name}",
-                                    state=state, previous="OK", reason="r", when=datetime(2026, 1, 1, tzinfo=UTC),
-                                    region="eu-west-1", account="1")
+    return alarm_state_change_event(
+        alarm_name=name,
+        alarm_arn=f"arn:aws:cloudwatch:eu-west-1:1:alarm:{name}",
+        state=state,
+        previous="OK",
+        reason="r",
+        when=datetime(2026, 1, 1, tzinfo=UTC),
+        region="eu-west-1",
+        account="1",
+    )
 
 
 def test_event_pattern_matching() -> None:
@@ -43,8 +52,10 @@ def test_event_pattern_matching() -> None:
 
 def test_event_bus_delivers_to_matching_rules_only() -> None:
     seen: list[tuple[str, dict]] = []
-    bus = EventBus([Rule("rollback", RULE, [{"Arn": "arn:fn"}]), Rule("off", {}, [{"Arn": "arn:x"}], enabled=False)],
-                   lambda arn, e: seen.append((arn, e)))
+    bus = EventBus(
+        [Rule("rollback", RULE, [{"Arn": "arn:fn"}]), Rule("off", {}, [{"Arn": "arn:x"}], enabled=False)],
+        lambda arn, e: seen.append((arn, e)),
+    )
     bus.put(event("staging-release-health"))
     bus.put(event("staging-release-health", "OK"))
     assert [arn for arn, _ in seen] == ["arn:fn"] and bus.delivered == [("rollback", "arn:fn")]
@@ -55,7 +66,7 @@ def test_composite_rule() -> None:
     rule = 'ALARM("arn:a") OR ALARM("arn:b")'
     assert evaluate_rule(rule, {"a": "OK", "b": "ALARM"}, arns) == "ALARM"
     assert evaluate_rule(rule, {"a": "OK", "b": "OK"}, arns) == "OK"
-    assert evaluate_rule('ALARM(a) AND NOT (OK(b))', {"a": "ALARM", "b": "ALARM"}, {}) == "ALARM"
+    assert evaluate_rule("ALARM(a) AND NOT (OK(b))", {"a": "ALARM", "b": "ALARM"}, {}) == "ALARM"
     with pytest.raises(ValueError, match="cannot parse"):
         evaluate_rule("ALARM(a) XOR b", {}, {})
 
@@ -64,44 +75,92 @@ def test_composite_rule() -> None:
 def test_evaluator_fires_on_recorded_errors_and_on_set_alarm_state() -> None:
     cw = boto3.client("cloudwatch", region_name="eu-west-1")
     dims = [{"Name": "FunctionName", "Value": "fn"}, {"Name": "Resource", "Value": "fn:live"}]
-    cw.put_metric_alarm(AlarmName="staging-release-guard-fn-errors", Namespace="AWS/Lambda", MetricName="Errors",
-                        Dimensions=dims, Statistic="Sum", Period=60, EvaluationPeriods=1, DatapointsToAlarm=1,
-                        Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
-                        TreatMissingData="notBreaching")
+    cw.put_metric_alarm(
+        AlarmName="staging-release-guard-fn-errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Dimensions=dims,
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        DatapointsToAlarm=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+    )
     delivered: list[dict] = []
-    composite = {"AlarmName": "staging-release-health", "AlarmArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:staging-release-health",
-                 "AlarmRule": 'ALARM("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:staging-release-guard-fn-errors")'}
+    composite = {
+        "AlarmName": "staging-release-health",
+        "AlarmArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:staging-release-health",
+        "AlarmRule": 'ALARM("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:staging-release-guard-fn-errors")',
+    }
     store = MetricStore()
-    evaluator = AlarmEvaluator(cw, EventBus([Rule("r", RULE, [{"Arn": "arn:fn"}])], lambda a, e: delivered.append(e)),
-                               store, region="eu-west-1", account="123456789012", time_scale=60, composites=[composite])
+    evaluator = AlarmEvaluator(
+        cw,
+        EventBus([Rule("r", RULE, [{"Arn": "arn:fn"}])], lambda a, e: delivered.append(e)),
+        store,
+        region="eu-west-1",
+        account="123456789012",
+        time_scale=60,
+        composites=[composite],
+    )
     recorder = StoringRecorder(cw, store)
     now = datetime.now(UTC)
     evaluator.tick(now)  # learns the states; no data: not breaching
     # Green (version 2) fails once behind live; version 1's successes do not count as errors.
     recorder.record(Sample("fn", "live", "1", 3.0, False))
     recorder.record(Sample("fn", "live", "2", 4.0, True))
-    assert store.values("AWS/Lambda", "Errors", frozenset({("FunctionName", "fn"), ("Resource", "fn:live")}),
-                        now, now + timedelta(seconds=60)) == [0.0, 1.0]  # exact dimension set, counted once
+    assert store.values(
+        "AWS/Lambda",
+        "Errors",
+        frozenset({("FunctionName", "fn"), ("Resource", "fn:live")}),
+        now,
+        now + timedelta(seconds=60),
+    ) == [0.0, 1.0]  # exact dimension set, counted once
     changes = evaluator.tick(datetime.now(UTC) + timedelta(milliseconds=100))
     assert [(c.alarm, c.state) for c in changes] == [
-        ("staging-release-guard-fn-errors", "ALARM"), ("staging-release-health", "ALARM")]
-    assert cw.describe_alarms(AlarmNames=["staging-release-guard-fn-errors"])["MetricAlarms"][0]["StateValue"] == "ALARM"
-    assert [e["detail"]["alarmName"] for e in delivered] == ["staging-release-guard-fn-errors", "staging-release-health"]
+        ("staging-release-guard-fn-errors", "ALARM"),
+        ("staging-release-health", "ALARM"),
+    ]
+    assert (
+        cw.describe_alarms(AlarmNames=["staging-release-guard-fn-errors"])["MetricAlarms"][0]["StateValue"]
+        == "ALARM"
+    )
+    assert [e["detail"]["alarmName"] for e in delivered] == [
+        "staging-release-guard-fn-errors",
+        "staging-release-health",
+    ]
     # One compressed period later (1 s of wall time at 60x) the data has aged out: back to OK.
     changes = evaluator.tick(datetime.now(UTC) + timedelta(seconds=2))
-    assert {(c.alarm, c.state) for c in changes} == {("staging-release-guard-fn-errors", "OK"), ("staging-release-health", "OK")}
+    assert {(c.alarm, c.state) for c in changes} == {
+        ("staging-release-guard-fn-errors", "OK"),
+        ("staging-release-health", "OK"),
+    }
     # An operator's SetAlarmState emits the same event, as CloudWatch does.
     cw.set_alarm_state(AlarmName="staging-release-guard-fn-errors", StateValue="ALARM", StateReason="manual")
     delivered.clear()
     evaluator.tick(datetime.now(UTC) + timedelta(seconds=2.1))
-    assert delivered[0]["detail"]["state"] == {"value": "ALARM", "reason": "manual", "timestamp": delivered[0]["detail"]["state"]["timestamp"]}
+    assert delivered[0]["detail"]["state"] == {
+        "value": "ALARM",
+        "reason": "manual",
+        "timestamp": delivered[0]["detail"]["state"]["timestamp"],
+    }
 
 
 def test_state_file(tmp_path) -> None:
     with pytest.raises(SandboxNotRunning, match="sandbox up"):
         read_state(tmp_path)
-    state = SandboxState(pid=os.getpid(), moto_url="http://127.0.0.1:9", redis_url="redis://x", region="eu-west-1",
-                         environment="staging", account="1", time_scale=60, started_at=0, startup_seconds=1.0)
+    state = SandboxState(
+        pid=os.getpid(),
+        moto_url="http://127.0.0.1:9",
+        redis_url="redis://x",
+        region="eu-west-1",
+        environment="staging",
+        account="1",
+        time_scale=60,
+        started_at=0,
+        startup_seconds=1.0,
+    )
     write_state(tmp_path, state)
     assert read_state(tmp_path, check_endpoint=False) == state
     with pytest.raises(SandboxNotRunning, match="does not answer"):
@@ -120,13 +179,19 @@ def test_execution_status_events_are_emitted_once_per_status() -> None:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         sfn = boto3.client("stepfunctions", region_name="eu-west-1")
         machine = sfn.create_state_machine(
-            name="m", roleArn="arn:aws:iam::123456789012:role/r",
+            name="m",
+            roleArn="arn:aws:iam::123456789012:role/r",
             definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
         )["stateMachineArn"]
         delivered: list[dict] = []
         pattern = {"source": ["aws.states"], "detail": {"status": ["SUCCEEDED", "ABORTED"]}}
-        poller = ExecutionEvents(sfn, [machine], EventBus([Rule("ended", pattern, [{"Arn": "arn:fn"}])],
-                                 lambda a, e: delivered.append(e)), "eu-west-1", "123456789012")
+        poller = ExecutionEvents(
+            sfn,
+            [machine],
+            EventBus([Rule("ended", pattern, [{"Arn": "arn:fn"}])], lambda a, e: delivered.append(e)),
+            "eu-west-1",
+            "123456789012",
+        )
         assert poller.tick() == []
         arn = sfn.start_execution(stateMachineArn=machine, name="x", input="{}")["executionArn"]
         while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
@@ -143,33 +208,65 @@ def test_composite_in_cloudwatch_follows_its_children_and_set_alarm_state() -> N
     from orchestrator.sandbox import emulation
 
     cw = boto3.client("cloudwatch", region_name="eu-west-1")
-    cw.put_metric_alarm(AlarmName="staging-release-guard-x", Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum", Period=60,
-                        EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cw.put_metric_alarm(
+        AlarmName="staging-release-guard-x",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
     cw.set_alarm_state(AlarmName="staging-release-guard-x", StateValue="OK", StateReason="start")
     emulation.install()
     try:
-        cw.put_composite_alarm(AlarmName="staging-release-health", AlarmRule='ALARM("staging-release-guard-x")')
+        cw.put_composite_alarm(
+            AlarmName="staging-release-health", AlarmRule='ALARM("staging-release-guard-x")'
+        )
     finally:
         emulation.uninstall()
-    [composite] = cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"]
+    [composite] = cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])[
+        "CompositeAlarms"
+    ]
     assert composite["AlarmRule"] == 'ALARM("staging-release-guard-x")'
     delivered: list[dict] = []
-    evaluator = AlarmEvaluator(cw, EventBus([Rule("r", RULE, [{"Arn": "arn:fn"}])], lambda a, e: delivered.append(e)),
-                               MetricStore(), region="eu-west-1", account="123456789012", time_scale=60)
+    evaluator = AlarmEvaluator(
+        cw,
+        EventBus([Rule("r", RULE, [{"Arn": "arn:fn"}])], lambda a, e: delivered.append(e)),
+        MetricStore(),
+        region="eu-west-1",
+        account="123456789012",
+        time_scale=60,
+    )
     evaluator.tick()
-    assert cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"][0]["StateValue"] == "OK"
+    assert (
+        cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])[
+            "CompositeAlarms"
+        ][0]["StateValue"]
+        == "OK"
+    )
     # `release rollback` sets the composite itself: the change is emitted and kept until a child moves.
-    cw.set_alarm_state(AlarmName="staging-release-health", StateValue="ALARM", StateReason="operator rollback")
+    cw.set_alarm_state(
+        AlarmName="staging-release-health", StateValue="ALARM", StateReason="operator rollback"
+    )
     delivered.clear()
     evaluator.tick()
     evaluator.tick()
-    assert [(e["detail"]["alarmName"], e["detail"]["state"]["value"]) for e in delivered] == [("staging-release-health", "ALARM")]
+    assert [(e["detail"]["alarmName"], e["detail"]["state"]["value"]) for e in delivered] == [
+        ("staging-release-health", "ALARM")
+    ]
     # A child's change makes the rule count again: the child recovers, so does the composite.
     cw.set_alarm_state(AlarmName="staging-release-guard-x", StateValue="ALARM", StateReason="errors")
     evaluator.tick()
     cw.set_alarm_state(AlarmName="staging-release-guard-x", StateValue="OK", StateReason="recovered")
     evaluator.tick()
-    assert cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"][0]["StateValue"] == "OK"
+    assert (
+        cw.describe_alarms(AlarmNames=["staging-release-health"], AlarmTypes=["CompositeAlarm"])[
+            "CompositeAlarms"
+        ][0]["StateValue"]
+        == "OK"
+    )
 
 
 @mock_aws
@@ -180,13 +277,24 @@ def test_the_stored_alarms_read_as_describe_alarms_answers() -> None:
     from orchestrator.sandbox.alarms import stored_alarms
 
     cw = boto3.client("cloudwatch", region_name="eu-west-1")
-    cw.put_metric_alarm(AlarmName="staging-release-guard-x", Namespace="AWS/Lambda", MetricName="Errors",
-                        Dimensions=[{"Name": "FunctionName", "Value": "fn"}], Statistic="Sum", Period=60,
-                        EvaluationPeriods=2, DatapointsToAlarm=1, Threshold=1, TreatMissingData="notBreaching",
-                        ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cw.put_metric_alarm(
+        AlarmName="staging-release-guard-x",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Dimensions=[{"Name": "FunctionName", "Value": "fn"}],
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=2,
+        DatapointsToAlarm=1,
+        Threshold=1,
+        TreatMissingData="notBreaching",
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
     emulation.install()
     try:
-        cw.put_composite_alarm(AlarmName="staging-release-health", AlarmRule='ALARM("staging-release-guard-x")')
+        cw.put_composite_alarm(
+            AlarmName="staging-release-health", AlarmRule='ALARM("staging-release-guard-x")'
+        )
     finally:
         emulation.uninstall()
     cw.set_alarm_state(AlarmName="staging-release-guard-x", StateValue="ALARM", StateReason="errors")

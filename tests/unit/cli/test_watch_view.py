@@ -25,7 +25,9 @@ def test_bake_countdown_on_aws_time() -> None:
     now, base = datetime.now(UTC), events[0]["timestamp"]
     for event in events:
         event["timestamp"] = now - timedelta(seconds=10) + (event["timestamp"] - base)
-    watcher = Watcher(aws=None, execution_arn="arn:aws:states:eu-west-1:1:execution:m:r1", names=Names("staging"))  # type: ignore[arg-type]
+    watcher = Watcher(
+        aws=None, execution_arn="arn:aws:states:eu-west-1:1:execution:m:r1", names=Names("staging")
+    )  # type: ignore[arg-type]
     watcher.view = view_from_history(LOOP, events)
     text = _text(watcher)
     assert "bake: Bake 30 s, about 21 s left" in text or "bake: Bake 30 s, about 20 s left" in text

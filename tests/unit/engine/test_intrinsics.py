@@ -200,11 +200,16 @@ def test_sub_with_variables_attributes_and_escapes() -> None:
 def test_ops_settings_resolve_to_stable_ids() -> None:
     # The operations functions name the cache group's security group, its subnet group and the
     # preview mapping; the sandbox deploys the mapping under the UUID its Ref resolves to.
-    template = {"Resources": {
-        "Sg1": {"Type": "AWS::EC2::SecurityGroup", "Properties": {}},
-        "Subnets1": {"Type": "AWS::ElastiCache::SubnetGroup", "Properties": {"CacheSubnetGroupName": "cache-subnets"}},
-        "Mapping1": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {}},
-    }}
+    template = {
+        "Resources": {
+            "Sg1": {"Type": "AWS::EC2::SecurityGroup", "Properties": {}},
+            "Subnets1": {
+                "Type": "AWS::ElastiCache::SubnetGroup",
+                "Properties": {"CacheSubnetGroupName": "cache-subnets"},
+            },
+            "Mapping1": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {}},
+        }
+    }
     resources = ResourceMap(template, SB)
     group_id = resolve({"Fn::GetAtt": ["Sg1", "GroupId"]}, resources)
     assert group_id == resolve({"Ref": "Sg1"}, resources)

@@ -23,7 +23,9 @@ def _role(name: str, service: str = "lambda.amazonaws.com") -> dict[str, Any]:
             "RoleName": name,
             "AssumeRolePolicyDocument": {
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+                ],
             },
             "ManagedPolicyArns": [
                 {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
@@ -44,7 +46,9 @@ def _policy(name: str, role: str, *statements: dict[str, Any]) -> dict[str, Any]
 
 
 def _alarm_arn(name: str) -> dict[str, Any]:
-    return {"Fn::Sub": f"arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{name}"}
+    return {
+        "Fn::Sub": f"arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{name}"
+    }
 
 
 TEMPLATE: dict[str, Any] = {
@@ -53,23 +57,43 @@ TEMPLATE: dict[str, Any] = {
         "WorkerPolicy": _policy(
             "WorkerPolicy",
             "WorkerRole",
-            {"Effect": "Allow", "Action": ["dynamodb:PutItem", "dynamodb:GetItem"], "Resource": {"Fn::GetAtt": ["Table", "Arn"]}},
-            {"Effect": "Allow", "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"], "Resource": {"Fn::GetAtt": ["Queue", "Arn"]}},
+            {
+                "Effect": "Allow",
+                "Action": ["dynamodb:PutItem", "dynamodb:GetItem"],
+                "Resource": {"Fn::GetAtt": ["Table", "Arn"]},
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+                "Resource": {"Fn::GetAtt": ["Queue", "Arn"]},
+            },
             {"Effect": "Allow", "Action": "kms:GenerateDataKey", "Resource": {"Fn::GetAtt": ["Key", "Arn"]}},
-            {"Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": _alarm_arn("staging-release-*")},
+            {
+                "Effect": "Allow",
+                "Action": "cloudwatch:DescribeAlarms",
+                "Resource": _alarm_arn("staging-release-*"),
+            },
             {
                 "Effect": "Allow",
                 "Action": "cloudwatch:PutMetricData",
                 "Resource": "*",
                 "Condition": {"StringEquals": {"cloudwatch:namespace": "Release"}},
             },
-            {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": [
-                {"Fn::GetAtt": ["Echo", "Arn"]}, {"Fn::Join": ["", [{"Fn::GetAtt": ["Echo", "Arn"]}, ":*"]]}]},
+            {
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": [
+                    {"Fn::GetAtt": ["Echo", "Arn"]},
+                    {"Fn::Join": ["", [{"Fn::GetAtt": ["Echo", "Arn"]}, ":*"]]},
+                ],
+            },
             {"Effect": "Deny", "Action": "dynamodb:DeleteItem", "Resource": "*"},
         ),
         "WatcherRole": _role("watcher-role"),
         "WatcherPolicy": _policy(
-            "WatcherPolicy", "WatcherRole", {"Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": "*"}
+            "WatcherPolicy",
+            "WatcherRole",
+            {"Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": "*"},
         ),
         "MachineRole": _role("machine-role", "states.amazonaws.com"),
         "MachinePolicy": _policy(
@@ -112,7 +136,11 @@ TEMPLATE: dict[str, Any] = {
         },
         "Echo": {
             "Type": "AWS::Lambda::Function",
-            "Properties": {"FunctionName": "echo", "Role": {"Fn::GetAtt": ["WorkerRole", "Arn"]}, "Handler": "x.h"},
+            "Properties": {
+                "FunctionName": "echo",
+                "Role": {"Fn::GetAtt": ["WorkerRole", "Arn"]},
+                "Handler": "x.h",
+            },
         },
         "EchoPermission": {
             "Type": "AWS::Lambda::Permission",
@@ -125,7 +153,11 @@ TEMPLATE: dict[str, Any] = {
         },
         "Watcher": {
             "Type": "AWS::Lambda::Function",
-            "Properties": {"FunctionName": "watcher", "Role": {"Fn::GetAtt": ["WatcherRole", "Arn"]}, "Handler": "x.h"},
+            "Properties": {
+                "FunctionName": "watcher",
+                "Role": {"Fn::GetAtt": ["WatcherRole", "Arn"]},
+                "Handler": "x.h",
+            },
         },
         "Machine": {
             "Type": "AWS::StepFunctions::StateMachine",

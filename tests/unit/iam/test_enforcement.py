@@ -59,10 +59,17 @@ def table(moto_server: str) -> str:
 def test_allowed_call_passes_and_is_recorded(moto_server: str, table: str, enforcer: IamEnforcer) -> None:
     _client("dynamodb", moto_server, "worker-role").put_item(TableName=table, Item={"pk": {"S": "lock"}})
     observed = {(o.action, o.resource, o.verdict, o.caller) for o, _ in enforcer.observations}
-    assert ("dynamodb:PutItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/releases", "Allowed", "echo") in observed
+    assert (
+        "dynamodb:PutItem",
+        f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/releases",
+        "Allowed",
+        "echo",
+    ) in observed
 
 
-def test_call_outside_the_roles_scope_is_denied_as_aws_does(moto_server: str, table: str, enforcer: IamEnforcer) -> None:
+def test_call_outside_the_roles_scope_is_denied_as_aws_does(
+    moto_server: str, table: str, enforcer: IamEnforcer
+) -> None:
     other = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/other"
     with pytest.raises(ClientError) as denied:
         _client("dynamodb", moto_server, "worker-role").get_item(TableName="other", Key={"pk": {"S": "x"}})
@@ -74,13 +81,17 @@ def test_call_outside_the_roles_scope_is_denied_as_aws_does(moto_server: str, ta
     )
     with pytest.raises(ClientError) as explicit:
         _client("dynamodb", moto_server, "worker-role").delete_item(TableName=table, Key={"pk": {"S": "x"}})
-    assert explicit.value.response["Error"]["Message"].endswith("with an explicit deny in an identity-based policy")
+    assert explicit.value.response["Error"]["Message"].endswith(
+        "with an explicit deny in an identity-based policy"
+    )
     with pytest.raises(ClientError) as sqs_denied:
         _client("sqs", moto_server, "worker-role").get_queue_url(QueueName="plain")
     assert sqs_denied.value.response["Error"]["Code"] == "AccessDenied"
     assert sqs_denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     with pytest.raises(ClientError) as sns_denied:
-        _client("sns", moto_server, "worker-role").publish(TopicArn=f"arn:aws:sns:{REGION}:{ACCOUNT}:t", Message="m")
+        _client("sns", moto_server, "worker-role").publish(
+            TopicArn=f"arn:aws:sns:{REGION}:{ACCOUNT}:t", Message="m"
+        )
     assert sns_denied.value.response["Error"]["Code"] == "AuthorizationError"
     assert "not authorized to perform: SNS:Publish" in sns_denied.value.response["Error"]["Message"]
 
@@ -102,11 +113,16 @@ def test_kms_key_checked_on_the_callers_behalf(moto_server: str, enforcer: IamEn
     url = _client("sqs", moto_server).create_queue(QueueName="events")["QueueUrl"]
     _client("sqs", moto_server, "worker-role").send_message(QueueUrl=url, MessageBody="hello")
     actions = {(o.action, o.verdict) for o, _ in enforcer.observations}
-    assert ("kms:GenerateDataKey", "Allowed") in actions  # the role's grant plus the key policy's root statement
+    assert (
+        "kms:GenerateDataKey",
+        "Allowed",
+    ) in actions  # the role's grant plus the key policy's root statement
     assert ("sqs:SendMessage", "Allowed") in actions
 
 
-def test_not_installed_means_not_judged(moto_server: str, table: str, policy_set: PolicySet, evaluator: Evaluator) -> None:
+def test_not_installed_means_not_judged(
+    moto_server: str, table: str, policy_set: PolicySet, evaluator: Evaluator
+) -> None:
     enforcer = IamEnforcer(policy_set, evaluator)
     _client("dynamodb", moto_server, "worker-role").get_item(TableName=table, Key={"pk": {"S": "x"}})
     with enforcer:
@@ -119,16 +135,31 @@ def _alarms(url: str) -> None:
     cw = _client("cloudwatch", url)
     for name in ("staging-release-guard", "staging-release-latency"):
         cw.put_metric_alarm(
-            AlarmName=name, MetricName="Errors", Namespace="Release", Statistic="Sum", Period=60,
-            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
+            AlarmName=name,
+            MetricName="Errors",
+            Namespace="Release",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanThreshold",
         )
     # moto has no PutCompositeAlarm; its backend stores a composite as an alarm with a rule.
     from moto.cloudwatch.models import cloudwatch_backends
 
     cloudwatch_backends[ACCOUNT][REGION].put_metric_alarm(
-        name="staging-release-health", namespace="", metric_name="", comparison_operator="",
-        evaluation_periods=1, period=60, threshold=0.0, statistic="", description="", dimensions=[],
-        alarm_actions=[], rule='ALARM("staging-release-guard") OR ALARM("staging-release-latency")',
+        name="staging-release-health",
+        namespace="",
+        metric_name="",
+        comparison_operator="",
+        evaluation_periods=1,
+        period=60,
+        threshold=0.0,
+        statistic="",
+        description="",
+        dimensions=[],
+        alarm_actions=[],
+        rule='ALARM("staging-release-guard") OR ALARM("staging-release-latency")',
     )
 
 
@@ -154,7 +185,8 @@ def test_describe_alarms_star_grant_includes_composites(moto_server: str, enforc
 
 def _enable_execution(url: str) -> None:
     request = urllib.request.Request(
-        f"{url}/moto-api/config", method="POST",
+        f"{url}/moto-api/config",
+        method="POST",
         data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -162,20 +194,31 @@ def _enable_execution(url: str) -> None:
         pass
 
 
-def test_state_machine_integration_denied_takes_its_catch(moto_server: str, table: str, enforcer: IamEnforcer) -> None:
+def test_state_machine_integration_denied_takes_its_catch(
+    moto_server: str, table: str, enforcer: IamEnforcer
+) -> None:
     _enable_execution(moto_server)
     definition = {
         "StartAt": "ReadLock",
         "States": {
             "ReadLock": {  # granted to the machine's role
-                "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem",
+                "Type": "Task",
+                "Resource": "arn:aws:states:::dynamodb:getItem",
                 "Parameters": {"TableName": table, "Key": {"pk": {"S": "lock"}}},
-                "ResultPath": "$.read", "Next": "AcquireLock",
+                "ResultPath": "$.read",
+                "Next": "AcquireLock",
             },
             "AcquireLock": {  # not granted: PutItem
-                "Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
+                "Type": "Task",
+                "Resource": "arn:aws:states:::dynamodb:putItem",
                 "Parameters": {"TableName": table, "Item": {"pk": {"S": "lock"}}},
-                "Catch": [{"ErrorEquals": ["DynamoDB.AccessDeniedException"], "ResultPath": "$.error", "Next": "Denied"}],
+                "Catch": [
+                    {
+                        "ErrorEquals": ["DynamoDB.AccessDeniedException"],
+                        "ResultPath": "$.error",
+                        "Next": "Denied",
+                    }
+                ],
                 "Next": "Done",
             },
             "Denied": {"Type": "Pass", "End": True},
@@ -200,7 +243,9 @@ def test_state_machine_integration_denied_takes_its_catch(moto_server: str, tabl
     assert ("dynamodb:PutItem", "ImplicitlyDenied", "lock-machine") in observed
 
 
-def test_dump_and_report(moto_server: str, table: str, enforcer: IamEnforcer, policy_set: PolicySet, tmp_path: Path) -> None:
+def test_dump_and_report(
+    moto_server: str, table: str, enforcer: IamEnforcer, policy_set: PolicySet, tmp_path: Path
+) -> None:
     _client("dynamodb", moto_server, "worker-role").put_item(TableName=table, Item={"pk": {"S": "a"}})
     _client("dynamodb", moto_server, "worker-role").put_item(TableName=table, Item={"pk": {"S": "b"}})
     with pytest.raises(ClientError):

@@ -18,10 +18,16 @@ def _identity(*statements: dict[str, Any]) -> list[NamedPolicy]:
     return [NamedPolicy("policy", {"Version": "2012-10-17", "Statement": list(statements)})]
 
 
-def _judge(evaluator: Evaluator, action: str, resource: str, policies: list[NamedPolicy], **kwargs: Any) -> Any:
+def _judge(
+    evaluator: Evaluator, action: str, resource: str, policies: list[NamedPolicy], **kwargs: Any
+) -> Any:
     return evaluator.evaluate(
-        principal=PRINCIPAL, action=action, resource=resource, account_id=ACCOUNT,
-        identity_policies=policies, **kwargs,
+        principal=PRINCIPAL,
+        action=action,
+        resource=resource,
+        account_id=ACCOUNT,
+        identity_policies=policies,
+        **kwargs,
     )
 
 
@@ -35,16 +41,24 @@ def test_scoped_arn_allows_only_that_resource(evaluator: Evaluator) -> None:
 
 def test_wildcards_in_action_and_resource(evaluator: Evaluator) -> None:
     policies = _identity(
-        {"Effect": "Allow", "Action": "cloudwatch:Describe*", "Resource": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:staging-*"}
+        {
+            "Effect": "Allow",
+            "Action": "cloudwatch:Describe*",
+            "Resource": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:staging-*",
+        }
     )
     alarm = f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:staging-release-health"
     assert _judge(evaluator, "cloudwatch:DescribeAlarms", alarm, policies).allowed
-    assert not _judge(evaluator, "cloudwatch:DescribeAlarms", alarm.replace("staging", "production"), policies).allowed
+    assert not _judge(
+        evaluator, "cloudwatch:DescribeAlarms", alarm.replace("staging", "production"), policies
+    ).allowed
     assert not _judge(evaluator, "cloudwatch:SetAlarmState", alarm, policies).allowed
 
 
 @pytest.mark.parametrize(("namespace", "allowed"), [("Release", True), ("Other", False)])
-def test_string_equals_condition_on_cloudwatch_namespace(evaluator: Evaluator, namespace: str, allowed: bool) -> None:
+def test_string_equals_condition_on_cloudwatch_namespace(
+    evaluator: Evaluator, namespace: str, allowed: bool
+) -> None:
     policies = _identity(
         {
             "Effect": "Allow",
@@ -53,7 +67,9 @@ def test_string_equals_condition_on_cloudwatch_namespace(evaluator: Evaluator, n
             "Condition": {"StringEquals": {"cloudwatch:namespace": "Release"}},
         }
     )
-    verdict = _judge(evaluator, "cloudwatch:PutMetricData", "*", policies, context={"cloudwatch:namespace": namespace})
+    verdict = _judge(
+        evaluator, "cloudwatch:PutMetricData", "*", policies, context={"cloudwatch:namespace": namespace}
+    )
     assert verdict.allowed is allowed
 
 
@@ -74,15 +90,30 @@ def test_resource_policy_deny_on_insecure_transport(evaluator: Evaluator) -> Non
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sqs:*", "Resource": queue,
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": "sqs:*",
+                "Resource": queue,
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
         ],
     }
-    secure = _judge(evaluator, "sqs:SendMessage", queue, policies, resource_policy=resource_policy,
-                    context={"aws:SecureTransport": "true"})
-    insecure = _judge(evaluator, "sqs:SendMessage", queue, policies, resource_policy=resource_policy,
-                      context={"aws:SecureTransport": "false"})
+    secure = _judge(
+        evaluator,
+        "sqs:SendMessage",
+        queue,
+        policies,
+        resource_policy=resource_policy,
+        context={"aws:SecureTransport": "true"},
+    )
+    insecure = _judge(
+        evaluator,
+        "sqs:SendMessage",
+        queue,
+        policies,
+        resource_policy=resource_policy,
+        context={"aws:SecureTransport": "false"},
+    )
     assert secure.allowed
     assert insecure.result == "ExplicitlyDenied"
     assert insecure.reason == "with an explicit deny in a resource-based policy"
@@ -92,7 +123,9 @@ def test_same_account_resource_policy_alone_allows(evaluator: Evaluator) -> None
     topic = f"arn:aws:sns:eu-west-1:{ACCOUNT}:alerts"
     resource_policy = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"AWS": PRINCIPAL}, "Action": "sns:Publish", "Resource": topic}],
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": PRINCIPAL}, "Action": "sns:Publish", "Resource": topic}
+        ],
     }
     assert _judge(evaluator, "sns:Publish", topic, [], resource_policy=resource_policy).allowed
 
@@ -104,7 +137,14 @@ def test_kms_needs_the_key_policy(evaluator: Evaluator) -> None:
     assert without_key_policy.reason == "because no resource-based policy allows the kms:Decrypt action"
     enable_iam = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"}],
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            }
+        ],
     }
     assert _judge(evaluator, "kms:Decrypt", KEY, policies, resource_policy=enable_iam).allowed
     # The key policy's root statement delegates to IAM: without an identity grant, still denied.
@@ -112,8 +152,14 @@ def test_kms_needs_the_key_policy(evaluator: Evaluator) -> None:
     # A key policy that names the role directly is enough on its own.
     direct = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/worker-role"},
-                       "Action": "kms:Decrypt", "Resource": "*"}],
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/worker-role"},
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+            }
+        ],
     }
     assert _judge(evaluator, "kms:Decrypt", KEY, [], resource_policy=direct).allowed
 
@@ -138,6 +184,11 @@ def test_stop_and_restart() -> None:
     private = Evaluator().start()
     private.stop()
     policies = _identity({"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": TABLE})
-    assert private.evaluate(principal=PRINCIPAL, action="dynamodb:GetItem", resource=TABLE, account_id=ACCOUNT,
-                            identity_policies=policies).allowed  # restarts on demand
+    assert private.evaluate(
+        principal=PRINCIPAL,
+        action="dynamodb:GetItem",
+        resource=TABLE,
+        account_id=ACCOUNT,
+        identity_policies=policies,
+    ).allowed  # restarts on demand
     private.stop()

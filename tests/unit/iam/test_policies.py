@@ -24,7 +24,10 @@ def test_unknown_managed_policy_is_reported_not_guessed() -> None:
         "Resources": {
             "R": {
                 "Type": "AWS::IAM::Role",
-                "Properties": {"RoleName": "r", "ManagedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]},
+                "Properties": {
+                    "RoleName": "r",
+                    "ManagedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"],
+                },
             }
         }
     }
@@ -37,7 +40,9 @@ def test_resource_policies_keyed_by_protected_arn(policy_set: PolicySet) -> None
     assert policy_set.resource_policy(queue)["Statement"][0]["Effect"] == "Deny"
     key = policy_set.encryption_key(queue)
     assert key is not None and key.startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/")
-    assert policy_set.resource_policy(key)["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert policy_set.resource_policy(key)["Statement"][0]["Principal"] == {
+        "AWS": f"arn:aws:iam::{ACCOUNT}:root"
+    }
     assert policy_set.encryption_key(f"arn:aws:sqs:{REGION}:{ACCOUNT}:plain") is None
 
 
@@ -45,7 +50,9 @@ def test_lambda_permission_becomes_a_resource_statement(policy_set: PolicySet) -
     function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:echo"
     (statement,) = policy_set.resource_policy(function)["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-    assert statement["Condition"] == {"ArnLike": {"aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/r"}}
+    assert statement["Condition"] == {
+        "ArnLike": {"aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/r"}
+    }
     # An alias without its own permission falls back to the function's policy.
     assert policy_set.resource_policy(f"{function}:live") is policy_set.resource_policy(function)
 

@@ -16,76 +16,253 @@ FN = f"arn:aws:lambda:{R}:{A}:function"
 QURL = f"https://sqs.{R}.amazonaws.com/{A}/plain"
 
 CASES: list[tuple[str, str, dict[str, Any], list[tuple[str, str]]]] = [
-    ("lambda", "Invoke", {"FunctionName": "echo", "Qualifier": "live"}, [("lambda:InvokeFunction", f"{FN}:echo:live")]),
-    ("lambda", "Invoke", {"FunctionName": f"{FN}:echo:green"}, [("lambda:InvokeFunction", f"{FN}:echo:green")]),
+    (
+        "lambda",
+        "Invoke",
+        {"FunctionName": "echo", "Qualifier": "live"},
+        [("lambda:InvokeFunction", f"{FN}:echo:live")],
+    ),
+    (
+        "lambda",
+        "Invoke",
+        {"FunctionName": f"{FN}:echo:green"},
+        [("lambda:InvokeFunction", f"{FN}:echo:green")],
+    ),
     ("lambda", "Invoke", {"FunctionName": "echo"}, [("lambda:InvokeFunction", f"{FN}:echo")]),
-    ("lambda", "UpdateAlias", {"FunctionName": "echo", "Name": "live"}, [("lambda:UpdateAlias", f"{FN}:echo")]),
-    ("lambda", "CreateAlias", {"FunctionName": f"{FN}:echo", "Name": "x"}, [("lambda:CreateAlias", f"{FN}:echo")]),
+    (
+        "lambda",
+        "UpdateAlias",
+        {"FunctionName": "echo", "Name": "live"},
+        [("lambda:UpdateAlias", f"{FN}:echo")],
+    ),
+    (
+        "lambda",
+        "CreateAlias",
+        {"FunctionName": f"{FN}:echo", "Name": "x"},
+        [("lambda:CreateAlias", f"{FN}:echo")],
+    ),
     ("lambda", "GetAlias", {"FunctionName": "echo", "Name": "live"}, [("lambda:GetAlias", f"{FN}:echo")]),
     ("lambda", "PublishVersion", {"FunctionName": "echo"}, [("lambda:PublishVersion", f"{FN}:echo")]),
     ("lambda", "UpdateFunctionCode", {"FunctionName": "echo"}, [("lambda:UpdateFunctionCode", f"{FN}:echo")]),
-    ("lambda", "GetFunctionConfiguration", {"FunctionName": "echo", "Qualifier": "3"},
-     [("lambda:GetFunctionConfiguration", f"{FN}:echo:3")]),
-    ("lambda", "ListVersionsByFunction", {"FunctionName": "echo"}, [("lambda:ListVersionsByFunction", f"{FN}:echo")]),
+    (
+        "lambda",
+        "GetFunctionConfiguration",
+        {"FunctionName": "echo", "Qualifier": "3"},
+        [("lambda:GetFunctionConfiguration", f"{FN}:echo:3")],
+    ),
+    (
+        "lambda",
+        "ListVersionsByFunction",
+        {"FunctionName": "echo"},
+        [("lambda:ListVersionsByFunction", f"{FN}:echo")],
+    ),
     ("lambda", "ListFunctions", {}, [("lambda:ListFunctions", "*")]),
-    ("sqs", "StartMessageMoveTask", {"SourceArn": f"arn:aws:sqs:{R}:{A}:dlq"},
-     [(f"sqs:{a}", f"arn:aws:sqs:{R}:{A}:dlq")
-      for a in ("StartMessageMoveTask", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes")]),
-    ("sqs", "ListMessageMoveTasks", {"SourceArn": f"arn:aws:sqs:{R}:{A}:dlq"},
-     [("sqs:ListMessageMoveTasks", f"arn:aws:sqs:{R}:{A}:dlq")]),
-    ("lambda", "GetEventSourceMapping", {"UUID": "a1b2"},
-     [("lambda:GetEventSourceMapping", f"arn:aws:lambda:{R}:{A}:event-source-mapping:a1b2")]),
-    ("lambda", "UpdateEventSourceMapping", {"UUID": "a1b2", "Enabled": False},
-     [("lambda:UpdateEventSourceMapping", f"arn:aws:lambda:{R}:{A}:event-source-mapping:a1b2")]),
-    ("dynamodb", "PutItem", {"TableName": "releases"}, [("dynamodb:PutItem", f"arn:aws:dynamodb:{R}:{A}:table/releases")]),
-    ("dynamodb", "Query", {"TableName": "releases", "IndexName": "by-env"},
-     [("dynamodb:Query", f"arn:aws:dynamodb:{R}:{A}:table/releases/index/by-env")]),
-    ("dynamodb", "BatchWriteItem", {"RequestItems": {"a": [], "b": []}},
-     [("dynamodb:BatchWriteItem", f"arn:aws:dynamodb:{R}:{A}:table/a"), ("dynamodb:BatchWriteItem", f"arn:aws:dynamodb:{R}:{A}:table/b")]),
-    ("dynamodb", "TransactWriteItems", {"TransactItems": [{"Put": {"TableName": "a"}}, {"ConditionCheck": {"TableName": "a"}}]},
-     [("dynamodb:PutItem", f"arn:aws:dynamodb:{R}:{A}:table/a"), ("dynamodb:ConditionCheckItem", f"arn:aws:dynamodb:{R}:{A}:table/a")]),
+    (
+        "sqs",
+        "StartMessageMoveTask",
+        {"SourceArn": f"arn:aws:sqs:{R}:{A}:dlq"},
+        [
+            (f"sqs:{a}", f"arn:aws:sqs:{R}:{A}:dlq")
+            for a in ("StartMessageMoveTask", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
+        ],
+    ),
+    (
+        "sqs",
+        "ListMessageMoveTasks",
+        {"SourceArn": f"arn:aws:sqs:{R}:{A}:dlq"},
+        [("sqs:ListMessageMoveTasks", f"arn:aws:sqs:{R}:{A}:dlq")],
+    ),
+    (
+        "lambda",
+        "GetEventSourceMapping",
+        {"UUID": "a1b2"},
+        [("lambda:GetEventSourceMapping", f"arn:aws:lambda:{R}:{A}:event-source-mapping:a1b2")],
+    ),
+    (
+        "lambda",
+        "UpdateEventSourceMapping",
+        {"UUID": "a1b2", "Enabled": False},
+        [("lambda:UpdateEventSourceMapping", f"arn:aws:lambda:{R}:{A}:event-source-mapping:a1b2")],
+    ),
+    (
+        "dynamodb",
+        "PutItem",
+        {"TableName": "releases"},
+        [("dynamodb:PutItem", f"arn:aws:dynamodb:{R}:{A}:table/releases")],
+    ),
+    (
+        "dynamodb",
+        "Query",
+        {"TableName": "releases", "IndexName": "by-env"},
+        [("dynamodb:Query", f"arn:aws:dynamodb:{R}:{A}:table/releases/index/by-env")],
+    ),
+    (
+        "dynamodb",
+        "BatchWriteItem",
+        {"RequestItems": {"a": [], "b": []}},
+        [
+            ("dynamodb:BatchWriteItem", f"arn:aws:dynamodb:{R}:{A}:table/a"),
+            ("dynamodb:BatchWriteItem", f"arn:aws:dynamodb:{R}:{A}:table/b"),
+        ],
+    ),
+    (
+        "dynamodb",
+        "TransactWriteItems",
+        {"TransactItems": [{"Put": {"TableName": "a"}}, {"ConditionCheck": {"TableName": "a"}}]},
+        [
+            ("dynamodb:PutItem", f"arn:aws:dynamodb:{R}:{A}:table/a"),
+            ("dynamodb:ConditionCheckItem", f"arn:aws:dynamodb:{R}:{A}:table/a"),
+        ],
+    ),
     ("sqs", "GetQueueUrl", {"QueueName": "plain"}, [("sqs:GetQueueUrl", f"arn:aws:sqs:{R}:{A}:plain")]),
     ("sqs", "SendMessage", {"QueueUrl": QURL}, [("sqs:SendMessage", f"arn:aws:sqs:{R}:{A}:plain")]),
     ("sqs", "SendMessageBatch", {"QueueUrl": QURL}, [("sqs:SendMessage", f"arn:aws:sqs:{R}:{A}:plain")]),
-    ("sqs", "ChangeMessageVisibilityBatch", {"QueueUrl": QURL}, [("sqs:ChangeMessageVisibility", f"arn:aws:sqs:{R}:{A}:plain")]),
-    ("sqs", "DeleteMessage", {"QueueUrl": f"http://127.0.0.1:5000/{A}/plain"}, [("sqs:DeleteMessage", f"arn:aws:sqs:{R}:{A}:plain")]),
+    (
+        "sqs",
+        "ChangeMessageVisibilityBatch",
+        {"QueueUrl": QURL},
+        [("sqs:ChangeMessageVisibility", f"arn:aws:sqs:{R}:{A}:plain")],
+    ),
+    (
+        "sqs",
+        "DeleteMessage",
+        {"QueueUrl": f"http://127.0.0.1:5000/{A}/plain"},
+        [("sqs:DeleteMessage", f"arn:aws:sqs:{R}:{A}:plain")],
+    ),
     ("sns", "Publish", {"TopicArn": f"arn:aws:sns:{R}:{A}:t"}, [("sns:Publish", f"arn:aws:sns:{R}:{A}:t")]),
-    ("sns", "PublishBatch", {"TopicArn": f"arn:aws:sns:{R}:{A}:t"}, [("sns:Publish", f"arn:aws:sns:{R}:{A}:t")]),
+    (
+        "sns",
+        "PublishBatch",
+        {"TopicArn": f"arn:aws:sns:{R}:{A}:t"},
+        [("sns:Publish", f"arn:aws:sns:{R}:{A}:t")],
+    ),
     ("s3", "GetObject", {"Bucket": "b", "Key": "k/x.json"}, [("s3:GetObject", "arn:aws:s3:::b/k/x.json")]),
     ("s3", "PutObject", {"Bucket": "b", "Key": "k"}, [("s3:PutObject", "arn:aws:s3:::b/k")]),
     ("s3", "ListObjectsV2", {"Bucket": "b"}, [("s3:ListBucket", "arn:aws:s3:::b")]),
-    ("secretsmanager", "GetSecretValue", {"SecretId": "api-keys"}, [("secretsmanager:GetSecretValue", f"arn:aws:secretsmanager:{R}:{A}:secret:api-keys")]),
-    ("secretsmanager", "UpdateSecretVersionStage", {"SecretId": "s"}, [("secretsmanager:UpdateSecretVersionStage", f"arn:aws:secretsmanager:{R}:{A}:secret:s")]),
-    ("cloudwatch", "DescribeAlarms", {"AlarmNames": ["a", "b"]},
-     [("cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{R}:{A}:alarm:a"), ("cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{R}:{A}:alarm:b")]),
-    ("cloudwatch", "DescribeAlarms", {"AlarmNamePrefix": "staging-"}, [("cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{R}:{A}:alarm:staging-*")]),
+    (
+        "secretsmanager",
+        "GetSecretValue",
+        {"SecretId": "api-keys"},
+        [("secretsmanager:GetSecretValue", f"arn:aws:secretsmanager:{R}:{A}:secret:api-keys")],
+    ),
+    (
+        "secretsmanager",
+        "UpdateSecretVersionStage",
+        {"SecretId": "s"},
+        [("secretsmanager:UpdateSecretVersionStage", f"arn:aws:secretsmanager:{R}:{A}:secret:s")],
+    ),
+    (
+        "cloudwatch",
+        "DescribeAlarms",
+        {"AlarmNames": ["a", "b"]},
+        [
+            ("cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{R}:{A}:alarm:a"),
+            ("cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{R}:{A}:alarm:b"),
+        ],
+    ),
+    (
+        "cloudwatch",
+        "DescribeAlarms",
+        {"AlarmNamePrefix": "staging-"},
+        [("cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{R}:{A}:alarm:staging-*")],
+    ),
     ("cloudwatch", "GetMetricStatistics", {}, [("cloudwatch:GetMetricStatistics", "*")]),
-    ("cloudwatch", "SetAlarmState", {"AlarmName": "x"}, [("cloudwatch:SetAlarmState", f"arn:aws:cloudwatch:{R}:{A}:alarm:x")]),
-    ("logs", "PutLogEvents", {"logGroupName": "/g", "logStreamName": "s"}, [("logs:PutLogEvents", f"arn:aws:logs:{R}:{A}:log-group:/g:log-stream:s")]),
-    ("elasticache", "DescribeReplicationGroups", {"ReplicationGroupId": "rg"}, [("elasticache:DescribeReplicationGroups", f"arn:aws:elasticache:{R}:{A}:replicationgroup:rg")]),
-    ("elasticache", "CreateSnapshot", {"ReplicationGroupId": "rg", "SnapshotName": "s1"},
-     [("elasticache:CreateSnapshot", f"arn:aws:elasticache:{R}:{A}:snapshot:s1"), ("elasticache:CreateSnapshot", f"arn:aws:elasticache:{R}:{A}:replicationgroup:rg")]),
-    ("elasticache", "CopySnapshot", {"SourceSnapshotName": "a", "TargetSnapshotName": "b"},
-     [("elasticache:CopySnapshot", f"arn:aws:elasticache:{R}:{A}:snapshot:a"), ("elasticache:CopySnapshot", f"arn:aws:elasticache:{R}:{A}:snapshot:b")]),
-    ("stepfunctions", "StartExecution", {"stateMachineArn": f"arn:aws:states:{R}:{A}:stateMachine:m"}, [("states:StartExecution", f"arn:aws:states:{R}:{A}:stateMachine:m")]),
-    ("stepfunctions", "StopExecution", {"executionArn": f"arn:aws:states:{R}:{A}:execution:m:e"}, [("states:StopExecution", f"arn:aws:states:{R}:{A}:execution:m:e")]),
+    (
+        "cloudwatch",
+        "SetAlarmState",
+        {"AlarmName": "x"},
+        [("cloudwatch:SetAlarmState", f"arn:aws:cloudwatch:{R}:{A}:alarm:x")],
+    ),
+    (
+        "logs",
+        "PutLogEvents",
+        {"logGroupName": "/g", "logStreamName": "s"},
+        [("logs:PutLogEvents", f"arn:aws:logs:{R}:{A}:log-group:/g:log-stream:s")],
+    ),
+    (
+        "elasticache",
+        "DescribeReplicationGroups",
+        {"ReplicationGroupId": "rg"},
+        [("elasticache:DescribeReplicationGroups", f"arn:aws:elasticache:{R}:{A}:replicationgroup:rg")],
+    ),
+    (
+        "elasticache",
+        "CreateSnapshot",
+        {"ReplicationGroupId": "rg", "SnapshotName": "s1"},
+        [
+            ("elasticache:CreateSnapshot", f"arn:aws:elasticache:{R}:{A}:snapshot:s1"),
+            ("elasticache:CreateSnapshot", f"arn:aws:elasticache:{R}:{A}:replicationgroup:rg"),
+        ],
+    ),
+    (
+        "elasticache",
+        "CopySnapshot",
+        {"SourceSnapshotName": "a", "TargetSnapshotName": "b"},
+        [
+            ("elasticache:CopySnapshot", f"arn:aws:elasticache:{R}:{A}:snapshot:a"),
+            ("elasticache:CopySnapshot", f"arn:aws:elasticache:{R}:{A}:snapshot:b"),
+        ],
+    ),
+    (
+        "stepfunctions",
+        "StartExecution",
+        {"stateMachineArn": f"arn:aws:states:{R}:{A}:stateMachine:m"},
+        [("states:StartExecution", f"arn:aws:states:{R}:{A}:stateMachine:m")],
+    ),
+    (
+        "stepfunctions",
+        "StopExecution",
+        {"executionArn": f"arn:aws:states:{R}:{A}:execution:m:e"},
+        [("states:StopExecution", f"arn:aws:states:{R}:{A}:execution:m:e")],
+    ),
     ("stepfunctions", "SendTaskSuccess", {"taskToken": "t"}, [("states:SendTaskSuccess", "*")]),
-    ("events", "PutEvents", {"Entries": [{"Source": "x"}]}, [("events:PutEvents", f"arn:aws:events:{R}:{A}:event-bus/default")]),
+    (
+        "events",
+        "PutEvents",
+        {"Entries": [{"Source": "x"}]},
+        [("events:PutEvents", f"arn:aws:events:{R}:{A}:event-bus/default")],
+    ),
     ("events", "EnableRule", {"Name": "r"}, [("events:EnableRule", f"arn:aws:events:{R}:{A}:rule/r")]),
-    ("scheduler", "GetSchedule", {"Name": "s", "GroupName": "ops"}, [("scheduler:GetSchedule", f"arn:aws:scheduler:{R}:{A}:schedule/ops/s")]),
-    ("scheduler", "CreateSchedule", {"Name": "s", "Target": {"RoleArn": "arn:aws:iam::1:role/r"}},
-     [("scheduler:CreateSchedule", f"arn:aws:scheduler:{R}:{A}:schedule/default/s"), ("iam:PassRole", "arn:aws:iam::1:role/r")]),
+    (
+        "scheduler",
+        "GetSchedule",
+        {"Name": "s", "GroupName": "ops"},
+        [("scheduler:GetSchedule", f"arn:aws:scheduler:{R}:{A}:schedule/ops/s")],
+    ),
+    (
+        "scheduler",
+        "CreateSchedule",
+        {"Name": "s", "Target": {"RoleArn": "arn:aws:iam::1:role/r"}},
+        [
+            ("scheduler:CreateSchedule", f"arn:aws:scheduler:{R}:{A}:schedule/default/s"),
+            ("iam:PassRole", "arn:aws:iam::1:role/r"),
+        ],
+    ),
     ("ce", "GetCostAndUsage", {}, [("ce:GetCostAndUsage", "*")]),
-    ("budgets", "DescribeBudgets", {"AccountId": A}, [("budgets:ViewBudget", f"arn:aws:budgets::{A}:budget/*")]),
+    (
+        "budgets",
+        "DescribeBudgets",
+        {"AccountId": A},
+        [("budgets:ViewBudget", f"arn:aws:budgets::{A}:budget/*")],
+    ),
     ("kms", "Decrypt", {"KeyId": "k1"}, [("kms:Decrypt", f"arn:aws:kms:{R}:{A}:key/k1")]),
     ("sts", "GetCallerIdentity", {}, []),
-    ("sts", "AssumeRole", {"RoleArn": "arn:aws:iam::1:role/r"}, [("sts:AssumeRole", "arn:aws:iam::1:role/r")]),
+    (
+        "sts",
+        "AssumeRole",
+        {"RoleArn": "arn:aws:iam::1:role/r"},
+        [("sts:AssumeRole", "arn:aws:iam::1:role/r")],
+    ),
     ("xray", "PutTraceSegments", {}, [("xray:PutTraceSegments", "*")]),
 ]
 
 
-@pytest.mark.parametrize(("service", "operation", "params", "expected"), CASES, ids=lambda v: v if isinstance(v, str) else None)
-def test_mapping(service: str, operation: str, params: dict[str, Any], expected: list[tuple[str, str]]) -> None:
+@pytest.mark.parametrize(
+    ("service", "operation", "params", "expected"), CASES, ids=lambda v: v if isinstance(v, str) else None
+)
+def test_mapping(
+    service: str, operation: str, params: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
     checks = checks_for(Call(service, operation, params, REGION, ACCOUNT))
     assert not isinstance(checks, Unmapped)
     assert [(c.action, c.resource) for c in checks] == expected
@@ -104,7 +281,10 @@ def test_kms_checks_on_the_callers_behalf(policy_set: PolicySet) -> None:
     receive = checks_for(Call("sqs", "ReceiveMessage", {"QueueUrl": queue_url}, R, A), policy_set)
     assert not isinstance(send, Unmapped) and not isinstance(receive, Unmapped)
     key = policy_set.encryption_key(f"arn:aws:sqs:{R}:{A}:events")
-    assert [(c.action, c.resource) for c in send] == [("sqs:SendMessage", f"arn:aws:sqs:{R}:{A}:events"), ("kms:GenerateDataKey", key)]
+    assert [(c.action, c.resource) for c in send] == [
+        ("sqs:SendMessage", f"arn:aws:sqs:{R}:{A}:events"),
+        ("kms:GenerateDataKey", key),
+    ]
     assert [c.action for c in receive] == ["sqs:ReceiveMessage", "kms:Decrypt"]
     assert send[1].context["kms:ViaService"] == f"sqs.{R}.amazonaws.com" and send[1].on_behalf_of == "sqs"
     plain = checks_for(Call("sqs", "SendMessage", {"QueueUrl": QURL}, R, A), policy_set)

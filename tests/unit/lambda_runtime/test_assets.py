@@ -21,13 +21,17 @@ def staging_templates(synthesized: Path) -> list[Path]:
     return templates
 
 
-def test_every_python_function_runs_from_the_host_build_of_its_own_asset(staging_templates: list[Path]) -> None:
+def test_every_python_function_runs_from_the_host_build_of_its_own_asset(
+    staging_templates: list[Path],
+) -> None:
     templates = staging_templates
     layouts = AssemblyLayouts(templates)
     template = json.loads(templates[0].read_text())
     names = [
-        r["Properties"]["FunctionName"] for r in template["Resources"].values()
-        if r["Type"] == "AWS::Lambda::Function" and str(r["Properties"].get("Runtime", "")).startswith("python")
+        r["Properties"]["FunctionName"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+        and str(r["Properties"].get("Runtime", "")).startswith("python")
     ]
     assert names
     for name in names:
@@ -46,8 +50,18 @@ def test_every_python_function_runs_from_the_host_build_of_its_own_asset(staging
 
 
 def test_a_template_without_assets_is_refused_with_the_way_out(tmp_path: Path) -> None:
-    inline = {"Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {
-        "Runtime": "python3.12", "Handler": "tasks.x.handler", "Code": {"ZipFile": "pass"}}}}}
+    inline = {
+        "Resources": {
+            "Fn": {
+                "Type": "AWS::Lambda::Function",
+                "Properties": {
+                    "Runtime": "python3.12",
+                    "Handler": "tasks.x.handler",
+                    "Code": {"ZipFile": "pass"},
+                },
+            }
+        }
+    }
     path = tmp_path / "Inline.template.json"
     path.write_text(json.dumps(inline))
     with pytest.raises(ValueError, match="cdk.out asset"):
@@ -55,10 +69,14 @@ def test_a_template_without_assets_is_refused_with_the_way_out(tmp_path: Path) -
 
 
 def test_a_pool_never_outgrows_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = FunctionConfig(name="f", arn="arn", handler="m.h", layout=stand_in_layout(), reserved_concurrency=50)
+    config = FunctionConfig(
+        name="f", arn="arn", handler="m.h", layout=stand_in_layout(), reserved_concurrency=50
+    )
     monkeypatch.delenv("ORCHESTRATOR_LAMBDA_WORKERS", raising=False)
     assert config.concurrency == host_worker_limit() == max(2, os.cpu_count() or 2)
     monkeypatch.setenv("ORCHESTRATOR_LAMBDA_WORKERS", "3")
     assert config.concurrency == 3
-    small = FunctionConfig(name="g", arn="arn", handler="m.h", layout=stand_in_layout(), reserved_concurrency=1)
+    small = FunctionConfig(
+        name="g", arn="arn", handler="m.h", layout=stand_in_layout(), reserved_concurrency=1
+    )
     assert small.concurrency == 1

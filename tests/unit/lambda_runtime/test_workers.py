@@ -13,7 +13,7 @@ from orchestrator.iam.identity import credentials_for
 from orchestrator.lambda_runtime import CodeLayout, FunctionConfig, LambdaWorkers, host_site_packages
 
 ROLE = "arn:aws:iam::123456789012:role/probe-role"
-HANDLERS = '''
+HANDLERS = """
 import os, sys, time
 
 class GreenUnhealthy(Exception):
@@ -38,7 +38,7 @@ def sleep(event, context):
 
 def crash(event, context):
     os._exit(3)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,9 @@ def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "probe" / "__init__.py").write_text("")
     (root / "probe" / "handlers.py").write_text(HANDLERS)
     # `orchestrator` exists in the repository (and the test process) but not in this asset.
-    (root / "probe" / "uses_repo.py").write_text("import orchestrator.paths\n\ndef handler(event, context):\n    return 1\n")
+    (root / "probe" / "uses_repo.py").write_text(
+        "import orchestrator.paths\n\ndef handler(event, context):\n    return 1\n"
+    )
     return root
 
 
@@ -61,9 +63,15 @@ def workers() -> Iterator[LambdaWorkers]:
 def config(asset: Path, handler: str, tmp_path: Path, **overrides: object) -> FunctionConfig:
     name = overrides.pop("name", handler.replace(".", "-"))
     settings: dict = {
-        "name": name, "arn": f"arn:aws:lambda:eu-west-1:123456789012:function:{name}", "handler": handler,
-        "layout": CodeLayout(asset, host_site_packages()), "environment": {"TABLE": "releases"},
-        "timeout_seconds": 5, "memory_mb": 512, "role_arn": ROLE, "endpoint_url": "http://127.0.0.1:5999",
+        "name": name,
+        "arn": f"arn:aws:lambda:eu-west-1:123456789012:function:{name}",
+        "handler": handler,
+        "layout": CodeLayout(asset, host_site_packages()),
+        "environment": {"TABLE": "releases"},
+        "timeout_seconds": 5,
+        "memory_mb": 512,
+        "role_arn": ROLE,
+        "endpoint_url": "http://127.0.0.1:5999",
         "log_dir": tmp_path / "logs",
     }
     settings.update(overrides)
@@ -80,7 +88,9 @@ def test_success_sees_lambda_environment_credentials_and_logs_to_its_file(
     assert body["event"] == {"hello": 1}
     env = body["env"]
     creds = credentials_for(ROLE)
-    assert env["AWS_ACCESS_KEY_ID"] == creds.access_key_id.strip() and env["AWS_ACCESS_KEY_ID"].startswith("ASIA")
+    assert env["AWS_ACCESS_KEY_ID"] == creds.access_key_id.strip() and env["AWS_ACCESS_KEY_ID"].startswith(
+        "ASIA"
+    )
     assert env["AWS_SESSION_TOKEN"] == creds.session_token
     assert env["TABLE"] == "releases"
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5999"
@@ -94,7 +104,11 @@ def test_success_sees_lambda_environment_credentials_and_logs_to_its_file(
     assert body["path"][:2] == [str(asset), str(host_site_packages())]
     assert all("site-packages" not in p for p in body["path"][2:]), body["path"]
     ctx = body["context"]
-    assert ctx["function_name"] == "probe-ok" and ctx["memory"] == 512 and ctx["log_group"] == "/aws/lambda/probe-ok"
+    assert (
+        ctx["function_name"] == "probe-ok"
+        and ctx["memory"] == 512
+        and ctx["log_group"] == "/aws/lambda/probe-ok"
+    )
     assert 4000 < ctx["remaining_ms"] <= 5000
     assert outcome.cold_start_ms is not None
     log = (tmp_path / "logs" / "probe-ok.log").read_text()
@@ -119,7 +133,9 @@ def test_handler_exception_reads_as_its_class(workers: LambdaWorkers, asset: Pat
     assert any("raise GreenUnhealthy" in line for line in outcome.payload["stackTrace"])
 
 
-def test_module_outside_the_asset_is_an_import_module_error(workers: LambdaWorkers, asset: Path, tmp_path: Path) -> None:
+def test_module_outside_the_asset_is_an_import_module_error(
+    workers: LambdaWorkers, asset: Path, tmp_path: Path
+) -> None:
     import orchestrator.paths  # noqa: F401 - importable here, in the repository's interpreter
 
     outcome = workers.invoke(config(asset, "probe.uses_repo.handler", tmp_path), {})
@@ -137,7 +153,9 @@ def test_missing_handler_attribute(workers: LambdaWorkers, asset: Path, tmp_path
     assert "nothing" in outcome.payload["errorMessage"]
 
 
-def test_timeout_kills_the_worker_and_a_new_one_takes_over(workers: LambdaWorkers, asset: Path, tmp_path: Path) -> None:
+def test_timeout_kills_the_worker_and_a_new_one_takes_over(
+    workers: LambdaWorkers, asset: Path, tmp_path: Path
+) -> None:
     fn = config(asset, "probe.handlers.sleep", tmp_path, timeout_seconds=1)
     started = time.monotonic()
     outcome = workers.invoke(fn, {"seconds": 30})
@@ -151,12 +169,16 @@ def test_timeout_kills_the_worker_and_a_new_one_takes_over(workers: LambdaWorker
     assert workers.stats()[fn.name]["timeouts"] == 1
 
 
-def test_concurrent_invocations_get_a_second_worker(workers: LambdaWorkers, asset: Path, tmp_path: Path) -> None:
+def test_concurrent_invocations_get_a_second_worker(
+    workers: LambdaWorkers, asset: Path, tmp_path: Path
+) -> None:
     fn = config(asset, "probe.handlers.sleep", tmp_path, name="probe-concurrent")
     workers.invoke(fn, {"seconds": 0})  # one warm worker
     pids: list[int] = []
-    threads = [threading.Thread(target=lambda: pids.append(workers.invoke(fn, {"seconds": 0.5}).payload["pid"]))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: pids.append(workers.invoke(fn, {"seconds": 0.5}).payload["pid"]))
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -182,7 +204,9 @@ def test_a_crashing_worker_is_an_exit_error_and_is_replaced(asset: Path, tmp_pat
         crash = config(asset, "probe.handlers.crash", tmp_path, name="probe-crash")
         outcome = workers.invoke(crash, {})
         assert outcome.error and outcome.payload["errorType"] == "Runtime.ExitError"
-        assert outcome.payload["errorMessage"].startswith(f"RequestId: {outcome.request_id} Error: Runtime exited")
+        assert outcome.payload["errorMessage"].startswith(
+            f"RequestId: {outcome.request_id} Error: Runtime exited"
+        )
         if not fork:
             assert outcome.payload["errorMessage"].endswith("exit status 3")
         assert workers.pool(crash).workers == 0
@@ -190,7 +214,9 @@ def test_a_crashing_worker_is_an_exit_error_and_is_replaced(asset: Path, tmp_pat
         assert not fine.error and fine.cold_start_ms is not None
 
 
-def test_peak_memory_above_the_memory_size_is_out_of_memory(workers: LambdaWorkers, asset: Path, tmp_path: Path) -> None:
+def test_peak_memory_above_the_memory_size_is_out_of_memory(
+    workers: LambdaWorkers, asset: Path, tmp_path: Path
+) -> None:
     outcome = workers.invoke(config(asset, "probe.handlers.ok", tmp_path, memory_mb=1), {})
     assert outcome.error and outcome.payload["errorType"] == "Runtime.OutOfMemory"
 
@@ -199,9 +225,11 @@ def test_a_fresh_worker_measures_its_own_peak_not_its_launchers(asset: Path, tmp
     # ru_maxrss survives execve on Linux: a worker started by a large process (a test runner after a
     # synth, the sandbox daemon) would report the launcher's peak as its own and read as out of memory.
     ballast = bytearray(400 * 1024 * 1024)
-    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    ballast[::4096] = b"x" * len(ballast[::4096])
     with LambdaWorkers(fork=False) as workers:
-        outcome = workers.invoke(config(asset, "probe.handlers.ok", tmp_path, name="probe-peak", memory_mb=256), {})
+        outcome = workers.invoke(
+            config(asset, "probe.handlers.ok", tmp_path, name="probe-peak", memory_mb=256), {}
+        )
     del ballast
     assert not outcome.error, outcome.payload
     assert outcome.max_rss_mb is not None and outcome.max_rss_mb < 256

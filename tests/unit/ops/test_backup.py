@@ -78,8 +78,10 @@ def test_backup_snapshot_manifest_export_copy(ops_world, clock, redis_url, monke
     assert ops_world.export.requests == [
         {"SourceSnapshotName": name, "TargetSnapshotName": name, "TargetBucket": BUCKET}
     ]
-    copied = {o["Key"] for o in boto3.client("s3", region_name=COPY_REGION).list_objects_v2(
-        Bucket=COPY_BUCKET)["Contents"]}
+    copied = {
+        o["Key"]
+        for o in boto3.client("s3", region_name=COPY_REGION).list_objects_v2(Bucket=COPY_BUCKET)["Contents"]
+    }
     assert copied == {f"manifests/{name}.json", f"{name}-0001.rdb"}
     assert ops_world.metric("BackupSucceeded") == [1.0]
     assert ops_world.metric("BackupKeys") == [547.0]
@@ -128,7 +130,8 @@ def test_failure_publishes_metric_and_notice(ops_world, clock, redis_url, monkey
 def test_foreign_snapshot_with_todays_name_is_refused(ops_world, clock, redis_url, monkeypatch) -> None:
     monkeypatch.setenv("REDIS_URL", redis_url)
     boto3.client("elasticache", region_name=REGION).create_snapshot(
-        ReplicationGroupId=GROUP, SnapshotName=f"{GROUP}-2026-03-10")
+        ReplicationGroupId=GROUP, SnapshotName=f"{GROUP}-2026-03-10"
+    )
     with pytest.raises(RuntimeError, match="without its manifest"):
         backup.handler({}, context())
 
@@ -139,8 +142,14 @@ def test_settings_errors_name_the_variable(monkeypatch) -> None:
     with pytest.raises(OperationsSettingsError, match="BACKUP_BUCKET"):
         backup.BackupSettings.from_env({"ENVIRONMENT": "staging", "REPLICATION_GROUP_ID": GROUP})
     with pytest.raises(ValueError, match="BACKUP_COPY_REGION"):
-        backup.BackupSettings.from_env({"ENVIRONMENT": "staging", "REPLICATION_GROUP_ID": GROUP,
-                                        "BACKUP_BUCKET": BUCKET, "BACKUP_COPY_BUCKET": COPY_BUCKET})
+        backup.BackupSettings.from_env(
+            {
+                "ENVIRONMENT": "staging",
+                "REPLICATION_GROUP_ID": GROUP,
+                "BACKUP_BUCKET": BUCKET,
+                "BACKUP_COPY_BUCKET": COPY_BUCKET,
+            }
+        )
 
 
 def test_wait_available_backs_off_and_stops_at_deadline() -> None:

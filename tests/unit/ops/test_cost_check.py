@@ -20,8 +20,10 @@ def _period(day: date, services: dict[str, float], estimated: bool = False) -> d
     return {
         "TimePeriod": {"Start": day.isoformat(), "End": (day + timedelta(days=1)).isoformat()},
         "Total": {},
-        "Groups": [{"Keys": [name], "Metrics": {"UnblendedCost": {"Amount": str(usd), "Unit": "USD"}}}
-                   for name, usd in services.items()],
+        "Groups": [
+            {"Keys": [name], "Metrics": {"UnblendedCost": {"Amount": str(usd), "Unit": "USD"}}}
+            for name, usd in services.items()
+        ],
         "Estimated": estimated,
     }
 
@@ -30,8 +32,11 @@ def queue_costs(days: list[dict[str, float]], last: dict[str, float]) -> None:
     """Seven trailing days then DAY, as one Cost Explorer answer (moto serves queued results)."""
     periods = [_period(DAY - timedelta(days=7 - i), services) for i, services in enumerate(days)]
     periods.append(_period(DAY, last, estimated=True))
-    response = requests.post("http://motoapi.amazonaws.com/moto-api/static/ce/cost-and-usage-results",
-                             json={"results": [{"ResultsByTime": periods}]}, timeout=5)
+    response = requests.post(
+        "http://motoapi.amazonaws.com/moto-api/static/ce/cost-and-usage-results",
+        json={"results": [{"ResultsByTime": periods}]},
+        timeout=5,
+    )
     assert response.status_code == 201
 
 
@@ -73,23 +78,32 @@ def test_over_budget_is_an_anomaly_even_when_steady(ops_world, clock, monkeypatc
 def test_request_filters_on_project_and_environment_tags(ops_world, clock, monkeypatch) -> None:
     ce = boto3.client("ce", region_name="us-east-1")
     sent: list[dict] = []
-    ce.meta.events.register("provide-client-params.ce.GetCostAndUsage", lambda params, **_: sent.append(params))
+    ce.meta.events.register(
+        "provide-client-params.ce.GetCostAndUsage", lambda params, **_: sent.append(params)
+    )
     cost_check.check(CostSettings(environment="staging", daily_budget_usd=25), ce)
     [request] = sent
     assert request["TimePeriod"] == {"Start": "2026-03-02", "End": "2026-03-10"}
     assert request["GroupBy"] == [{"Type": "DIMENSION", "Key": "SERVICE"}]
-    assert request["Filter"] == {"And": [
-        {"Tags": {"Key": "Project", "Values": ["realtime-analytics"], "MatchOptions": ["EQUALS"]}},
-        {"Tags": {"Key": "Environment", "Values": ["staging"], "MatchOptions": ["EQUALS"]}},
-    ]}
+    assert request["Filter"] == {
+        "And": [
+            {"Tags": {"Key": "Project", "Values": ["realtime-analytics"], "MatchOptions": ["EQUALS"]}},
+            {"Tags": {"Key": "Environment", "Values": ["staging"], "MatchOptions": ["EQUALS"]}},
+        ]
+    }
 
 
 def test_small_absolute_jump_and_short_history_are_not_anomalies() -> None:
     settings = CostSettings(environment="staging", daily_budget_usd=25, anomaly_min_usd=1.0)
-    tiny = {DAY.isoformat(): {"AWS Lambda": 0.9}, **{(DAY - timedelta(days=n)).isoformat(): {"AWS Lambda": 0.1}
-                                                       for n in range(1, 8)}}
+    tiny = {
+        DAY.isoformat(): {"AWS Lambda": 0.9},
+        **{(DAY - timedelta(days=n)).isoformat(): {"AWS Lambda": 0.1} for n in range(1, 8)},
+    }
     assert not evaluate(tiny, DAY, settings)["anomaly"]
-    short = {DAY.isoformat(): {"AWS Lambda": 20.0}, (DAY - timedelta(days=1)).isoformat(): {"AWS Lambda": 1.0}}
+    short = {
+        DAY.isoformat(): {"AWS Lambda": 20.0},
+        (DAY - timedelta(days=1)).isoformat(): {"AWS Lambda": 1.0},
+    }
     result = evaluate(short, DAY, settings)
     assert result["trailing_mean_usd"] is None and not result["anomaly"]
 

@@ -30,8 +30,14 @@ def world(ops_world: OpsWorld, redis_url: str, monkeypatch: pytest.MonkeyPatch) 
 
 
 def _prepare(count: int = 4) -> dict:
-    return drill_steps.prepare({"request": {"events": count, "requested_by": "ann"}, "execution_name": "ep-1",
-                                "started_at": "2026-03-11T09:00:00.000Z"}, drill_steps.EventPathSettings.from_env())
+    return drill_steps.prepare(
+        {
+            "request": {"events": count, "requested_by": "ann"},
+            "execution_name": "ep-1",
+            "started_at": "2026-03-11T09:00:00.000Z",
+        },
+        drill_steps.EventPathSettings.from_env(),
+    )
 
 
 def test_whole_path_dead_letters_redrives_and_delivers(world: EventPathWorld, redis_url: str, clock) -> None:
@@ -62,18 +68,27 @@ def test_preflight_refuses_a_paused_mapping_or_a_busy_dlq(world: EventPathWorld)
     sqs.send_message(QueueUrl=world.dlq_url, MessageBody="{}")
     with pytest.raises(EventPathNotReady, match="DLQ holds 1 message"):
         _prepare()
-    boto3.client("lambda", region_name=REGION).update_event_source_mapping(UUID=world.mapping_uuid, Enabled=False)
+    boto3.client("lambda", region_name=REGION).update_event_source_mapping(
+        UUID=world.mapping_uuid, Enabled=False
+    )
     with pytest.raises(EventPathNotReady, match="is Disabled, not Enabled"):
         _prepare()
 
 
-@pytest.mark.parametrize(("request_", "message"), [
-    ({"type": "snapshot-restore"}, "type"), ({"events": 0}, "events"), ({"events": 51}, "events"),
-    ({"drill_id": "bad id"}, "drill_id"),
-])
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"type": "snapshot-restore"}, "type"),
+        ({"events": 0}, "events"),
+        ({"events": 51}, "events"),
+        ({"drill_id": "bad id"}, "drill_id"),
+    ],
+)
 def test_prepare_rejects_bad_requests(world: EventPathWorld, request_, message) -> None:
     with pytest.raises(InvalidDrill, match=message):
-        drill_steps.prepare({"request": request_, "execution_name": "ep-1"}, drill_steps.EventPathSettings.from_env())
+        drill_steps.prepare(
+            {"request": request_, "execution_name": "ep-1"}, drill_steps.EventPathSettings.from_env()
+        )
 
 
 def test_put_refuses_when_other_messages_wait(world: EventPathWorld) -> None:
@@ -120,16 +135,32 @@ def test_delivery_check_is_bounded(world: EventPathWorld, redis_url: str) -> Non
 
 def test_record_writes_metrics_notice_and_item(world: EventPathWorld, ops_world: OpsWorld) -> None:
     state = {
-        "drill": {"drill_id": "ep-1", "events": 4, "started_at": "2026-03-11T09:00:00.000Z", "requested_by": "ann"},
+        "drill": {
+            "drill_id": "ep-1",
+            "events": 4,
+            "started_at": "2026-03-11T09:00:00.000Z",
+            "requested_by": "ann",
+        },
         "put": {"sent_at": "2026-03-11T09:00:10.000Z"},
-        "forced": {"dead_lettered": 4, "max_receive_count": 3, "dead_lettered_at": "2026-03-11T09:00:15.000Z"},
-        "delivery": {"done": True, "delivered": 4, "started_at": "2026-03-11T09:00:20.000Z",
-                     "delivered_at": "2026-03-11T09:00:30.000Z"},
+        "forced": {
+            "dead_lettered": 4,
+            "max_receive_count": 3,
+            "dead_lettered_at": "2026-03-11T09:00:15.000Z",
+        },
+        "delivery": {
+            "done": True,
+            "delivered": 4,
+            "started_at": "2026-03-11T09:00:20.000Z",
+            "delivered_at": "2026-03-11T09:00:30.000Z",
+        },
     }
     result = drill_steps.record(state, drill_steps.EventPathSettings.from_env(), OpsContext.from_env())
     assert result["outcome"] == "SUCCEEDED" and result["redrive_seconds"] == 10.0
-    item = boto3.resource("dynamodb", region_name=REGION).Table(TABLE).get_item(
-        Key={"pk": "drill#ep-1", "sk": "record"})["Item"]
+    item = (
+        boto3.resource("dynamodb", region_name=REGION)
+        .Table(TABLE)
+        .get_item(Key={"pk": "drill#ep-1", "sk": "record"})["Item"]
+    )
     assert item["kind"] == "event-path-drill" and item["delivered"] == 4
     assert ops_world.metric("EventPathDrillSucceeded") == [1.0]
     [notice] = [n for n in ops_world.notices() if n["kind"] == "event-path drill"]
@@ -140,23 +171,48 @@ def test_cli_starts_the_event_path_drill(ops_world: OpsWorld, capsys) -> None:
     from orchestrator.cli import main
 
     sfn = boto3.client("stepfunctions", region_name=REGION)
-    sfn.create_state_machine(name="staging-event-path-drill", roleArn="arn:aws:iam::123456789012:role/x",
-                             definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))
-    assert main(["drill", "start", "--env", "staging", "--type", "event-path", "--events", "5",
-                 "--drill-id", "ep-9", "--json"]) == 0
+    sfn.create_state_machine(
+        name="staging-event-path-drill",
+        roleArn="arn:aws:iam::123456789012:role/x",
+        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+    )
+    assert (
+        main(
+            [
+                "drill",
+                "start",
+                "--env",
+                "staging",
+                "--type",
+                "event-path",
+                "--events",
+                "5",
+                "--drill-id",
+                "ep-9",
+                "--json",
+            ]
+        )
+        == 0
+    )
     started = json.loads(capsys.readouterr().out)
-    assert ":stateMachine:" not in started["execution_arn"] and "staging-event-path-drill:ep-9" in started["execution_arn"]
+    assert (
+        ":stateMachine:" not in started["execution_arn"]
+        and "staging-event-path-drill:ep-9" in started["execution_arn"]
+    )
     request = json.loads(sfn.describe_execution(executionArn=started["execution_arn"])["input"])
     assert request["type"] == "event-path" and request["events"] == 5 and "failover" not in request
     assert main(["drill", "status", "--env", "staging", "--type", "event-path", "--json"]) in (0, 1)
     assert json.loads(capsys.readouterr().out)["drill_id"] == "ep-9"
 
 
-@pytest.mark.parametrize("argv", [
-    ["drill", "start", "--env", "staging", "--type", "event-path", "--snapshot", "s1"],
-    ["drill", "start", "--env", "staging", "--type", "event-path", "--events", "51"],
-    ["drill", "start", "--env", "staging", "--events", "3"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["drill", "start", "--env", "staging", "--type", "event-path", "--snapshot", "s1"],
+        ["drill", "start", "--env", "staging", "--type", "event-path", "--events", "51"],
+        ["drill", "start", "--env", "staging", "--events", "3"],
+    ],
+)
 def test_cli_refuses_options_of_the_other_drill(argv, capsys) -> None:
     from orchestrator.cli import main
 

@@ -45,7 +45,9 @@ def _answer(name: str, qualifier: str | None, payload: bytes, kind: str) -> Invo
         return None
     event = json.loads(payload or b"{}")
     if event.get("fail"):
-        return InvokeAnswer(json.dumps({"errorType": "Boom", "errorMessage": "asked to"}).encode(), "$LATEST", "Unhandled")
+        return InvokeAnswer(
+            json.dumps({"errorType": "Boom", "errorMessage": "asked to"}).encode(), "$LATEST", "Unhandled"
+        )
     return InvokeAnswer(json.dumps({"echo": event, "qualifier": qualifier, "kind": kind}).encode(), "$LATEST")
 
 
@@ -80,22 +82,31 @@ def _eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
 def _queues(sqs: Any, name: str, max_receive: int = 1) -> tuple[str, str, str]:
     dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    source = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(
-        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive})})["QueueUrl"]
+    source = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive})
+        },
+    )["QueueUrl"]
     return source, dlq, dlq_arn
 
 
 def _dead_letter(sqs: Any, source: str, bodies: list[str]) -> None:
     for body in bodies:
-        sqs.send_message(QueueUrl=source, MessageBody=body, MessageAttributes={
-            "kind": {"DataType": "String", "StringValue": "drill"}})
+        sqs.send_message(
+            QueueUrl=source,
+            MessageBody=body,
+            MessageAttributes={"kind": {"DataType": "String", "StringValue": "drill"}},
+        )
     for _ in range(3):  # one receive each (maxReceiveCount 1); the next receive dead-letters them
         sqs.receive_message(QueueUrl=source, MaxNumberOfMessages=10, VisibilityTimeout=0)
 
 
 def _depth(sqs: Any, url: str) -> int:
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 def test_move_task_redrives_the_dlq_to_its_source(aws: Callable[[str], Any]) -> None:
@@ -106,8 +117,11 @@ def test_move_task_redrives_the_dlq_to_its_source(aws: Callable[[str], Any]) -> 
 
     handle = sqs.start_message_move_task(SourceArn=dlq_arn)["TaskHandle"]
 
-    [task] = _eventually(lambda: [t for t in sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"]
-                                  if t["Status"] == "COMPLETED"])
+    [task] = _eventually(
+        lambda: [
+            t for t in sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"] if t["Status"] == "COMPLETED"
+        ]
+    )
     assert task["ApproximateNumberOfMessagesMoved"] == 12
     assert task["ApproximateNumberOfMessagesToMove"] == 12
     assert "TaskHandle" not in task and "DestinationArn" not in task  # handle only while RUNNING
@@ -115,8 +129,9 @@ def test_move_task_redrives_the_dlq_to_its_source(aws: Callable[[str], Any]) -> 
     assert handle
     assert _depth(sqs, dlq) == 0
     moved = []
-    while batch := sqs.receive_message(QueueUrl=source, MaxNumberOfMessages=10,
-                                       MessageAttributeNames=["All"]).get("Messages", []):
+    while batch := sqs.receive_message(
+        QueueUrl=source, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages", []):
         moved += batch
         for message in batch:
             sqs.delete_message(QueueUrl=source, ReceiptHandle=message["ReceiptHandle"])
@@ -128,10 +143,14 @@ def test_move_task_to_a_destination_with_a_rate_and_cancel(aws: Callable[[str], 
     sqs = aws("sqs")
     source, dlq, dlq_arn = _queues(sqs, "slow")
     target = sqs.create_queue(QueueName="slow-target")["QueueUrl"]
-    target_arn = sqs.get_queue_attributes(QueueUrl=target, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    target_arn = sqs.get_queue_attributes(QueueUrl=target, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     _dead_letter(sqs, source, [f"s{i}" for i in range(20)])
 
-    handle = sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=target_arn, MaxNumberOfMessagesPerSecond=20)
+    handle = sqs.start_message_move_task(
+        SourceArn=dlq_arn, DestinationArn=target_arn, MaxNumberOfMessagesPerSecond=20
+    )
     running = sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]
     assert running["Status"] == "RUNNING" and running["TaskHandle"] == handle["TaskHandle"]
     assert running["DestinationArn"] == target_arn and running["MaxNumberOfMessagesPerSecond"] == 20
@@ -141,8 +160,16 @@ def test_move_task_to_a_destination_with_a_rate_and_cancel(aws: Callable[[str], 
     time.sleep(0.2)
     moved = sqs.cancel_message_move_task(TaskHandle=handle["TaskHandle"])["ApproximateNumberOfMessagesMoved"]
     assert 0 < moved < 20
-    task = _eventually(lambda: next((t for t in sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=10)["Results"]
-                                     if t["Status"] == "CANCELLED"), None))
+    task = _eventually(
+        lambda: next(
+            (
+                t
+                for t in sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=10)["Results"]
+                if t["Status"] == "CANCELLED"
+            ),
+            None,
+        )
+    )
     assert task and _depth(sqs, target) == task["ApproximateNumberOfMessagesMoved"]
     assert _depth(sqs, dlq) == 20 - task["ApproximateNumberOfMessagesMoved"]
     assert _depth(sqs, source) == 0
@@ -151,7 +178,9 @@ def test_move_task_to_a_destination_with_a_rate_and_cancel(aws: Callable[[str], 
 def test_move_task_refuses_what_aws_refuses(aws: Callable[[str], Any]) -> None:
     sqs = aws("sqs")
     plain = sqs.create_queue(QueueName="plain")["QueueUrl"]
-    plain_arn = sqs.get_queue_attributes(QueueUrl=plain, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    plain_arn = sqs.get_queue_attributes(QueueUrl=plain, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     with pytest.raises(ClientError, match="UnsupportedOperation.*not configured as a dead-letter queue"):
         sqs.start_message_move_task(SourceArn=plain_arn)
     with pytest.raises(ClientError, match="ResourceNotFoundException"):
@@ -164,20 +193,32 @@ def test_move_task_refuses_what_aws_refuses(aws: Callable[[str], Any]) -> None:
 def test_move_task_fails_when_the_source_queue_is_ambiguous(aws: Callable[[str], Any]) -> None:
     sqs = aws("sqs")
     first, dlq, dlq_arn = _queues(sqs, "first")
-    sqs.create_queue(QueueName="second", Attributes={"RedrivePolicy": json.dumps(
-        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})})
+    sqs.create_queue(
+        QueueName="second",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})},
+    )
     _dead_letter(sqs, first, ["x"])
     sqs.start_message_move_task(SourceArn=dlq_arn)
-    task = _eventually(lambda: next((t for t in sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"]
-                                     if t["Status"] == "FAILED"), None))
+    task = _eventually(
+        lambda: next(
+            (t for t in sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"] if t["Status"] == "FAILED"),
+            None,
+        )
+    )
     assert task and "give DestinationArn" in task["FailureReason"]
     assert _depth(sqs, dlq) == 1
 
 
 def _group(ec: Any, group_id: str, replicas: int = 1) -> None:
     ec.create_replication_group(
-        ReplicationGroupId=group_id, ReplicationGroupDescription="cache", Engine="valkey", CacheNodeType="cache.t4g.small",
-        NumNodeGroups=1, ReplicasPerNodeGroup=replicas, AutomaticFailoverEnabled=replicas > 0, Port=6390,
+        ReplicationGroupId=group_id,
+        ReplicationGroupDescription="cache",
+        Engine="valkey",
+        CacheNodeType="cache.t4g.small",
+        NumNodeGroups=1,
+        ReplicasPerNodeGroup=replicas,
+        AutomaticFailoverEnabled=replicas > 0,
+        Port=6390,
     )
 
 
@@ -187,15 +228,22 @@ def test_copy_snapshot_exports_rdb_objects_to_the_bucket(aws: Callable[[str], An
     ec.create_snapshot(ReplicationGroupId="cache-a", SnapshotName="cache-a-2025-01-01")
     s3.create_bucket(Bucket="backups-a", CreateBucketConfiguration={"LocationConstraint": REGION})
 
-    snapshot = ec.copy_snapshot(SourceSnapshotName="cache-a-2025-01-01", TargetSnapshotName="cache-a-2025-01-01",
-                                TargetBucket="backups-a")["Snapshot"]
+    snapshot = ec.copy_snapshot(
+        SourceSnapshotName="cache-a-2025-01-01",
+        TargetSnapshotName="cache-a-2025-01-01",
+        TargetBucket="backups-a",
+    )["Snapshot"]
 
     assert snapshot["SnapshotName"] == "cache-a-2025-01-01" and snapshot["SnapshotStatus"] == "exporting"
     keys = _eventually(lambda: [o["Key"] for o in s3.list_objects_v2(Bucket="backups-a").get("Contents", [])])
     assert keys == ["cache-a-2025-01-01-0001.rdb"]
     assert s3.get_object(Bucket="backups-a", Key=keys[0])["Body"].read().startswith(b"REDIS")
-    assert _eventually(lambda: ec.describe_snapshots(SnapshotName="cache-a-2025-01-01")["Snapshots"][0][
-        "SnapshotStatus"] == "available")
+    assert _eventually(
+        lambda: (
+            ec.describe_snapshots(SnapshotName="cache-a-2025-01-01")["Snapshots"][0]["SnapshotStatus"]
+            == "available"
+        )
+    )
 
 
 def test_copy_snapshot_needs_the_bucket_and_an_available_snapshot(aws: Callable[[str], Any]) -> None:
@@ -203,13 +251,17 @@ def test_copy_snapshot_needs_the_bucket_and_an_available_snapshot(aws: Callable[
     _group(ec, "cache-b")
     ec.create_snapshot(ReplicationGroupId="cache-b", SnapshotName="snap-b")
     with pytest.raises(ClientError, match=r"InvalidParameterValue.*no-such-bucket does not exist"):
-        ec.copy_snapshot(SourceSnapshotName="snap-b", TargetSnapshotName="snap-b", TargetBucket="no-such-bucket")
+        ec.copy_snapshot(
+            SourceSnapshotName="snap-b", TargetSnapshotName="snap-b", TargetBucket="no-such-bucket"
+        )
     with pytest.raises(ClientError, match="SnapshotNotFoundFault"):
         ec.copy_snapshot(SourceSnapshotName="missing", TargetSnapshotName="x", TargetBucket="no-such-bucket")
     copied = ec.copy_snapshot(SourceSnapshotName="snap-b", TargetSnapshotName="snap-b-copy")["Snapshot"]
     assert copied["SnapshotName"] == "snap-b-copy" and copied["SnapshotStatus"] == "available"
     assert {s["SnapshotName"] for s in ec.describe_snapshots(ReplicationGroupId="cache-b")["Snapshots"]} >= {
-        "snap-b", "snap-b-copy"}
+        "snap-b",
+        "snap-b-copy",
+    }
     with pytest.raises(ClientError, match="SnapshotAlreadyExistsFault"):
         ec.copy_snapshot(SourceSnapshotName="snap-b", TargetSnapshotName="snap-b-copy")
 
@@ -227,8 +279,12 @@ def test_test_failover_swaps_roles_through_modifying(aws: Callable[[str], Any]) 
     assert group["Status"] == "modifying"
     with pytest.raises(ClientError, match="InvalidReplicationGroupState"):
         ec.test_failover(ReplicationGroupId="cache-c", NodeGroupId="0001")
-    assert _eventually(lambda: ec.describe_replication_groups(ReplicationGroupId="cache-c")["ReplicationGroups"][0][
-        "Status"] == "available")
+    assert _eventually(
+        lambda: (
+            ec.describe_replication_groups(ReplicationGroupId="cache-c")["ReplicationGroups"][0]["Status"]
+            == "available"
+        )
+    )
     after = roles()
     assert sorted(before.values()) == sorted(after.values()) == ["primary", "replica"]
     assert before != after
@@ -243,12 +299,21 @@ def test_test_failover_swaps_roles_through_modifying(aws: Callable[[str], Any]) 
 
 def test_num_cache_clusters_gives_the_group_its_replicas(aws: Callable[[str], Any]) -> None:
     ec = aws("elasticache")
-    ec.create_replication_group(ReplicationGroupId="restored", ReplicationGroupDescription="drill", Engine="valkey",
-                                CacheNodeType="cache.t4g.small", NumCacheClusters=2, AutomaticFailoverEnabled=True)
+    ec.create_replication_group(
+        ReplicationGroupId="restored",
+        ReplicationGroupDescription="drill",
+        Engine="valkey",
+        CacheNodeType="cache.t4g.small",
+        NumCacheClusters=2,
+        AutomaticFailoverEnabled=True,
+    )
     group = ec.describe_replication_groups(ReplicationGroupId="restored")["ReplicationGroups"][0]
     roles = sorted(m["CurrentRole"] for m in group["NodeGroups"][0]["NodeGroupMembers"])
     assert roles == ["primary", "replica"] and len(group["MemberClusters"]) == 2
-    assert ec.test_failover(ReplicationGroupId="restored", NodeGroupId="0001")["ReplicationGroup"]["Status"] == "modifying"
+    assert (
+        ec.test_failover(ReplicationGroupId="restored", NodeGroupId="0001")["ReplicationGroup"]["Status"]
+        == "modifying"
+    )
 
 
 def _function(aws: Callable[[str], Any], name: str) -> str:
@@ -259,8 +324,15 @@ def _function(aws: Callable[[str], Any], name: str) -> str:
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("handler.py", "def handler(event, context):\n    return {}\n")
-    return str(aws("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handler",
-                                             Code={"ZipFile": archive.getvalue()})["FunctionArn"])
+    return str(
+        aws("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="handler.handler",
+            Code={"ZipFile": archive.getvalue()},
+        )["FunctionArn"]
+    )
 
 
 def test_sqs_mapping_is_stored_but_moto_does_not_deliver(aws: Callable[[str], Any]) -> None:
@@ -271,7 +343,9 @@ def test_sqs_mapping_is_stored_but_moto_does_not_deliver(aws: Callable[[str], An
     mapping = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="consumer", BatchSize=5)
     assert mapping["State"] == "Enabled"
     sqs.send_message(QueueUrl=url, MessageBody="stays")  # moto would try a Docker invoke here
-    message = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["ApproximateReceiveCount"])["Messages"][0]
+    message = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["ApproximateReceiveCount"])[
+        "Messages"
+    ][0]
     assert message["Body"] == "stays"
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # nothing received it before
     assert lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)["State"] == "Disabled"
@@ -280,7 +354,10 @@ def test_sqs_mapping_is_stored_but_moto_does_not_deliver(aws: Callable[[str], An
     wanted = "0f0e0d0c-0b0a-4090-8070-605040302010"  # what the template's Ref of the mapping resolves to
     emulation.assign_mapping_uuid("123456789012", REGION, mapping["UUID"], wanted)
     moved = lam.get_event_source_mapping(UUID=wanted)
-    assert moved["EventSourceMappingArn"].endswith(f":event-source-mapping:{wanted}") and moved["State"] == "Disabled"
+    assert (
+        moved["EventSourceMappingArn"].endswith(f":event-source-mapping:{wanted}")
+        and moved["State"] == "Disabled"
+    )
     with pytest.raises(ClientError, match="ResourceNotFoundException"):
         lam.get_event_source_mapping(UUID=mapping["UUID"])
 
@@ -289,8 +366,11 @@ def test_invoke_reaches_the_sandbox_runtime(aws: Callable[[str], Any]) -> None:
     lam = aws("lambda")
     _function(aws, "routed")
     answer = lam.invoke(FunctionName="routed", Payload=json.dumps({"source": "schedule"}).encode())
-    assert json.loads(answer["Payload"].read()) == {"echo": {"source": "schedule"}, "qualifier": None,
-                                                    "kind": "RequestResponse"}
+    assert json.loads(answer["Payload"].read()) == {
+        "echo": {"source": "schedule"},
+        "qualifier": None,
+        "kind": "RequestResponse",
+    }
     assert answer["ExecutedVersion"] == "$LATEST" and "FunctionError" not in answer
     failed = lam.invoke(FunctionName="routed", Payload=b'{"fail": true}')
     assert failed["FunctionError"] == "Unhandled"

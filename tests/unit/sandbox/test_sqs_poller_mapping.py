@@ -41,7 +41,9 @@ def test_poller_consumes_only_while_the_mapping_is_enabled() -> None:
 
     assert poller.poll_once(binding) == 0
     assert runtime.bodies == []
-    message = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["ApproximateReceiveCount"])["Messages"][0]
+    message = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["ApproximateReceiveCount"])[
+        "Messages"
+    ][0]
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # the poller never received it
     sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
 

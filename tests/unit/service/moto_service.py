@@ -53,30 +53,40 @@ class ServiceAccount:
 
 def provision(*, visibility_timeout: int = 30, max_receive_count: int = 3) -> ServiceAccount:
     sm = boto3.client("secretsmanager")
-    keys_arn = sm.create_secret(Name="realtime/api-keys", SecretString=json.dumps({"api_key": PREVIOUS_KEY}))["ARN"]
-    # A second version makes the first AWSPREVIOUS, as a finished rotation leaves it.
-    sm.put_secret_value(SecretId=keys_arn, SecretString=json.dumps({"api_key": API_KEY}))
-    origin_arn = sm.create_secret(Name="realtime/origin", SecretString=json.dumps({"header_value": ORIGIN_VALUE}))[
+    keys_arn = sm.create_secret(Name="realtime/api-keys", SecretString=json.dumps({"api_key": PREVIOUS_KEY}))[
         "ARN"
     ]
+    # A second version makes the first AWSPREVIOUS, as a finished rotation leaves it.
+    sm.put_secret_value(SecretId=keys_arn, SecretString=json.dumps({"api_key": API_KEY}))
+    origin_arn = sm.create_secret(
+        Name="realtime/origin", SecretString=json.dumps({"header_value": ORIGIN_VALUE})
+    )["ARN"]
     sqs = boto3.client("sqs")
     urls: dict[str, str] = {}
     for name in ("events", "preview-events"):
         dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         urls[name] = sqs.create_queue(
             QueueName=name,
             Attributes={
                 "VisibilityTimeout": str(visibility_timeout),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+                ),
             },
         )["QueueUrl"]
         urls[f"{name}-dlq"] = dlq
     sns = boto3.client("sns")
     topic = sns.create_topic(Name="realtime-alerts")["TopicArn"]
     alerts_queue = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
-    alerts_arn = sqs.get_queue_attributes(QueueUrl=alerts_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=alerts_arn, Attributes={"RawMessageDelivery": "true"})
+    alerts_arn = sqs.get_queue_attributes(QueueUrl=alerts_queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=alerts_arn, Attributes={"RawMessageDelivery": "true"}
+    )
     return ServiceAccount(
         api_keys_arn=keys_arn,
         origin_arn=origin_arn,
@@ -89,7 +99,9 @@ def provision(*, visibility_timeout: int = 30, max_receive_count: int = 3) -> Se
     )
 
 
-def create_functions(account: ServiceAccount, versions: list[dict[str, str]], prefix: str = "rt-") -> dict[str, str]:
+def create_functions(
+    account: ServiceAccount, versions: list[dict[str, str]], prefix: str = "rt-"
+) -> dict[str, str]:
     """Create every released function and publish one version per env in `versions` (1, 2, ...).
 
     Aliases: `live` -> version 1, `green` -> the last version.
@@ -100,7 +112,13 @@ def create_functions(account: ServiceAccount, versions: list[dict[str, str]], pr
         AssumeRolePolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
             }
         ),
     )["Role"]["Arn"]
@@ -141,8 +159,13 @@ def drain(queue_url: str, wait: int = 0) -> list[dict[str, Any]]:
     sqs = boto3.client("sqs")
     found: list[dict[str, Any]] = []
     while True:
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get("Messages", [])
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get(
+            "Messages", []
+        )
         if not got:
             return found
         found.extend(got)
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+        )

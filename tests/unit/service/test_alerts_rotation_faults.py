@@ -20,7 +20,9 @@ from service.settings import use_env
 from tests.unit.service.moto_service import API_KEY, PREVIOUS_KEY, drain
 
 
-def ev(value: float, field: str = "price", channel: str = "price:eth", ts: float = 3_600_000.0, synthetic=False) -> Event:
+def ev(
+    value: float, field: str = "price", channel: str = "price:eth", ts: float = 3_600_000.0, synthetic=False
+) -> Event:
     return Event(channel=channel, type="u", payload={field: value}, ts=ts, synthetic=synthetic)
 
 
@@ -53,7 +55,15 @@ def test_rules_skip_other_channels_missing_fields_and_synthetic_events() -> None
 
 
 def test_rules_from_env_json_and_their_errors() -> None:
-    raw = [{"id": "eth-high", "channel_prefix": "price:eth", "field": "price", "kind": "above", "threshold": 4000}]
+    raw = [
+        {
+            "id": "eth-high",
+            "channel_prefix": "price:eth",
+            "field": "price",
+            "kind": "above",
+            "threshold": 4000,
+        }
+    ]
     assert alerts.parse_rules(raw)[0].threshold == 4000
     assert alerts.parse_rules(None) == alerts.DEFAULT_RULES
     with pytest.raises(ValidationError, match="kind"):
@@ -61,7 +71,9 @@ def test_rules_from_env_json_and_their_errors() -> None:
 
 
 def test_publish_deduplicates_per_window_and_returns_the_window_on_failure(account, r) -> None:
-    rule = alerts.AlertRule(id="hi", channel_prefix="price:", field="price", kind="above", threshold=1, window_seconds=60)
+    rule = alerts.AlertRule(
+        id="hi", channel_prefix="price:", field="price", kind="above", threshold=1, window_seconds=60
+    )
     sns = boto3.client("sns")
     first = alerts.evaluate((rule,), ev(5, ts=60_000.0), None)
     assert alerts.publish(first, (rule,), r, sns, account.topic_arn) == 1
@@ -92,9 +104,14 @@ def test_rotation_steps_stage_a_new_key_and_keep_the_old_one_previous(account, c
     with pytest.raises(RotationError, match="does not have rotation enabled"):
         rotate_api_key.handler(rotation(account.api_keys_arn, str(uuid.uuid4()), "createSecret"), context)
     # Enabling rotation without a function makes moto move AWSCURRENT to a copy of the value.
-    sm.rotate_secret(SecretId=account.api_keys_arn, RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False)
+    sm.rotate_secret(
+        SecretId=account.api_keys_arn, RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False
+    )
+
     def staged(stage: str) -> str:
-        return json.loads(sm.get_secret_value(SecretId=account.api_keys_arn, VersionStage=stage)["SecretString"])["api_key"]
+        return json.loads(
+            sm.get_secret_value(SecretId=account.api_keys_arn, VersionStage=stage)["SecretString"]
+        )["api_key"]
 
     before = staged("AWSCURRENT")
     token = str(uuid.uuid4())
@@ -109,7 +126,9 @@ def test_rotation_steps_stage_a_new_key_and_keep_the_old_one_previous(account, c
 
 
 def test_rotation_refuses_unknown_steps_and_unstaged_versions(account, context) -> None:
-    boto3.client("secretsmanager").rotate_secret(SecretId=account.api_keys_arn, RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False)
+    boto3.client("secretsmanager").rotate_secret(
+        SecretId=account.api_keys_arn, RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False
+    )
     with pytest.raises(RotationError, match="unknown rotation step"):
         rotate_api_key.handler(rotation(account.api_keys_arn, "t" * 32, "dance"), context)
     with pytest.raises(RotationError, match="not staged AWSPENDING"):
@@ -121,7 +140,10 @@ def test_rotation_refuses_unknown_steps_and_unstaged_versions(account, context) 
 def test_fault_injection_is_off_by_default_and_follows_the_version_env(env, context) -> None:
     event = {"requestContext": {"connectionId": "f=", "domainName": "d", "stage": "live"}}
     assert connect.handler(event, context) == {"statusCode": 200}
-    with use_env({**env, "FAULT_ERROR_RATE": "1"}), pytest.raises(faults.InjectedFault, match="FAULT_ERROR_RATE=1"):
+    with (
+        use_env({**env, "FAULT_ERROR_RATE": "1"}),
+        pytest.raises(faults.InjectedFault, match="FAULT_ERROR_RATE=1"),
+    ):
         connect.handler(event, context)
     rng = random.Random(7)
     with use_env({"FAULT_ERROR_RATE": "0.25"}):

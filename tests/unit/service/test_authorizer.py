@@ -67,8 +67,9 @@ def test_origin_header_is_required_when_configured(env, account, context) -> Non
 
 
 def test_missing_configuration_is_an_error_naming_the_variable(env, context) -> None:
-    with use_env({k: v for k, v in env.items() if k != "API_KEYS_SECRET_ARN"}), pytest.raises(
-        Exception, match="API_KEYS_SECRET_ARN"
+    with (
+        use_env({k: v for k, v in env.items() if k != "API_KEYS_SECRET_ARN"}),
+        pytest.raises(Exception, match="API_KEYS_SECRET_ARN"),
     ):
         handler(request({"x-api-key": API_KEY}), context)
 
@@ -89,7 +90,10 @@ def test_keys_are_cached_and_a_rotated_key_is_picked_up_on_a_miss(account) -> No
     now[0] += 10
     decision = decide(request({"x-api-key": fresh}), account.api_keys_arn, None, 60, cache)
     assert decision.allowed and decision.key_stage == "AWSCURRENT"
-    assert decide(request({"x-api-key": API_KEY}), account.api_keys_arn, None, 60, cache).key_stage == "AWSPREVIOUS"
+    assert (
+        decide(request({"x-api-key": API_KEY}), account.api_keys_arn, None, 60, cache).key_stage
+        == "AWSPREVIOUS"
+    )
     assert not decide(request({"x-api-key": PREVIOUS_KEY}), account.api_keys_arn, None, 60, cache).allowed
 
 

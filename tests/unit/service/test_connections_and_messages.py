@@ -68,7 +68,10 @@ def test_subscribe_unsubscribe_ping(client, r, context) -> None:
     assert got == [{"type": "subscribed", "channel": "price:eth", "request_id": "r1"}]
     assert r.smembers(keys.chan_key("price:eth")) == {b"c1="}
     # Subscribing twice is harmless.
-    assert send(client, context, "c1=", {"action": "subscribe", "channel": "price:eth"})[0]["type"] == "subscribed"
+    assert (
+        send(client, context, "c1=", {"action": "subscribe", "channel": "price:eth"})[0]["type"]
+        == "subscribed"
+    )
     got = send(client, context, "c1=", {"action": "unsubscribe", "channel": "price:eth", "request_id": "r2"})
     assert got == [{"type": "unsubscribed", "channel": "price:eth", "request_id": "r2"}]
     assert r.smembers(keys.chan_key("price:eth")) == set()
@@ -82,7 +85,11 @@ def test_new_subscriber_gets_the_latest_snapshot_of_its_schema(client, r, env, c
     r.set(keys.snapshot_key(2, "tvl:aave"), "not the schema-1 shape")
     got = send(client, context, "c1=", {"action": "subscribe", "channel": "tvl:aave"})
     assert [f["type"] for f in got] == ["subscribed", "snapshot"]
-    assert got[1]["payload"] == {"tvl": 12.5} and got[1]["event_type"] == "tvl_update" and got[1]["id"] == event.id
+    assert (
+        got[1]["payload"] == {"tvl": 12.5}
+        and got[1]["event_type"] == "tvl_update"
+        and got[1]["id"] == event.id
+    )
     with use_env({**env, "CACHE_SCHEMA_VERSION": "2"}):
         # An unreadable snapshot is skipped, never an error.
         got = send(client, context, "c1=", {"action": "subscribe", "channel": "tvl:aave"})
@@ -137,7 +144,9 @@ def test_subscription_limit_holds_under_concurrent_subscribes(client, r, env, co
         t.join()
     assert results.count("subscribed") == limit and results.count("limit_reached") == 15
     with use_env({**env, "MAX_SUBSCRIPTIONS": str(limit)}):
-        got = send(client, context, "c1=", {"action": "subscribe", "channel": "price:one-more", "request_id": "x"})
+        got = send(
+            client, context, "c1=", {"action": "subscribe", "channel": "price:one-more", "request_id": "x"}
+        )
     assert got == [
         {
             "type": "error",
@@ -150,7 +159,10 @@ def test_subscription_limit_holds_under_concurrent_subscribes(client, r, env, co
 
 def test_subscribe_reregisters_a_connection_the_registry_lost(client, r, hub, context) -> None:
     r.delete(keys.conn_key("c1="))
-    assert send(client, context, "c1=", {"action": "subscribe", "channel": "price:eth"})[0]["type"] == "subscribed"
+    assert (
+        send(client, context, "c1=", {"action": "subscribe", "channel": "price:eth"})[0]["type"]
+        == "subscribed"
+    )
     assert r.hget(keys.conn_key("c1="), "endpoint").decode() == hub[1]
 
 

@@ -67,7 +67,9 @@ class Sink:
         self.server.daemon_threads = True
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property
@@ -186,7 +188,9 @@ class Rotating:
         self.generation = 1
 
     def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        return ReadOnlyCredentials(f"AKID{self.generation}", f"secret{self.generation}", f"token{self.generation}")
+        return ReadOnlyCredentials(
+            f"AKID{self.generation}", f"secret{self.generation}", f"token{self.generation}"
+        )
 
 
 def test_rotated_credentials_are_used_from_the_next_second() -> None:
@@ -212,7 +216,12 @@ def test_refreshable_credentials_are_refreshed_by_botocore() -> None:
     def refresh() -> dict[str, str]:
         calls.append(1)
         expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
-        return {"access_key": "AKIDNEW", "secret_key": "new", "token": "new-token", "expiry_time": expiry.isoformat()}
+        return {
+            "access_key": "AKIDNEW",
+            "secret_key": "new",
+            "token": "new-token",
+            "expiry_time": expiry.isoformat(),
+        }
 
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)  # inside the mandatory window
     credentials = RefreshableCredentials.create_from_metadata(
@@ -228,11 +237,16 @@ def test_refreshable_credentials_are_refreshed_by_botocore() -> None:
 def test_signer_comes_from_the_default_botocore_session(sink: Sink) -> None:
     assert posting.post(sink.url(), "abc=", b"x") == ("sent", "")
     _, headers, _ = sink.requests[0]
-    assert "Credential=AKIDTEST/" in headers["Authorization"] and "/eu-west-1/execute-api/" in headers["Authorization"]
+    assert (
+        "Credential=AKIDTEST/" in headers["Authorization"]
+        and "/eu-west-1/execute-api/" in headers["Authorization"]
+    )
     assert headers["X-Amz-Security-Token"] == "session-token"
 
 
-def test_without_credentials_the_post_fails_like_boto3_did(sink: Sink, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_credentials_the_post_fails_like_boto3_did(
+    sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
@@ -340,7 +354,7 @@ def test_error_bodies_and_chunked_replies_keep_the_connection_usable(sink: Sink)
         if len(sink.requests) == 1:
             handler.wfile.write(
                 b"HTTP/1.1 403 Forbidden\r\nx-amzn-ErrorType: ForbiddenException\r\nTransfer-Encoding: chunked\r\n\r\n"
-                b"5\r\n{\"m\":\r\n4\r\n\"no\"\r\n1\r\n}\r\n0\r\n\r\n"
+                b'5\r\n{"m":\r\n4\r\n"no"\r\n1\r\n}\r\n0\r\n\r\n'
             )
             return True
         return False
@@ -415,7 +429,9 @@ def _certificate(tmp_path: Path) -> tuple[Path, Path]:
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     return cert_path, key_path
 
@@ -437,7 +453,9 @@ def test_https_endpoints_verify_the_certificate_against_botocores_bundle(tls_sin
     assert sink.requests == []
 
 
-def test_https_endpoints_honour_aws_ca_bundle(tls_sink: tuple[Sink, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_https_endpoints_honour_aws_ca_bundle(
+    tls_sink: tuple[Sink, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sink, cert = tls_sink
     monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
     for i in range(3):

@@ -61,7 +61,9 @@ def test_invalid_channels(channel: str, reason: str) -> None:
 
 
 def test_client_messages_are_discriminated_by_action_and_strict() -> None:
-    msg = models.CLIENT_MESSAGE.validate_python({"action": "unsubscribe", "channel": "tvl:aave", "request_id": "r"})
+    msg = models.CLIENT_MESSAGE.validate_python(
+        {"action": "unsubscribe", "channel": "tvl:aave", "request_id": "r"}
+    )
     assert isinstance(msg, models.Unsubscribe)
     assert isinstance(models.CLIENT_MESSAGE.validate_python({"action": "ping"}), models.Ping)
     with pytest.raises(ValidationError):
@@ -71,9 +73,15 @@ def test_client_messages_are_discriminated_by_action_and_strict() -> None:
 
 
 def test_event_frames_carry_the_event_type_separately() -> None:
-    event = models.Event(channel="price:eth", type="price_update", payload={"price": 1.0}, ts=5.0, synthetic=True)
+    event = models.Event(
+        channel="price:eth", type="price_update", payload={"price": 1.0}, ts=5.0, synthetic=True
+    )
     frame = models.encode_frame(event.frame())
-    assert b'"type":"event"' in frame and b'"event_type":"price_update"' in frame and b'"synthetic":true' in frame
+    assert (
+        b'"type":"event"' in frame
+        and b'"event_type":"price_update"' in frame
+        and b'"synthetic":true' in frame
+    )
     assert event.snapshot_frame().type == "snapshot"
     assert models.encode_frame(models.ErrorFrame(code="invalid_json", message="x")) == (
         b'{"type":"error","code":"invalid_json","message":"x"}'

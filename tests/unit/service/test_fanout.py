@@ -32,8 +32,12 @@ def sqs_event(*bodies: str) -> dict:
     }
 
 
-def event(channel: str = "price:eth", ts: float = 1_700_000_000_000.0, synthetic: bool = False, **payload) -> str:
-    return models.Event(channel=channel, type="update", payload=payload or {"price": 100.0}, ts=ts, synthetic=synthetic).model_dump_json()
+def event(
+    channel: str = "price:eth", ts: float = 1_700_000_000_000.0, synthetic: bool = False, **payload
+) -> str:
+    return models.Event(
+        channel=channel, type="update", payload=payload or {"price": 100.0}, ts=ts, synthetic=synthetic
+    ).model_dump_json()
 
 
 @pytest.fixture
@@ -48,14 +52,22 @@ def subscribers(env, hub, r):
     return recording
 
 
-def test_event_reaches_exactly_the_channel_subscribers_and_becomes_the_snapshot(subscribers, r, context) -> None:
+def test_event_reaches_exactly_the_channel_subscribers_and_becomes_the_snapshot(
+    subscribers, r, context
+) -> None:
     body = event(price=101.0)
     assert fanout_handler.handler(sqs_event(body), context) == {"batchItemFailures": []}
     for cid in ("a=", "b="):
         (frame,) = [json.loads(f) for f in subscribers.inbox[cid]]
-        assert frame["type"] == "event" and frame["channel"] == "price:eth" and frame["payload"] == {"price": 101.0}
+        assert (
+            frame["type"] == "event"
+            and frame["channel"] == "price:eth"
+            and frame["payload"] == {"price": 101.0}
+        )
     assert subscribers.inbox["c="] == []
-    assert models.Event.model_validate_json(r.get(keys.snapshot_key(1, "price:eth"))).payload == {"price": 101.0}
+    assert models.Event.model_validate_json(r.get(keys.snapshot_key(1, "price:eth"))).payload == {
+        "price": 101.0
+    }
 
 
 def test_snapshot_goes_to_the_versions_namespace_and_never_backwards(subscribers, r, env, context) -> None:
@@ -104,7 +116,9 @@ def test_all_posts_failing_fails_the_record_for_redelivery(subscribers, r, conte
     result = fanout_handler.handler(sqs_event(event()), context)
     assert result == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     with pytest.raises(fanout.DeliveryFailed, match="no subscriber of price:eth reachable"):
-        fanout.process(event(), r, schema=1, snapshot_ttl=60, rules=(), sns=None, topic_arn=None, concurrency=4)
+        fanout.process(
+            event(), r, schema=1, snapshot_ttl=60, rules=(), sns=None, topic_arn=None, concurrency=4
+        )
 
 
 def test_drop_rate_fault_drops_posts(subscribers, env, context) -> None:
@@ -113,7 +127,9 @@ def test_drop_rate_fault_drops_posts(subscribers, env, context) -> None:
     assert subscribers.inbox["a="] == [] and subscribers.inbox["b="] == []
 
 
-def test_alerts_are_published_once_per_window_and_never_for_synthetic_events(subscribers, account, context) -> None:
+def test_alerts_are_published_once_per_window_and_never_for_synthetic_events(
+    subscribers, account, context
+) -> None:
     base = 1_700_000_000_000.0
     bodies = [
         event(ts=base, price=100.0),

@@ -40,7 +40,9 @@ def sqs_event(*messages: tuple[str, str]) -> dict[str, Any]:
 
 
 def event_body(ts: float = 1_700_000_000_000.0, **payload: Any) -> str:
-    return models.Event(channel=CHANNEL, type="update", payload=payload or {"price": 100.0}, ts=ts).model_dump_json()
+    return models.Event(
+        channel=CHANNEL, type="update", payload=payload or {"price": 100.0}, ts=ts
+    ).model_dump_json()
 
 
 @pytest.fixture
@@ -116,7 +118,10 @@ def test_batches_respect_the_count_and_size_limits() -> None:
 
 
 def test_the_shard_queue_is_the_records_own_queue() -> None:
-    urls = ("https://sqs.eu-west-1.amazonaws.com/1/staging-events", "https://sqs.eu-west-1.amazonaws.com/1/staging-preview-events")
+    urls = (
+        "https://sqs.eu-west-1.amazonaws.com/1/staging-events",
+        "https://sqs.eu-west-1.amazonaws.com/1/staging-preview-events",
+    )
     assert fanout.source_queue_url("arn:aws:sqs:eu-west-1:1:staging-events", urls) == urls[0]
     assert fanout.source_queue_url("arn:aws:sqs:eu-west-1:1:staging-preview-events", urls) == urls[1]
     assert fanout.source_queue_url("arn:aws:sqs:eu-west-1:1:elsewhere", urls) is None
@@ -134,7 +139,9 @@ def test_the_shard_size_setting_is_validated(env) -> None:
 
 def test_a_split_event_reaches_each_subscriber_exactly_once(crowd, account, r, context) -> None:
     recording, ids = crowd
-    assert fanout_handler.handler(sqs_event(("root", event_body(price=7.0))), context) == {"batchItemFailures": []}
+    assert fanout_handler.handler(sqs_event(("root", event_body(price=7.0))), context) == {
+        "batchItemFailures": []
+    }
     # The splitting invocation posts shard 0 (the first 10 sorted ids) and queues shards 1 and 2.
     assert [len(recording.inbox[cid]) for cid in ids] == [1] * 10 + [0] * 15
     assert models.Event.model_validate_json(r.get(keys.snapshot_key(1, CHANNEL))).payload == {"price": 7.0}
@@ -204,7 +211,9 @@ def test_a_shard_posts_only_to_connections_still_subscribed(crowd, account, r, c
 def test_a_forged_shard_cannot_reach_connections_outside_the_channel(crowd, context) -> None:
     recording, ids = crowd
     event = models.Event.model_validate_json(event_body())
-    forged = models.DeliveryShard(split_id="forged", shard=0, shards=1, event=event, connections=["other=", ids[0]])
+    forged = models.DeliveryShard(
+        split_id="forged", shard=0, shards=1, event=event, connections=["other=", ids[0]]
+    )
     fanout_handler.handler(sqs_event(("f", forged.model_dump_json())), context)
     assert recording.inbox["other="] == [] and len(recording.inbox[ids[0]]) == 1
 
@@ -224,8 +233,10 @@ def test_gone_connections_of_a_shard_are_removed(crowd, account, r, context) -> 
 def _one_shard(account, context) -> models.DeliveryShard:
     """Split an event and return its shard 1 (as queued), the others delivered or drained."""
     fanout_handler.handler(sqs_event(("root", event_body())), context)
-    shards = sorted((models.DeliveryShard.model_validate_json(m["Body"]) for m in shard_messages(account)),
-                    key=lambda s: s.shard)
+    shards = sorted(
+        (models.DeliveryShard.model_validate_json(m["Body"]) for m in shard_messages(account)),
+        key=lambda s: s.shard,
+    )
     return shards[0]
 
 
@@ -245,13 +256,17 @@ def test_a_shard_whose_holder_crashed_is_delivered_once_the_claim_expires(crowd,
     shard = _one_shard(account, context)
     key = keys.shard_marks_key(shard.split_id)
     r.hset(key, str(shard.shard), f"{int(time.time()) - 1} crashed-invocation")  # its claim ran out
-    assert fanout_handler.handler(sqs_event(("again", shard.model_dump_json())), context) == {"batchItemFailures": []}
+    assert fanout_handler.handler(sqs_event(("again", shard.model_dump_json())), context) == {
+        "batchItemFailures": []
+    }
     assert all(len(recording.inbox[cid]) == 1 for cid in shard.connections)
     assert r.hget(key, str(shard.shard)) == b"done"
     assert 0 < r.ttl(key) <= 900
 
 
-def test_a_shard_that_reached_nobody_gives_its_claim_back_for_the_retry(crowd, hub, account, r, context) -> None:
+def test_a_shard_that_reached_nobody_gives_its_claim_back_for_the_retry(
+    crowd, hub, account, r, context
+) -> None:
     recording, _ = crowd
     shard = _one_shard(account, context)
     for cid in shard.connections:
@@ -261,11 +276,15 @@ def test_a_shard_that_reached_nobody_gives_its_claim_back_for_the_retry(crowd, h
     assert r.hget(keys.shard_marks_key(shard.split_id), str(shard.shard)) is None
     for cid in shard.connections:  # the endpoint is back
         connections.register(r, cid, hub[1], "p", 0)
-    assert fanout_handler.handler(sqs_event(("s0", shard.model_dump_json())), context) == {"batchItemFailures": []}
+    assert fanout_handler.handler(sqs_event(("s0", shard.model_dump_json())), context) == {
+        "batchItemFailures": []
+    }
     assert all(len(recording.inbox[cid]) == 1 for cid in shard.connections)
 
 
-def test_a_failed_split_is_retried_and_queues_nothing_twice_once_done(crowd, account, r, context, monkeypatch) -> None:
+def test_a_failed_split_is_retried_and_queues_nothing_twice_once_done(
+    crowd, account, r, context, monkeypatch
+) -> None:
     recording, ids = crowd
     calls: Counter[str] = Counter()
     real = fanout.queue_shards
@@ -287,7 +306,9 @@ def test_a_failed_split_is_retried_and_queues_nothing_twice_once_done(crowd, acc
     assert sum(len(recording.inbox[cid]) for cid in ids) == 10  # shard 0, once
 
 
-def test_a_split_whose_own_shard_reached_nobody_posts_it_on_redelivery(crowd, hub, account, r, context) -> None:
+def test_a_split_whose_own_shard_reached_nobody_posts_it_on_redelivery(
+    crowd, hub, account, r, context
+) -> None:
     recording, ids = crowd
     for cid in ids[:10]:  # shard 0's connections: their endpoint is down
         connections.register(r, cid, "http://127.0.0.1:9/live", "p", 0)
@@ -312,11 +333,23 @@ def test_queue_shards_reports_entries_sqs_refused(crowd) -> None:
 
         def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:  # noqa: N803
             self.calls += 1
-            return {"Successful": [], "Failed": [{"Id": e["Id"], "Code": "KMS.ThrottlingException",
-                                                  "SenderFault": False, "Message": "slow down"} for e in Entries]}
+            return {
+                "Successful": [],
+                "Failed": [
+                    {
+                        "Id": e["Id"],
+                        "Code": "KMS.ThrottlingException",
+                        "SenderFault": False,
+                        "Message": "slow down",
+                    }
+                    for e in Entries
+                ],
+            }
 
     sqs = Refusing()
-    with pytest.raises(fanout.SplitFailed, match="3 of 3 shards not queued .KMS.ThrottlingException: slow down"):
+    with pytest.raises(
+        fanout.SplitFailed, match="3 of 3 shards not queued .KMS.ThrottlingException: slow down"
+    ):
         fanout.queue_shards(sqs, "https://queue", shards, concurrency=2)
     assert sqs.calls == fanout.SEND_ROUNDS
 

@@ -20,7 +20,14 @@ def alarm_event(name: str, value: str = "ALARM") -> dict:
         "source": "aws.cloudwatch",
         "detail-type": "CloudWatch Alarm State Change",
         "time": "2026-01-01T00:00:00Z",
-        "detail": {"alarmName": name, "state": {"value": value, "reason": "errors above 5%", "timestamp": "2026-01-01T00:00:00.000+0000"}},
+        "detail": {
+            "alarmName": name,
+            "state": {
+                "value": value,
+                "reason": "errors above 5%",
+                "timestamp": "2026-01-01T00:00:00.000+0000",
+            },
+        },
     }
 
 
@@ -28,7 +35,9 @@ def running_execution() -> str:
     sfn = boto3.client("stepfunctions", region_name="eu-west-1")
     arn = sfn.create_state_machine(
         name="staging-release",
-        definition=json.dumps({"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "Seconds": 600, "End": True}}}),
+        definition=json.dumps(
+            {"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "Seconds": 600, "End": True}}}
+        ),
         roleArn="arn:aws:iam::123456789012:role/sfn",
     )["stateMachineArn"]
     return sfn.start_execution(stateMachineArn=arn, name="rel-1", input="{}")["executionArn"]
@@ -52,7 +61,9 @@ def test_alarm_during_bake_restores_blue_and_stops_the_release(world, settings):
     assert world.lock() is None
     record = world.record("rel-1")
     assert record["status"] == "ROLLED_BACK" and GUARD_ALARMS[0] in record["cause"]
-    described = boto3.client("stepfunctions", region_name="eu-west-1").describe_execution(executionArn=execution_arn)
+    described = boto3.client("stepfunctions", region_name="eu-west-1").describe_execution(
+        executionArn=execution_arn
+    )
     assert described["status"] == "ABORTED"
 
 

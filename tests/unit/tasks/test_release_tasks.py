@@ -49,15 +49,28 @@ def test_validate_names_the_field_and_uses_execution_name_as_id(world, settings)
     raw = request(world)
     raw.pop("release_id")
     state = validate(
-        {"request": raw, "execution_arn": EXECUTION_ARN, "execution_name": "exec-7", "started_at": "2026-01-01T00:00:00Z"},
+        {
+            "request": raw,
+            "execution_arn": EXECUTION_ARN,
+            "execution_name": "exec-7",
+            "started_at": "2026-01-01T00:00:00Z",
+        },
         settings,
         release_record_defaults(),
     )
     assert state["release"]["release_id"] == "exec-7"
     raw["strategy"] = {"steps": [{"percent": 50, "bake_seconds": 1}]}
     with pytest.raises(InvalidRelease, match=r"strategy\.steps: the last step must be 100 percent"):
-        validate({"request": raw, "execution_arn": EXECUTION_ARN, "execution_name": "x", "started_at": "2026-01-01T00:00:00Z"},
-                 settings, release_record_defaults())
+        validate(
+            {
+                "request": raw,
+                "execution_arn": EXECUTION_ARN,
+                "execution_name": "x",
+                "started_at": "2026-01-01T00:00:00Z",
+            },
+            settings,
+            release_record_defaults(),
+        )
 
 
 def release_record_defaults():
@@ -245,7 +258,12 @@ def test_finalize_puts_live_on_green_and_records(world, settings):
     transitions = [event["transition"] for event in release_record.events(settings, "rel-1")]
     assert transitions[0] == "ReleaseStarted" and transitions[-1] == "SUCCEEDED"
     messages = world.notifications()
-    assert [m["transition"] for m in messages] == ["ReleaseStarted", "GreenDeployed", "TrafficShifted", "SUCCEEDED"]
+    assert [m["transition"] for m in messages] == [
+        "ReleaseStarted",
+        "GreenDeployed",
+        "TrafficShifted",
+        "SUCCEEDED",
+    ]
     assert all(m["console_url"].endswith(EXECUTION_ARN) for m in messages)
 
 
@@ -253,7 +271,10 @@ def test_rollback_restores_blue_mid_shift(world, settings):
     state = started(world, settings)
     state["deploy"] = deploy_green(settings, state["release"])
     state["shift"] = set_weights(settings, state)
-    state["failure"] = {"Error": "AlarmTriggered", "Cause": json.dumps({"errorMessage": "in ALARM: x", "errorType": "AlarmTriggered"})}
+    state["failure"] = {
+        "Error": "AlarmTriggered",
+        "Cause": json.dumps({"errorMessage": "in ALARM: x", "errorType": "AlarmTriggered"}),
+    }
     result = rollback(settings, state)
     assert result["cause"] == "AlarmTriggered: in ALARM: x"
     assert world.aliases("live") == {fn: ("1", {}) for fn in FUNCTIONS}
@@ -271,7 +292,9 @@ def test_a_rolled_back_release_leaves_its_configuration_out_of_the_next_green(wo
     green = deploy_green(settings, following["release"])["green"]
     lam = boto3.client("lambda", region_name="eu-west-1")
     for fn, version in green.items():
-        variables = lam.get_function_configuration(FunctionName=fn, Qualifier=version)["Environment"]["Variables"]
+        variables = lam.get_function_configuration(FunctionName=fn, Qualifier=version)["Environment"][
+            "Variables"
+        ]
         # Blue's variables carry forward; the rolled-back release's do not ($LATEST still holds them).
         assert "FAULT_DROP_RATE" not in variables and variables["SERVICE_VERSION"] == "1.2.0", variables
         assert variables["CACHE_SCHEMA_VERSION"] == "1"

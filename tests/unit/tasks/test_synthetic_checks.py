@@ -81,7 +81,11 @@ class FakeService:
             channel = message.get("channel")
             if message["action"] == "subscribe":
                 self.subscribers.setdefault(channel, set()).add(ws)
-                await ws.send(models.encode_frame(models.SubscribedFrame(channel=channel, request_id=message.get("request_id"))).decode())
+                await ws.send(
+                    models.encode_frame(
+                        models.SubscribedFrame(channel=channel, request_id=message.get("request_id"))
+                    ).decode()
+                )
             elif message["action"] == "unsubscribe":
                 self.subscribers.get(channel, set()).discard(ws)
                 await ws.send(models.encode_frame(models.UnsubscribedFrame(channel=channel)).decode())
@@ -107,9 +111,17 @@ def service() -> Iterator[FakeService]:
 
 
 def plan(url: str, **overrides: Any) -> RunPlan:
-    values: dict[str, Any] = {"url": url, "api_key": GOOD_KEY, "clients": 5, "messages": 3, "connect_rate": 500,
-                              "deadline_seconds": 30, "message_interval_seconds": 0, "collect_seconds": 2,
-                              "release_id": "rel-1"}
+    values: dict[str, Any] = {
+        "url": url,
+        "api_key": GOOD_KEY,
+        "clients": 5,
+        "messages": 3,
+        "connect_rate": 500,
+        "deadline_seconds": 30,
+        "message_interval_seconds": 0,
+        "collect_seconds": 2,
+        "release_id": "rel-1",
+    }
     return RunPlan(**{**values, **overrides})
 
 
@@ -190,7 +202,9 @@ def test_percentiles_are_nearest_rank() -> None:
 
 
 def test_the_summary_is_one_line_naming_every_failed_threshold() -> None:
-    result = RunResult(clients=4, messages=5, latencies_ms=[10.0] * 15 + [2500.0] * 3, unauthorized_refused=True, connected=4)
+    result = RunResult(
+        clients=4, messages=5, latencies_ms=[10.0] * 15 + [2500.0] * 3, unauthorized_refused=True, connected=4
+    )
     result.errors["subscribe_timeout"] = 1
     summary = result.summary(THRESHOLDS)
     assert "\n" not in summary
@@ -199,9 +213,15 @@ def test_the_summary_is_one_line_naming_every_failed_threshold() -> None:
     assert "errors: subscribe_timeout=1" in summary
     output = result.output(THRESHOLDS)
     assert output == {
-        "passed": False, "clients": 4, "messages_expected": 20, "messages_received": 18, "success_rate": 0.9,
-        "latency_ms": {"p50": 10.0, "p95": 2500.0, "p99": 2500.0}, "warmup_latency_ms": None,
-        "errors": {"subscribe_timeout": 1}, "unauthorized_refused": True,
+        "passed": False,
+        "clients": 4,
+        "messages_expected": 20,
+        "messages_received": 18,
+        "success_rate": 0.9,
+        "latency_ms": {"p50": 10.0, "p95": 2500.0, "p99": 2500.0},
+        "warmup_latency_ms": None,
+        "errors": {"subscribe_timeout": 1},
+        "unauthorized_refused": True,
     }
 
 
@@ -211,8 +231,15 @@ def test_run_channels_follow_the_services_channel_rules() -> None:
         assert models.validate_channel(channel) == channel
 
 
-@pytest.mark.parametrize(("override", "field_name"), [({"clients": 0}, "clients"), ({"min_success_rate": 1.5}, "min_success_rate"),
-                                                    ({"release_id": ""}, "release_id"), ({"p99_latency_ms": "fast"}, "p99_latency_ms")])
+@pytest.mark.parametrize(
+    ("override", "field_name"),
+    [
+        ({"clients": 0}, "clients"),
+        ({"min_success_rate": 1.5}, "min_success_rate"),
+        ({"release_id": ""}, "release_id"),
+        ({"p99_latency_ms": "fast"}, "p99_latency_ms"),
+    ],
+)
 def test_invalid_input_is_refused_naming_the_field(override: dict[str, Any], field_name: str) -> None:
     with pytest.raises(InvalidRelease, match=field_name):
         synthetic_checks.handler({"release_id": "r", "environment": "staging", **override}, Context())

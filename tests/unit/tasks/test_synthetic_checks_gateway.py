@@ -69,11 +69,16 @@ def sandbox(redis_server: RedisServer) -> Iterator[Sandbox]:
         gateway = Gateway(
             runtime,
             sqs=boto3.client("sqs"),
-            queue_bindings=[QueueBinding(account.preview_url, "green"), QueueBinding(account.events_url, "live")],
+            queue_bindings=[
+                QueueBinding(account.preview_url, "green"),
+                QueueBinding(account.events_url, "live"),
+            ],
         )
         urls = gateway.start()
         try:
-            yield Sandbox(account, gateway, urls.websocket["preview"], urls.websocket["live"], redis_server.url)
+            yield Sandbox(
+                account, gateway, urls.websocket["preview"], urls.websocket["live"], redis_server.url
+            )
         finally:
             gateway.stop()
             aws_clients.reset()
@@ -93,8 +98,15 @@ def task_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
 
 
 def check(**overrides: Any) -> dict[str, Any]:
-    payload = {"release_id": "rel-synthetic", "environment": "staging", "clients": 8, "messages": 4,
-               "p99_latency_ms": 1000, "min_success_rate": 1.0, **overrides}
+    payload = {
+        "release_id": "rel-synthetic",
+        "environment": "staging",
+        "clients": 8,
+        "messages": 4,
+        "p99_latency_ms": 1000,
+        "min_success_rate": 1.0,
+        **overrides,
+    }
     return synthetic_checks.handler(payload, Context())
 
 
@@ -115,7 +127,9 @@ def test_passes_against_a_healthy_green(task_env: Sandbox) -> None:
     # Unsubscribes are acknowledged before the close: no synthetic subscription is left.
     assert list(registry.scan_iter(match="chan:synthetic:*")) == []
     # $disconnect runs after each close (asynchronously, as in API Gateway): the registry empties.
-    assert wait_until(lambda: set(registry.scan_iter(match="conn:*")) <= before), set(registry.scan_iter(match="conn:*")) - before
+    assert wait_until(lambda: set(registry.scan_iter(match="conn:*")) <= before), (
+        set(registry.scan_iter(match="conn:*")) - before
+    )
     registry.close()
 
 
@@ -150,6 +164,7 @@ def test_live_is_not_touched_by_the_preview_run(task_env: Sandbox) -> None:
     task_env.green(HEALTHY)
     check(clients=2, messages=2)
     attrs = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=task_env.account.events_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        QueueUrl=task_env.account.events_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     assert attrs == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}

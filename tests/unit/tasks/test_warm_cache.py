@@ -70,7 +70,15 @@ def run_to_completion(payload: dict[str, Any], context: FakeContext | None = Non
 def test_output_matches_the_contract(r: redis.Redis) -> None:
     r.set("cache:v3:snap:price:eth", "42")
     out = warm_cache.handler(event(blue_schema="3", green_schema="4"), FakeContext())
-    assert set(out) == {"cursor", "done", "noop", "keys_copied", "bytes_copied", "duration_ms", "target_namespace"}
+    assert set(out) == {
+        "cursor",
+        "done",
+        "noop",
+        "keys_copied",
+        "bytes_copied",
+        "duration_ms",
+        "target_namespace",
+    }
     assert out["done"] is True and out["noop"] is False and out["cursor"] == "0"
     assert out["keys_copied"] == 1 and out["bytes_copied"] > 0
     assert out["target_namespace"] == "cache:v4:"
@@ -88,7 +96,9 @@ def test_same_schema_is_a_verified_noop(r: redis.Redis) -> None:
     assert snapshot(r, "cache:v5:") == before
 
 
-def test_mixed_types_and_ttls_are_copied_exactly_in_small_batches(r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mixed_types_and_ttls_are_copied_exactly_in_small_batches(
+    r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WARM_BATCH_KEYS", "10")
     monkeypatch.setenv("WARM_TIME_BUDGET_SECONDS", "1")
     load(r, "cache:v3:", 2000)
@@ -140,7 +150,14 @@ def test_repeating_a_batch_changes_nothing(r: redis.Redis) -> None:
 
 
 def test_transform_reshapes_snapshots_and_keeps_their_expiry(r: redis.Redis) -> None:
-    v1 = {"id": "e1", "channel": "price:eth", "type": "price_update", "payload": {"p": 3120.5}, "ts": 1.7e12 + 0.25, "synthetic": False}
+    v1 = {
+        "id": "e1",
+        "channel": "price:eth",
+        "type": "price_update",
+        "payload": {"p": 3120.5},
+        "ts": 1.7e12 + 0.25,
+        "synthetic": False,
+    }
     r.set("cache:v1:snap:price:eth", json.dumps(v1), ex=3600)
     r.set("cache:v1:snap:price:btc", json.dumps(v1 | {"channel": "price:btc"}))
     r.set("cache:v1:snap:broken", "not json", ex=60)
@@ -149,7 +166,14 @@ def test_transform_reshapes_snapshots_and_keeps_their_expiry(r: redis.Redis) -> 
     out = run_to_completion(event(blue_schema="1", green_schema="2"))
     assert sum(o["keys_copied"] for o in out) == 4
     reshaped = json.loads(r.get("cache:v2:snap:price:eth"))
-    assert reshaped == {"id": "e1", "channel": "price:eth", "event_type": "price_update", "payload": {"p": 3120.5}, "ts_ms": 1700000000000, "synthetic": False}
+    assert reshaped == {
+        "id": "e1",
+        "channel": "price:eth",
+        "event_type": "price_update",
+        "payload": {"p": 3120.5},
+        "ts_ms": 1700000000000,
+        "synthetic": False,
+    }
     assert r.pexpiretime("cache:v2:snap:price:eth") == r.pexpiretime("cache:v1:snap:price:eth")
     assert r.pexpiretime("cache:v2:snap:price:btc") == -1
     assert r.exists("cache:v2:snap:broken") == 0  # a value in the wrong shape is left out
@@ -172,7 +196,9 @@ def test_dry_run_warms_a_scratch_namespace_that_cleanup_removes(r: redis.Redis) 
     assert outputs[-1]["target_namespace"] == "cache:dryrun:rel-7:"
     assert_same(snapshot(r, "cache:v1:"), snapshot(r, "cache:dryrun:rel-7:"))
     assert not list(r.scan_iter(match="cache:v3:*"))
-    out = warm_cache.cleanup_handler({"release_id": "rel-7", "blue_schema": "1", "green_schema": "3", "dry_run": True}, FakeContext())
+    out = warm_cache.cleanup_handler(
+        {"release_id": "rel-7", "blue_schema": "1", "green_schema": "3", "dry_run": True}, FakeContext()
+    )
     assert out == {"deleted": 300}
     assert not list(r.scan_iter(match="cache:dryrun:*"))
     assert len(snapshot(r, "cache:v1:").entries) == 300
@@ -183,7 +209,9 @@ def test_cleanup_deletes_greens_namespace_only(r: redis.Redis) -> None:
     load(r, "cache:v2:", 2500)
     r.set("cache:v21:keep", "1")
     r.sadd("chan:price:eth", "c1")
-    out = warm_cache.cleanup_handler({"release_id": "rel-8", "blue_schema": "1", "green_schema": "2", "dry_run": False}, FakeContext())
+    out = warm_cache.cleanup_handler(
+        {"release_id": "rel-8", "blue_schema": "1", "green_schema": "2", "dry_run": False}, FakeContext()
+    )
     assert out == {"deleted": 2500}
     assert not list(r.scan_iter(match="cache:v2:*"))
     assert len(snapshot(r, "cache:v1:").entries) == 1200
@@ -192,7 +220,9 @@ def test_cleanup_deletes_greens_namespace_only(r: redis.Redis) -> None:
 
 def test_cleanup_never_deletes_blues_namespace(r: redis.Redis) -> None:
     load(r, "cache:v4:", 100)
-    out = warm_cache.cleanup_handler({"release_id": "rel-9", "blue_schema": "4", "green_schema": "4"}, FakeContext())
+    out = warm_cache.cleanup_handler(
+        {"release_id": "rel-9", "blue_schema": "4", "green_schema": "4"}, FakeContext()
+    )
     assert out == {"deleted": 0}
     assert len(snapshot(r, "cache:v4:").entries) == 100
 
@@ -207,7 +237,9 @@ def test_cleanup_never_deletes_blues_namespace(r: redis.Redis) -> None:
         ({"environment": ""}, "environment"),
     ],
 )
-def test_invalid_input_is_refused_naming_the_field(override: dict[str, Any], field: str, r: redis.Redis) -> None:
+def test_invalid_input_is_refused_naming_the_field(
+    override: dict[str, Any], field: str, r: redis.Redis
+) -> None:
     with pytest.raises(InvalidRelease, match=field):
         warm_cache.handler(event(**override), FakeContext())
 
