@@ -2,9 +2,9 @@
 
     python scripts/stress_tests.py [--runs 10] [--workers 3] [--load 2] [--tiers integration e2e]
 
-Each run is a fresh `pytest -n WORKERS --dist loadgroup` process over the tiers (the parallel
-workers of `make test`), while LOAD busy-loop processes keep the CPUs occupied, started by this
-command and stopped when it ends (and after `--max-minutes` at the latest). A test that fails in
+Each run runs the tiers as `make test` does: the tiers but e2e in one `pytest -n WORKERS --dist load`
+process, then the e2e tier in a process of its own, while LOAD busy-loop processes keep the CPUs
+occupied, started by this command and stopped when it ends (and after `--max-minutes` at the latest). A test that fails in
 any run is listed with how often it failed and its first error line; the command exits 1 if any
 test failed, 0 otherwise. Results also go to reports/stress.json. Use it before changing clocks,
 pollers or fixtures.
@@ -48,6 +48,58 @@ def _failures(report: Path) -> dict[str, str]:
     return failed
 
 
+def _passes(tiers: list[str], workers: int, prefix: Path) -> list[tuple[str, Path, list[str]]]:
+    """The pytest commands of one run, as `make test` runs them: the tiers but e2e on parallel workers
+    (longest first, --dist load), then the e2e tier alone, one test after another."""
+    passes = []
+    parallel = [TIERS[tier] for tier in tiers if tier != "e2e"]
+    if parallel:
+        report = prefix.with_name(prefix.name + "-parallel.xml")
+        passes.append(
+            (
+                "parallel",
+                report,
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-n",
+                    str(workers),
+                    "--dist",
+                    "load",
+                    f"--junitxml={report}",
+                    *parallel,
+                ],
+            )
+        )
+    if "e2e" in tiers:
+        report = prefix.with_name(prefix.name + "-e2e.xml")
+        passes.append(
+            ("e2e", report, [sys.executable, "-m", "pytest", "-q", f"--junitxml={report}", TIERS["e2e"]])
+        )
+    return passes
+
+
+def _write_summary(
+    args: argparse.Namespace, counts: Counter[str], first_error: dict[str, str], runs: list
+) -> None:
+    """reports/stress.json, rewritten after every run so an interrupted stress still leaves its record."""
+    summary = {
+        "runs": args.runs,
+        "completed_runs": len(runs),
+        "workers": args.workers,
+        "load_processes": args.load,
+        "tiers": args.tiers,
+        "failed_tests": {
+            test: {"failures": counts[test], "first_error": first_error[test]} for test in sorted(counts)
+        },
+        "per_run": runs,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/stress_tests.py", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
@@ -70,51 +122,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="stress-") as scratch:
             for run in range(1, args.runs + 1):
-                report = Path(scratch) / f"run-{run}.xml"
-                command = [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    "-q",
-                    "-n",
-                    str(args.workers),
-                    "--dist",
-                    "loadgroup",
-                    f"--junitxml={report}",
-                    *(TIERS[tier] for tier in args.tiers),
-                ]
                 started = time.monotonic()
-                result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+                failed: dict[str, str] = {}
+                for name, report, command in _passes(args.tiers, args.workers, Path(scratch) / f"run-{run}"):
+                    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+                    found = _failures(report) if report.exists() else {}
+                    if result.returncode not in (0, 1) and not found:
+                        tail = (result.stdout[-300:] or result.stderr[-300:]).strip()
+                        found = {f"<{name} session>": f"pytest exited {result.returncode}: {tail}"}
+                    failed.update(found)
                 seconds = round(time.monotonic() - started, 1)
-                failed = (
-                    _failures(report)
-                    if report.exists()
-                    else {"<session>": result.stdout[-300:] or result.stderr[-300:]}
-                )
-                if result.returncode not in (0, 1) and not failed:
-                    failed = {"<session>": f"pytest exited {result.returncode}"}
                 for test, message in failed.items():
                     counts[test] += 1
                     first_error.setdefault(test, message)
                 runs.append({"run": run, "seconds": seconds, "failed": sorted(failed)})
+                _write_summary(args, counts, first_error, runs)
                 print(f"run {run}/{args.runs}: {len(failed)} failed in {seconds:.0f} s", flush=True)
     finally:
         for burner in burners:
             burner.terminate()
         for burner in burners:
             burner.join()
-    summary = {
-        "runs": args.runs,
-        "workers": args.workers,
-        "load_processes": args.load,
-        "tiers": args.tiers,
-        "failed_tests": {
-            test: {"failures": counts[test], "first_error": first_error[test]} for test in sorted(counts)
-        },
-        "per_run": runs,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if counts:
         print(f"{len(counts)} test(s) failed at least once in {args.runs} runs:")
         for test, failures in counts.most_common():

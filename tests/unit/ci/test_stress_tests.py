@@ -39,3 +39,18 @@ def test_bad_arguments_are_refused_before_anything_runs(
         stress_tests.main(args)
     assert exited.value.code == 2
     assert "stress_tests.py" in capsys.readouterr().err
+
+
+def test_a_run_is_the_two_passes_of_make_test(tmp_path: Path) -> None:
+    passes = stress_tests._passes(["integration", "e2e"], 3, tmp_path / "run-1")
+    assert [name for name, _, _ in passes] == ["parallel", "e2e"]
+    (_, parallel_report, parallel), (_, e2e_report, serial) = passes
+    assert parallel[parallel.index("-n") + 1] == "3" and parallel[parallel.index("--dist") + 1] == "load"
+    assert "tests/integration" in parallel and "tests/e2e" not in parallel
+    assert f"--junitxml={parallel_report}" in parallel
+    assert "-n" not in serial and serial[-1] == "tests/e2e" and f"--junitxml={e2e_report}" in serial
+    assert parallel_report != e2e_report
+
+
+def test_e2e_alone_is_one_serial_pass(tmp_path: Path) -> None:
+    assert [name for name, _, _ in stress_tests._passes(["e2e"], 3, tmp_path / "run-1")] == ["e2e"]
