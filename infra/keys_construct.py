@@ -6,13 +6,14 @@ cache snapshots, and a key can be disabled for one concern without touching the 
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from contracts import names
 from infra.config import EnvironmentConfig
+from infra.kms_keys import customer_managed_key
 
 
 class KeysConstruct(Construct):
@@ -60,29 +61,9 @@ class KeysConstruct(Construct):
         )
 
     def _key(self, construct_id: str, env: str, purpose: str, description: str) -> kms.Key:
-        key = kms.Key(
+        return customer_managed_key(
             self,
             construct_id,
             alias=names.kms_alias(env, purpose),
             description=f"{env} realtime analytics: {description}",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
         )
-        # Grants only for AWS services acting on our behalf (ElastiCache, Secrets Manager, SQS):
-        # no principal can hand the key to someone else with a grant (Control Tower CT.KMS.PR.3).
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="DenyGrantsExceptForAwsServices",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["kms:CreateGrant"],
-                resources=["*"],
-                conditions={
-                    "BoolIfExists": {
-                        "kms:GrantIsForAWSResource": "false",
-                        "aws:PrincipalIsAWSService": "false",
-                    }
-                },
-            )
-        )
-        return key

@@ -23,12 +23,10 @@ from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from state_machines.lock import acquire_lock as acquire_lock_state
-from state_machines.lock import release_lock as release_lock_state
-from state_machines.policies import FAILURE_PATH, catch_all, retry_transient
+from state_machines.drills import DrillClosing, DrillOpening, close_drill, drill_step, open_drill
+from state_machines.policies import catch_all
 
 DRILL_KIND = "dr-drill"
 
@@ -42,96 +40,47 @@ class DrDrillProps:
     verify_function: lambda_.IFunction
 
 
-def _step(
-    scope: Construct,
-    name: str,
-    fn: lambda_.IFunction,
-    step: str,
-    *,
-    result_path: str,
-    fields: dict[str, str],
-    comment: str,
-) -> tasks.LambdaInvoke:
-    payload = {"step": step, **{key: sfn.JsonPath.object_at(path) for key, path in fields.items()}}
-    state = tasks.LambdaInvoke(
-        scope,
-        name,
-        state_name=name,
-        comment=comment,
-        lambda_function=fn,
-        payload=sfn.TaskInput.from_object(payload),
-        payload_response_only=True,
-        retry_on_service_exceptions=False,
-        result_path=result_path,
-    )
-    retry_transient(state)
-    return state
-
-
 def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable:
     fn, env = props.drill_function, props.environment
 
     # -- the tail every path takes once the lock is held ---------------------------------------
-    lock_release_failed = sfn.Fail(
+    release_lock = close_drill(
         scope,
-        "DrillLockReleaseFailed",
-        state_name="DrillLockReleaseFailed",
-        comment="The lock could not be released; it expires at drill.lock_expires_at",
-        error="LockReleaseFailed",
-        cause_path="$.lock_release.Cause",
-    )
-    outcome = (
-        sfn.Choice(scope, "DidDrillPass", state_name="DidDrillPass")
-        .when(
-            sfn.Condition.is_present("$.failure"),
-            sfn.Fail(
-                scope,
-                "DrillFailed",
-                state_name="DrillFailed",
-                error_path="$.failure.Error",
-                cause_path="$.failure.Cause",
-            ),
-        )
-        .when(
-            sfn.Condition.is_present("$.cleanup_failure"),
-            sfn.Fail(
-                scope,
-                "TemporaryGroupNotDeleted",
-                state_name="TemporaryGroupNotDeleted",
-                comment="Delete the temporary group by hand (runbooks/dr-drill.md)",
-                error="TemporaryGroupNotDeleted",
-                cause_path="$.cleanup_failure.Cause",
-            ),
-        )
-        .when(
-            sfn.Condition.and_(
-                sfn.Condition.is_present("$.record.outcome"),
-                sfn.Condition.string_equals("$.record.outcome", "SUCCEEDED"),
-            ),
-            sfn.Succeed(scope, "DrillSucceeded", state_name="DrillSucceeded"),
-        )
-        .otherwise(
-            sfn.Fail(
-                scope,
-                "DrillNotRecorded",
-                state_name="DrillNotRecorded",
-                error="DrillNotRecorded",
-                cause="the drill's outcome could not be recorded",
-            )
-        )
-    )
-    release_lock = release_lock_state(
-        scope,
-        "ReleaseDrillLock",
         table=props.table,
         environment=env,
-        owner_path="$.drill.drill_id",
-        comment="Release the environment's lock held by this drill",
-        then=outcome,
-        on_error=lock_release_failed,
+        names=DrillClosing(
+            release_lock="ReleaseDrillLock",
+            release_failed="DrillLockReleaseFailed",
+            outcome="DidDrillPass",
+            succeeded="DrillSucceeded",
+            not_recorded="DrillNotRecorded",
+        ),
+        failures=[
+            (
+                "$.failure",
+                sfn.Fail(
+                    scope,
+                    "DrillFailed",
+                    state_name="DrillFailed",
+                    error_path="$.failure.Error",
+                    cause_path="$.failure.Cause",
+                ),
+            ),
+            (
+                "$.cleanup_failure",
+                sfn.Fail(
+                    scope,
+                    "TemporaryGroupNotDeleted",
+                    state_name="TemporaryGroupNotDeleted",
+                    comment="Delete the temporary group by hand (runbooks/dr-drill.md)",
+                    error="TemporaryGroupNotDeleted",
+                    cause_path="$.cleanup_failure.Cause",
+                ),
+            ),
+        ],
     )
 
-    record = _step(
+    record = drill_step(
         scope,
         "RecordDrill",
         fn,
@@ -145,7 +94,7 @@ def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable
     record.add_catch(release_lock, errors=["States.ALL"], result_path="$.record_failure")
     record.next(release_lock)
 
-    delete = _step(
+    delete = drill_step(
         scope,
         "DeleteTemporaryGroup",
         fn,
@@ -167,54 +116,24 @@ def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable
     delete.next(record)
 
     # -- the drill ---------------------------------------------------------------------------
-    prepare = tasks.LambdaInvoke(
+    opening = open_drill(
         scope,
-        "PrepareDrill",
-        state_name="PrepareDrill",
-        lambda_function=fn,
-        comment="Validate the request; drill id, temporary group id, lock expiry",
-        payload=sfn.TaskInput.from_object(
-            {
-                "step": "prepare",
-                "request": sfn.JsonPath.entire_payload,
-                "execution_arn": sfn.JsonPath.execution_id,
-                "execution_name": sfn.JsonPath.execution_name,
-                "started_at": sfn.JsonPath.execution_start_time,
-            }
-        ),
-        payload_response_only=True,
-        retry_on_service_exceptions=False,
-        result_path="$.drill",
-    )
-    retry_transient(prepare)
-    prepare.add_catch(
-        sfn.Fail(
-            scope,
-            "DrillRejected",
-            state_name="DrillRejected",
-            error_path="$.failure.Error",
-            cause_path="$.failure.Cause",
-        ),
-        errors=["States.ALL"],
-        result_path=FAILURE_PATH,
-    )
-
-    acquire_lock = acquire_lock_state(
-        scope,
-        "AcquireDrillLock",
+        fn,
         table=props.table,
         environment=env,
         kind=DRILL_KIND,
-        owner_path="$.drill.drill_id",
-        version=DRILL_KIND,
-        requested_by_path="$.drill.requested_by",
-        expires_at_path="$.drill.lock_expires_at",
-        comment="One release or DR drill per environment: the release lock's conditional write",
-        in_progress=("ReleaseOrDrillInProgress", f"a release or another DR drill holds the {env} lock"),
-        unavailable="DrillLockUnavailable",
+        names=DrillOpening(
+            prepare="PrepareDrill",
+            prepare_comment="Validate the request; drill id, temporary group id, lock expiry",
+            rejected="DrillRejected",
+            lock="AcquireDrillLock",
+            lock_comment="One release or DR drill per environment: the release lock's conditional write",
+            in_progress=("ReleaseOrDrillInProgress", f"a release or another DR drill holds the {env} lock"),
+            unavailable="DrillLockUnavailable",
+        ),
     )
 
-    pick = _step(
+    pick = drill_step(
         scope,
         "PickSnapshot",
         fn,
@@ -223,7 +142,7 @@ def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable
         fields={"drill": "$.drill"},
         comment="The requested snapshot, or the newest backup with a manifest",
     )
-    restore = _step(
+    restore = drill_step(
         scope,
         "RestoreToTemporaryGroup",
         fn,
@@ -239,7 +158,7 @@ def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable
         comment="Back-off between status checks (doubles up to 5 minutes)",
         time=sfn.WaitTime.seconds_path("$.restore.wait_seconds"),
     )
-    check = _step(
+    check = drill_step(
         scope,
         "CheckRestore",
         fn,
@@ -248,7 +167,7 @@ def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable
         fields={"drill": "$.drill", "restore": "$.restore"},
         comment="Status of the temporary group; RestoreTimedOut after the last allowed check",
     )
-    verify = _step(
+    verify = drill_step(
         scope,
         "VerifyAgainstManifest",
         props.verify_function,
@@ -257,7 +176,7 @@ def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable
         fields={"drill": "$.drill", "snapshot": "$.snapshot", "restore": "$.restore"},
         comment="Key counts per namespace and sampled value digests against the backup manifest",
     )
-    failover = _step(
+    failover = drill_step(
         scope,
         "TestFailover",
         fn,
@@ -280,4 +199,4 @@ def dr_drill_definition(scope: Construct, props: DrDrillProps) -> sfn.IChainable
         .otherwise(wait)
     )
     wait.next(check).next(is_available)
-    return sfn.Chain.start(prepare).next(acquire_lock).next(pick).next(restore).next(wait)
+    return opening.next(pick).next(restore).next(wait)

@@ -22,13 +22,10 @@ from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from state_machines.dr_drill import _step
-from state_machines.lock import acquire_lock as acquire_lock_state
-from state_machines.lock import release_lock as release_lock_state
-from state_machines.policies import FAILURE_PATH, catch_all, retry_transient
+from state_machines.drills import DrillClosing, DrillOpening, close_drill, drill_step, open_drill
+from state_machines.policies import catch_all
 
 DRILL_KIND = "event-path-drill"
 FORCE_WAIT_SECONDS = 5
@@ -46,66 +43,43 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
     fn, env = props.drill_function, props.environment
 
     # -- the tail every path takes once the lock is held ---------------------------------------
-    lock_release_failed = sfn.Fail(
+    release_lock = close_drill(
         scope,
-        "EventPathLockReleaseFailed",
-        state_name="EventPathLockReleaseFailed",
-        comment="The lock could not be released; it expires at drill.lock_expires_at",
-        error="LockReleaseFailed",
-        cause_path="$.lock_release.Cause",
-    )
-    outcome = (
-        sfn.Choice(scope, "DidEventPathDrillPass", state_name="DidEventPathDrillPass")
-        .when(
-            sfn.Condition.is_present("$.restore_failure"),
-            sfn.Fail(
-                scope,
-                "MappingNotRestored",
-                state_name="MappingNotRestored",
-                comment="Enable the preview-events mapping by hand (runbooks/dlq-redrive.md)",
-                error="MappingNotRestored",
-                cause_path="$.restore_failure.Cause",
-            ),
-        )
-        .when(
-            sfn.Condition.is_present("$.failure"),
-            sfn.Fail(
-                scope,
-                "EventPathDrillFailed",
-                state_name="EventPathDrillFailed",
-                error_path="$.failure.Error",
-                cause_path="$.failure.Cause",
-            ),
-        )
-        .when(
-            sfn.Condition.and_(
-                sfn.Condition.is_present("$.record.outcome"),
-                sfn.Condition.string_equals("$.record.outcome", "SUCCEEDED"),
-            ),
-            sfn.Succeed(scope, "EventPathDrillSucceeded", state_name="EventPathDrillSucceeded"),
-        )
-        .otherwise(
-            sfn.Fail(
-                scope,
-                "EventPathDrillNotRecorded",
-                state_name="EventPathDrillNotRecorded",
-                error="DrillNotRecorded",
-                cause="the drill's outcome could not be recorded",
-            )
-        )
-    )
-    release_lock = release_lock_state(
-        scope,
-        "ReleaseEventPathLock",
         table=props.table,
         environment=env,
-        owner_path="$.drill.drill_id",
-        comment="Release the environment's lock held by this drill",
-        then=outcome,
-        on_error=lock_release_failed,
+        names=DrillClosing(
+            release_lock="ReleaseEventPathLock",
+            release_failed="EventPathLockReleaseFailed",
+            outcome="DidEventPathDrillPass",
+            succeeded="EventPathDrillSucceeded",
+            not_recorded="EventPathDrillNotRecorded",
+        ),
+        failures=[
+            (
+                "$.restore_failure",
+                sfn.Fail(
+                    scope,
+                    "MappingNotRestored",
+                    state_name="MappingNotRestored",
+                    comment="Enable the preview-events mapping by hand (runbooks/dlq-redrive.md)",
+                    error="MappingNotRestored",
+                    cause_path="$.restore_failure.Cause",
+                ),
+            ),
+            (
+                "$.failure",
+                sfn.Fail(
+                    scope,
+                    "EventPathDrillFailed",
+                    state_name="EventPathDrillFailed",
+                    error_path="$.failure.Error",
+                    cause_path="$.failure.Cause",
+                ),
+            ),
+        ],
     )
 
-    record = _step(
+    record = drill_step(
         scope,
         "RecordEventPathDrill",
         fn,
@@ -117,7 +91,7 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
     record.add_catch(release_lock, errors=["States.ALL"], result_path="$.record_failure")
     record.next(release_lock)
 
-    restore = _step(
+    restore = drill_step(
         scope,
         "RestoreEventPath",
         fn,
@@ -139,54 +113,27 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
     restore.next(record)
 
     # -- the drill ---------------------------------------------------------------------------
-    prepare = tasks.LambdaInvoke(
+    opening = open_drill(
         scope,
-        "PrepareEventPathDrill",
-        state_name="PrepareEventPathDrill",
-        lambda_function=fn,
-        comment="Validate the request and preflight the event path (mapping enabled, DLQ empty)",
-        payload=sfn.TaskInput.from_object(
-            {
-                "step": "prepare",
-                "request": sfn.JsonPath.entire_payload,
-                "execution_arn": sfn.JsonPath.execution_id,
-                "execution_name": sfn.JsonPath.execution_name,
-                "started_at": sfn.JsonPath.execution_start_time,
-            }
-        ),
-        payload_response_only=True,
-        retry_on_service_exceptions=False,
-        result_path="$.drill",
-    )
-    retry_transient(prepare)
-    prepare.add_catch(
-        sfn.Fail(
-            scope,
-            "EventPathDrillRejected",
-            state_name="EventPathDrillRejected",
-            error_path="$.failure.Error",
-            cause_path="$.failure.Cause",
-        ),
-        errors=["States.ALL"],
-        result_path=FAILURE_PATH,
-    )
-
-    acquire_lock = acquire_lock_state(
-        scope,
-        "AcquireEventPathLock",
+        fn,
         table=props.table,
         environment=env,
         kind=DRILL_KIND,
-        owner_path="$.drill.drill_id",
-        version=DRILL_KIND,
-        requested_by_path="$.drill.requested_by",
-        expires_at_path="$.drill.lock_expires_at",
-        comment="One release or drill per environment: the release lock's conditional write",
-        in_progress=("EventPathReleaseOrDrillInProgress", f"a release or another drill holds the {env} lock"),
-        unavailable="EventPathLockUnavailable",
+        names=DrillOpening(
+            prepare="PrepareEventPathDrill",
+            prepare_comment="Validate the request and preflight the event path (mapping enabled, DLQ empty)",
+            rejected="EventPathDrillRejected",
+            lock="AcquireEventPathLock",
+            lock_comment="One release or drill per environment: the release lock's conditional write",
+            in_progress=(
+                "EventPathReleaseOrDrillInProgress",
+                f"a release or another drill holds the {env} lock",
+            ),
+            unavailable="EventPathLockUnavailable",
+        ),
     )
 
-    disable = _step(
+    disable = drill_step(
         scope,
         "DisableMapping",
         fn,
@@ -202,7 +149,7 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
         comment="Back-off between mapping checks (doubles up to 60 s)",
         time=sfn.WaitTime.seconds_path("$.mapping.wait_seconds"),
     )
-    check_mapping = _step(
+    check_mapping = drill_step(
         scope,
         "CheckMapping",
         fn,
@@ -211,7 +158,7 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
         fields={"mapping": "$.mapping"},
         comment="Mapping state; MappingStuck after the last allowed check",
     )
-    put = _step(
+    put = drill_step(
         scope,
         "PutMarkedEvents",
         fn,
@@ -227,7 +174,7 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
         result=sfn.Result.from_object({"attempts": 0, "receives": 0}),
         result_path="$.forced",
     )
-    force = _step(
+    force = drill_step(
         scope,
         "ForceFailures",
         fn,
@@ -243,7 +190,7 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
         comment="Let SQS settle before the next forcing round",
         time=sfn.WaitTime.duration(Duration.seconds(FORCE_WAIT_SECONDS)),
     )
-    enable = _step(
+    enable = drill_step(
         scope,
         "EnableMapping",
         fn,
@@ -260,7 +207,7 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
         max_delay=Duration.seconds(120),
         jitter_strategy=sfn.JitterType.FULL,
     )
-    redrive = _step(
+    redrive = drill_step(
         scope,
         "StartRedrive",
         fn,
@@ -276,7 +223,7 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
         comment="Back-off between delivery checks (doubles up to 60 s)",
         time=sfn.WaitTime.seconds_path("$.delivery.wait_seconds"),
     )
-    check_delivery = _step(
+    check_delivery = drill_step(
         scope,
         "CheckDelivery",
         fn,
@@ -308,4 +255,4 @@ def event_path_drill_definition(scope: Construct, props: EventPathDrillProps) ->
         .otherwise(wait_mapping)
     )
     wait_mapping.next(check_mapping).next(is_disabled)
-    return sfn.Chain.start(prepare).next(acquire_lock).next(disable).next(wait_mapping)
+    return opening.next(disable).next(wait_mapping)

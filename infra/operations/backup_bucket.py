@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from contracts import names
 from infra.config import EnvironmentConfig
+from infra.kms_keys import customer_managed_key
 from infra.scanner import checkov_skip
 
 # ElastiCache's canonical user for snapshot exports in the Regions enabled by default (AWS page above).
@@ -69,28 +69,11 @@ class BackupBucket(Construct):
         super().__init__(scope, construct_id)
         env = config.environment
         backup = config.backup
-        self.key = kms.Key(
+        self.key = customer_managed_key(
             self,
             "Key",
             alias=names.kms_alias(env, "backups"),
             description=f"{env} realtime analytics: cache backups (exports, manifests) in S3",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="DenyGrantsExceptForAwsServices",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["kms:CreateGrant"],
-                resources=["*"],
-                conditions={
-                    "BoolIfExists": {
-                        "kms:GrantIsForAWSResource": "false",
-                        "aws:PrincipalIsAWSService": "false",
-                    }
-                },
-            )
         )
         lock = None
         if backup.object_lock_days is not None:

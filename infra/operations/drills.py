@@ -8,23 +8,18 @@ task from Secrets Manager, never passed through the state).
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from contracts import names
 from infra.config import EnvironmentConfig
-from infra.retention import retention
+from infra.orchestration.logged_state_machine import logged_state_machine
 from state_machines.dr_drill import DrDrillProps, dr_drill_definition
 from state_machines.event_path_drill import EventPathDrillProps, event_path_drill_definition
-
-# What DynamoDB asks KMS for on the state machine's behalf when it writes the lock item.
-TABLE_KEY_WRITE_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 
 
 class DrDrillStateMachine(Construct):
@@ -43,45 +38,30 @@ class DrDrillStateMachine(Construct):
         super().__init__(scope, construct_id)
         env = config.environment
         name = names.dr_drill_state_machine_name(env)
-        self.log_group = logs.LogGroup(
+        made = logged_state_machine(
             self,
-            "Logs",
-            log_group_name=names.state_machine_log_group_name(name),
-            retention=retention(config.log_retention_days),
-            encryption_key=logs_key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        definition_scope = Construct(self, "Definition")
-        definition = dr_drill_definition(
-            definition_scope,
-            DrDrillProps(
-                environment=env, table=table, drill_function=drill_function, verify_function=verify_function
-            ),
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            name=name,
             comment=f"DR drill ({env}): restore a backup into a temporary group, verify it against its manifest, "
             "measure RTO/RPO, always delete the temporary group; holds the release lock",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            definition=lambda definition_scope: dr_drill_definition(
+                definition_scope,
+                DrDrillProps(
+                    environment=env,
+                    table=table,
+                    drill_function=drill_function,
+                    verify_function=verify_function,
+                ),
             ),
-            removal_policy=RemovalPolicy.RETAIN,
+            log_group_name=names.state_machine_log_group_name(name),
+            log_retention_days=config.log_retention_days,
+            logs_key=logs_key,
+            log_level=sfn.LogLevel.ALL,
+            include_execution_data=True,
+            table_key=table_key,
+            region=Stack.of(self).region,
         )
-        self.state_machine.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="UseReleaseTableKey",
-                actions=list(TABLE_KEY_WRITE_ACTIONS),
-                resources=[table_key.key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"dynamodb.{Stack.of(self).region}.amazonaws.com"}
-                },
-            )
-        )
+        self.log_group = made.log_group
+        self.state_machine = made.state_machine
 
 
 class EventPathDrillStateMachine(Construct):
@@ -104,39 +84,22 @@ class EventPathDrillStateMachine(Construct):
         super().__init__(scope, construct_id)
         env = config.environment
         name = names.event_path_drill_state_machine_name(env)
-        self.log_group = logs.LogGroup(
+        made = logged_state_machine(
             self,
-            "Logs",
-            log_group_name=names.state_machine_log_group_name(name),
-            retention=retention(config.log_retention_days),
-            encryption_key=logs_key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        definition = event_path_drill_definition(
-            Construct(self, "Definition"),
-            EventPathDrillProps(environment=env, table=table, drill_function=drill_function),
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            name=name,
             comment=f"Event-path drill ({env}): marked events forced into the preview DLQ, redriven, delivery "
             "confirmed; the preview mapping is resumed on every path; holds the release lock",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            definition=lambda definition_scope: event_path_drill_definition(
+                definition_scope,
+                EventPathDrillProps(environment=env, table=table, drill_function=drill_function),
             ),
-            removal_policy=RemovalPolicy.RETAIN,
+            log_group_name=names.state_machine_log_group_name(name),
+            log_retention_days=config.log_retention_days,
+            logs_key=logs_key,
+            log_level=sfn.LogLevel.ALL,
+            include_execution_data=True,
+            table_key=table_key,
+            region=Stack.of(self).region,
         )
-        self.state_machine.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="UseReleaseTableKey",
-                actions=list(TABLE_KEY_WRITE_ACTIONS),
-                resources=[table_key.key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"dynamodb.{Stack.of(self).region}.amazonaws.com"}
-                },
-            )
-        )
+        self.log_group = made.log_group
+        self.state_machine = made.state_machine

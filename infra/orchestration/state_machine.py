@@ -12,19 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import RemovalPolicy
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from contracts import names
 from infra.config import EnvironmentConfig
-from infra.orchestration.grants import TABLE_KEY_WRITE_ACTIONS
+from infra.orchestration.logged_state_machine import logged_state_machine
 from infra.orchestration.table import ReleaseTable
-from infra.retention import retention
 from state_machines.release import ReleaseProps, release_definition
 
 LOG_LEVELS = {
@@ -48,40 +44,21 @@ class ReleaseStateMachine(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         env = config.environment
-        self.log_group = logs.LogGroup(
+        made = logged_state_machine(
             self,
-            "Logs",
-            log_group_name=names.release_state_machine_log_group_name(env),
-            retention=retention(config.log_retention_days),
-            encryption_key=logs_key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        # States are created inside a scope of their own so their construct ids cannot collide.
-        definition_scope = Construct(self, "Definition")
-        definition = release_definition(
-            definition_scope, ReleaseProps(environment=env, table=table.table, functions=functions)
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=names.release_state_machine_name(env),
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            name=names.release_state_machine_name(env),
             comment=f"Release of the realtime analytics service ({env}): validate, lock, deploy green, warm, "
             "check, shift traffic, finalize or roll back",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=self.log_group,
-                level=LOG_LEVELS[config.release.state_machine_log_level],
-                include_execution_data=False,
+            definition=lambda definition_scope: release_definition(
+                definition_scope, ReleaseProps(environment=env, table=table.table, functions=functions)
             ),
-            removal_policy=RemovalPolicy.RETAIN,
+            log_group_name=names.release_state_machine_log_group_name(env),
+            log_retention_days=config.log_retention_days,
+            logs_key=logs_key,
+            log_level=LOG_LEVELS[config.release.state_machine_log_level],
+            include_execution_data=False,
+            table_key=table.key,
+            region=config.region,
         )
-        self.state_machine.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="UseReleaseTableKey",
-                actions=list(TABLE_KEY_WRITE_ACTIONS),
-                resources=[table.key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{config.region}.amazonaws.com"}},
-            )
-        )
+        self.log_group = made.log_group
+        self.state_machine = made.state_machine

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from contracts import names
+from infra.kms_keys import customer_managed_key
 
 ENVIRONMENT_INDEX = "by_environment"
 
@@ -24,28 +23,11 @@ class ReleaseTable(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, environment: str) -> None:
         super().__init__(scope, construct_id)
         # Its own key: whoever may read the release history needs this key, and nothing else does.
-        self.key = kms.Key(
+        self.key = customer_managed_key(
             self,
             "Key",
             alias=names.release_key_alias(environment),
             description=f"{environment} realtime analytics: release table and release notifications",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="DenyGrantsExceptForAwsServices",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["kms:CreateGrant"],
-                resources=["*"],
-                conditions={
-                    "BoolIfExists": {
-                        "kms:GrantIsForAWSResource": "false",
-                        "aws:PrincipalIsAWSService": "false",
-                    }
-                },
-            )
         )
         self.table = dynamodb.Table(
             self,
