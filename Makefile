@@ -16,14 +16,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test demo synth bench lint unit infra-tests integration e2e clean deploy iam-report stress
+.PHONY: help setup test demo synth bench check lint unit infra-tests integration e2e clean deploy iam-report stress
 
 help:
 	@echo "make demo   - run a healthy release and an automatic rollback in the embedded sandbox"
 	@echo "make test   - run every test (unit, infra, integration, e2e)"
 	@echo "make synth  - synthesize both stages to cdk.out/ with the security gates"
 	@echo "make bench  - run the benchmarks under benchmarks/"
-	@echo "make lint   - ruff, mypy, cfn-lint and checkov"
+	@echo "make check  - ruff lint, ruff format check and mypy over every package (no synthesis)"
+	@echo "make lint   - make check, then cfn-lint and checkov over the synthesized templates"
 	@echo "make iam-report - the permission tour in the sandbox: reports/iam-report.md"
 	@echo "make stress - the integration and e2e tiers 10 times under CPU load: reports/stress.json"
 
@@ -101,9 +102,15 @@ iam-report: setup
 bench: setup
 	@$(PY) benchmarks/run_all.py
 
-lint: setup synth
+# The fast loop (seconds once mypy's cache is warm, no synthesis): ruff lint, ruff format check, mypy
+# over every package with the pydantic plugin. .pre-commit-config.yaml runs the same on each commit.
+check: setup
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/mypy orchestrator tasks service contracts
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+# check, then the synthesized templates' linters.
+lint: check synth
 	@$(VENV)/bin/cfn-lint cdk.out/assembly-*/*.template.json
 	@$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --config-file .checkov.yaml -d cdk.out
 

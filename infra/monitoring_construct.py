@@ -175,7 +175,7 @@ class MonitoringConstruct(Construct):
         for stage in props.api_stages:
             dimensions = {"ApiId": props.api_id, "Stage": stage}
             is_live = stage == props.live_stage
-            count_metrics: list[cloudwatch.IMetric | CustomMetricWithAlarm] = []
+            count_metrics: list[cloudwatch.Metric | CustomMetricWithAlarm] = []
             for name in API_COUNT_METRICS:
                 metric = self._api_metric(name, dimensions, "Sum")
                 if is_live and name in ("IntegrationError", "ExecutionError"):
@@ -195,7 +195,7 @@ class MonitoringConstruct(Construct):
                 else:
                     count_metrics.append(metric)
             latency = self._api_metric("IntegrationLatency", dimensions, "p99")
-            latency_entry: cloudwatch.IMetric | CustomMetricWithAlarm = (
+            latency_entry: cloudwatch.Metric | CustomMetricWithAlarm = (
                 CustomMetricWithAlarm(
                     metric=latency,
                     alarm_friendly_name=f"api-{stage}-IntegrationLatencyP99",

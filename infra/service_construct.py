@@ -11,6 +11,8 @@ moves both aliases to it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -89,7 +91,7 @@ class ServiceConstruct(Construct):
             self.green[entry.key] = lambda_.Alias(
                 self, f"{_label(entry.key)}Green", alias_name=names.GREEN_ALIAS, version=version
             )
-        fanout_settings = dict(
+        fanout_settings: dict[str, Any] = dict(
             batch_size=config.messaging.batch_size,
             max_batching_window=Duration.seconds(config.messaging.max_batching_window_seconds),
             report_batch_item_failures=True,

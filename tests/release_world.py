@@ -87,7 +87,7 @@ class World:
 
     def notifications(self) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs", region_name=REGION)
-        messages = []
+        messages: list[dict[str, Any]] = []
         while True:
             batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
             if not batch:

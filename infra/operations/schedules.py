@@ -10,6 +10,7 @@ advance); a target that cannot be reached is retried, then lands in the DLQ, whi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import Duration, Stack, TimeZone
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -98,7 +99,8 @@ class OperationsSchedules(Construct):
                 conditions={"StringEquals": {"kms:ViaService": f"sqs.{config.region}.amazonaws.com"}},
             )
         )
-        common = {
+        # The same role, dead-letter queue and retry policy for every target (jsii props as keywords).
+        common: dict[str, Any] = {
             "role": self.role,
             "dead_letter_queue": self.dead_letter_queue,
             "retry_attempts": RETRY_ATTEMPTS,

@@ -63,4 +63,4 @@ def synth_release_template(
         definition_body=sfn.DefinitionBody.from_chainable(definition),
         tracing_enabled=True,
     )
-    return Template.from_stack(stack).to_json()  # type: ignore[no-any-return]
+    return dict(Template.from_stack(stack).to_json())
