@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -28,22 +27,19 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts import names
-from orchestrator.aws import Aws, Names, Target, function_keys
-from orchestrator.paths import REPO_ROOT
+from orchestrator.aws import Aws, Names, Target
 from orchestrator.render.report import execution_report
+from orchestrator.requests import build_request, validated
+from orchestrator.sandbox.artifacts import artifact_bucket_name
 from orchestrator.sandbox.daemon import start_background, stop_background
 from orchestrator.sandbox.state import SandboxState, read_lambda_report
 from orchestrator.traffic import TrafficGenerator
 from orchestrator.watch import Watcher
 
 ENV = "staging"
-# The artifact bucket the stage's DeployGreen role may read (config `deploy.artifact_bucket_name`;
-# the stack does not create it, so the demo does, as an operator would once per account).
-ARTIFACT_BUCKET = str(
-    json.loads((REPO_ROOT / "config" / f"{ENV}.json").read_text(encoding="utf-8"))["deploy"][
-        "artifact_bucket_name"
-    ]
-)
+# The artifact bucket the stage's DeployGreen role may read; the sandbox creates it at start-up
+# (as an operator creates it once per account, since the stack does not).
+ARTIFACT_BUCKET = artifact_bucket_name(ENV)
 # Compressed time: 60 virtual seconds per wall second, so each 60 s bake lasts one second.
 TIME_SCALE = 60.0
 BAKE_SECONDS = 90
@@ -76,11 +72,11 @@ def artifact(version: str) -> bytes:
     return buffer.getvalue()
 
 
-def upload_artifact(aws: Aws, version: str) -> tuple[str, str]:
+def upload_artifact(aws: Aws, version: str, bucket: str = ARTIFACT_BUCKET) -> tuple[str, str]:
     body = artifact(version)
     key = f"service/service-{version}.zip"
-    aws.call("s3", "put_object", Bucket=ARTIFACT_BUCKET, Key=key, Body=body)
-    return f"s3://{ARTIFACT_BUCKET}/{key}", hashlib.sha256(body).hexdigest()
+    aws.call("s3", "put_object", Bucket=bucket, Key=key, Body=body)
+    return f"s3://{bucket}/{key}", hashlib.sha256(body).hexdigest()
 
 
 def release(
@@ -92,8 +88,6 @@ def release(
     configuration: dict[str, str],
     min_success_rate: float,
 ) -> Outcome:
-    from orchestrator.cli import build_request
-
     uri, sha = upload_artifact(aws, version)
     request = build_request(
         env=ENV,
@@ -108,21 +102,20 @@ def release(
         release_id=None,
         config=[f"{k}={v}" for k, v in configuration.items()],
         min_green_invocations=1,
-        request_file=None,
-        aws=aws,
+        default_requester="demo",
     )
-    from contracts.release import parse_release_request
-
     # The demo's synthetic checks are small (every task's timeout runs on the compressed clock too)
     # and tolerate some failures, so that 1.2.0 reaches its bakes and its alarm is what stops it.
-    request["checks"] = {
-        **request.get("checks", {}),
-        "clients": 5,
-        "messages": 4,
-        "min_success_rate": min_success_rate,
-    }
-    request = parse_release_request(request, function_keys=function_keys()).model_dump(
-        mode="json", exclude_none=True
+    request = validated(
+        {
+            **request,
+            "checks": {
+                **request["checks"],
+                "clients": 5,
+                "messages": 4,
+                "min_success_rate": min_success_rate,
+            },
+        }
     )
     names = Names(ENV)
     machine = aws.state_machine_arn(names.release_state_machine)
@@ -242,13 +235,6 @@ def run_demo(
     traffic: TrafficGenerator | None = None
     outcomes: list[Outcome] = []
     try:
-        if ARTIFACT_BUCKET not in {b["Name"] for b in aws.call("s3", "list_buckets").get("Buckets", [])}:
-            aws.call(
-                "s3",
-                "create_bucket",
-                Bucket=ARTIFACT_BUCKET,
-                CreateBucketConfiguration={"LocationConstraint": state.region},
-            )
         events_queue = aws.call("sqs", "get_queue_url", QueueName=names.queue_name(ENV, "events"))["QueueUrl"]
         traffic = TrafficGenerator(
             state.gateway["websocket live"], state.gateway["api key"], aws.client("sqs"), events_queue
