@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -43,6 +44,12 @@ ARTIFACT_BUCKET = artifact_bucket_name(ENV)
 # Compressed time: 60 virtual seconds per wall second, so each 60 s bake lasts one second.
 TIME_SCALE = 60.0
 BAKE_SECONDS = 90
+# How long the summary waits for the alarm-rollback task's record: it stops the execution first,
+# then restores blue again, releases the lock and records (a busy machine takes seconds).
+RECORD_WAIT_SECONDS = 30.0
+# When the state machine's own CheckAlarms rolled back first, the alarm rule finds the lock
+# released and records nothing; a short look covers a record landing just after the end.
+RACE_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -59,6 +66,7 @@ class Outcome:
     cause: str | None
     report: Path
     detect_to_rollback_ms: float | None = None
+    rollback_note: str = ""  # why there is no detect-to-rollback figure, when there is none
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -145,16 +153,13 @@ def release(
         cause=view.cause,
         report=reports / f"{request['release_id']}.html",
     )
-    if code != 0 and view.status == "ABORTED":
-        # The alarm-rollback task stops the execution first and records its figure after
-        # releasing the lock: give it a moment to land.
-        deadline = time.monotonic() + 5.0
-        while outcome.detect_to_rollback_ms is None and time.monotonic() < deadline:
-            outcome.detect_to_rollback_ms = detect_to_rollback_ms(aws, names, outcome.release_id)
-            if outcome.detect_to_rollback_ms is None:
-                time.sleep(0.2)
-    elif code != 0:
-        outcome.detect_to_rollback_ms = detect_to_rollback_ms(aws, names, outcome.release_id)
+    if code != 0:
+        outcome.detect_to_rollback_ms, outcome.rollback_note = wait_for_rollback_record(
+            aws,
+            names,
+            outcome.release_id,
+            RECORD_WAIT_SECONDS if view.status == "ABORTED" else RACE_WAIT_SECONDS,
+        )
     notes = {
         "version": version,
         "configuration": ", ".join(f"{k}={v}" for k, v in configuration.items()) or "(none)",
@@ -187,6 +192,24 @@ def _transitions(events: list[dict[str, Any]]) -> int:
     return count_transitions(events)
 
 
+def wait_for_rollback_record(
+    aws: Aws, names: Names, release_id: str, bound_seconds: float, poll_seconds: float = 0.2
+) -> tuple[float | None, str]:
+    """The detect-to-rollback figure the alarm-rollback task records, waited for up to
+    `bound_seconds`; without one, a note saying why there is none."""
+    deadline = time.monotonic() + bound_seconds
+    while True:
+        figure = detect_to_rollback_ms(aws, names, release_id)
+        if figure is not None:
+            return figure, ""
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll_seconds)
+    if bound_seconds >= RECORD_WAIT_SECONDS:
+        return None, f"not recorded within {bound_seconds:.0f} s"
+    return None, "the state machine rolled back before the alarm rule"
+
+
 def detect_to_rollback_ms(aws: Aws, names: Names, release_id: str) -> float | None:
     """What the alarm-rollback task recorded in the release's audit trail, if it ran."""
     from boto3.dynamodb.types import TypeDeserializer
@@ -203,8 +226,6 @@ def detect_to_rollback_ms(aws: Aws, names: Names, release_id: str) -> float | No
         row = {k: deserializer.deserialize(v) for k, v in item.items()}
         detail = row.get("detail")
         if isinstance(detail, str):
-            import json
-
             try:
                 detail = json.loads(detail)
             except ValueError:
@@ -286,7 +307,10 @@ def summary(
         table.add_column(column)
     for o in outcomes:
         outcome = "finalized" if o.status == "SUCCEEDED" else f"rolled back ({o.error})"
-        latency = f"{o.detect_to_rollback_ms:.0f} ms" if o.detect_to_rollback_ms is not None else "–"
+        if o.detect_to_rollback_ms is not None:
+            latency = f"{o.detect_to_rollback_ms:.0f} ms"
+        else:
+            latency = f"– ({o.rollback_note})" if o.rollback_note else "–"
         table.add_row(o.version, outcome, f"{o.wall_seconds:.1f} s", str(o.transitions), latency)
     console.print(table)
     for o in outcomes:
