@@ -182,7 +182,7 @@ def backup_bucket_name(env: str, account: str) -> str:
 
 
 def dr_drill_state_machine_name(env: str) -> str:
-    """The CLI's `drill start` starts `<env>-dr-drill` (orchestrator/commands_ops.py)."""
+    """The CLI's `drill start` starts `<env>-dr-drill` (orchestrator/cli/ops.py)."""
     return f"{env}-dr-drill"
 
 

@@ -259,6 +259,29 @@ class InvalidRequest(ValueError):
         super().__init__("invalid release request: " + "; ".join(problems))
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            # json.loads would keep the last value silently; a request says each thing once.
+            raise InvalidRequest([f"{key}: duplicate key in the request JSON"])
+        seen[key] = value
+    return seen
+
+
+def loads_request(text: str | bytes) -> Any:
+    """JSON text of a request as Python values, refusing a key given twice in one object.
+
+    Raises InvalidRequest naming the duplicated key, or saying why the text is not JSON.
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except InvalidRequest:
+        raise
+    except ValueError as exc:
+        raise InvalidRequest([f"request: not valid JSON ({exc})"]) from None
+
+
 def describe_errors(error: ValidationError) -> list[str]:
     """One line per problem, each starting with the dotted field path."""
     lines = []
@@ -284,10 +307,7 @@ def parse_release_request(
         size = len(raw.encode() if isinstance(raw, str) else raw)
         if size > MAX_REQUEST_BYTES:
             raise InvalidRequest([f"request: {size} bytes, the limit is {MAX_REQUEST_BYTES}"])
-        try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidRequest([f"request: not valid JSON ({exc})"]) from None
+        raw = loads_request(raw)
     if not isinstance(raw, dict):
         raise InvalidRequest([f"request: must be a JSON object, got {type(raw).__name__}"])
     if defaults is not None:

@@ -28,25 +28,28 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts import names
-from orchestrator.aws import Aws, Names, Target, function_keys
-from orchestrator.paths import REPO_ROOT
+from orchestrator.aws import Aws, Names, Target
 from orchestrator.render.report import execution_report
+from orchestrator.requests import build_request, validated
+from orchestrator.sandbox.artifacts import artifact_bucket_name
 from orchestrator.sandbox.daemon import start_background, stop_background
 from orchestrator.sandbox.state import SandboxState, read_lambda_report
 from orchestrator.traffic import TrafficGenerator
 from orchestrator.watch import Watcher
 
 ENV = "staging"
-# The artifact bucket the stage's DeployGreen role may read (config `deploy.artifact_bucket_name`;
-# the stack does not create it, so the demo does, as an operator would once per account).
-ARTIFACT_BUCKET = str(
-    json.loads((REPO_ROOT / "config" / f"{ENV}.json").read_text(encoding="utf-8"))["deploy"][
-        "artifact_bucket_name"
-    ]
-)
+# The artifact bucket the stage's DeployGreen role may read; the sandbox creates it at start-up
+# (as an operator creates it once per account, since the stack does not).
+ARTIFACT_BUCKET = artifact_bucket_name(ENV)
 # Compressed time: 60 virtual seconds per wall second, so each 60 s bake lasts one second.
 TIME_SCALE = 60.0
 BAKE_SECONDS = 90
+# How long the summary waits for the alarm-rollback task's record: it stops the execution first,
+# then restores blue again, releases the lock and records (a busy machine takes seconds).
+RECORD_WAIT_SECONDS = 30.0
+# When the state machine's own CheckAlarms rolled back first, the alarm rule finds the lock
+# released and records nothing; a short look covers a record landing just after the end.
+RACE_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Outcome:
     cause: str | None
     report: Path
     detect_to_rollback_ms: float | None = None
+    rollback_note: str = ""  # why there is no detect-to-rollback figure, when there is none
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -76,11 +80,11 @@ def artifact(version: str) -> bytes:
     return buffer.getvalue()
 
 
-def upload_artifact(aws: Aws, version: str) -> tuple[str, str]:
+def upload_artifact(aws: Aws, version: str, bucket: str = ARTIFACT_BUCKET) -> tuple[str, str]:
     body = artifact(version)
     key = f"service/service-{version}.zip"
-    aws.call("s3", "put_object", Bucket=ARTIFACT_BUCKET, Key=key, Body=body)
-    return f"s3://{ARTIFACT_BUCKET}/{key}", hashlib.sha256(body).hexdigest()
+    aws.call("s3", "put_object", Bucket=bucket, Key=key, Body=body)
+    return f"s3://{bucket}/{key}", hashlib.sha256(body).hexdigest()
 
 
 def release(
@@ -92,8 +96,6 @@ def release(
     configuration: dict[str, str],
     min_success_rate: float,
 ) -> Outcome:
-    from orchestrator.cli import build_request
-
     uri, sha = upload_artifact(aws, version)
     request = build_request(
         env=ENV,
@@ -108,21 +110,20 @@ def release(
         release_id=None,
         config=[f"{k}={v}" for k, v in configuration.items()],
         min_green_invocations=1,
-        request_file=None,
-        aws=aws,
+        default_requester="demo",
     )
-    from contracts.release import parse_release_request
-
     # The demo's synthetic checks are small (every task's timeout runs on the compressed clock too)
     # and tolerate some failures, so that 1.2.0 reaches its bakes and its alarm is what stops it.
-    request["checks"] = {
-        **request.get("checks", {}),
-        "clients": 5,
-        "messages": 4,
-        "min_success_rate": min_success_rate,
-    }
-    request = parse_release_request(request, function_keys=function_keys()).model_dump(
-        mode="json", exclude_none=True
+    request = validated(
+        {
+            **request,
+            "checks": {
+                **request["checks"],
+                "clients": 5,
+                "messages": 4,
+                "min_success_rate": min_success_rate,
+            },
+        }
     )
     names = Names(ENV)
     machine = aws.state_machine_arn(names.release_state_machine)
@@ -152,16 +153,13 @@ def release(
         cause=view.cause,
         report=reports / f"{request['release_id']}.html",
     )
-    if code != 0 and view.status == "ABORTED":
-        # The alarm-rollback task stops the execution first and records its figure after
-        # releasing the lock: give it a moment to land.
-        deadline = time.monotonic() + 5.0
-        while outcome.detect_to_rollback_ms is None and time.monotonic() < deadline:
-            outcome.detect_to_rollback_ms = detect_to_rollback_ms(aws, names, outcome.release_id)
-            if outcome.detect_to_rollback_ms is None:
-                time.sleep(0.2)
-    elif code != 0:
-        outcome.detect_to_rollback_ms = detect_to_rollback_ms(aws, names, outcome.release_id)
+    if code != 0:
+        outcome.detect_to_rollback_ms, outcome.rollback_note = wait_for_rollback_record(
+            aws,
+            names,
+            outcome.release_id,
+            RECORD_WAIT_SECONDS if view.status == "ABORTED" else RACE_WAIT_SECONDS,
+        )
     notes = {
         "version": version,
         "configuration": ", ".join(f"{k}={v}" for k, v in configuration.items()) or "(none)",
@@ -194,6 +192,24 @@ def _transitions(events: list[dict[str, Any]]) -> int:
     return count_transitions(events)
 
 
+def wait_for_rollback_record(
+    aws: Aws, names: Names, release_id: str, bound_seconds: float, poll_seconds: float = 0.2
+) -> tuple[float | None, str]:
+    """The detect-to-rollback figure the alarm-rollback task records, waited for up to
+    `bound_seconds`; without one, a note saying why there is none."""
+    deadline = time.monotonic() + bound_seconds
+    while True:
+        figure = detect_to_rollback_ms(aws, names, release_id)
+        if figure is not None:
+            return figure, ""
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll_seconds)
+    if bound_seconds >= RECORD_WAIT_SECONDS:
+        return None, f"not recorded within {bound_seconds:.0f} s"
+    return None, "the state machine rolled back before the alarm rule"
+
+
 def detect_to_rollback_ms(aws: Aws, names: Names, release_id: str) -> float | None:
     """What the alarm-rollback task recorded in the release's audit trail, if it ran."""
     from boto3.dynamodb.types import TypeDeserializer
@@ -210,8 +226,6 @@ def detect_to_rollback_ms(aws: Aws, names: Names, release_id: str) -> float | No
         row = {k: deserializer.deserialize(v) for k, v in item.items()}
         detail = row.get("detail")
         if isinstance(detail, str):
-            import json
-
             try:
                 detail = json.loads(detail)
             except ValueError:
@@ -242,13 +256,6 @@ def run_demo(
     traffic: TrafficGenerator | None = None
     outcomes: list[Outcome] = []
     try:
-        if ARTIFACT_BUCKET not in {b["Name"] for b in aws.call("s3", "list_buckets").get("Buckets", [])}:
-            aws.call(
-                "s3",
-                "create_bucket",
-                Bucket=ARTIFACT_BUCKET,
-                CreateBucketConfiguration={"LocationConstraint": state.region},
-            )
         events_queue = aws.call("sqs", "get_queue_url", QueueName=names.queue_name(ENV, "events"))["QueueUrl"]
         traffic = TrafficGenerator(
             state.gateway["websocket live"], state.gateway["api key"], aws.client("sqs"), events_queue
@@ -300,7 +307,10 @@ def summary(
         table.add_column(column)
     for o in outcomes:
         outcome = "finalized" if o.status == "SUCCEEDED" else f"rolled back ({o.error})"
-        latency = f"{o.detect_to_rollback_ms:.0f} ms" if o.detect_to_rollback_ms is not None else "–"
+        if o.detect_to_rollback_ms is not None:
+            latency = f"{o.detect_to_rollback_ms:.0f} ms"
+        else:
+            latency = f"– ({o.rollback_note})" if o.rollback_note else "–"
         table.add_row(o.version, outcome, f"{o.wall_seconds:.1f} s", str(o.transitions), latency)
     console.print(table)
     for o in outcomes:

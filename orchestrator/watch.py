@@ -208,19 +208,45 @@ class Watcher:
         console.print(f"[bold {colour}]{status}[/]{detail}", markup=True)
         return exit_code_for(status)
 
+    def shown_states(self) -> list[str]:
+        """The states entered so far, in the order first entered (the running one last among
+        them); states never entered are left out, however many the definition has."""
+        assert self.view is not None
+        return list(dict.fromkeys(name for name in self.view.path if name in self.view.runs))
+
+    def time_cell(self, state_type: str, history_seconds: float | None) -> str:
+        """Time in a state as a reader should take it. History timestamps are on the sandbox's
+        compressed clock: a Wait keeps that clock (a 90 s bake reads 90 s), everything else is
+        shown on the wall clock (a task that took 1 s reads 1 s, not 60)."""
+        if history_seconds is None:
+            return ""
+        if self.time_scale == 1.0:
+            return f"{history_seconds:.1f}s"
+        if state_type == "Wait":
+            return f"{history_seconds:.0f}s at {self.time_scale:g}x"
+        return f"{history_seconds / self.time_scale:.2f}s wall"
+
     def render(self) -> Group:
         assert self.view is not None
         view = self.view
         table = Table(title=f"{self.execution_arn.rsplit(':', 1)[-1]}  [{view.status}]", title_justify="left")
+        compressed = self.time_scale != 1.0
+        if compressed:
+            table.caption = (
+                f"time: tasks and other states on the wall clock; Wait states (bakes) on the "
+                f"sandbox's {self.time_scale:g}x clock, as the history records them"
+            )
+            table.caption_justify = "left"
         table.add_column("")
         table.add_column("state")
         table.add_column("type", style="dim")
         table.add_column("status")
         table.add_column("time", justify="right")
         table.add_column("detail", overflow="fold")
-        for name in view.graph.order():
+        for name in self.shown_states():
             run = view.runs[name]
             symbol, style = SYMBOLS.get(run.status, ("?", ""))
+            state_type = str(view.graph.states[name].get("Type", ""))
             spent = sum(run.durations) if run.durations else run.seconds
             extras = []
             if run.visits > 1:
@@ -232,9 +258,9 @@ class Watcher:
             table.add_row(
                 Text(symbol, style=style),
                 name,
-                str(view.graph.states[name].get("Type", "")),
+                state_type,
                 Text(run.status, style=style),
-                "" if spent is None else f"{spent:.1f}s",
+                self.time_cell(state_type, spent),
                 " ".join(extras),
             )
         lines: list[Any] = [table]

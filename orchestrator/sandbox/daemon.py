@@ -32,6 +32,7 @@ from typing import Any
 from rich.console import Console
 
 from contracts import names as constants
+from orchestrator.sandbox.artifacts import artifact_bucket_name, create_artifact_bucket
 from orchestrator.sandbox.state import (
     LAMBDA_REPORT,
     LOG_FILE,
@@ -144,6 +145,9 @@ class Sandbox:
             engine, template, env_overrides={"REDIS_URL": redis_server.url}, isolated=isolated
         )
         deployment = deployer.deploy()
+        artifact_bucket = create_artifact_bucket(
+            engine.client("s3"), artifact_bucket_name(ENVIRONMENT), region
+        )
         enforcer = _iam_enforcer(template, deployer, self.directory) if isolated else None
         if enforcer is not None:
             self.parts.append(enforcer.close)
@@ -282,6 +286,7 @@ class Sandbox:
             },
             state_machines=deployment.state_machines,
             lambda_mode=self.lambda_mode,
+            artifact_bucket=artifact_bucket,
         )
         log.info(
             "sandbox up in %.2fs (Lambda functions %s): %d functions, %d queues, %d alarms, %d rules, %d state machines; not emulated: %s",

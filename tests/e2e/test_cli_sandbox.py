@@ -23,8 +23,10 @@ def aws(state: SandboxState, service: str):  # noqa: ANN201
 
 @pytest.fixture(scope="module")
 def artifacts(sandbox: SandboxState) -> dict[str, tuple[str, str]]:
+    # The sandbox made the stage's artifact bucket at start-up (the stack does not create it).
+    assert sandbox.artifact_bucket == ARTIFACT_BUCKET
     s3 = aws(sandbox, "s3")
-    s3.create_bucket(Bucket=ARTIFACT_BUCKET, CreateBucketConfiguration={"LocationConstraint": sandbox.region})
+    s3.head_bucket(Bucket=ARTIFACT_BUCKET)
     out = {}
     for version in ("2.0.0", "2.1.0", "2.2.0"):
         body = artifact(version)
@@ -153,6 +155,67 @@ def test_healthy_release_start_wait_and_history(sandbox: SandboxState, artifacts
     assert main(["--sandbox", "release", "history", "--env", ENV, "--json"]) == 0
     history = json.loads(capsys.readouterr().out)
     assert history[0]["release_id"] == "e2e-healthy" and history[0]["status"] == "SUCCEEDED"
+
+
+def test_first_release_by_hand_from_a_local_bundle(sandbox: SandboxState, tmp_path, capsys) -> None:
+    """As the README's first manual release: build the bundle, then release the local zip."""
+    from scripts.build_bundle import build
+
+    source = tmp_path / "src" / "service"
+    source.mkdir(parents=True)
+    (source / "VERSION").write_text("local bundle\n")
+    manifest = build(tmp_path / "src", tmp_path / "dist", "0.9.0")
+    bundle = tmp_path / "dist" / manifest.zip_file  # dist/service-<hash>.zip
+    code = main(
+        [
+            "--sandbox",
+            "release",
+            "start",
+            "--env",
+            ENV,
+            "--artifact",
+            str(bundle),
+            "--steps",
+            "100",
+            "--bake",
+            "0",
+            "--release-id",
+            "e2e-local-bundle",
+            "--min-green-invocations",
+            "0",
+            "--wait",
+            "--json",
+        ]
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0, lines[-1]
+    assert lines[-1]["type"] == "execution" and lines[-1]["status"] == "SUCCEEDED"
+    head = aws(sandbox, "s3").head_object(Bucket=sandbox.artifact_bucket, Key=manifest.key)
+    assert head["Metadata"]["sha256"] == manifest.sha256  # where scripts/build_bundle.py would put it
+    lam = aws(sandbox, "lambda")
+    live = lam.get_alias(FunctionName=f"{ENV}-realtime-messages", Name="live")
+    code_sha = lam.get_function_configuration(
+        FunctionName=f"{ENV}-realtime-messages", Qualifier=live["FunctionVersion"]
+    )["CodeSha256"]
+    assert code_sha == manifest.code_sha256  # live runs the bundle that was on disk
+    assert main(["--sandbox", "release", "history", "--env", ENV, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)[0]
+    assert record["release_id"] == "e2e-local-bundle" and record["version"] == manifest.version
+
+
+@pytest.mark.parametrize("stage", ["live", "preview"])
+def test_synthetic_checks_from_the_cli(sandbox: SandboxState, stage: str, capsys) -> None:
+    code = main(["--sandbox", "check", "--env", ENV, "--stage", stage, "--clients", "3", "--json"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert code == 0, report["summary"]
+    assert report["passed"] is True and report["stage"] == stage
+    assert report["url"] == sandbox.gateway[f"websocket {stage}"]
+    assert report["clients"] == 3 and report["connected"] == 3
+    # The environment's release thresholds (config/staging.json release.synthetic_checks).
+    assert report["thresholds"] == {"p99_latency_ms": 1500, "min_success_rate": 0.99}
+    assert report["messages_received"] == report["messages_expected"] == 3 * 20
+    assert report["unauthorized_refused"] is True
 
 
 def test_approval_gate_then_approve(sandbox: SandboxState, artifacts, capsys) -> None:

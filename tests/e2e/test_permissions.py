@@ -97,9 +97,7 @@ def _until(check: Any, what: str, timeout: float = 60.0) -> Any:
 
 
 def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
-    aws(state, "s3").create_bucket(
-        Bucket=_bucket(), CreateBucketConfiguration={"LocationConstraint": state.region}
-    )
+    assert state.artifact_bucket == _bucket()  # the sandbox creates it at start-up
 
     # A release behind the approval gate, approved: every release task on its way to Finalize.
     code, started = _release(capsys, state, "3.0.0", "tour-approved", "--approval")

@@ -94,14 +94,14 @@ CORPUS = [
         without("version"),
         "version: Field required",
         ("--no-version",),
-        "Missing option '--version'",
+        "version: missing; give --version",
     ),
     Case(
         "missing-artifact",
         without("artifact"),
         "artifact: Field required",
         ("--no-artifact",),
-        "Missing option '--artifact'",
+        "artifact: missing; give --artifact",
     ),
     Case("missing-requested-by", without("requested_by"), "requested_by: Field required"),
     Case(

@@ -23,7 +23,25 @@ START = [
     ("argv", "expected"),
     [
         (["release", "bogus"], "No such command 'bogus'"),
-        (["release", "start", "--env", "staging"], "Missing option '--version'"),
+        (["release", "start", "--env", "staging"], "version: missing; give --version or a --request-file"),
+        ([*START[:4], "--artifact", START[-1], "--sha256", SHA], "version: missing"),
+        ([*START[:6], "--sha256", SHA], "artifact: missing; give --artifact"),
+        ([*START, "--sha256", SHA, "--steps", ""], "--steps: empty"),
+        ([*START, "--sha256", SHA, "--steps", " , "], "--steps: empty"),
+        (
+            [*START[:-1], "./dist/service-0123456789ab.zip"],
+            "a local bundle is uploaded for you only with --sandbox",
+        ),
+        (["check", "--env", "staging", "--stage", "blue"], "--stage: 'blue' is not one of live, preview"),
+        (
+            ["check", "--env", "staging", "--stage", "live", "--clients", "0"],
+            "--clients: Input should be greater",
+        ),
+        (
+            ["check", "--env", "staging", "--stage", "live", "--clients", "501"],
+            "--clients: Input should be less",
+        ),
+        (["check", "--env", "prod", "--stage", "live"], "--env: 'prod' is not one of"),
         (
             [*START[:3], "prod", *START[4:], "--sha256", SHA],
             "--env: 'prod' is not one of staging, production",
@@ -89,3 +107,46 @@ def test_unreachable_endpoint_is_exit_3_one_line(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3
     assert len(err) == 1 and err[0].startswith("error: stepfunctions.list_state_machines: ")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"version": "1.0.0", "version": "2.0.0"}', "version: duplicate key"),
+        (
+            '{"version": "1.0.0", "artifact": {"bucket": "artifacts-bucket", "key": "k.zip", "sha256": "'
+            + SHA
+            + '"}, "dry_run": "yes"}',
+            "dry_run: Input should be a valid boolean",
+        ),
+        (
+            '{"version": "1.0.0", "artifact": {"bucket": "artifacts-bucket", "key": "k.zip", "sha256": "'
+            + SHA
+            + '"}, "approval": true}',
+            "approval:",
+        ),
+        ("[]", "must hold a JSON object"),
+    ],
+)
+def test_bad_request_files_exit_2_with_one_line_and_no_aws_call(
+    tmp_path, content: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "req.json"
+    path.write_text(content)
+    # Port 9 answers nothing: any AWS call would be exit 3 naming the call, not exit 2.
+    code = main(
+        [
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "release",
+            "start",
+            "--env",
+            "staging",
+            "--request-file",
+            str(path),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == EXIT_USAGE, captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], captured.err

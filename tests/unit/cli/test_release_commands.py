@@ -273,3 +273,67 @@ def test_render_execution_report(
     assert "ReleaseRolledBack" in html and "<svg" in html and "<script" not in html
     assert 'class="state failed" data-state="ReleaseRolledBack"' in html
     assert 'class="state pending" data-state="Finalize"' in html
+
+
+def test_a_request_file_alone_starts_a_release(moto_url: str, stage: dict, tmp_path, capsys) -> None:
+    path = tmp_path / "req.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": "1.7.0",
+                "artifact": {"bucket": "artifacts-bucket", "key": "service/svc.zip", "sha256": SHA},
+                "strategy": {"steps": [{"percent": 100, "bake_seconds": 0}]},
+                "release_id": "from-file",
+                "dry_run": True,
+            }
+        )
+    )
+    code = main(
+        ["--endpoint-url", moto_url, "release", "start", "--env", ENV, "--request-file", str(path), "--json"]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    arn = json.loads(captured.out)["execution_arn"]
+    sent = json.loads(client("stepfunctions", moto_url).describe_execution(executionArn=arn)["input"])
+    assert sent["version"] == "1.7.0" and sent["release_id"] == "from-file" and sent["dry_run"] is True
+    assert sent["artifact"]["sha256"] == SHA
+    assert sent["strategy"] == {"steps": [{"percent": 100, "bake_seconds": 0}]}
+
+
+def test_options_override_the_request_file(moto_url: str, stage: dict, tmp_path, capsys) -> None:
+    path = tmp_path / "req.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": "1.7.0",
+                "artifact": {"bucket": "artifacts-bucket", "key": "service/svc.zip", "sha256": SHA},
+                "release_id": "from-file-2",
+                "dry_run": True,
+            }
+        )
+    )
+    code = main(
+        [
+            "--endpoint-url",
+            moto_url,
+            "release",
+            "start",
+            "--env",
+            ENV,
+            "--request-file",
+            str(path),
+            "--version",
+            "1.8.0",
+            "--no-dry-run",
+            "--steps",
+            "100",
+            "--bake",
+            "0",
+            "--json",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    arn = json.loads(captured.out)["execution_arn"]
+    sent = json.loads(client("stepfunctions", moto_url).describe_execution(executionArn=arn)["input"])
+    assert sent["version"] == "1.8.0" and sent["dry_run"] is False and sent["release_id"] == "from-file-2"

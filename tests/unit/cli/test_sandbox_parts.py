@@ -3,6 +3,7 @@ evaluator against moto's CloudWatch, and the sandbox state file."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,9 @@ import pytest
 from moto import mock_aws
 
 from orchestrator.gateway.metrics import Sample
+from orchestrator.paths import REPO_ROOT
 from orchestrator.sandbox.alarms import AlarmEvaluator, MetricStore, StoringRecorder, evaluate_rule
+from orchestrator.sandbox.artifacts import artifact_bucket_name, create_artifact_bucket
 from orchestrator.sandbox.events import EventBus, Rule, alarm_state_change_event, matches
 from orchestrator.sandbox.state import SandboxNotRunning, SandboxState, read_state, write_state
 
@@ -303,3 +306,12 @@ def test_the_stored_alarms_read_as_describe_alarms_answers() -> None:
     for stored, described in ((metric, answer["MetricAlarms"]), (composite, answer["CompositeAlarms"])):
         assert len(stored) == len(described) == 1
         assert stored[0] == {key: described[0][key] for key in stored[0]}, (stored, described)
+
+
+def test_the_sandbox_artifact_bucket_is_the_stages_configured_one(moto_url: str) -> None:
+    configured = json.loads((REPO_ROOT / "config" / "staging.json").read_text())["deploy"]
+    assert artifact_bucket_name("staging") == configured["artifact_bucket_name"]
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="eu-west-1")
+    name = create_artifact_bucket(s3, "sandbox-artifacts-probe", "eu-west-1")
+    assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] == "eu-west-1"
+    assert s3.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"

@@ -1,4 +1,4 @@
-"""Operations commands: `cost report`, `cost estimate`, `drill start`, `drill status`, `ops schedules`,
+"""Operations command groups: `cost report`, `cost estimate`, `drill start`, `drill status`, `ops schedules`,
 `ops run`.
 
 `cost report` asks Cost Explorer (the same query as the daily cost check) and compares with the
@@ -22,31 +22,26 @@ from typing import Annotated, Any
 import typer
 
 from contracts import names
-from orchestrator.cli import (
+from orchestrator.aws import AwsError
+from orchestrator.cli.context import (
     EXIT_OK,
     EXIT_RELEASE_FAILED,
-    AwsError,
+    EXIT_USAGE,
     CliError,
     EnvOpt,
     JsonOpt,
-    _opts,
-    _whoami,
     check_env,
+    group,
+    options,
     out,
     usage_error,
+    whoami,
 )
 from orchestrator.paths import REPO_ROOT
 
-cost_app: typer.Typer = typer.Typer(
-    help="Cost Explorer report and the offline monthly estimate of a stage.", no_args_is_help=True
-)
-drill_app: typer.Typer = typer.Typer(
-    help="Disaster-recovery drills: restore a backup into a temporary group and verify it.",
-    no_args_is_help=True,
-)
-ops_app: typer.Typer = typer.Typer(
-    help="Scheduled operations: the schedules, and running one now as it would run.", no_args_is_help=True
-)
+cost_app = group("Cost Explorer report and the offline monthly estimate of a stage.")
+drill_app = group("Disaster-recovery drills: restore a backup into a temporary group and verify it.")
+ops_app = group("Scheduled operations: the schedules, and running one now as it would run.")
 DRILL_TYPES = ("snapshot-restore", "event-path")
 SCHEDULED = ("backup", "cost-check", "dr-drill")
 _TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -64,7 +59,7 @@ def _config(env: str) -> dict[str, Any]:
     try:
         return dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
-        raise CliError(f"config/{env}.json could not be read: {exc}", 2) from exc
+        raise CliError(f"config/{env}.json could not be read: {exc}", EXIT_USAGE) from exc
 
 
 # ---- cost ---------------------------------------------------------------------------------
@@ -89,7 +84,7 @@ def cost_report(
     if day is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
         usage_error(f"--day: {day!r} is not YYYY-MM-DD")
     budget = float(_config(env)["budget"]["daily_limit_usd"])
-    aws = _opts(ctx).aws()
+    aws = options(ctx).aws()
     settings = CostSettings(environment=env, daily_budget_usd=budget)
     when = date.fromisoformat(day) if day else utc_now().date() - timedelta(days=1)
     try:
@@ -140,7 +135,7 @@ def cost_estimate(
             drills_per_month=drills,
         )
     except EstimateError as exc:
-        raise CliError(str(exc), 2) from exc
+        raise CliError(str(exc), EXIT_USAGE) from exc
     if as_json:
         print(json.dumps(result.to_json()))
         return
@@ -197,14 +192,14 @@ def drill_start(
     name = drill_id or f"drill-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}", name):
         usage_error(f"--drill-id: {name!r} must be 1-40 letters, digits or dashes")
-    request: dict[str, Any] = {"type": drill_type, "requested_by": _whoami(), "drill_id": name}
+    request: dict[str, Any] = {"type": drill_type, "requested_by": whoami(), "drill_id": name}
     if snapshot:
         request["snapshot"] = snapshot
     if failover is not None:
         request["failover"] = failover
     if events is not None:
         request["events"] = events
-    aws = _opts(ctx).aws()
+    aws = options(ctx).aws()
     machine = aws.state_machine_arn(drill_state_machine(env, drill_type))
     arn = aws.start_execution(machine, name, request)["executionArn"]
     if as_json and not wait:
@@ -216,8 +211,8 @@ def drill_start(
 
 
 def _wait(ctx: typer.Context, arn: str, as_json: bool) -> int:
-    aws = _opts(ctx).aws()
-    interval = 0.25 if _opts(ctx).target.sandbox else 15.0
+    aws = options(ctx).aws()
+    interval = 0.25 if options(ctx).target.sandbox else 15.0
     while True:
         describe = aws.describe_execution(arn)
         if describe["status"] in _TERMINAL:
@@ -278,7 +273,7 @@ def drill_status(
     check_env(env)
     if drill_type not in DRILL_TYPES:
         usage_error(f"--type: {drill_type!r} is not one of {', '.join(DRILL_TYPES)}")
-    aws = _opts(ctx).aws()
+    aws = options(ctx).aws()
     machine = aws.state_machine_arn(drill_state_machine(env, drill_type))
     if drill_id:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,79}", drill_id):
@@ -299,7 +294,7 @@ def drill_status(
 def ops_schedules(ctx: typer.Context, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """The environment's operations schedules: expression, state and target."""
     check_env(env)
-    aws = _opts(ctx).aws()
+    aws = options(ctx).aws()
     group = names.schedule_group_name(env)
     listed = aws.call("scheduler", "list_schedules", GroupName=group).get("Schedules", [])
     rows = []
@@ -342,7 +337,7 @@ def ops_run(
     check_env(env)
     if task not in SCHEDULED:
         usage_error(f"{task!r} is not one of {', '.join(SCHEDULED)}")
-    aws = _opts(ctx).aws()
+    aws = options(ctx).aws()
     name, group = names.schedule_name(env, task), names.schedule_group_name(env)
     target = aws.call("scheduler", "get_schedule", Name=name, GroupName=group)["Target"]
     payload = json.loads(target.get("Input") or "{}")
@@ -406,3 +401,11 @@ def _print_result(task: str, result: Any) -> None:
             f"daily budget; anomaly {result.get('anomaly')}",
             markup=False,
         )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cost_app, name="cost")
+    app.add_typer(ops_app, name="ops")
+    app.add_typer(drill_app, name="drill")
+    # The pipeline's workflow (dr-drill.yml) spells the group `dr-drill`.
+    app.add_typer(drill_app, name="dr-drill", hidden=True)
