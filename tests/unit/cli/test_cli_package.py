@@ -1,9 +1,9 @@
 """The CLI package's shape: one module per command group registered on the root, shared context in
-one module, no import cycle, and the entry points the console script and `python -m` use."""
+one module, nothing else importing the CLI, and the entry points the console script and `python -m`
+use. (No import cycle anywhere: tests/unit/ci/test_import_graph.py.)"""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -14,58 +14,10 @@ from typer.main import get_command
 import orchestrator.cli.context
 from orchestrator.cli import main as cli_main
 from orchestrator.cli.root import COMMAND_MODULES, app
+from tests.support.import_graph import import_graph as _graph
 
 PACKAGE = Path(orchestrator.cli.context.__file__).resolve().parent
 ROOT = PACKAGE.parents[1]
-
-
-def _is_module(name: str) -> bool:
-    base = ROOT.joinpath(*name.split("."))
-    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
-
-
-def _imports(path: Path) -> set[str]:
-    """Modules of this project a file imports, at any depth of the file (module level or not);
-    `from package import submodule` counts as importing the submodule."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            submodules = {
-                f"{node.module}.{a.name}" for a in node.names if _is_module(f"{node.module}.{a.name}")
-            }
-            found.update(submodules or {node.module})
-            if len(submodules) < len(node.names):
-                found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return {name for name in found if name.split(".")[0] in {"orchestrator", "contracts", "tasks"}}
-
-
-def _module_of(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _graph() -> dict[str, set[str]]:
-    files = {_module_of(p): p for p in (ROOT / "orchestrator").rglob("*.py")}
-    files.update({_module_of(p): p for p in (ROOT / "contracts").rglob("*.py")})
-    graph = {}
-    for module, path in files.items():
-        graph[module] = {name for name in _imports(path) if name in files and name != module}
-    return graph
-
-
-def test_no_import_cycle_through_the_cli_or_the_request_building() -> None:
-    graph = _graph()
-    start = [m for m in graph if m.startswith("orchestrator.cli") or m == "orchestrator.requests"]
-
-    def visit(module: str, trail: list[str]) -> None:
-        for nxt in sorted(graph[module]):
-            assert nxt not in trail, "import cycle: " + " -> ".join([*trail[trail.index(nxt) :], nxt])
-            visit(nxt, [*trail, nxt])
-
-    for module in start:
-        visit(module, [module])
 
 
 def test_nothing_outside_the_cli_imports_it() -> None:
@@ -79,7 +31,7 @@ def test_nothing_outside_the_cli_imports_it() -> None:
 
 
 def test_the_shared_context_depends_on_no_command_module() -> None:
-    deps = _imports(PACKAGE / "context.py")
+    deps = _graph()["orchestrator.cli.context"]
     assert not [d for d in deps if d.startswith("orchestrator.cli")]
 
 

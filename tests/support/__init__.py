@@ -1,0 +1,1 @@
+"""What tests and benchmarks share: worlds, rigs, fixtures' helpers, the import graph."""
