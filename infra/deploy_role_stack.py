@@ -119,6 +119,8 @@ class DeployRoleStack(Stack):
             "ReadStackOutputs": "this environment's stack, read only",
             "PutServiceBundles": "service bundles under the artifact bucket's service/ prefix",
             "EncryptServiceBundles": "KMS keys usable only through S3 in this region",
+            "ReadApiKeyForChecks": "the environment's API key secret (Secrets Manager's random name suffix)",
+            "UseKeysForChecks": "the environment's secrets and messaging keys by alias, through those services",
         }
         # One acknowledgment per wildcard resource; several grants may share one (`*`).
         wildcards: dict[str, list[str]] = {}
@@ -219,6 +221,20 @@ def deploy_grants(
         Grant("EncryptServiceBundles", ("kms:GenerateDataKey", "kms:Decrypt"),
               tuple(kms_key_arns) or (f"arn:{partition}:kms:{region}:{account}:key/*",),
               {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
+        # The post-release synthetic checks (`orchestrator check --stage live|preview`): the current
+        # API key to connect, and synthetic events into the stage's events queues.
+        Grant("ReadApiKeyForChecks", ("secretsmanager:GetSecretValue",),
+              (f"arn:{partition}:secretsmanager:{region}:{account}:secret:{names.secret_name(env, 'api-keys')}-??????",)),
+        Grant("SendSyntheticEvents", ("sqs:GetQueueUrl", "sqs:SendMessage"),
+              tuple(f"arn:{partition}:sqs:{region}:{account}:{names.queue_name(env, queue)}"
+                    for queue in ("events", "preview-events"))),
+        # Only the secrets and messaging keys (by alias), and only through those two services.
+        Grant("UseKeysForChecks", ("kms:Decrypt", "kms:GenerateDataKey"),
+              (f"arn:{partition}:kms:{region}:{account}:key/*",),
+              {"StringEquals": {"kms:ViaService": [f"secretsmanager.{region}.amazonaws.com",
+                                                   f"sqs.{region}.amazonaws.com"]},
+               "ForAnyValue:StringEquals": {"kms:ResourceAliases": [names.kms_alias(env, "secrets"),
+                                                                   names.kms_alias(env, "messaging")]}}),
     ]  # fmt: skip
 
 

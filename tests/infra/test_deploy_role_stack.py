@@ -153,7 +153,10 @@ def test_every_resource_is_scoped_to_this_environment(template: Template) -> Non
         for resource in _resources(statement):
             if resource == "*" or ":iam::" in resource or ":kms:" in resource or ":s3:::" in resource:
                 continue
-            assert ":staging-" in resource or "/staging-" in resource, f"{sid}: {resource}"
+            # Names start with `staging-`; Secrets Manager's are `staging/realtime/...`.
+            assert ":staging-" in resource or "/staging-" in resource or ":secret:staging/" in resource, (
+                f"{sid}: {resource}"
+            )
             assert "production" not in resource, f"{sid}: {resource}"
 
 
@@ -193,3 +196,27 @@ def test_passes_the_projects_security_gates() -> None:
         artifact_bucket_name="production-realtime-artifacts", env=Environment(account=ACCOUNT, region=REGION),
     )  # fmt: skip
     Template.from_stack(stack).resource_count_is("AWS::IAM::Role", 1)
+
+
+def test_the_post_release_checks_read_the_api_key_and_send_to_the_events_queues_only(
+    template: Template,
+) -> None:
+    statements = _statements(template)
+    assert _actions(statements["ReadApiKeyForChecks"]) == {"secretsmanager:GetSecretValue"}
+    assert _resources(statements["ReadApiKeyForChecks"]) == [
+        f"arn:${{AWS::Partition}}:secretsmanager:{REGION}:{ACCOUNT}:secret:staging/realtime/api-keys-??????"
+    ]
+    assert _actions(statements["SendSyntheticEvents"]) == {"sqs:GetQueueUrl", "sqs:SendMessage"}
+    assert _resources(statements["SendSyntheticEvents"]) == [
+        f"arn:${{AWS::Partition}}:sqs:{REGION}:{ACCOUNT}:staging-realtime-events",
+        f"arn:${{AWS::Partition}}:sqs:{REGION}:{ACCOUNT}:staging-realtime-preview-events",
+    ]
+    # Keys only through the two services, and only the environment's secrets and messaging keys.
+    assert statements["UseKeysForChecks"]["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": [f"secretsmanager.{REGION}.amazonaws.com", f"sqs.{REGION}.amazonaws.com"]
+        },
+        "ForAnyValue:StringEquals": {
+            "kms:ResourceAliases": ["alias/staging-realtime-secrets", "alias/staging-realtime-messaging"]
+        },
+    }
