@@ -118,7 +118,7 @@ def release(
         {
             **request,
             "checks": {
-                **request["checks"],
+                **request.get("checks", {}),
                 "clients": 5,
                 "messages": 4,
                 "min_success_rate": min_success_rate,

@@ -129,12 +129,19 @@ def artifact_sha256(aws: Aws, bucket: str, key: str) -> str:
 
 
 def validated(request: dict[str, Any]) -> dict[str, Any]:
-    """The request checked by the model ValidateRequest uses, with its id and strategy filled in."""
+    """The request checked by the model ValidateRequest uses, with its release id filled in.
+
+    Only the fields the request gives are sent: a field it leaves out (approval, checks, the
+    minimum of green invocations, the strategy when no config is at hand) takes the environment's
+    default in ValidateRequest (RELEASE_DEFAULTS), so `release start --env production` without
+    `--approval` still waits at production's approval gate.
+    """
     try:
-        model = parse_release_request(request, function_keys=function_keys()).with_defaults()
+        model = parse_release_request(request, function_keys=function_keys())
     except InvalidRequest as exc:
         raise RequestError(str(exc)) from None
-    return model.model_dump(mode="json", exclude_none=True)
+    given = model.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    return {**given, "release_id": model.with_defaults().release_id}
 
 
 def _strategy(

@@ -247,3 +247,35 @@ def test_unusable_local_bundles_are_refused(
         path.write_bytes(content)
     with pytest.raises(RequestError, match=expected):
         local_bundle(path)
+
+
+def test_fields_not_given_take_the_environments_defaults_in_validate_request(tmp_path: Path) -> None:
+    """`release start --env production` without --approval waits at production's approval gate:
+    the CLI sends only what was given, and ValidateRequest fills the rest from RELEASE_DEFAULTS."""
+    from infra.config import load_config
+    from infra.orchestration.construct import release_defaults
+
+    request = build_request(
+        env="production",
+        version="1.4.0",
+        artifact=f"s3://{ARTIFACT['bucket']}/{ARTIFACT['key']}",
+        sha256=SHA,
+        default_requester="ops",
+    )
+    assert {"approval", "checks", "min_green_invocations"}.isdisjoint(request)
+    production = load_config("production")
+    defaults = ReleaseDefaults.model_validate_json(release_defaults(production))
+    filled = parse_release_request(request, defaults)
+    assert production.release.require_approval and filled.approval == "required"
+    assert filled.min_green_invocations == production.release.min_green_invocations
+    assert filled.checks.model_dump() == production.release.synthetic_checks.model_dump()
+    # An explicit --no-approval is sent, and wins over the default.
+    explicit = build_request(
+        env="production",
+        version="1.4.0",
+        artifact=f"s3://{ARTIFACT['bucket']}/{ARTIFACT['key']}",
+        sha256=SHA,
+        approval=False,
+        default_requester="ops",
+    )
+    assert parse_release_request(explicit, defaults).approval == "none"
