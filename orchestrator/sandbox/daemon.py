@@ -49,6 +49,7 @@ ENVIRONMENT = "staging"
 # root principal, bucket names, SourceAccount conditions), so moto answers as that account too.
 ACCOUNT = json.loads((REPO_ROOT / "config" / f"{ENVIRONMENT}.json").read_text(encoding="utf-8"))["account"]
 log = logging.getLogger("orchestrator.sandbox")
+VERIFY_HANDLER = "tasks.dr_drill.verify_handler"
 
 
 class SandboxError(RuntimeError):
@@ -132,25 +133,39 @@ class Sandbox:
         self.parts.append(engine.close)
 
         from orchestrator.sandbox import emulation
+        from orchestrator.sandbox.cache_data import CacheData
+        from orchestrator.sandbox.cost_data import CostData, today_of
         from orchestrator.sandbox.deploy import Deployer
 
         # What moto lacks (SQS move tasks, snapshot export, TestFailover), Lambda Invoke through
         # the API to this sandbox's functions, mappings without moto's own delivery.
-        emulation.install(invoker=_invoker(engine))
+        # Snapshots hold the local server's data; a group restored from one is a second server.
+        cache_data = CacheData(redis_server, live_groups=set())
+        self.parts.append(cache_data.stop)
+        costs = CostData(today_of(engine.clock.now))  # Cost Explorer's answers, on the sandbox's clock
+        emulation.install(invoker=_invoker(engine), cache=cache_data, costs=costs)
         self.parts.append(emulation.uninstall)
         template = merge_templates([json.loads(path.read_text()) for path in self.template_paths])
         isolated = self.lambda_mode == "isolated"
         deployer = Deployer(
-            engine, template, env_overrides={"REDIS_URL": redis_server.url}, isolated=isolated
+            engine,
+            template,
+            env_overrides={"REDIS_URL": redis_server.url},
+            isolated=isolated,
+            # The drill's verifier reads the restored group: the restore port's server.
+            handler_overrides={VERIFY_HANDLER: {"REDIS_URL": cache_data.restore_url}},
         )
         deployment = deployer.deploy()
+        cache_data.live_groups.update(deployment.cache_groups)
         enforcer = _iam_enforcer(template, deployer, self.directory) if isolated else None
         if enforcer is not None:
             self.parts.append(enforcer.close)
             self.parts.append(lambda: _dump_observations(enforcer, self.directory))
         for spec in deployment.functions.values():
-            if spec["handler"].startswith("tasks.") and not isolated:
-                os.environ.update(spec["env"])  # task code reads os.environ; their settings agree
+            if spec["handler"].startswith("tasks.") and not isolated and spec["handler"] != VERIFY_HANDLER:
+                # Task code reads os.environ; their settings agree (but the drill's verifier, whose
+                # REDIS_URL is the restored group's: in-process it reads the stage's server).
+                os.environ.update(spec["env"])
         workers = layouts = None
         if isolated:
             from orchestrator.lambda_runtime.assets import AssemblyLayouts
@@ -263,6 +278,8 @@ class Sandbox:
         executions.tick()  # nothing runs yet: learn the (empty) baseline before polling
         executions.start()
         self.parts.append(executions.stop)
+        control = _start_scheduler(engine, moto_url, region, self.directory, isolated, costs)
+        self.parts.append(control.stop)
 
         self.state = SandboxState(
             pid=os.getpid(),
@@ -282,6 +299,7 @@ class Sandbox:
             },
             state_machines=deployment.state_machines,
             lambda_mode=self.lambda_mode,
+            control_url=control.url,
         )
         log.info(
             "sandbox up in %.2fs (Lambda functions %s): %d functions, %d queues, %d alarms, %d rules, %d state machines; not emulated: %s",
@@ -389,6 +407,50 @@ def _invoker(engine: Any) -> Any:
         return InvokeAnswer(body, result.executed_version, result.function_error, result.status_code)
 
     return invoke
+
+
+def _start_scheduler(
+    engine: Any, moto_url: str, region: str, directory: Path, isolated: bool, costs: Any
+) -> Any:
+    """The stage's schedules fire on the engine's clock, calling their targets as their roles;
+    the control endpoint moves that clock and reports the runs."""
+    import boto3
+
+    from orchestrator.sandbox.control import ControlServer
+    from orchestrator.sandbox.scheduler import RUNS_FILE, SandboxScheduler
+
+    def session_for(role_arn: str) -> Any:
+        if not isolated or not role_arn:
+            return boto3.session.Session()
+        from orchestrator.iam.identity import credentials_for
+
+        credentials = credentials_for(role_arn)
+        return boto3.session.Session(
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+        )
+
+    (directory / RUNS_FILE).unlink(missing_ok=True)  # a previous run's
+    scheduler = SandboxScheduler(
+        clock=engine.clock,
+        scheduler=engine.client("scheduler"),
+        session_for=session_for,
+        endpoint_url=moto_url,
+        region=region,
+        runs_path=directory / RUNS_FILE,
+    ).start()
+    control = ControlServer(engine.clock, scheduler, directory, costs).start()
+
+    class Stopper:
+        url = control.url
+
+        @staticmethod
+        def stop() -> None:
+            scheduler.stop()
+            control.stop()
+
+    return Stopper
 
 
 def _mapping_state(lam: Any, uuid: str) -> Any:

@@ -38,6 +38,7 @@ class SandboxState:
     gateway: dict[str, str] = field(default_factory=dict)  # name -> URL (live/preview/@connections)
     state_machines: dict[str, str] = field(default_factory=dict)  # name -> ARN
     lambda_mode: str = "in-process"  # or "isolated": worker processes from the functions' assets
+    control_url: str = ""  # the sandbox's clock and scheduler (orchestrator/sandbox/control.py)
 
     @property
     def time_note(self) -> str:
