@@ -823,6 +823,9 @@ app.add_typer(ops_app, name="ops")
 app.add_typer(drill_app, name="drill")
 # The pipeline's workflow (dr-drill.yml) spells the group `dr-drill`.
 app.add_typer(drill_app, name="dr-drill", hidden=True)
+from orchestrator.schedule_commands import schedule_app  # noqa: E402 - it imports this module's helpers
+
+app.add_typer(schedule_app, name="schedule")
 
 
 # ---- entry point ------------------------------------------------------------------------
