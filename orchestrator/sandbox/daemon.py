@@ -143,7 +143,8 @@ class Sandbox:
         cache_data = CacheData(redis_server, live_groups=set())
         self.parts.append(cache_data.stop)
         costs = CostData(today_of(engine.clock.now))  # Cost Explorer's answers, on the sandbox's clock
-        emulation.install(invoker=_invoker(engine), cache=cache_data, costs=costs)
+        aliases: dict[str, Any] = {}  # the released functions' alias invocations, once the gateway runs
+        emulation.install(invoker=_invoker(engine, aliases), cache=cache_data, costs=costs)
         self.parts.append(emulation.uninstall)
         template = merge_templates([json.loads(path.read_text()) for path in self.template_paths])
         isolated = self.lambda_mode == "isolated"
@@ -199,6 +200,7 @@ class Sandbox:
             worker_env={"POWERTOOLS_TRACE_DISABLED": "true"},
             roles={name: spec["role_arn"] for name, spec in deployment.functions.items()},
         )
+        aliases.update(runtime=runtime, keys={name: key for key, name in names.items()})
         bindings = [
             QueueBinding(
                 deployment.queues[queue],
@@ -386,13 +388,28 @@ def _dump_observations(enforcer: Any, directory: Path) -> None:
         log.warning("IAM: %d distinct calls denied (see %s)", len(denials), directory / IAM_OBSERVATIONS)
 
 
-def _invoker(engine: Any) -> Any:
-    """Lambda's Invoke API (the CLI, a schedule's target) answered by the sandbox's functions."""
+def _invoker(engine: Any, aliases: dict[str, Any]) -> Any:
+    """Lambda's Invoke API (the CLI, a schedule's target) answered by the sandbox's functions.
+    An alias of a released function (`live`, `green`) runs the version its routing picks, from
+    that version's code, as the gateway's invocations do, and reports it as ExecutedVersion."""
     from botocore.exceptions import ClientError
 
     from orchestrator.sandbox.emulation import InvokeAnswer
 
     def invoke(name: str, qualifier: str | None, payload: bytes, kind: str) -> InvokeAnswer | None:
+        key = aliases.get("keys", {}).get(name)
+        if key is not None and qualifier and not qualifier.isdigit() and qualifier != "$LATEST":
+            if kind == "DryRun":
+                return InvokeAnswer(b"", "$LATEST", None, 204)
+            event = json.loads(payload or b"{}")
+            if kind == "Event":
+                threading.Thread(
+                    target=aliases["runtime"].invoke, args=(key, qualifier, event), daemon=True
+                ).start()
+                return InvokeAnswer(b"", qualifier, None, 202)
+            done = aliases["runtime"].invoke(key, qualifier, event)
+            body = json.dumps(done.error if done.failed else done.result).encode()
+            return InvokeAnswer(body, done.version, "Unhandled" if done.failed else None)
         if engine.functions is None:
             return None
         try:
