@@ -32,6 +32,7 @@ import json
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 RUNS_FILE = "schedule-runs.jsonl"
 TICK_SECONDS = 0.05  # real seconds between looks at the clock
+REFRESH_SECONDS = 1.0  # real seconds between reads of the definitions (5 API calls for the stage's 3)
 # A run found due later than this (virtual seconds) was jumped over by a clock move (`schedule
 # skip-to`): nothing ran at its time, so it is recorded as skipped instead of fired late with the
 # wrong timestamps. Below it, a run is fired late (a busy machine delays ticks: at 60x, one real
@@ -117,6 +119,8 @@ class SandboxScheduler:
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(init=False)
     _deliveries: list[threading.Thread] = field(default_factory=list)
+    refresh_seconds: float = REFRESH_SECONDS
+    _refreshed: float = float("-inf")
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)  # noqa: S311 - a schedule's flexible offset, not a secret
@@ -202,7 +206,9 @@ class SandboxScheduler:
     def tick(self) -> list[threading.Thread]:
         """Fire every run that is due on the clock; returns the delivery threads started."""
         now = self.clock.now()
-        self.refresh(now)
+        if time.monotonic() - self._refreshed >= self.refresh_seconds:
+            self.refresh(now)
+            self._refreshed = time.monotonic()
         started = []
         for key, tracked in list(self._tracked.items()):
             if tracked.definition.get("State", "ENABLED") != "ENABLED":

@@ -121,6 +121,7 @@ def make(
         region="eu-west-1",
         runs_path=tmp_path / "runs.jsonl",
         seed=7,
+        refresh_seconds=0.0,
     )
     runner.refresh(clock.now())
     return runner, clock, calls
