@@ -49,6 +49,8 @@ And two corrections of moto's Lambda for the sandbox:
   the mapping's state.
 - `Invoke` of a function the sandbox runs goes to the sandbox's runtime (`invoker`), so the
   Lambda API (the CLI, a schedule's target) reaches the same handlers as the state machines.
+  moto reads Invoke's `Qualifier` query parameter under the wrong name (`qualifier`) and drops
+  it; the sandbox passes it on as `name:qualifier`, which moto resolves.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,7 @@ EMULATION_POINTS: tuple[EmulationPoint, ...] = (
     ),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.create_event_source_mapping", "detach moto's SQS delivery"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.invoke", "Invoke reaches the sandbox's runtime"),
+    EmulationPoint("moto.awslambda.responses", "LambdaResponse.invoke", "Invoke's Qualifier is passed on"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.get_function", "Invoke resolves the function first"),
     EmulationPoint(
         _LAMBDA_MODELS, "LambdaBackend.get_event_source_mapping", "a mapping deployed under its UUID"
@@ -622,6 +626,18 @@ def _routed_invoke(original: Callable[..., Any], invoker: Invoker) -> Callable[.
     return invoke
 
 
+def _qualifier_passed_on(original: Callable[..., Any]) -> Callable[..., Any]:
+    def invoke(self: Any) -> Any:
+        qualifier = self._get_param("Qualifier")
+        if qualifier and self._get_param("qualifier") is None:
+            head, name, tail = self.path.rsplit("/", 2)
+            if ":" not in unquote(name).split(":function:")[-1]:
+                self.path = f"{head}/{name}%3A{quote(str(qualifier), safe='')}/{tail}"
+        return original(self)
+
+    return invoke
+
+
 def assign_mapping_uuid(account: str, region: str, current: str, wanted: str) -> None:
     """Give a mapping moto created the UUID the stage's templates resolve `Ref` of it to (the
     sandbox's deterministic stand-in for the UUID CloudFormation would return), so the
@@ -704,7 +720,10 @@ def install(invoker: Invoker | None = None, cache: Any = None, costs: Any = None
             ),
         ]
         if invoker is not None:
+            from moto.awslambda.responses import LambdaResponse
+
             plan.append((LambdaBackend, "invoke", _routed_invoke(vars(LambdaBackend)["invoke"], invoker)))
+            plan.append((LambdaResponse, "invoke", _qualifier_passed_on(vars(LambdaResponse)["invoke"])))
         if costs is not None:
             from moto.ce.models import CostExplorerBackend
 
