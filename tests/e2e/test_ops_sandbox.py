@@ -296,9 +296,16 @@ def test_each_schedule_fires_on_the_compressed_clock_and_its_target_succeeds(
             {"day": (due.date() - timedelta(days=1)).isoformat(), "costs": {"Amazon ElastiCache": 31.5}},
         )
     try:
-        code, fired = cli(capsys, "schedule", "skip-to", key, "--env", ENV, "--wait", "--timeout", "240")
+        _fires_and_succeeds(sandbox, capsys, key, notices)
     finally:
+        # After the check has run: the scheduler invokes it asynchronously, as Scheduler does.
         control(sandbox.control_url, "/costs", {"reset": True})
+
+
+def _fires_and_succeeds(
+    sandbox: SandboxState, capsys: pytest.CaptureFixture[str], key: str, notices: str | None
+) -> None:
+    code, fired = cli(capsys, "schedule", "skip-to", key, "--env", ENV, "--wait", "--timeout", "240")
     assert code == 0, fired
     run = fired["run"]
     # Fired by the scheduler on its own, as the schedule's role, at its time on the sandbox clock.
@@ -318,10 +325,17 @@ def test_each_schedule_fires_on_the_compressed_clock_and_its_target_succeeds(
         assert rdb.startswith(b"REDIS") and len(rdb) > 1000  # the server's data, not an empty file
     elif key == "cost-check":
         assert notices is not None
-        found = _eventually(
-            lambda: [n for n in _notices(sandbox, notices) if "cost" in n.lower()], timeout=60
-        )
-        assert found and any("31.5" in n or "anomal" in n.lower() for n in found), found
+        seen: list[dict[str, Any]] = []
+
+        def anomaly_notice() -> list[dict[str, Any]]:
+            seen.extend(json.loads(body) for body in _notices(sandbox, notices))
+            return [n for n in seen if n.get("kind") == "cost anomaly"]
+
+        [notice] = _eventually(anomaly_notice, timeout=90) or [None]
+        assert notice is not None, seen
+        judged = (due.date() - timedelta(days=1)).isoformat()
+        assert notice["detail"]["day"] == judged and notice["detail"]["anomaly"] is True, notice
+        assert notice["detail"]["total_usd"] == 31.5 and notice["detail"]["budget_percent"] == 126, notice
     else:
         assert fired["status"] == "SUCCEEDED", fired
         record = fired["output"]["record"]
