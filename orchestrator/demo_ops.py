@@ -45,7 +45,7 @@ PROTOCOLS = ("uniswap", "aave", "curve", "lido", "maker", "compound", "gmx", "ba
 CHANNELS = [f"price:{a}-{n:02d}" for a in ASSETS for n in range(16)] + [
     f"tvl:{p}-{n:02d}" for p in PROTOCOLS for n in range(16)
 ]
-EVENTS_PER_CHANNEL = 2
+EVENTS_PER_CHANNEL = 1
 
 
 class DemoFailed(RuntimeError):
