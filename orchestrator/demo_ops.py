@@ -149,7 +149,7 @@ def run_ops_demo(
     wall_started = time.monotonic()
     directory = sandbox_dir / "demo-ops"
     console.print("[bold]Realtime analytics operations demo[/] (embedded sandbox: no AWS account needed)")
-    state = start_background(directory, time_scale=TIME_SCALE, progress=console)
+    state = start_background(directory, time_scale=TIME_SCALE, progress=console, schedules=True)
     console.print(f"sandbox up in {state.startup_seconds:.1f} s (pid {state.pid}); {state.time_note}")
     aws = Aws(Target(region=state.region, endpoint_url=state.moto_url, sandbox=True))
     figures: dict[str, Any] = {}

@@ -287,6 +287,10 @@ def schedule_skip_to(
     key = f"{schedule.get('GroupName')}/{schedule['Name']}"
     try:
         view = call(url, "/schedules")
+        if not view.get("firing", True):
+            raise CliError(
+                "this sandbox was started with its schedules off (ORCHESTRATOR_SANDBOX_SCHEDULES=off)", 2
+            )
         due = view.get("next", {}).get(key)
         if not due:
             raise CliError(f"schedule {key} has no next run (disabled, ended or one-time and done)", 1)

@@ -6,7 +6,7 @@ read), so the sandbox answers these on its own small server, whose URL is in the
 
     GET  /clock           {"now": ISO, "epoch": s, "time_scale": x}
     POST /clock           {"advance_to": ISO} or {"advance_seconds": s}: the clock only moves forward
-    GET  /schedules       {"now": ISO, "next": {<group>/<name>: ISO|null}, "runs": [...]}
+    GET  /schedules       {"now": ISO, "firing": bool, "next": {<group>/<name>: ISO|null}, "runs": [...]}
     GET  /costs           {"days": {YYYY-MM-DD: {service: USD}}} for the 14 days up to today
     POST /costs           {"day": YYYY-MM-DD, "costs": {service: USD}} sets a day; {"reset": true}
 """
@@ -98,6 +98,7 @@ class ControlServer:
     def schedules_view(self) -> dict[str, Any]:
         return {
             "now": self.clock.now().isoformat(),
+            "firing": bool(self.scheduler and self.scheduler.firing),
             "next": self.scheduler.next_runs() if self.scheduler else {},
             "runs": read_runs(self.directory),
         }

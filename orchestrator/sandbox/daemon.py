@@ -50,6 +50,9 @@ ENVIRONMENT = "staging"
 ACCOUNT = json.loads((REPO_ROOT / "config" / f"{ENVIRONMENT}.json").read_text(encoding="utf-8"))["account"]
 log = logging.getLogger("orchestrator.sandbox")
 VERIFY_HANDLER = "tasks.dr_drill.verify_handler"
+# `off`: the schedules are deployed and listed, but do not fire on the clock (tests of releases
+# whose sandbox clock may cross a scheduled DR drill, which would take the environment's lock).
+SCHEDULES_VARIABLE = "ORCHESTRATOR_SANDBOX_SCHEDULES"
 
 
 class SandboxError(RuntimeError):
@@ -82,6 +85,7 @@ class Sandbox:
     time_scale: float
     template_paths: list[Path]
     lambda_mode: str = "isolated"  # or "in-process"
+    schedules: bool = True  # the scheduler fires the stage's schedules on the clock
     parts: list[Any] = field(default_factory=list)
     state: SandboxState | None = None
 
@@ -280,7 +284,7 @@ class Sandbox:
         executions.tick()  # nothing runs yet: learn the (empty) baseline before polling
         executions.start()
         self.parts.append(executions.stop)
-        control = _start_scheduler(engine, moto_url, region, self.directory, isolated, costs)
+        control = _start_scheduler(engine, moto_url, region, self.directory, isolated, costs, self.schedules)
         self.parts.append(control.stop)
 
         self.state = SandboxState(
@@ -427,7 +431,7 @@ def _invoker(engine: Any, aliases: dict[str, Any]) -> Any:
 
 
 def _start_scheduler(
-    engine: Any, moto_url: str, region: str, directory: Path, isolated: bool, costs: Any
+    engine: Any, moto_url: str, region: str, directory: Path, isolated: bool, costs: Any, firing: bool
 ) -> Any:
     """The stage's schedules fire on the engine's clock, calling their targets as their roles;
     the control endpoint moves that clock and reports the runs."""
@@ -456,7 +460,12 @@ def _start_scheduler(
         endpoint_url=moto_url,
         region=region,
         runs_path=directory / RUNS_FILE,
-    ).start()
+    )
+    if firing:
+        scheduler.start()
+    else:
+        scheduler.refresh(engine.clock.now())  # listed with their next runs, never fired
+        log.info("schedules off (%s=off): deployed, not fired", SCHEDULES_VARIABLE)
     control = ControlServer(engine.clock, scheduler, directory, costs).start()
 
     class Stopper:
@@ -508,8 +517,16 @@ def _enable_execution(moto_url: str) -> None:
             )
 
 
-def serve(directory: Path, time_scale: float, templates: list[Path], lambda_mode: str = "isolated") -> int:
-    sandbox = Sandbox(directory, time_scale, templates or [staging_template()], lambda_mode)
+def serve(
+    directory: Path,
+    time_scale: float,
+    templates: list[Path],
+    lambda_mode: str = "isolated",
+    schedules: bool = True,
+) -> int:
+    sandbox = Sandbox(
+        directory, time_scale, templates or [staging_template()], lambda_mode, schedules=schedules
+    )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -535,7 +552,10 @@ def start_background(
     timeout: float = 120.0,
     templates: list[Path] | None = None,
     in_process: bool = False,
+    schedules: bool | None = None,
 ) -> SandboxState:
+    """Start the sandbox daemon and wait for its state file. `schedules` (default: the
+    ORCHESTRATOR_SANDBOX_SCHEDULES variable, `on` unless it says `off`) lets the scheduler fire."""
     try:
         state = read_state(directory)
         if progress:
@@ -543,6 +563,7 @@ def start_background(
         return state
     except SandboxNotRunning:
         remove_state(directory)
+    fire = schedules if schedules is not None else os.environ.get(SCHEDULES_VARIABLE, "on") != "off"
     template_paths = templates or _extra_templates() or [_template_or_synth(progress)]
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = directory / LOG_FILE
@@ -556,6 +577,8 @@ def start_background(
         str(time_scale),
         *(arg for path in template_paths for arg in ("--template", str(path))),
         *(["--in-process"] if in_process else []),
+        "--schedules",
+        "on" if fire else "off",
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -716,6 +739,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run Lambda handlers in this process (default: worker processes; or ORCHESTRATOR_LAMBDA_MODE)",
     )
+    parser.add_argument(
+        "--schedules", choices=("on", "off"), default="on", help="fire the stage's schedules on the clock"
+    )
     args = parser.parse_args(argv)
     from orchestrator.lambda_runtime import lambda_mode
 
@@ -723,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return serve(args.dir, args.time_scale, args.template, mode)
+    return serve(args.dir, args.time_scale, args.template, mode, schedules=args.schedules == "on")
 
 
 if __name__ == "__main__":

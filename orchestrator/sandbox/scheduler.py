@@ -189,6 +189,11 @@ class SandboxScheduler:
         self._thread.start()
         return self
 
+    @property
+    def firing(self) -> bool:
+        """Whether the loop runs (a sandbox started with schedules off only lists them)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         self.clock.notify()

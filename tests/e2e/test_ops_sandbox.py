@@ -32,6 +32,7 @@ from orchestrator.sandbox.state import SandboxState
 
 pytestmark = pytest.mark.slow
 ENV = "staging"
+SANDBOX_SCHEDULES = True  # the stage's schedules fire on this module's sandbox clock (conftest.py)
 
 
 def aws(state: SandboxState, service: str) -> Any:
