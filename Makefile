@@ -16,10 +16,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test demo synth bench check lint unit infra-tests integration e2e clean deploy iam-report stress
+.PHONY: help setup test demo demo-ops synth bench check lint unit infra-tests integration e2e clean deploy iam-report stress
 
 help:
 	@echo "make demo   - run a healthy release and an automatic rollback in the embedded sandbox"
+	@echo "make demo-ops - a backup and a DR drill, each fired by its schedule on the sandbox's clock"
 	@echo "make test   - run every test (unit, infra, integration, e2e)"
 	@echo "make synth  - synthesize both stages to cdk.out/ with the security gates"
 	@echo "make bench  - run the benchmarks under benchmarks/"
@@ -74,6 +75,9 @@ e2e: setup
 
 demo: setup
 	@$(VENV)/bin/orchestrator demo
+
+demo-ops: setup
+	@$(PY) -m orchestrator.demo_ops
 
 synth: setup
 	@$(PY) -m infra.synth

@@ -205,7 +205,7 @@ def restore(drill: Mapping[str, Any], snapshot: Mapping[str, Any], settings: Dri
         elasticache.create_replication_group(**kwargs)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code != "ReplicationGroupAlreadyExistsFault":  # a retried step: the group is ours
+        if code != "ReplicationGroupAlreadyExists":  # a retried step: the group is ours
             raise RestoreFailed(
                 f"CreateReplicationGroup {drill['temp_group_id']} from {snapshot['name']}: "
                 f"{code}: {exc.response.get('Error', {}).get('Message', '')}"
@@ -291,7 +291,7 @@ def delete(drill: Mapping[str, Any]) -> dict[str, Any]:
     try:
         elasticache.delete_replication_group(ReplicationGroupId=group_id, RetainPrimaryCluster=False)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "InvalidReplicationGroupStateFault":
+        if exc.response.get("Error", {}).get("Code") == "InvalidReplicationGroupState":
             raise TemporaryGroupBusy(f"temporary group {group_id}: {exc}") from exc
         raise
     return {"group_id": group_id, "deleted": True, "existed": True}

@@ -11,7 +11,6 @@ Exit codes (scripts rely on them):
 from __future__ import annotations
 
 import getpass
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -21,7 +20,6 @@ from rich.console import Console
 
 from contracts import names
 from orchestrator.aws import Aws, Target
-from orchestrator.paths import REPO_ROOT
 
 EXIT_OK, EXIT_RELEASE_FAILED, EXIT_USAGE, EXIT_AWS = 0, 1, 2, 3
 
@@ -58,10 +56,6 @@ def options(ctx: typer.Context) -> Options:
     obj = ctx.find_root().obj
     assert isinstance(obj, Options)
     return obj
-
-
-def sandbox_dir() -> Path:
-    return Path(os.environ.get("ORCHESTRATOR_SANDBOX_DIR", REPO_ROOT / ".sandbox"))
 
 
 def whoami() -> str:

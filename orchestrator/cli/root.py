@@ -13,8 +13,9 @@ from typing import Annotated
 import typer
 
 from orchestrator.aws import AwsError, Target
-from orchestrator.cli import checks, ops, release, sandbox, tools
-from orchestrator.cli.context import EXIT_AWS, EXIT_USAGE, CliError, Options, err, sandbox_dir
+from orchestrator.cli import checks, ops, release, sandbox, schedule, tools
+from orchestrator.cli.context import EXIT_AWS, EXIT_USAGE, CliError, Options, err
+from orchestrator.paths import sandbox_dir
 from orchestrator.sandbox.state import SandboxNotRunning, read_state
 
 app = typer.Typer(
@@ -27,7 +28,7 @@ app = typer.Typer(
 )
 
 # One line per command module: each adds its group(s) or commands to the root.
-COMMAND_MODULES = (release, sandbox, tools, checks, ops)
+COMMAND_MODULES = (release, sandbox, tools, checks, ops, schedule)
 for module in COMMAND_MODULES:
     module.register(app)
 

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.context import options, out, sandbox_dir, usage_error
+from orchestrator.cli.context import options, out, usage_error
 from orchestrator.demo import run_demo
-from orchestrator.paths import REPO_ROOT
+from orchestrator.paths import REPO_ROOT, sandbox_dir
 from orchestrator.render.cli_support import RenderError, render_command
 
 

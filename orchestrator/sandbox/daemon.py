@@ -50,6 +50,10 @@ ENVIRONMENT = "staging"
 # root principal, bucket names, SourceAccount conditions), so moto answers as that account too.
 ACCOUNT = json.loads((REPO_ROOT / "config" / f"{ENVIRONMENT}.json").read_text(encoding="utf-8"))["account"]
 log = logging.getLogger("orchestrator.sandbox")
+VERIFY_HANDLER = "tasks.dr_drill.verify_handler"
+# `off`: the schedules are deployed and listed, but do not fire on the clock (tests of releases
+# whose sandbox clock may cross a scheduled DR drill, which would take the environment's lock).
+SCHEDULES_VARIABLE = "ORCHESTRATOR_SANDBOX_SCHEDULES"
 
 
 class SandboxError(RuntimeError):
@@ -82,6 +86,7 @@ class Sandbox:
     time_scale: float
     template_paths: list[Path]
     lambda_mode: str = "isolated"  # or "in-process"
+    schedules: bool = True  # the scheduler fires the stage's schedules on the clock
     parts: list[Any] = field(default_factory=list)
     state: SandboxState | None = None
 
@@ -133,28 +138,43 @@ class Sandbox:
         self.parts.append(engine.close)
 
         from orchestrator.sandbox import emulation
+        from orchestrator.sandbox.cache_data import CacheData
+        from orchestrator.sandbox.cost_data import CostData, today_of
         from orchestrator.sandbox.deploy import Deployer
 
         # What moto lacks (SQS move tasks, snapshot export, TestFailover), Lambda Invoke through
         # the API to this sandbox's functions, mappings without moto's own delivery.
-        emulation.install(invoker=_invoker(engine))
+        # Snapshots hold the local server's data; a group restored from one is a second server.
+        cache_data = CacheData(redis_server, live_groups=set())
+        self.parts.append(cache_data.stop)
+        costs = CostData(today_of(engine.clock.now))  # Cost Explorer's answers, on the sandbox's clock
+        aliases: dict[str, Any] = {}  # the released functions' alias invocations, once the gateway runs
+        emulation.install(invoker=_invoker(engine, aliases), cache=cache_data, costs=costs)
         self.parts.append(emulation.uninstall)
         template = merge_templates([json.loads(path.read_text()) for path in self.template_paths])
         isolated = self.lambda_mode == "isolated"
         deployer = Deployer(
-            engine, template, env_overrides={"REDIS_URL": redis_server.url}, isolated=isolated
+            engine,
+            template,
+            env_overrides={"REDIS_URL": redis_server.url},
+            isolated=isolated,
+            # The drill's verifier reads the restored group: the restore port's server.
+            handler_overrides={VERIFY_HANDLER: {"REDIS_URL": cache_data.restore_url}},
         )
         deployment = deployer.deploy()
         artifact_bucket = create_artifact_bucket(
             engine.client("s3"), artifact_bucket_name(ENVIRONMENT), region
         )
+        cache_data.live_groups.update(deployment.cache_groups)
         enforcer = _iam_enforcer(template, deployer, self.directory) if isolated else None
         if enforcer is not None:
             self.parts.append(enforcer.close)
             self.parts.append(lambda: _dump_observations(enforcer, self.directory))
         for spec in deployment.functions.values():
-            if spec["handler"].startswith("tasks.") and not isolated:
-                os.environ.update(spec["env"])  # task code reads os.environ; their settings agree
+            if spec["handler"].startswith("tasks.") and not isolated and spec["handler"] != VERIFY_HANDLER:
+                # Task code reads os.environ; their settings agree (but the drill's verifier, whose
+                # REDIS_URL is the restored group's: in-process it reads the stage's server).
+                os.environ.update(spec["env"])
         workers = layouts = None
         if isolated:
             from orchestrator.lambda_runtime.assets import AssemblyLayouts
@@ -188,6 +208,7 @@ class Sandbox:
             worker_env={"POWERTOOLS_TRACE_DISABLED": "true"},
             roles={name: spec["role_arn"] for name, spec in deployment.functions.items()},
         )
+        aliases.update(runtime=runtime, keys={name: key for key, name in names.items()})
         bindings = [
             QueueBinding(
                 deployment.queues[queue],
@@ -267,6 +288,8 @@ class Sandbox:
         executions.tick()  # nothing runs yet: learn the (empty) baseline before polling
         executions.start()
         self.parts.append(executions.stop)
+        control = _start_scheduler(engine, moto_url, region, self.directory, isolated, costs, self.schedules)
+        self.parts.append(control.stop)
 
         self.state = SandboxState(
             pid=os.getpid(),
@@ -287,6 +310,7 @@ class Sandbox:
             state_machines=deployment.state_machines,
             lambda_mode=self.lambda_mode,
             artifact_bucket=artifact_bucket,
+            control_url=control.url,
         )
         log.info(
             "sandbox up in %.2fs (Lambda functions %s): %d functions, %d queues, %d alarms, %d rules, %d state machines; not emulated: %s",
@@ -373,13 +397,28 @@ def _dump_observations(enforcer: Any, directory: Path) -> None:
         log.warning("IAM: %d distinct calls denied (see %s)", len(denials), directory / IAM_OBSERVATIONS)
 
 
-def _invoker(engine: Any) -> Any:
-    """Lambda's Invoke API (the CLI, a schedule's target) answered by the sandbox's functions."""
+def _invoker(engine: Any, aliases: dict[str, Any]) -> Any:
+    """Lambda's Invoke API (the CLI, a schedule's target) answered by the sandbox's functions.
+    An alias of a released function (`live`, `green`) runs the version its routing picks, from
+    that version's code, as the gateway's invocations do, and reports it as ExecutedVersion."""
     from botocore.exceptions import ClientError
 
     from orchestrator.sandbox.emulation import InvokeAnswer
 
     def invoke(name: str, qualifier: str | None, payload: bytes, kind: str) -> InvokeAnswer | None:
+        key = aliases.get("keys", {}).get(name)
+        if key is not None and qualifier and not qualifier.isdigit() and qualifier != "$LATEST":
+            if kind == "DryRun":
+                return InvokeAnswer(b"", "$LATEST", None, 204)
+            event = json.loads(payload or b"{}")
+            if kind == "Event":
+                threading.Thread(
+                    target=aliases["runtime"].invoke, args=(key, qualifier, event), daemon=True
+                ).start()
+                return InvokeAnswer(b"", qualifier, None, 202)
+            done = aliases["runtime"].invoke(key, qualifier, event)
+            body = json.dumps(done.error if done.failed else done.result).encode()
+            return InvokeAnswer(body, done.version, "Unhandled" if done.failed else None)
         if engine.functions is None:
             return None
         try:
@@ -394,6 +433,55 @@ def _invoker(engine: Any) -> Any:
         return InvokeAnswer(body, result.executed_version, result.function_error, result.status_code)
 
     return invoke
+
+
+def _start_scheduler(
+    engine: Any, moto_url: str, region: str, directory: Path, isolated: bool, costs: Any, firing: bool
+) -> Any:
+    """The stage's schedules fire on the engine's clock, calling their targets as their roles;
+    the control endpoint moves that clock and reports the runs."""
+    import boto3
+
+    from orchestrator.sandbox.control import ControlServer
+    from orchestrator.sandbox.scheduler import RUNS_FILE, SandboxScheduler
+
+    def session_for(role_arn: str) -> Any:
+        if not isolated or not role_arn:
+            return boto3.session.Session()
+        from orchestrator.iam.identity import credentials_for
+
+        credentials = credentials_for(role_arn)
+        return boto3.session.Session(
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+        )
+
+    (directory / RUNS_FILE).unlink(missing_ok=True)  # a previous run's
+    scheduler = SandboxScheduler(
+        clock=engine.clock,
+        scheduler=engine.client("scheduler"),
+        session_for=session_for,
+        endpoint_url=moto_url,
+        region=region,
+        runs_path=directory / RUNS_FILE,
+    )
+    if firing:
+        scheduler.start()
+    else:
+        scheduler.refresh(engine.clock.now())  # listed with their next runs, never fired
+        log.info("schedules off (%s=off): deployed, not fired", SCHEDULES_VARIABLE)
+    control = ControlServer(engine.clock, scheduler, directory, costs).start()
+
+    class Stopper:
+        url = control.url
+
+        @staticmethod
+        def stop() -> None:
+            scheduler.stop()
+            control.stop()
+
+    return Stopper
 
 
 def _mapping_state(lam: Any, uuid: str) -> Any:
@@ -434,8 +522,16 @@ def _enable_execution(moto_url: str) -> None:
             )
 
 
-def serve(directory: Path, time_scale: float, templates: list[Path], lambda_mode: str = "isolated") -> int:
-    sandbox = Sandbox(directory, time_scale, templates or [staging_template()], lambda_mode)
+def serve(
+    directory: Path,
+    time_scale: float,
+    templates: list[Path],
+    lambda_mode: str = "isolated",
+    schedules: bool = True,
+) -> int:
+    sandbox = Sandbox(
+        directory, time_scale, templates or [staging_template()], lambda_mode, schedules=schedules
+    )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -461,7 +557,10 @@ def start_background(
     timeout: float = 120.0,
     templates: list[Path] | None = None,
     in_process: bool = False,
+    schedules: bool | None = None,
 ) -> SandboxState:
+    """Start the sandbox daemon and wait for its state file. `schedules` (default: the
+    ORCHESTRATOR_SANDBOX_SCHEDULES variable, `on` unless it says `off`) lets the scheduler fire."""
     try:
         state = read_state(directory)
         if progress:
@@ -469,6 +568,7 @@ def start_background(
         return state
     except SandboxNotRunning:
         remove_state(directory)
+    fire = schedules if schedules is not None else os.environ.get(SCHEDULES_VARIABLE, "on") != "off"
     template_paths = templates or _extra_templates() or [_template_or_synth(progress)]
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = directory / LOG_FILE
@@ -482,6 +582,8 @@ def start_background(
         str(time_scale),
         *(arg for path in template_paths for arg in ("--template", str(path))),
         *(["--in-process"] if in_process else []),
+        "--schedules",
+        "on" if fire else "off",
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -642,6 +744,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run Lambda handlers in this process (default: worker processes; or ORCHESTRATOR_LAMBDA_MODE)",
     )
+    parser.add_argument(
+        "--schedules", choices=("on", "off"), default="on", help="fire the stage's schedules on the clock"
+    )
     args = parser.parse_args(argv)
     from orchestrator.lambda_runtime import lambda_mode
 
@@ -649,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return serve(args.dir, args.time_scale, args.template, mode)
+    return serve(args.dir, args.time_scale, args.template, mode, schedules=args.schedules == "on")
 
 
 if __name__ == "__main__":

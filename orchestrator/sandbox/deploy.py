@@ -66,6 +66,10 @@ EMULATED = {
 # Variables whose values point at things the sandbox replaces with local stand-ins.
 DROPPED_VARIABLES = {"REDIS_HOST", "REDIS_PORT", "REDIS_TLS", "REDIS_AUTH_SECRET_ARN", "ORIGIN_SECRET_ARN"}
 IN_PROCESS_PREFIXES = ("service.", "tasks.")
+# The operations tasks time what the schedules and the drill state machines time (RTO, RPO, the
+# day a cost check judges): their clock is the sandbox's, as the state machines' and the
+# scheduler's is. Only timestamps: their waits and timeouts stay on real time.
+CLOCKED_HANDLERS = ("tasks.backup.", "tasks.cost_check.", "tasks.dr_drill.", "tasks.event_path_drill.")
 
 
 @dataclass
@@ -118,12 +122,14 @@ class Deployer:
         *,
         env_overrides: dict[str, str],
         isolated: bool = False,
+        handler_overrides: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.engine = engine
         self.isolated = isolated
         self.template = template
         self.resources = ResourceMap(template, engine.sandbox)
         self.env_overrides = env_overrides
+        self.handler_overrides = handler_overrides or {}
         self.rewrites: dict[str, str] = {}  # template-resolved value -> moto's actual value
         self.out = Deployment()
 
@@ -232,7 +238,7 @@ class Deployer:
             if "api_key" in parsed:
                 self.out.api_key = parsed["api_key"]
 
-    def _environment(self, lid: str, variables: dict[str, Any]) -> dict[str, str]:
+    def _environment(self, lid: str, variables: dict[str, Any], handler: str = "") -> dict[str, str]:
         env: dict[str, str] = {}
         for key, value in variables.items():
             if key in DROPPED_VARIABLES:
@@ -244,6 +250,7 @@ class Deployer:
                 continue
             env[key] = resolved if isinstance(resolved, str) else json.dumps(resolved)
         env.update(self.env_overrides)
+        env.update(self.handler_overrides.get(handler, {}))
         return env
 
     def _functions(self) -> None:
@@ -256,7 +263,7 @@ class Deployer:
                 self.out.not_emulated["AWS::Lambda::Function (custom resource)"] += 1
                 continue
             name = self.resources.physical_name(lid)
-            env = self._environment(lid, props.get("Environment", {}).get("Variables", {}))
+            env = self._environment(lid, props.get("Environment", {}).get("Variables", {}), handler)
             lam.create_function(
                 FunctionName=name,
                 Runtime="python3.12",
@@ -337,7 +344,7 @@ class Deployer:
                 reserved_concurrency=int(spec["reserved"]) if spec.get("reserved") else None,
                 log_dir=log_dir,
             )
-            self.engine.register_worker(config)
+            self.engine.register_worker(config, publish_clock=spec["handler"].startswith(CLOCKED_HANDLERS))
             configs.append(config)
         return configs
 

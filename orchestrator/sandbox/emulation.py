@@ -25,12 +25,21 @@ Emulated, after the AWS API references:
 - ElastiCache `CreateReplicationGroup` with `NumCacheClusters` (cluster mode disabled): moto
   creates one node whatever the number; the group gets its primary and NumCacheClusters - 1
   replicas, as on AWS.
+- ElastiCache data (with `cache`, orchestrator/sandbox/cache_data.py): `CreateSnapshot` of the
+  stage group keeps the local server's data as an RDB file, which the export writes to S3; a
+  `CreateReplicationGroup` with `SnapshotName` (SnapshotNotFoundFault if there is no such
+  snapshot) reads `creating` until a second server loaded from that RDB answers, then
+  `available` with that server as its primary endpoint (`create-failed` if it cannot start);
+  `DeleteReplicationGroup` stops the server and the group is gone after `deleting`.
 - CloudWatch `PutCompositeAlarm`: moto stores a composite alarm (an alarm with an `AlarmRule`,
   returned under `CompositeAlarms` by DescribeAlarms) but does not dispatch the action; the
   sandbox's alarm evaluator computes its state from the rule, as CloudWatch does.
 - ElastiCache `TestFailover`: the replication group (available, automatic failover enabled, the
   node group existing) goes `modifying`, its primary and a replica swap roles, and it returns
   to `available`.
+
+- Cost Explorer `GetCostAndUsage` (with `costs`, orchestrator/sandbox/cost_data.py): answered
+  from the sandbox's seeded cost history instead of moto's queue of canned results.
 
 And two corrections of moto's Lambda for the sandbox:
 
@@ -40,6 +49,8 @@ And two corrections of moto's Lambda for the sandbox:
   the mapping's state.
 - `Invoke` of a function the sandbox runs goes to the sandbox's runtime (`invoker`), so the
   Lambda API (the CLI, a schedule's target) reaches the same handlers as the state machines.
+  moto reads Invoke's `Qualifier` query parameter under the wrong name (`qualifier`) and drops
+  it; the sandbox passes it on as `name:qualifier`, which moto resolves.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +86,7 @@ class EmulationPoint:
     attribute: str  # dotted inside the module
     why: str
     added: bool = False  # True: this module adds it, so moto must NOT have it
+    instance: bool = False  # an attribute every instance gets in __init__ (checked on one)
 
     @property
     def symbol(self) -> str:
@@ -95,6 +108,10 @@ class EmulationPoint:
 
     def check(self) -> None:
         owner, name = self.owner_and_name()
+        if self.instance:
+            if name not in vars(owner("eu-west-1", "123456789012")):
+                raise EmulationPointMoved(f"{self.symbol} is gone from moto; needed for: {self.why}")
+            return
         present = name in vars(owner)
         if self.added and present and not getattr(vars(owner)[name], "_sandbox_emulation", False):
             raise EmulationPointMoved(
@@ -144,14 +161,24 @@ EMULATION_POINTS: tuple[EmulationPoint, ...] = (
     EmulationPoint(_EC_MODELS, "ElastiCacheBackend.describe_snapshots", "snapshots by name"),
     EmulationPoint(_EC_MODELS, "ElastiCacheBackend.create_replication_group", "NumCacheClusters honoured"),
     EmulationPoint(_EC_MODELS, "ElastiCacheBackend.describe_replication_groups", "groups by id"),
+    EmulationPoint(_EC_MODELS, "ElastiCacheBackend.create_snapshot", "a snapshot keeps the group's data"),
+    EmulationPoint(
+        _EC_MODELS, "ElastiCacheBackend.delete_replication_group", "a restored group's server stops"
+    ),
+    EmulationPoint(_EC_MODELS, "ElastiCacheBackend.snapshots", "snapshots by name", instance=True),
+    EmulationPoint(_EC_MODELS, "ElastiCacheBackend.replication_groups", "groups by id", instance=True),
     EmulationPoint("moto.s3.models", "S3Backend.get_bucket", "an export needs its bucket"),
     EmulationPoint("moto.s3.models", "S3Backend.put_object", "an export writes its .rdb objects"),
     EmulationPoint(_CW_RESPONSES, "CloudWatchResponse.put_composite_alarm", "PutCompositeAlarm", added=True),
     EmulationPoint(
         _CW_RESPONSES, "CloudWatchResponse.put_metric_alarm", "stores an AlarmRule as a composite"
     ),
+    EmulationPoint(
+        "moto.ce.models", "CostExplorerBackend.get_cost_and_usage", "costs from the seeded history"
+    ),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.create_event_source_mapping", "detach moto's SQS delivery"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.invoke", "Invoke reaches the sandbox's runtime"),
+    EmulationPoint("moto.awslambda.responses", "LambdaResponse.invoke", "Invoke's Qualifier is passed on"),
     EmulationPoint(_LAMBDA_MODELS, "LambdaBackend.get_function", "Invoke resolves the function first"),
     EmulationPoint(
         _LAMBDA_MODELS, "LambdaBackend.get_event_source_mapping", "a mapping deployed under its UUID"
@@ -383,6 +410,9 @@ def _copy_snapshot(self: Any) -> Any:
         target.kms_key_id = self._get_param("KmsKeyId") or snapshot.kms_key_id
         target.tags = self._get_param("Tags", []) or []
         backend.snapshots[target_name] = target
+        key = (self.current_account, self.region, source_name)
+        if key in _snapshot_data:
+            _snapshot_data[(self.current_account, self.region, target_name)] = _snapshot_data[key]
         return ActionResult({"Snapshot": target})
     _export(self.current_account, self.region, snapshot, target_name, bucket)
     return ActionResult({"Snapshot": snapshot})
@@ -405,10 +435,12 @@ def _export(account: str, region: str, snapshot: Any, target_name: str, bucket_n
     groups = int(snapshot.num_node_groups or 1)
     snapshot.snapshot_status = "exporting"
 
+    data = _snapshot_data.get((account, region, str(snapshot.snapshot_name)), EMPTY_RDB)
+
     def finish() -> None:
         try:
             for number in range(1, groups + 1):
-                s3.put_object(bucket_name, f"{target_name}-{number:04d}.rdb", EMPTY_RDB)
+                s3.put_object(bucket_name, f"{target_name}-{number:04d}.rdb", data)
         finally:
             snapshot.snapshot_status = "available"
 
@@ -423,6 +455,71 @@ def _num_cache_clusters(original: Callable[..., Any]) -> Callable[..., Any]:
         return original(self, *args, **kwargs)
 
     return create_replication_group
+
+
+# (account, region, snapshot name) -> the RDB the snapshot holds (cache_data.CacheData.capture)
+_snapshot_data: dict[tuple[str, str, str], bytes] = {}
+RESTORE_POLL_SECONDS = 0.05  # how often a restoring group looks at its server
+DELETE_SECONDS = 0.5  # how long a deleted group reads `deleting` before it is gone
+
+
+def _snapshot_with_data(original: Callable[..., Any], cache: Any) -> Callable[..., Any]:
+    def create_snapshot(self: Any, *args: Any, **kwargs: Any) -> Any:
+        snapshot = original(self, *args, **kwargs)
+        data = cache.capture(snapshot.replication_group_id)
+        if data is not None:
+            _snapshot_data[(self.account_id, self.region_name, str(snapshot.snapshot_name))] = data
+        return snapshot
+
+    return create_snapshot
+
+
+def _restoring_group(original: Callable[..., Any], cache: Any) -> Callable[..., Any]:
+    def create_replication_group(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = kwargs.get("snapshot_name")
+        if not name:
+            return original(self, *args, **kwargs)
+        if name not in self.snapshots:
+            raise _ec_error("SnapshotNotFoundFault", f"Snapshot {name} not found.")
+        data = _snapshot_data.get((self.account_id, self.region_name, name), EMPTY_RDB)
+        group = original(self, *args, **kwargs)
+        group.status = "creating"
+        group_id = group.replication_group_id
+
+        def load() -> None:
+            try:
+                host, port = cache.restore(group_id, data)
+            except Exception as exc:  # noqa: BLE001 - a restore that cannot start fails the group, as on AWS
+                log.warning("restore of %s from %s failed: %s", group_id, name, exc)
+                group.status = "create-failed"
+                return
+            for node_group in getattr(group, "node_groups", []):
+                node_group["primary_endpoint_address"] = host
+                node_group["port"] = port
+                node_group["primary_endpoint"] = {"address": host, "port": port}
+            group.port = port
+            group.status = "available"
+
+        threading.Thread(target=load, name=f"restore-{group_id}", daemon=True).start()
+        return group
+
+    return create_replication_group
+
+
+def _deleting_group(original: Callable[..., Any], cache: Any) -> Callable[..., Any]:
+    def delete_replication_group(self: Any, replication_group_id: str, *args: Any, **kwargs: Any) -> Any:
+        group = original(self, replication_group_id, *args, **kwargs)
+        if replication_group_id in cache.restored():
+            backend = self
+
+            def gone() -> None:
+                cache.delete(replication_group_id)
+                backend.replication_groups.pop(replication_group_id, None)
+
+            _later(DELETE_SECONDS, gone, f"delete-{replication_group_id}")
+        return group
+
+    return delete_replication_group
 
 
 def _put_composite_alarm(self: Any) -> Any:
@@ -529,6 +626,18 @@ def _routed_invoke(original: Callable[..., Any], invoker: Invoker) -> Callable[.
     return invoke
 
 
+def _qualifier_passed_on(original: Callable[..., Any]) -> Callable[..., Any]:
+    def invoke(self: Any) -> Any:
+        qualifier = self._get_param("Qualifier")
+        if qualifier and self._get_param("qualifier") is None:
+            head, name, tail = self.path.rsplit("/", 2)
+            if ":" not in unquote(name).split(":function:")[-1]:
+                self.path = f"{head}/{name}%3A{quote(str(qualifier), safe='')}/{tail}"
+        return original(self)
+
+    return invoke
+
+
 def assign_mapping_uuid(account: str, region: str, current: str, wanted: str) -> None:
     """Give a mapping moto created the UUID the stage's templates resolve `Ref` of it to (the
     sandbox's deterministic stand-in for the UUID CloudFormation would return), so the
@@ -566,9 +675,20 @@ def _mark(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def install(invoker: Invoker | None = None) -> None:
+def _seeded_costs(costs: Any) -> Callable[..., Any]:
+    def get_cost_and_usage(self: Any, body: str) -> dict[str, Any]:
+        import json
+
+        return dict(costs.answer(json.loads(body)))
+
+    return get_cost_and_usage
+
+
+def install(invoker: Invoker | None = None, cache: Any = None, costs: Any = None) -> None:
     """Add the emulated actions to moto's response classes (in this process: the sandbox's
-    moto server runs here). `invoker` routes Lambda Invoke to the sandbox's functions."""
+    moto server runs here). `invoker` routes Lambda Invoke to the sandbox's functions; `cache`
+    (cache_data.CacheData) gives snapshots their data and restored groups their servers;
+    `costs` (cost_data.CostData) answers Cost Explorer."""
     global _installed
     with _install_lock:
         if _installed is not None:
@@ -600,12 +720,46 @@ def install(invoker: Invoker | None = None) -> None:
             ),
         ]
         if invoker is not None:
+            from moto.awslambda.responses import LambdaResponse
+
             plan.append((LambdaBackend, "invoke", _routed_invoke(vars(LambdaBackend)["invoke"], invoker)))
+            plan.append((LambdaResponse, "invoke", _qualifier_passed_on(vars(LambdaResponse)["invoke"])))
+        if costs is not None:
+            from moto.ce.models import CostExplorerBackend
+
+            plan.append((CostExplorerBackend, "get_cost_and_usage", _seeded_costs(costs)))
+        if cache is not None:
+            # After the NumCacheClusters correction above, so a restored group is sized by it too.
+            plan += [
+                (
+                    ElastiCacheBackend,
+                    "create_snapshot",
+                    _snapshot_with_data(vars(ElastiCacheBackend)["create_snapshot"], cache),
+                ),
+                (
+                    ElastiCacheBackend,
+                    "delete_replication_group",
+                    _deleting_group(vars(ElastiCacheBackend)["delete_replication_group"], cache),
+                ),
+            ]
         state = _Installed()
         for owner, name, value in plan:
             existed = name in vars(owner)
             state.originals.append((owner, name, vars(owner).get(name), existed))
             setattr(owner, name, value)
+        if cache is not None:
+            # On top of the NumCacheClusters correction installed above.
+            state.originals.append(
+                (
+                    ElastiCacheBackend,
+                    "create_replication_group",
+                    vars(ElastiCacheBackend)["create_replication_group"],
+                    True,
+                )
+            )
+            ElastiCacheBackend.create_replication_group = _restoring_group(  # type: ignore[method-assign]
+                vars(ElastiCacheBackend)["create_replication_group"], cache
+            )
         _installed = state
 
 
@@ -625,6 +779,7 @@ def uninstall() -> None:
         for task in _tasks:
             task.cancel.set()
         _tasks.clear()
+    _snapshot_data.clear()
 
 
 def is_installed() -> bool:

@@ -39,6 +39,7 @@ class SandboxState:
     state_machines: dict[str, str] = field(default_factory=dict)  # name -> ARN
     lambda_mode: str = "in-process"  # or "isolated": worker processes from the functions' assets
     artifact_bucket: str = ""  # release bundles (config `deploy.artifact_bucket_name`), made at start
+    control_url: str = ""  # the sandbox's clock and scheduler (orchestrator/sandbox/control.py)
 
     @property
     def time_note(self) -> str:

@@ -94,7 +94,7 @@ def test_delete_while_failing_over_is_busy(monkeypatch) -> None:
     )
     stubber.add_client_error(
         "delete_replication_group",
-        "InvalidReplicationGroupStateFault",
+        "InvalidReplicationGroupState",  # the wire code of InvalidReplicationGroupStateFault
         "Replication group g is not in available state",
     )
     with stubber, pytest.raises(TemporaryGroupBusy, match="temporary group g"):
@@ -106,3 +106,23 @@ def test_delete_of_a_missing_group_is_done(monkeypatch) -> None:
     stubber.add_client_error("describe_replication_groups", "ReplicationGroupNotFoundFault", "not found")
     with stubber:
         assert dr_drill.delete({"temp_group_id": "g"}) == {"group_id": "g", "deleted": True, "existed": False}
+
+
+def test_restore_retried_after_the_group_was_created_keeps_it(monkeypatch) -> None:
+    # ElastiCache answers CreateReplicationGroup of an existing id with the code
+    # ReplicationGroupAlreadyExists (the botocore shape is ReplicationGroupAlreadyExistsFault).
+    stubber = _stubbed(monkeypatch)
+    stubber.add_response(
+        "describe_replication_groups",
+        {
+            "ReplicationGroups": [
+                {"ReplicationGroupId": "staging-realtime-cache", "CacheNodeType": "cache.t4g.small"}
+            ]
+        },
+    )
+    stubber.add_client_error("create_replication_group", "ReplicationGroupAlreadyExists", "already exists")
+    with stubber:
+        result = dr_drill.restore(
+            {"temp_group_id": "stag-drill-d1", "drill_id": "d1"}, {"name": "snap-1"}, SETTINGS
+        )
+    assert result["group_id"] == "stag-drill-d1" and result["status"] == "creating"

@@ -41,7 +41,7 @@ def test_moto_implementing_an_action_is_reported(monkeypatch: pytest.MonkeyPatch
 
 
 def _answer(name: str, qualifier: str | None, payload: bytes, kind: str) -> InvokeAnswer | None:
-    if name != "routed":
+    if name not in ("routed", "routed-qualified"):
         return None
     event = json.loads(payload or b"{}")
     if event.get("fail"):
@@ -377,6 +377,19 @@ def test_invoke_reaches_the_sandbox_runtime(aws: Callable[[str], Any]) -> None:
     assert json.loads(failed["Payload"].read())["errorType"] == "Boom"
     with pytest.raises(ClientError, match="ResourceNotFoundException"):
         lam.invoke(FunctionName="no-such-function", Payload=b"{}")
+
+
+def test_invoke_passes_the_qualifier_on(aws: Callable[[str], Any]) -> None:
+    lam = aws("lambda")
+    arn = _function(aws, "routed-qualified")
+    version = lam.publish_version(FunctionName="routed-qualified")["Version"]
+    lam.create_alias(FunctionName="routed-qualified", Name="live", FunctionVersion=version)
+    answers = [
+        lam.invoke(FunctionName="routed-qualified", Qualifier="live", Payload=b"{}"),
+        lam.invoke(FunctionName=arn, Qualifier="live", Payload=b"{}"),
+        lam.invoke(FunctionName="routed-qualified:live", Payload=b"{}"),
+    ]
+    assert [json.loads(a["Payload"].read()).get("qualifier") for a in answers] == ["live"] * 3
 
 
 def test_uninstall_restores_moto() -> None:
