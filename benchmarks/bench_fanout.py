@@ -130,10 +130,10 @@ def measure(args: argparse.Namespace, clients: int) -> dict[str, Any]:
     from moto import mock_aws
 
     from orchestrator.gateway import Gateway, LambdaRuntime, MetricRecorder, QueueBinding
-    from orchestrator.testing.redis_server import RedisServer
+    from orchestrator.sandbox.redis_server import RedisServer
     from service.clients import aws as aws_clients
     from service.clients import connections as posting
-    from tests.unit.service.moto_service import API_KEY, create_functions, provision
+    from tests.support.moto_service import API_KEY, create_functions, provision
 
     processes = args.client_processes or max(1, math.ceil(clients / 2500))
     with RedisServer() as redis_server, mock_aws(), contextlib.redirect_stdout(sys.stderr):
@@ -390,7 +390,7 @@ def main() -> None:
     hard = raise_fd_limit()
     runs = [measure(args, clients) for clients in args.clients]
 
-    from orchestrator.testing.redis_server import RedisServer
+    from orchestrator.sandbox.redis_server import RedisServer
 
     with RedisServer() as redis_server:
         split_ms = measure_split(

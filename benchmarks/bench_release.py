@@ -28,9 +28,9 @@ os.environ.update(
 
 from orchestrator.engine import LocalEngine, Sandbox, count_transitions, import_handler, lambda_functions  # noqa: E402
 from orchestrator.engine.intrinsics import ResourceMap  # noqa: E402
-from orchestrator.testing.redis_server import RedisServer  # noqa: E402
-from tests.integration.release.release_stack import synth_release_template  # noqa: E402
-from tests.release_world import ENV, GUARD_ALARMS, TABLE, build_world  # noqa: E402
+from orchestrator.sandbox.redis_server import RedisServer  # noqa: E402
+from tests.support.release_stack import synth_release_template  # noqa: E402
+from tests.support.release_world import ENV, GUARD_ALARMS, TABLE, build_world  # noqa: E402
 
 SANDBOX = Sandbox(stack_name="ReleaseBench", region="eu-west-1")
 

@@ -31,10 +31,10 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from orchestrator.gateway import Gateway, LambdaRuntime, QueueBinding  # noqa: E402
-from orchestrator.testing.redis_server import RedisServer  # noqa: E402
+from orchestrator.sandbox.redis_server import RedisServer  # noqa: E402
 from tasks.checks.report import Thresholds  # noqa: E402
 from tasks.checks.run import RunPlan, execute, sqs_publisher  # noqa: E402
-from tests.unit.service.moto_service import API_KEY, create_functions, provision  # noqa: E402
+from tests.support.moto_service import API_KEY, create_functions, provision  # noqa: E402
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ reported (one JSON line per server, naming it: binary, INFO server name and vers
 - warm_keys_per_s: keys copied per second by the warm (tasks.cache.warm, default batch size),
   1,000,000 mixed-type keys (string, hash, list, set, zset; two in three with a TTL);
 - copy_verified: the first round's copy has the source's content and absolute expiries (content
-  digest, tests/integration/cache/dataset.py);
+  digest, tests/support/cache_dataset.py);
 - baseline_set_rps: `redis-benchmark -P 64 -t set` requests per second against the same server,
   with one C tool for the whole run (valkey-benchmark when present, else redis-benchmark; else a
   pipelined SET generator in Python with depth 64, slower than the C tool, so it flatters the
@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 import redis  # noqa: E402
 
-from orchestrator.testing.redis_server import (  # noqa: E402
+from orchestrator.sandbox.redis_server import (  # noqa: E402
     RedisServer,
     present_server_binaries,
     resolve_binary,
@@ -53,7 +53,7 @@ from orchestrator.testing.redis_server import (  # noqa: E402
 )
 from service.redis_client import build_client, settings_from_env  # noqa: E402
 from tasks.cache.warm import match_pattern, plan_warm, warm  # noqa: E402
-from tests.integration.cache.dataset import digest, load  # noqa: E402
+from tests.support.cache_dataset import digest, load  # noqa: E402
 
 BATCH_KEYS = 1000  # the task's default (WARM_BATCH_KEYS)
 TARGET_RATIO = 0.25

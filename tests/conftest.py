@@ -37,7 +37,7 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from orchestrator.testing.redis_server import RedisServer  # noqa: E402
+from orchestrator.sandbox.redis_server import RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from orchestrator.testing.redis_server import RedisServer, free_port
+from orchestrator.sandbox.redis_server import RedisServer, free_port
 
 log = logging.getLogger(__name__)
 RDB_FILE = "dump.rdb"  # the servers' default dbfilename, loaded at start

@@ -95,7 +95,7 @@ class Sandbox:
         (self.directory / LAMBDA_REPORT).unlink(missing_ok=True)  # a previous run's workers
         from moto.server import ThreadedMotoServer
 
-        from orchestrator.testing.redis_server import RedisServer
+        from orchestrator.sandbox.redis_server import RedisServer
 
         region = json.loads((REPO_ROOT / "config" / f"{ENVIRONMENT}.json").read_text()).get(
             "region", "eu-west-1"

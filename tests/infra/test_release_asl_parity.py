@@ -14,7 +14,7 @@ from aws_cdk import cx_api
 
 from orchestrator.engine import state_machines
 from tests.infra.conftest import main_template_json
-from tests.integration.release.release_stack import synth_release_template
+from tests.support.release_stack import synth_release_template
 
 
 def _release_asl(template: dict[str, Any]) -> dict[str, Any]:

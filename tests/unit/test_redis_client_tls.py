@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
-from orchestrator.testing.redis_server import RedisServer
+from orchestrator.sandbox.redis_server import RedisServer
 from service.redis_client import RedisConfigError, build_client, get_redis, reset_clients, settings_from_env
 
 

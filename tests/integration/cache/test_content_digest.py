@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from tests.integration.cache.dataset import digest, load, snapshot
+from tests.support.cache_dataset import digest, load, snapshot
 
 # Size limits under which small values are stored compactly; 0 forces the general encoding.
 COMPACT_LIMITS = ("hash-max-listpack-entries", "zset-max-listpack-entries", "set-max-intset-entries")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.testing.redis_server import (
+from orchestrator.sandbox.redis_server import (
     SERVER_BIN_ENV,
     RedisServer,
     present_server_binaries,
@@ -16,7 +16,7 @@ from orchestrator.testing.redis_server import (
     valkey_wheel_binary,
 )
 from tasks.cache.warm import plan_warm, warm
-from tests.integration.cache.dataset import digest, load, snapshot
+from tests.support.cache_dataset import digest, load, snapshot
 
 
 def test_the_environment_chooses_the_server(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from service.redis_client import get_redis, reset_clients
 from tasks import warm_cache
 from tasks.cache.warm import WarmProgress, plan_warm, warm
 from tasks.errors import CacheUnavailable
-from tests.integration.cache.dataset import digest, load
+from tests.support.cache_dataset import digest, load
 
 KEYS = 100_000
 

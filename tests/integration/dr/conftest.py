@@ -17,8 +17,8 @@ import pytest
 
 from orchestrator.engine import ExecutionResult, LocalEngine, Sandbox, import_handler, lambda_functions
 from orchestrator.engine.intrinsics import ResourceMap
-from tests.integration.dr.drill_stack import synth_drill_template
-from tests.ops_world import GROUP, REGION, TABLE, OpsWorld, build_ops_world, lambda_context
+from tests.support.drill_stack import synth_drill_template
+from tests.support.ops_world import GROUP, REGION, TABLE, OpsWorld, build_ops_world, lambda_context
 
 SANDBOX = Sandbox(stack_name="DrillTest", region=REGION)
 Hook = Callable[[dict[str, Any]], None]

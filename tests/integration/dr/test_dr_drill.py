@@ -9,7 +9,7 @@ import json
 import boto3
 import redis
 
-from tests.ops_world import GROUP, REGION, TABLE
+from tests.support.ops_world import GROUP, REGION, TABLE
 
 
 def _fill(url: str, n: int = 300) -> None:

@@ -16,9 +16,9 @@ import redis
 
 from orchestrator.engine import ExecutionResult, LocalEngine, Sandbox, import_handler, lambda_functions
 from orchestrator.engine.intrinsics import ResourceMap
-from tests.event_path_world import EventPathWorld, build_event_path_world
-from tests.integration.release.release_stack import node_binary
-from tests.ops_world import REGION, TABLE, OpsWorld, build_ops_world
+from tests.support.event_path_world import EventPathWorld, build_event_path_world
+from tests.support.ops_world import REGION, TABLE, OpsWorld, build_ops_world
+from tests.support.release_stack import node_binary
 
 SANDBOX = Sandbox(stack_name="EventPathDrillTest", region=REGION)
 FUNCTION = "staging-ops-event-path-drill"

@@ -19,7 +19,7 @@ from service.clients import aws as aws_clients
 from service.clients import connections as posting
 from service.logic import authorizer
 from service.redis_client import reset_clients
-from tests.unit.service.moto_service import API_KEY, ServiceAccount, create_functions, provision
+from tests.support.moto_service import API_KEY, ServiceAccount, create_functions, provision
 
 
 @dataclass

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from service import keys
 from service.logic import authorizer
 from tests.integration.gateway.conftest import Stack, eventually, fence, recv_json, request
-from tests.unit.service.moto_service import API_KEY, PREVIOUS_KEY, set_weights
+from tests.support.moto_service import API_KEY, PREVIOUS_KEY, set_weights
 
 
 def status_of(stack: Stack, **kwargs) -> int:

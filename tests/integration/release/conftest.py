@@ -19,8 +19,8 @@ import pytest
 from contracts.names import task_function_name
 from orchestrator.engine import ExecutionResult, LocalEngine, Sandbox
 from tasks.errors import GreenUnhealthy
-from tests.integration.release.release_stack import synth_release_template
-from tests.release_world import ENV, World, build_world
+from tests.support.release_stack import synth_release_template
+from tests.support.release_world import ENV, World, build_world
 
 SANDBOX = Sandbox(stack_name="ReleaseTest", region="eu-west-1")
 
@@ -39,7 +39,7 @@ def _sources_digest() -> str:
         [
             *root.glob("state_machines/*.py"),
             root / "tasks/catalog.py",
-            Path(__file__).with_name("release_stack.py"),
+            root / "tests/support/release_stack.py",
         ]
     ):
         digest.update(path.read_bytes())

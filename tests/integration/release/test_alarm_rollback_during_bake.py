@@ -20,10 +20,10 @@ import boto3
 import pytest
 
 from orchestrator.engine import LambdaContext
-from orchestrator.testing.redis_server import RedisServer
+from orchestrator.sandbox.redis_server import RedisServer
 from tasks import alarm_rollback
-from tests.integration.release.rig import Rig, release_rig
-from tests.release_world import ENV, FUNCTIONS, GUARD_ALARMS, REGION
+from tests.support.release_rig import Rig, release_rig
+from tests.support.release_world import ENV, FUNCTIONS, GUARD_ALARMS, REGION
 
 ACCOUNT = "123456789012"
 STEPS = (10, 50, 100)

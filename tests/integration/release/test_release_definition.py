@@ -8,7 +8,7 @@ from pathlib import Path
 
 from orchestrator.engine import ResourceMap, state_machines
 from tests.integration.release.conftest import SANDBOX
-from tests.integration.release.release_stack import node_binary
+from tests.support.release_stack import node_binary
 
 ROOT = Path(__file__).resolve().parents[3]
 

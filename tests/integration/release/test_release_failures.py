@@ -53,7 +53,7 @@ def test_a_timeout_is_retried_once_then_rolls_back(harness):
 
 
 def test_an_alarm_during_a_bake_rolls_back(harness):
-    from tests.release_world import GUARD_ALARMS
+    from tests.support.release_world import GUARD_ALARMS
 
     def alarm_fires(context):
         harness.world.set_alarm(GUARD_ALARMS[0], "ALARM")
@@ -70,7 +70,7 @@ def test_an_alarm_during_a_bake_rolls_back(harness):
 def test_a_gate_alarm_missing_from_describe_alarms_rolls_back_naming_it(harness, which):
     import boto3
 
-    from tests.release_world import GUARD_ALARMS, HEALTH_ALARM, REGION
+    from tests.support.release_world import GUARD_ALARMS, HEALTH_ALARM, REGION
 
     # What a renamed alarm or a DescribeAlarms permission scoped to alarm ARNs (no composites) looks like.
     missing = GUARD_ALARMS[-1] if which == "guard" else HEALTH_ALARM

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.engine import count_transitions
-from tests.release_world import FUNCTIONS
+from tests.support.release_world import FUNCTIONS
 
 
 def test_three_step_release_finalizes_green(harness):

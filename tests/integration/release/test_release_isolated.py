@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.release_world import FUNCTIONS
+from tests.support.release_world import FUNCTIONS
 
 
 def test_three_step_release_finalizes_green_isolated(isolated_harness):

@@ -20,9 +20,9 @@ import redis
 
 from contracts.release import MAX_REQUEST_BYTES, InvalidRequest, parse_release_request
 from orchestrator.cli import EXIT_USAGE, main
-from orchestrator.testing.redis_server import RedisServer
-from tests.integration.release.rig import Rig, release_rig
-from tests.release_world import BUCKET, FUNCTIONS, REGION, TABLE
+from orchestrator.sandbox.redis_server import RedisServer
+from tests.support.release_rig import Rig, release_rig
+from tests.support.release_world import BUCKET, FUNCTIONS, REGION, TABLE
 
 SHA = "a" * 64
 STEPS = [

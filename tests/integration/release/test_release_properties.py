@@ -20,16 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
 from orchestrator.engine import ExecutionResult
-from orchestrator.testing.redis_server import RedisServer
-from tests.integration.release.fault_schedule import (
+from orchestrator.sandbox.redis_server import RedisServer
+from tests.support.fault_schedule import (
     Schedule,
     TaskFault,
     expected_outcome,
     reaches_approval_gate,
     schedules,
 )
-from tests.integration.release.rig import Rig, release_rig
-from tests.release_world import FUNCTIONS, GUARD_ALARMS
+from tests.support.release_rig import Rig, release_rig
+from tests.support.release_world import FUNCTIONS, GUARD_ALARMS
 
 settings.register_profile(
     "ci",

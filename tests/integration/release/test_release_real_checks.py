@@ -18,16 +18,16 @@ import pytest
 
 from orchestrator.engine import LocalEngine, import_handler
 from orchestrator.gateway import Gateway, LambdaRuntime, QueueBinding
-from orchestrator.testing.redis_server import RedisServer
+from orchestrator.sandbox.redis_server import RedisServer
 from service import catalog
 from service.clients import aws as aws_clients
 from service.clients import connections as posting
 from service.logic import authorizer
 from service.redis_client import reset_clients
 from tests.integration.release.conftest import SANDBOX
-from tests.integration.release.rig import Rig, release_rig
-from tests.release_world import ENV, FUNCTIONS, REGION
-from tests.unit.service.moto_service import provision
+from tests.support.moto_service import provision
+from tests.support.release_rig import Rig, release_rig
+from tests.support.release_world import ENV, FUNCTIONS, REGION
 
 CHECKS = {"clients": 4, "messages": 3, "p99_latency_ms": 5000, "min_success_rate": 1.0}
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from moto import mock_aws
 
-from tests.ops_world import OpsWorld, build_ops_world
+from tests.support.ops_world import OpsWorld, build_ops_world
 
 
 @pytest.fixture

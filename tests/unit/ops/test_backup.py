@@ -11,7 +11,7 @@ import redis
 
 from tasks import backup
 from tasks.manifest import build_manifest, namespace_of, verify_manifest
-from tests.ops_world import BUCKET, COPY_BUCKET, COPY_REGION, GROUP, REGION, lambda_context
+from tests.support.ops_world import BUCKET, COPY_BUCKET, COPY_REGION, GROUP, REGION, lambda_context
 
 
 def _fill(url: str) -> redis.Redis:

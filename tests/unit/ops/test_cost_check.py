@@ -11,7 +11,7 @@ import requests
 
 from tasks import cost_check
 from tasks.cost_check import CostSettings, evaluate
-from tests.ops_world import lambda_context
+from tests.support.ops_world import lambda_context
 
 DAY = date(2026, 3, 9)
 

@@ -13,8 +13,8 @@ import redis
 from tasks import event_path_drill as drill_steps
 from tasks.errors import DeliveryTimedOut, EventPathNotReady, InvalidDrill, RedriveFailed
 from tasks.operations import OpsContext
-from tests.event_path_world import MAX_RECEIVE, EventPathWorld, build_event_path_world
-from tests.ops_world import REGION, TABLE, OpsWorld
+from tests.support.event_path_world import MAX_RECEIVE, EventPathWorld, build_event_path_world
+from tests.support.ops_world import REGION, TABLE, OpsWorld
 
 
 @pytest.fixture

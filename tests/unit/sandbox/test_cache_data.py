@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from orchestrator.sandbox import emulation
 from orchestrator.sandbox.cache_data import CacheData
 from orchestrator.sandbox.cost_data import CostData
-from orchestrator.testing.redis_server import RedisServer
+from orchestrator.sandbox.redis_server import RedisServer
 
 REGION = "eu-west-1"
 GROUP = "stage-cache"

@@ -16,7 +16,7 @@ from service.clients import connections as posting
 from service.logic import authorizer
 from service.redis_client import reset_clients
 from service.settings import use_env
-from tests.unit.service.moto_service import ServiceAccount, provision
+from tests.support.moto_service import ServiceAccount, provision
 
 
 class RecordingHub:

@@ -17,7 +17,7 @@ from service.logic import alerts
 from service.logic.rotation import RotationError
 from service.models import Event
 from service.settings import use_env
-from tests.unit.service.moto_service import API_KEY, PREVIOUS_KEY, drain
+from tests.support.moto_service import API_KEY, PREVIOUS_KEY, drain
 
 
 def ev(

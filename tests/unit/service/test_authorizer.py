@@ -10,7 +10,7 @@ import pytest
 from service.handlers.authorizer import handler
 from service.logic.authorizer import SecretCache, Unauthorized, decide, fingerprint
 from service.settings import use_env
-from tests.unit.service.moto_service import API_KEY, ORIGIN_VALUE, PREVIOUS_KEY
+from tests.support.moto_service import API_KEY, ORIGIN_VALUE, PREVIOUS_KEY
 
 METHOD_ARN = "arn:aws:execute-api:eu-west-1:123456789012:api/live/$connect"
 

@@ -10,7 +10,7 @@ from service import keys, models
 from service.handlers import fanout as fanout_handler
 from service.logic import connections, fanout
 from service.settings import use_env
-from tests.unit.service.moto_service import drain
+from tests.support.moto_service import drain
 
 
 def sqs_event(*bodies: str) -> dict:

@@ -14,7 +14,7 @@ from service import keys, models
 from service.handlers import fanout as fanout_handler
 from service.logic import connections, fanout
 from service.settings import SettingsError, settings, use_env
-from tests.unit.service.moto_service import drain
+from tests.support.moto_service import drain
 
 CHANNEL = "price:eth"
 ARN = "arn:aws:sqs:eu-west-1:123456789012:events"

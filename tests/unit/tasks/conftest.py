@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
-from tests.release_world import World, build_world
+from tests.support.release_world import World, build_world
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from tasks.alarm_rollback import alarm_rollback
 from tasks.approval import request_approval
 from tasks.deploy_green import deploy_green
 from tasks.set_weights import set_weights
-from tests.release_world import FUNCTIONS, GUARD_ALARMS
-from tests.unit.tasks.helpers import hold_lock, validated_state
+from tests.support.release_world import FUNCTIONS, GUARD_ALARMS
+from tests.support.task_state import hold_lock, validated_state
 
 
 def alarm_event(name: str, value: str = "ALARM") -> dict:

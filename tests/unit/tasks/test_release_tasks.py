@@ -22,8 +22,14 @@ from tasks.finalize import finalize
 from tasks.rollback import describe_failure, rollback
 from tasks.set_weights import set_weights
 from tasks.validate_request import validate
-from tests.release_world import ALARM_NAMES, FUNCTIONS, GUARD_ALARMS, HEALTH_ALARM, record_green_traffic
-from tests.unit.tasks.helpers import EXECUTION_ARN, hold_lock, request, validated_state
+from tests.support.release_world import (
+    ALARM_NAMES,
+    FUNCTIONS,
+    GUARD_ALARMS,
+    HEALTH_ALARM,
+    record_green_traffic,
+)
+from tests.support.task_state import EXECUTION_ARN, hold_lock, request, validated_state
 
 
 def started(world, settings, **overrides):

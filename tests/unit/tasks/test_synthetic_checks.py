@@ -187,7 +187,7 @@ def test_connections_are_paced_below_the_configured_rate(service: FakeService) -
 
 
 def test_nothing_listening_fails_fast_with_named_errors() -> None:
-    from orchestrator.testing.redis_server import free_port
+    from orchestrator.sandbox.redis_server import free_port
 
     result = execute(plan(f"ws://127.0.0.1:{free_port()}/preview", clients=2), lambda event: None)
     assert result.connected == 0

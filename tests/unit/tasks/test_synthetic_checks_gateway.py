@@ -18,14 +18,14 @@ import redis
 from moto import mock_aws
 
 from orchestrator.gateway import Gateway, LambdaRuntime, QueueBinding
-from orchestrator.testing.redis_server import RedisServer
+from orchestrator.sandbox.redis_server import RedisServer
 from service.clients import aws as aws_clients
 from service.clients import connections as posting
 from service.logic import authorizer
 from service.redis_client import reset_clients
 from tasks import synthetic_checks
 from tasks.errors import GreenUnhealthy
-from tests.unit.service.moto_service import ServiceAccount, create_functions, provision, set_weights
+from tests.support.moto_service import ServiceAccount, create_functions, provision, set_weights
 
 HEALTHY, DROPPING, SLOW = "1", "2", "3"
 

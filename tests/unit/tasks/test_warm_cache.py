@@ -15,7 +15,7 @@ from tasks import warm_cache
 from tasks.cache.transforms import TRANSFORMS
 from tasks.cache.warm import match_pattern, plan_warm, warm
 from tasks.errors import CacheUnavailable, InvalidRelease
-from tests.integration.cache.dataset import assert_same, load, snapshot
+from tests.support.cache_dataset import assert_same, load, snapshot
 
 # A failed invocation publishes no metrics; Powertools warns about that, as intended.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -245,7 +245,7 @@ def test_invalid_input_is_refused_naming_the_field(
 
 
 def test_unreachable_cache_raises_a_named_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.testing.redis_server import free_port
+    from orchestrator.sandbox.redis_server import free_port
 
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     monkeypatch.setenv("REDIS_TIMEOUT_SECONDS", "0.2")

@@ -7,7 +7,7 @@ service's own fan-out logic against the real Redis server, so the queue is consu
 while the mapping is enabled and not at all while it is disabled.
 
 moto 5.2.5 has no StartMessageMoveTask/ListMessageMoveTasks: `MoveTaskFake` answers them through
-botocore's `before-call` event (as tests/ops_world.py's ExportFake does for CopySnapshot) and
+botocore's `before-call` event (as tests/support/ops_world.py's ExportFake does for CopySnapshot) and
 moves the messages with real SQS calls, so they re-enter the source queue as SQS would put them.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import redis
 
-from tests.ops_world import REGION, _HttpResponse
+from tests.support.ops_world import REGION, _HttpResponse
 
 QUEUE = "staging-realtime-preview-events"
 DLQ = "staging-realtime-preview-events-dlq"

@@ -1,7 +1,7 @@
 """A minimal stack holding the release state machine, synthesized for the engine tests.
 
 The task functions carry the handler paths of `tasks/catalog.py`, so the engine imports the
-real task modules; the table name matches the moto world of `tests/release_world.py`.
+real task modules; the table name matches the moto world of `tests/support/release_world.py`.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from contracts.names import task_function_name
 from orchestrator.engine import LocalEngine, import_handler, lambda_functions
 from orchestrator.engine.intrinsics import ResourceMap
 from tests.integration.release.conftest import SANDBOX
-from tests.integration.release.fault_schedule import FaultInjector
-from tests.release_world import ENV, GUARD_ALARMS, HEALTH_ALARM, REGION, TABLE, World, build_world
+from tests.support.fault_schedule import FaultInjector
+from tests.support.release_world import ENV, GUARD_ALARMS, HEALTH_ALARM, REGION, TABLE, World, build_world
 
 Handler = Callable[[Any, Any], Any]
 WORLD_VARIABLES = ("ENVIRONMENT", "SERVICE_FUNCTION_NAMES", "RELEASE_TABLE_NAME", "RELEASE_TOPIC_ARN")

@@ -1,7 +1,7 @@
 """A minimal stack holding the DR drill state machine, synthesized once for the engine tests.
 
 Function names and handlers are the ones infra/operations gives them, so the engine runs the
-real `tasks/dr_drill.py`; the table name matches tests/ops_world.py.
+real `tasks/dr_drill.py`; the table name matches tests/support/ops_world.py.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tests.integration.release.release_stack import node_binary
+from tests.support.release_stack import node_binary
 
 DRILL_FUNCTION = "staging-ops-dr-drill"
 VERIFY_FUNCTION = "staging-ops-dr-verify"

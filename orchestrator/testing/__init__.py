@@ -1,1 +1,0 @@
-"""Helpers shared by the sandbox and the test suite."""
