@@ -20,6 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contracts.state import ReleaseRef
 from tasks import release_record
 from tasks.common import (
     MetricUnit,
@@ -148,7 +149,13 @@ def alarm_rollback(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
     )
     restore_blue(lam, blue)  # a task in flight when the lock was claimed may have moved an alias
     _release_lock(settings, release_id)
-    release = {**record, "release_id": release_id, "execution_arn": execution_arn}
+    release = ReleaseRef(
+        release_id=release_id,
+        version=record.get("version"),
+        requested_by=record.get("requested_by"),
+        dry_run=bool(record.get("dry_run", False)),
+        execution_arn=execution_arn,
+    )
     summary = f"rolled back to blue ({', '.join(f'{fn} v{v}' for fn, v in blue.items())}): {cause}"
     if record:
         release_record.finish(

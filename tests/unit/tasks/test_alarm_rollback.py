@@ -6,13 +6,14 @@ import json
 
 import boto3
 
+from contracts.state import ApprovalRequested, Release
 from tasks import release_record
 from tasks.alarm_rollback import alarm_rollback
-from tasks.approval import request_approval
+from tasks.approval import ApprovalInput, request_approval
 from tasks.deploy_green import deploy_green
-from tasks.set_weights import set_weights
+from tasks.set_weights import SetWeightsInput, set_weights
 from tests.release_world import FUNCTIONS, GUARD_ALARMS
-from tests.unit.tasks.helpers import hold_lock, validated_state
+from tests.unit.tasks.helpers import hold_lock, task_input, validated_state
 
 
 def alarm_event(name: str, value: str = "ALARM") -> dict:
@@ -46,11 +47,13 @@ def running_execution() -> str:
 def test_alarm_during_bake_restores_blue_and_stops_the_release(world, settings):
     execution_arn = running_execution()
     state = validated_state(world, settings)
-    state["release"]["execution_arn"] = execution_arn
+    state = state.model_copy(
+        update={"release": state.release.model_copy(update={"execution_arn": execution_arn})}
+    )
     hold_lock(world, execution_arn=execution_arn)
-    release_record.start(settings, state["release"])
-    state["deploy"] = deploy_green(settings, state["release"])
-    state["shift"] = set_weights(settings, state)
+    release_record.start(settings, state.release)
+    state = state.with_sections(deploy=deploy_green(settings, state.release))
+    state = state.with_sections(shift=set_weights(settings, task_input(SetWeightsInput, state)))
     assert world.aliases("live")[FUNCTIONS[0]] == ("1", {"2": 0.1})
 
     result = alarm_rollback(settings, alarm_event(GUARD_ALARMS[0]))
@@ -61,6 +64,10 @@ def test_alarm_during_bake_restores_blue_and_stops_the_release(world, settings):
     assert world.lock() is None
     record = world.record("rel-1")
     assert record["status"] == "ROLLED_BACK" and GUARD_ALARMS[0] in record["cause"]
+    # The notice names the release as the record does, although the alarm came from outside the execution.
+    notice = [m for m in world.notifications() if m["transition"] == "ROLLED_BACK"][-1]
+    assert (notice["release_id"], notice["version"], notice["requested_by"]) == ("rel-1", "1.1.0", "alice")
+    assert notice["execution_arn"] == execution_arn and notice["dry_run"] is False
     described = boto3.client("stepfunctions", region_name="eu-west-1").describe_execution(
         executionArn=execution_arn
     )
@@ -76,9 +83,12 @@ def test_alarm_without_a_release_or_back_to_ok_does_nothing(world, settings):
 
 def test_approval_stores_the_token_and_notifies_the_commands(world, settings):
     state = validated_state(world, settings, approval="required")
-    release_record.start(settings, state["release"])
-    result = request_approval(settings, {"task_token": "token-123", "release": state["release"]})
-    assert result["approval_requested"] is True
+    assert isinstance(state.release, Release) and state.release.approval == "required"
+    release_record.start(settings, state.release)
+    result = ApprovalRequested.model_validate(
+        request_approval(settings, task_input(ApprovalInput, state, task_token="token-123"))
+    )
+    assert result.approval_requested is True and result.expires_at > state.release.started_at
     assert world.record("rel-1")["approval_token"] == "token-123"
     message = [m for m in world.notifications() if m["transition"] == "ApprovalRequested"][0]
     assert "orchestrator release approve rel-1 --env staging" in message["summary"]
