@@ -88,6 +88,8 @@ def main() -> None:
             )
 
             # Detect-to-rollback: alarm state change -> every live alias back on blue.
+            from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
             from contracts.state import ReleaseState
             from tasks.alarm_rollback import alarm_rollback
             from tasks.common import Settings
@@ -127,6 +129,12 @@ def main() -> None:
                 set_weights(settings, SetWeightsInput.model_validate(state.json_dict()))
                 detected = datetime.now(UTC)
                 event = {
+                    "version": "0",
+                    "id": f"bench-{run}",
+                    "source": "aws.cloudwatch",
+                    "account": "123456789012",
+                    "region": "eu-west-1",
+                    "resources": [],
                     "detail-type": "CloudWatch Alarm State Change",
                     "time": detected.isoformat(),
                     "detail": {
@@ -138,7 +146,8 @@ def main() -> None:
                         },
                     },
                 }
-                latencies.append(alarm_rollback(settings, event)["detect_to_rollback_ms"])
+                parsed = EventBridgeModel.model_validate(event)
+                latencies.append(alarm_rollback(settings, parsed)["detect_to_rollback_ms"])
             latencies.sort()
             figures["detect_to_rollback_runs"] = len(latencies)
             figures["detect_to_rollback_p50_ms"] = round(statistics.median(latencies), 1)

@@ -37,7 +37,7 @@ def reject_command(release: Release, settings: Settings) -> str:
     return f"orchestrator release reject {release.release_id} --env {settings.environment}"
 
 
-def request_approval(settings: Settings, event: ApprovalInput) -> dict[str, Any]:
+def request_approval(settings: Settings, event: ApprovalInput) -> ApprovalRequested:
     release = event.release
     token = event.task_token
     now = utc_now()
@@ -60,10 +60,10 @@ def request_approval(settings: Settings, event: ApprovalInput) -> dict[str, Any]
         },
         updates={"approval_token": token, "approval_requested_at": iso(now), "approval_expires_at": expires},
     )
-    return ApprovalRequested(approval_requested=True, expires_at=expires).model_dump()
+    return ApprovalRequested(approval_requested=True, expires_at=expires)
 
 
 @task_handler
 @event_model(ApprovalInput)
 def handler(event: ApprovalInput, context: Any) -> dict[str, Any]:
-    return request_approval(Settings.from_env(), event)
+    return request_approval(Settings.from_env(), event).model_dump()

@@ -112,8 +112,8 @@ def green_invocations(settings: Settings, green: dict[str, str], since: str) -> 
     return int(total)
 
 
-def check_alarms(settings: Settings, state: CheckAlarmsInput) -> dict[str, Any]:
-    """`$.alarms` (contracts.state.AlarmsChecked), or the named error that sends the release to Rollback."""
+def check_alarms(settings: Settings, state: CheckAlarmsInput) -> AlarmsChecked:
+    """`$.alarms`, or the named error that sends the release to Rollback."""
     expected = expected_alarms(settings)
     states = alarm_states(expected)
     missing = missing_alarms(expected, states, release_health_alarm_name(settings.environment))
@@ -137,12 +137,12 @@ def check_alarms(settings: Settings, state: CheckAlarmsInput) -> dict[str, Any]:
             )
     result = AlarmsChecked(
         checked_at=iso(utc_now()), alarms_checked=len(states), green_invocations=served, required=required
-    ).model_dump()
-    logger.info("green healthy after bake", extra=result)
+    )
+    logger.info("green healthy after bake", extra=result.model_dump())
     return result
 
 
 @task_handler
 @event_model(CheckAlarmsInput)
 def handler(event: CheckAlarmsInput, context: Any) -> dict[str, Any]:
-    return check_alarms(Settings.from_env(), event)
+    return check_alarms(Settings.from_env(), event).model_dump()

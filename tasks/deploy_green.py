@@ -147,8 +147,8 @@ def check_artifact(artifact: ArtifactRef) -> None:
         raise
 
 
-def deploy_green(settings: Settings, release: Release) -> dict[str, Any]:
-    """`$.deploy` (contracts.state.Deploy): blue's and green's versions and cache schemas."""
+def deploy_green(settings: Settings, release: Release) -> Deploy:
+    """`$.deploy`: blue's and green's versions and cache schemas."""
     check_artifact(release.artifact)
     lam = client("lambda")
     blue = {fn: _blue_version(lam, fn) for fn in settings.functions}
@@ -161,14 +161,14 @@ def deploy_green(settings: Settings, release: Release) -> dict[str, Any]:
     first = settings.functions[0]
     blue_schema = _schema_of(lam, first, blue[first])
     green_schema = release.configuration.get("CACHE_SCHEMA_VERSION", blue_schema)
-    result = Deploy(blue=blue, green=green, blue_schema=blue_schema, green_schema=green_schema).model_dump()
+    result = Deploy(blue=blue, green=green, blue_schema=blue_schema, green_schema=green_schema)
     summary = "green deployed: " + ", ".join(f"{fn} v{blue[fn]} -> v{v}" for fn, v in green.items())
     release_record.transition(
         settings,
         release,
         "GreenDeployed",
         summary,
-        detail=result,
+        detail=result.model_dump(),
         updates={"blue_versions": blue, "green_versions": green},
     )
     return result
@@ -177,4 +177,4 @@ def deploy_green(settings: Settings, release: Release) -> dict[str, Any]:
 @task_handler
 @event_model(DeployGreenInput)
 def handler(event: DeployGreenInput, context: Any) -> dict[str, Any]:
-    return deploy_green(Settings.from_env(), event.release)
+    return deploy_green(Settings.from_env(), event.release).model_dump()

@@ -36,8 +36,8 @@ class FinalizeInput(BaseModel):
     deploy: Deploy
 
 
-def finalize(settings: Settings, state: FinalizeInput) -> dict[str, Any]:
-    """`$.finalize` (contracts.state.Finalized): the outcome and what `live` serves now."""
+def finalize(settings: Settings, state: FinalizeInput) -> Finalized:
+    """`$.finalize`: the outcome and what `live` serves now."""
     release, deploy = state.release, state.deploy
     lam = client("lambda")
     duration = (utc_now() - parse_time(release.started_at)).total_seconds()
@@ -46,7 +46,7 @@ def finalize(settings: Settings, state: FinalizeInput) -> dict[str, Any]:
             point_alias(lam, fn, GREEN_ALIAS, deploy.blue[fn])
         summary = f"dry run of version {release.version} passed every check; live unchanged"
         release_record.finish(settings, release, release_record.DRY_RUN_SUCCEEDED, summary)
-        return Finalized(status=release_record.DRY_RUN_SUCCEEDED, live=deploy.blue).model_dump()
+        return Finalized(status="DRY_RUN_SUCCEEDED", live=deploy.blue)
     assert_lock_held(settings, release.release_id)
     for fn in settings.functions:
         point_alias(lam, fn, LIVE_ALIAS, deploy.green[fn])
@@ -56,10 +56,10 @@ def finalize(settings: Settings, state: FinalizeInput) -> dict[str, Any]:
     release_record.finish(settings, release, release_record.SUCCEEDED, summary, detail={"live": deploy.green})
     add_metric("ReleaseSucceeded", MetricUnit.Count, 1)
     add_metric("ReleaseDurationSeconds", MetricUnit.Seconds, max(duration, 0.0))
-    return Finalized(status=release_record.SUCCEEDED, live=deploy.green).model_dump()
+    return Finalized(status="SUCCEEDED", live=deploy.green)
 
 
 @task_handler
 @event_model(FinalizeInput)
 def handler(event: FinalizeInput, context: Any) -> dict[str, Any]:
-    return finalize(Settings.from_env(), event)
+    return finalize(Settings.from_env(), event).model_dump()

@@ -83,7 +83,7 @@ class RecordInput(BaseModel):
     failure: Failure | None = None
 
 
-def start(settings: Settings, release: Release) -> dict[str, Any]:
+def start(settings: Settings, release: Release) -> Recorded:
     """Create the release record and its first audit event in one transaction (idempotent on retry)."""
     release_id = release.release_id
     record = {
@@ -131,9 +131,9 @@ def start(settings: Settings, release: Release) -> dict[str, Any]:
                 f"release_id {release_id} was already used by execution {existing.get('execution_arn')}"
             ) from None
         logger.info("release record already written by an earlier attempt", extra={"release_id": release_id})
-        return Recorded(recorded=False).model_dump()
+        return Recorded(recorded=False)
     notify.publish(settings, release, "ReleaseStarted", summary)
-    return Recorded(recorded=True).model_dump()
+    return Recorded(recorded=True)
 
 
 def get(settings: Settings, release_id: str) -> dict[str, Any] | None:
@@ -219,7 +219,7 @@ def list_releases(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     return list(response.get("Items", []))
 
 
-def abort(settings: Settings, release: Release, failure: Failure) -> dict[str, Any]:
+def abort(settings: Settings, release: Release, failure: Failure) -> Recorded:
     """Record ABORTED when the release failed before anything changed.
 
     The record may not exist (the failure may be the record write itself); then there is no
@@ -228,10 +228,10 @@ def abort(settings: Settings, release: Release, failure: Failure) -> dict[str, A
     """
     existing = get(settings, release.release_id)
     if existing is None or existing.get("status") in TERMINAL_STATUSES:
-        return Recorded(recorded=False).model_dump()
+        return Recorded(recorded=False)
     summary = f"release {release.release_id} aborted before any change: {failure.error}"
     finish(settings, release, ABORTED, summary, cause=failure.cause or None)
-    return Recorded(recorded=True).model_dump()
+    return Recorded(recorded=True)
 
 
 @task_handler
@@ -239,5 +239,5 @@ def abort(settings: Settings, release: Release, failure: Failure) -> dict[str, A
 def handler(event: RecordInput, context: Any) -> dict[str, Any]:
     """States `RecordReleaseStarted` and, with `failure`, `RecordReleaseAborted`."""
     if event.failure is not None:
-        return abort(Settings.from_env(), event.release, event.failure)
-    return start(Settings.from_env(), event.release)
+        return abort(Settings.from_env(), event.release, event.failure).model_dump()
+    return start(Settings.from_env(), event.release).model_dump()

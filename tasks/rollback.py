@@ -72,8 +72,8 @@ def describe_failure(failure: Failure | None) -> str:
     return f"{error}: {cause}".strip().rstrip(":")[:1000]
 
 
-def rollback(settings: Settings, state: RollbackInput) -> dict[str, Any]:
-    """`$.rollback` (contracts.state.RolledBack): the cause and the blue versions restored."""
+def rollback(settings: Settings, state: RollbackInput) -> RolledBack:
+    """`$.rollback`: the cause and the blue versions restored."""
     release = state.release
     lam = client("lambda")
     blue = blue_versions(lam, settings, state.deploy.blue if state.deploy is not None else {})
@@ -85,10 +85,10 @@ def rollback(settings: Settings, state: RollbackInput) -> dict[str, Any]:
     )
     add_metric("ReleaseRolledBack", MetricUnit.Count, 1)
     logger.warning("release rolled back", extra={"release_id": release.release_id, "cause": cause})
-    return RolledBack(cause=cause, restored=blue).model_dump()
+    return RolledBack(cause=cause, restored=blue)
 
 
 @task_handler
 @event_model(RollbackInput)
 def handler(event: RollbackInput, context: Any) -> dict[str, Any]:
-    return rollback(Settings.from_env(), event)
+    return rollback(Settings.from_env(), event).model_dump()

@@ -80,15 +80,15 @@ def step_of(release: Release, index: int, shifted_at: str) -> Shift:
     )
 
 
-def set_weights(settings: Settings, state: SetWeightsInput) -> dict[str, Any]:
-    """`$.shift` (contracts.state.Shift): the step now in force."""
+def set_weights(settings: Settings, state: SetWeightsInput) -> Shift:
+    """`$.shift`: the step now in force."""
     release = state.release
     step = step_of(release, state.shift.next_index, iso(utc_now()))
     if release.dry_run:
         # Rehearsal: live keeps serving blue, so there is nothing to bake or count.
         rehearsal = step.model_copy(update={"bake_seconds": 0, "min_green_invocations": 0, "dry_run": True})
         logger.info("dry run: live alias left unchanged", extra={"step": rehearsal.model_dump()})
-        return rehearsal.model_dump()
+        return rehearsal
     assert_lock_held(settings, release.release_id)
     deploy = state.deploy
     if deploy is None:
@@ -101,10 +101,10 @@ def set_weights(settings: Settings, state: SetWeightsInput) -> dict[str, Any]:
     release_record.transition(
         settings, release, "TrafficShifted", summary, detail=detail, updates={"traffic_percent": step.percent}
     )
-    return step.model_dump()
+    return step
 
 
 @task_handler
 @event_model(SetWeightsInput)
 def handler(event: SetWeightsInput, context: Any) -> dict[str, Any]:
-    return set_weights(Settings.from_env(), event)
+    return set_weights(Settings.from_env(), event).model_dump()

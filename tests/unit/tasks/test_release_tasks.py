@@ -7,7 +7,7 @@ import json
 import boto3
 import pytest
 
-from contracts.state import Deploy, Failure, ReleaseState, Shift, ShiftCursor, WarmCursor
+from contracts.state import Deploy, Failure, Recorded, ReleaseState, Shift, ShiftCursor, WarmCursor
 from tasks import release_record
 from tasks.check_alarms import CheckAlarmsInput, check_alarms
 from tasks.deploy_green import deploy_green
@@ -121,7 +121,7 @@ def test_deploy_green_publishes_points_green_and_is_idempotent(world, settings):
     assert config["Environment"]["Variables"]["SERVICE_VERSION"] == "1.1.0"
     assert config["Environment"]["Variables"]["CACHE_SCHEMA_VERSION"] == "2"
     # A retry after a timeout publishes nothing new.
-    assert deploy_green(settings, state.release)["green"] == result.green
+    assert deploy_green(settings, state.release).green == result.green
     assert world.record("rel-1")["green_versions"] == result.green
 
 
@@ -172,7 +172,7 @@ def test_dry_run_shift_leaves_live_alone(world, settings):
     assert shift.dry_run is True and shift.bake_seconds == 0
     assert world.aliases("live") == {fn: ("1", {}) for fn in FUNCTIONS}
     state = state.with_sections(shift={**shift.model_dump(), "next_index": 1})
-    assert finalize(settings, task_input(FinalizeInput, state))["status"] == "DRY_RUN_SUCCEEDED"
+    assert finalize(settings, task_input(FinalizeInput, state)).status == "DRY_RUN_SUCCEEDED"
     assert world.aliases("live") == {fn: ("1", {}) for fn in FUNCTIONS}
     assert world.aliases("green") == {fn: ("1", {}) for fn in FUNCTIONS}
     assert world.record("rel-1")["status"] == "DRY_RUN_SUCCEEDED"
@@ -197,7 +197,7 @@ def test_check_alarms_requires_green_invocations(world, settings):
     with pytest.raises(InsufficientGreenTraffic, match="served 0 invocations at 10%"):
         alarms_of(settings, state)
     record_green_traffic(400)  # 5 functions x 400 at 10%: about 200 on green
-    assert alarms_of(settings, state)["green_invocations"] >= 50
+    assert alarms_of(settings, state).green_invocations >= 50
 
 
 def test_a_malformed_section_is_refused_naming_the_field(world, settings):
@@ -332,7 +332,7 @@ def test_a_rolled_back_release_leaves_its_configuration_out_of_the_next_green(wo
     state = state.with_sections(failure={"Error": "GreenUnhealthy", "Cause": "dropped everything"})
     rollback(settings, task_input(RollbackInput, state))
     following = validated_state(world, settings, version="1.2.0", artifact=world.artifact("after"))
-    green = deploy_green(settings, following.release)["green"]
+    green = deploy_green(settings, following.release).green
     lam = boto3.client("lambda", region_name="eu-west-1")
     for fn, version in green.items():
         variables = lam.get_function_configuration(FunctionName=fn, Qualifier=version)["Environment"][
@@ -346,7 +346,7 @@ def test_a_rolled_back_release_leaves_its_configuration_out_of_the_next_green(wo
 def test_rollback_without_a_deploy_result_keeps_live(world, settings):
     state = started(world, settings).with_sections(failure={"Error": "DeploymentFailed", "Cause": "boom"})
     assert state.deploy is None and state.failure == Failure(error="DeploymentFailed", cause="boom")
-    assert rollback(settings, task_input(RollbackInput, state))["restored"] == {fn: "1" for fn in FUNCTIONS}
+    assert rollback(settings, task_input(RollbackInput, state)).restored == {fn: "1" for fn in FUNCTIONS}
     assert world.aliases("live") == {fn: ("1", {}) for fn in FUNCTIONS}
 
 
@@ -360,8 +360,8 @@ def test_describe_failure_handles_plain_and_missing_causes():
 
 def test_record_start_is_idempotent_and_refuses_a_reused_id(world, settings):
     state = validated_state(world, settings)
-    assert release_record.start(settings, state.release) == {"recorded": True}
-    assert release_record.start(settings, state.release) == {"recorded": False}
+    assert release_record.start(settings, state.release) == Recorded(recorded=True)
+    assert release_record.start(settings, state.release) == Recorded(recorded=False)
     other = state.release.model_copy(update={"execution_arn": EXECUTION_ARN + "-other"})
     with pytest.raises(InvalidRelease, match="already used"):
         release_record.start(settings, other)
