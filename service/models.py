@@ -240,8 +240,9 @@ class MessageRequestContext(APIGatewayWebSocketMessageEventRequestContext):
 
 class DisconnectRequestContext(APIGatewayWebSocketDisconnectEventRequestContext):
     authorizer: WebSocketAuthorizerContext | None = None
-    # A connection that dropped without a close frame has no status code to report.
-    disconnect_status_code: int | None = Field(default=None, alias="disconnectStatusCode")
+    # A connection that dropped without a close frame has no status code to report (Powertools
+    # requires one; a $disconnect must never fail on it, or the registry keeps a dead connection).
+    disconnect_status_code: int | None = Field(default=None, alias="disconnectStatusCode")  # type: ignore[assignment]
     disconnect_reason: str = Field(default="", alias="disconnectReason")
 
 

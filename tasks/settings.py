@@ -8,7 +8,7 @@
     operations (reporting)  OpsSettings          backup, cost_check, dr_drill, event_path_drill
       and each operation's own: BackupSettings, CostSettings, DrillSettings, EventPathSettings
 
-Each field is read from the variable its alias names; an empty variable counts as unset.
+Each field is read from the variable its validation alias names; an empty variable counts as unset.
 `from_env()` validates them all at once, so one error names every missing variable and every
 malformed one (`release task settings missing: ENVIRONMENT, RELEASE_TABLE_NAME`). The Redis
 client's variables are `service.redis_client`'s, shared with the service.
@@ -45,17 +45,18 @@ class OperationsSettingsError(SettingsError):
 
 
 def _name_of(model: type[BaseModel], field: str) -> str:
+    """The variable a field is read from (`AWS_REGION or AWS_DEFAULT_REGION` for a choice)."""
     info = model.model_fields.get(field)
     if info is None:
         return field
     if isinstance(info.validation_alias, AliasChoices):
         return " or ".join(str(choice) for choice in info.validation_alias.choices)
-    return info.alias or field
+    return str(info.validation_alias or field)
 
 
 def _bounds(model: type[BaseModel], name: str) -> tuple[Any, Any]:
     for field, info in model.model_fields.items():
-        if name in (field, info.alias):
+        if name in (field, info.validation_alias):
             low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
             high = next((m.le for m in info.metadata if hasattr(m, "le")), None)
             return low, high
@@ -78,7 +79,8 @@ def _problem(model: type[BaseModel], name: str, error: Any) -> str:
 
 
 class TaskSettings(BaseModel):
-    """Base of the settings families: aliases name the variables; `from_env()` reads them."""
+    """Base of the settings families: each field's `validation_alias` names its variable (the
+    field's own name is what code constructs it with); `from_env()` reads them."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
     family: ClassVar[str] = "task"
@@ -139,17 +141,17 @@ class ReleaseTaskSettings(TaskSettings):
 
     family: ClassVar[str] = "release task"
 
-    environment: str = Field(alias="ENVIRONMENT")
-    functions: tuple[str, ...] = Field(alias="SERVICE_FUNCTION_NAMES", min_length=1)
-    table_name: str = Field(alias="RELEASE_TABLE_NAME")
-    topic_arn: str | None = Field(default=None, alias="RELEASE_TOPIC_ARN")
+    environment: str = Field(validation_alias="ENVIRONMENT")
+    functions: tuple[str, ...] = Field(validation_alias="SERVICE_FUNCTION_NAMES", min_length=1)
+    table_name: str = Field(validation_alias="RELEASE_TABLE_NAME")
+    topic_arn: str | None = Field(default=None, validation_alias="RELEASE_TOPIC_ARN")
     region: str = Field(
         default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
     )
     # Every alarm of the release gate CheckAlarms must find (RELEASE_ALARM_NAMES, set by infra from
     # contracts.names.release_alarm_names): the guards and the composite.
-    alarm_names: tuple[str, ...] = Field(default=(), alias="RELEASE_ALARM_NAMES")
-    defaults: ReleaseDefaults = Field(default_factory=ReleaseDefaults, alias="RELEASE_DEFAULTS")
+    alarm_names: tuple[str, ...] = Field(default=(), validation_alias="RELEASE_ALARM_NAMES")
+    defaults: ReleaseDefaults = Field(default_factory=ReleaseDefaults, validation_alias="RELEASE_DEFAULTS")
 
     @field_validator("functions", mode="before")
     @classmethod
@@ -190,10 +192,12 @@ class CacheTaskSettings(TaskSettings):
 
     # Seconds of work per invocation (capped by the invocation's remaining time less a margin).
     time_budget_seconds: Annotated[int, Field(ge=1, le=900)] = Field(
-        default=60, alias="WARM_TIME_BUDGET_SECONDS"
+        default=60, validation_alias="WARM_TIME_BUDGET_SECONDS"
     )
     # Keys per server-side batch: a batch blocks the server for a few milliseconds.
-    batch_keys: Annotated[int, Field(ge=10, le=100_000)] = Field(default=1000, alias="WARM_BATCH_KEYS")
+    batch_keys: Annotated[int, Field(ge=10, le=100_000)] = Field(
+        default=1000, validation_alias="WARM_BATCH_KEYS"
+    )
 
 
 # -- checks -------------------------------------------------------------------------------------
@@ -204,15 +208,17 @@ class CheckTaskSettings(TaskSettings):
 
     family: ClassVar[str] = "synthetic checks"
 
-    preview_ws_url: str = Field(alias="PREVIEW_WS_URL")
-    api_keys_secret_arn: str = Field(alias="API_KEYS_SECRET_ARN")
-    preview_events_queue_url: str = Field(alias="PREVIEW_EVENTS_QUEUE_URL")
-    connect_rate: Annotated[float, Field(ge=1, le=500)] = Field(default=50, alias="SYNTHETIC_CONNECT_RATE")
+    preview_ws_url: str = Field(validation_alias="PREVIEW_WS_URL")
+    api_keys_secret_arn: str = Field(validation_alias="API_KEYS_SECRET_ARN")
+    preview_events_queue_url: str = Field(validation_alias="PREVIEW_EVENTS_QUEUE_URL")
+    connect_rate: Annotated[float, Field(ge=1, le=500)] = Field(
+        default=50, validation_alias="SYNTHETIC_CONNECT_RATE"
+    )
     deadline_seconds: Annotated[float, Field(ge=5, le=900)] = Field(
-        default=120, alias="SYNTHETIC_DEADLINE_SECONDS"
+        default=120, validation_alias="SYNTHETIC_DEADLINE_SECONDS"
     )
     message_interval_ms: Annotated[float, Field(ge=0, le=10_000)] = Field(
-        default=100, alias="SYNTHETIC_MESSAGE_INTERVAL_MS"
+        default=100, validation_alias="SYNTHETIC_MESSAGE_INTERVAL_MS"
     )
 
     @field_validator("preview_ws_url")
@@ -234,20 +240,20 @@ class OpsSettings(TaskSettings):
     family: ClassVar[str] = "operations task"
     error: ClassVar[type[SettingsError]] = OperationsSettingsError
 
-    environment: str = Field(alias="ENVIRONMENT")
-    topic_arn: str | None = Field(default=None, alias="OPERATIONS_TOPIC_ARN")
-    namespace: str = Field(default=METRICS_NAMESPACE_DEFAULT, alias="POWERTOOLS_METRICS_NAMESPACE")
+    environment: str = Field(validation_alias="ENVIRONMENT")
+    topic_arn: str | None = Field(default=None, validation_alias="OPERATIONS_TOPIC_ARN")
+    namespace: str = Field(default=METRICS_NAMESPACE_DEFAULT, validation_alias="POWERTOOLS_METRICS_NAMESPACE")
 
 
 class BackupSettings(OpsSettings):
     """The daily backup (tasks/backup.py)."""
 
-    replication_group_id: str = Field(alias="REPLICATION_GROUP_ID")
-    bucket: str = Field(alias="BACKUP_BUCKET")
-    retention_days: Annotated[int, Field(ge=1)] = Field(default=14, alias="BACKUP_RETENTION_DAYS")
-    kms_key_id: str | None = Field(default=None, alias="BACKUP_SNAPSHOT_KMS_KEY_ID")
-    copy_bucket: str | None = Field(default=None, alias="BACKUP_COPY_BUCKET")
-    copy_region: str | None = Field(default=None, alias="BACKUP_COPY_REGION")
+    replication_group_id: str = Field(validation_alias="REPLICATION_GROUP_ID")
+    bucket: str = Field(validation_alias="BACKUP_BUCKET")
+    retention_days: Annotated[int, Field(ge=1)] = Field(default=14, validation_alias="BACKUP_RETENTION_DAYS")
+    kms_key_id: str | None = Field(default=None, validation_alias="BACKUP_SNAPSHOT_KMS_KEY_ID")
+    copy_bucket: str | None = Field(default=None, validation_alias="BACKUP_COPY_BUCKET")
+    copy_region: str | None = Field(default=None, validation_alias="BACKUP_COPY_REGION")
 
     @model_validator(mode="after")
     def _copy_pair(self) -> Self:
@@ -272,25 +278,25 @@ Positive = Annotated[float, Field(gt=0)]
 class CostSettings(OpsSettings):
     """The daily cost check (tasks/cost_check.py)."""
 
-    daily_budget_usd: Positive = Field(alias="DAILY_BUDGET_USD")
-    tag_key: str = Field(default="Project", alias="COST_TAG_KEY")
-    tag_value: str = Field(default="realtime-analytics", alias="COST_TAG_VALUE")
-    anomaly_threshold_percent: Positive = Field(default=30.0, alias="ANOMALY_THRESHOLD_PERCENT")
-    anomaly_min_usd: Positive = Field(default=1.0, alias="ANOMALY_MIN_USD")
+    daily_budget_usd: Positive = Field(validation_alias="DAILY_BUDGET_USD")
+    tag_key: str = Field(default="Project", validation_alias="COST_TAG_KEY")
+    tag_value: str = Field(default="realtime-analytics", validation_alias="COST_TAG_VALUE")
+    anomaly_threshold_percent: Positive = Field(default=30.0, validation_alias="ANOMALY_THRESHOLD_PERCENT")
+    anomaly_min_usd: Positive = Field(default=1.0, validation_alias="ANOMALY_MIN_USD")
 
 
 class DrillSettings(OpsSettings):
     """The DR drill's steps (tasks/dr_drill.py)."""
 
-    replication_group_id: str = Field(alias="REPLICATION_GROUP_ID")
-    bucket: str = Field(alias="BACKUP_BUCKET")
-    table_name: str | None = Field(default=None, alias="RELEASE_TABLE_NAME")
-    subnet_group: str = Field(alias="CACHE_SUBNET_GROUP")
-    security_group_ids: tuple[str, ...] = Field(alias="CACHE_SECURITY_GROUP_IDS")
-    auth_secret_arn: str | None = Field(default=None, alias="REDIS_AUTH_SECRET_ARN")
-    kms_key_id: str | None = Field(default=None, alias="CACHE_KMS_KEY_ID")
-    node_type: str | None = Field(default=None, alias="DRILL_NODE_TYPE")
-    port: Annotated[int, Field(ge=1)] = Field(default=6379, alias="REDIS_PORT")
+    replication_group_id: str = Field(validation_alias="REPLICATION_GROUP_ID")
+    bucket: str = Field(validation_alias="BACKUP_BUCKET")
+    table_name: str | None = Field(default=None, validation_alias="RELEASE_TABLE_NAME")
+    subnet_group: str = Field(validation_alias="CACHE_SUBNET_GROUP")
+    security_group_ids: tuple[str, ...] = Field(validation_alias="CACHE_SECURITY_GROUP_IDS")
+    auth_secret_arn: str | None = Field(default=None, validation_alias="REDIS_AUTH_SECRET_ARN")
+    kms_key_id: str | None = Field(default=None, validation_alias="CACHE_KMS_KEY_ID")
+    node_type: str | None = Field(default=None, validation_alias="DRILL_NODE_TYPE")
+    port: Annotated[int, Field(ge=1)] = Field(default=6379, validation_alias="REDIS_PORT")
 
     @field_validator("security_group_ids", mode="before")
     @classmethod
@@ -312,8 +318,8 @@ class DrillSettings(OpsSettings):
 class EventPathSettings(OpsSettings):
     """The event-path drill's steps (tasks/event_path_drill.py)."""
 
-    queue_url: str = Field(alias="PREVIEW_EVENTS_QUEUE_URL")
-    dlq_url: str = Field(alias="PREVIEW_EVENTS_DLQ_URL")
-    mapping_uuid: str = Field(alias="PREVIEW_MAPPING_UUID")
-    fanout_function: str = Field(alias="FANOUT_FUNCTION_NAME")
-    table_name: str | None = Field(default=None, alias="RELEASE_TABLE_NAME")
+    queue_url: str = Field(validation_alias="PREVIEW_EVENTS_QUEUE_URL")
+    dlq_url: str = Field(validation_alias="PREVIEW_EVENTS_DLQ_URL")
+    mapping_uuid: str = Field(validation_alias="PREVIEW_MAPPING_UUID")
+    fanout_function: str = Field(validation_alias="FANOUT_FUNCTION_NAME")
+    table_name: str | None = Field(default=None, validation_alias="RELEASE_TABLE_NAME")
