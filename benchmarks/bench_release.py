@@ -88,42 +88,53 @@ def main() -> None:
             )
 
             # Detect-to-rollback: alarm state change -> every live alias back on blue.
+            from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
+            from contracts.state import ReleaseState
             from tasks.alarm_rollback import alarm_rollback
             from tasks.common import Settings
             from tasks.deploy_green import deploy_green
             from tasks.release_record import start
-            from tasks.set_weights import set_weights
-            from tasks.validate_request import defaults_from_env, validate
+            from tasks.set_weights import SetWeightsInput, set_weights
+            from tasks.validate_request import ValidateInput, defaults_from_env, validate
 
             settings = Settings.from_env()
             latencies = []
             for run in range(50):
                 rid = f"alarm-{run}"
-                state = validate(
-                    {
-                        "request": request(world, rid, 3),
-                        "execution_arn": f"arn:aws:states:eu-west-1:123456789012:execution:x:{rid}",
-                        "execution_name": rid,
-                        "started_at": datetime.now(UTC).isoformat(),
-                    },
-                    settings,
-                    defaults_from_env({}),
+                state = ReleaseState.model_validate(
+                    validate(
+                        ValidateInput(
+                            request=request(world, rid, 3),
+                            execution_arn=f"arn:aws:states:eu-west-1:123456789012:execution:x:{rid}",
+                            execution_name=rid,
+                            started_at=datetime.now(UTC).isoformat(),
+                        ),
+                        settings,
+                        defaults_from_env({}),
+                    )
                 )
                 world_lock = {
                     "pk": f"lock#{ENV}",
                     "sk": "lock",
                     "release_id": rid,
-                    "execution_arn": state["release"]["execution_arn"],
+                    "execution_arn": state.release.execution_arn,
                     "kind": "release",
                 }
                 import boto3
 
                 boto3.resource("dynamodb", region_name="eu-west-1").Table(TABLE).put_item(Item=world_lock)
-                start(settings, state["release"])
-                state["deploy"] = deploy_green(settings, state["release"])
-                state["shift"] = set_weights(settings, state)
+                start(settings, state.release)
+                state = state.with_sections(deploy=deploy_green(settings, state.release))
+                set_weights(settings, SetWeightsInput.model_validate(state.json_dict()))
                 detected = datetime.now(UTC)
                 event = {
+                    "version": "0",
+                    "id": f"bench-{run}",
+                    "source": "aws.cloudwatch",
+                    "account": "123456789012",
+                    "region": "eu-west-1",
+                    "resources": [],
                     "detail-type": "CloudWatch Alarm State Change",
                     "time": detected.isoformat(),
                     "detail": {
@@ -135,7 +146,8 @@ def main() -> None:
                         },
                     },
                 }
-                latencies.append(alarm_rollback(settings, event)["detect_to_rollback_ms"])
+                parsed = EventBridgeModel.model_validate(event)
+                latencies.append(alarm_rollback(settings, parsed)["detect_to_rollback_ms"])
             latencies.sort()
             figures["detect_to_rollback_runs"] = len(latencies)
             figures["detect_to_rollback_p50_ms"] = round(statistics.median(latencies), 1)

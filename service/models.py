@@ -1,4 +1,5 @@
-"""Shapes that cross the service's boundaries: client messages, server frames, queue events.
+"""Shapes that cross the service's boundaries: client messages, server frames, queue events, and
+the API Gateway WebSocket events the handlers parse (Powertools' parser models, extended).
 
 Channels are `<kind>:<name>`: kind one of CHANNEL_KINDS, name 1-64 characters of letters,
 digits, `.`, `_`, `-` starting with a letter or digit; 80 characters at most in all.
@@ -12,6 +13,15 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
+from aws_lambda_powertools.utilities.parser.models import (
+    APIGatewayWebSocketConnectEventModel,
+    APIGatewayWebSocketConnectEventRequestContext,
+    APIGatewayWebSocketDisconnectEventModel,
+    APIGatewayWebSocketDisconnectEventRequestContext,
+    APIGatewayWebSocketEventRequestContextBase,
+    APIGatewayWebSocketMessageEventModel,
+    APIGatewayWebSocketMessageEventRequestContext,
+)
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 CHANNEL_KINDS: tuple[str, ...] = ("tvl", "price", "volume", "synthetic")
@@ -203,3 +213,94 @@ class DeliveryShard(BaseModel):
         if len(set(self.connections)) != len(self.connections):
             raise ValueError("connections: a connection is listed twice")
         return self
+
+
+# -- API Gateway WebSocket events (what the handlers receive) -----------------------------------
+#
+# Powertools' parser models of the WebSocket events, extended with what a Lambda REQUEST
+# authorizer adds (`requestContext.authorizer`) and the authorizer's own event, which Powertools
+# does not model for WebSocket APIs.
+
+
+class WebSocketAuthorizerContext(BaseModel):
+    """`requestContext.authorizer`: the authorizer's principal and its context map."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    principal_id: str | None = Field(default=None, alias="principalId")
+
+
+class ConnectRequestContext(APIGatewayWebSocketConnectEventRequestContext):
+    authorizer: WebSocketAuthorizerContext | None = None
+
+
+class MessageRequestContext(APIGatewayWebSocketMessageEventRequestContext):
+    authorizer: WebSocketAuthorizerContext | None = None
+
+
+class DisconnectRequestContext(APIGatewayWebSocketDisconnectEventRequestContext):
+    authorizer: WebSocketAuthorizerContext | None = None
+    # A connection that dropped without a close frame has no status code to report (Powertools
+    # requires one; a $disconnect must never fail on it, or the registry keeps a dead connection).
+    disconnect_status_code: int | None = Field(default=None, alias="disconnectStatusCode")  # type: ignore[assignment]
+    disconnect_reason: str = Field(default="", alias="disconnectReason")
+
+
+def principal_of(context: ConnectRequestContext | MessageRequestContext) -> str:
+    """Who the authorizer let in (its principal id), or `anonymous` without an authorizer."""
+    return str((context.authorizer.principal_id if context.authorizer else None) or "anonymous")
+
+
+def callback_context(context: APIGatewayWebSocketEventRequestContextBase) -> dict[str, Any]:
+    """The request context as API Gateway wrote it (the callback endpoint is read from it)."""
+    return context.model_dump(by_alias=True, mode="json")
+
+
+class ConnectEvent(APIGatewayWebSocketConnectEventModel):
+    """`$connect`, after the authorizer allowed it."""
+
+    request_context: ConnectRequestContext = Field(alias="requestContext")
+
+
+class MessageEvent(APIGatewayWebSocketMessageEventModel):
+    """A client message (subscribe, unsubscribe, ping, `$default`)."""
+
+    request_context: MessageRequestContext = Field(alias="requestContext")
+    body: str | None = None
+
+
+class DisconnectEvent(APIGatewayWebSocketDisconnectEventModel):
+    """`$disconnect`. API Gateway sends the handshake's headers; they are not needed to forget a connection."""
+
+    headers: dict[str, str] = Field(default_factory=dict, alias="headers")
+    multi_value_headers: dict[str, list[str]] = Field(default_factory=dict, alias="multiValueHeaders")
+    request_context: DisconnectRequestContext = Field(alias="requestContext")
+    is_base64_encoded: bool = Field(default=False, alias="isBase64Encoded")
+
+
+class AuthorizerEvent(BaseModel):
+    """The `$connect` REQUEST authorizer's event: the handshake's headers and query, the route's ARN."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    type: Literal["REQUEST"] = "REQUEST"
+    method_arn: str = Field(alias="methodArn")
+    headers: dict[str, str] | None = None
+    multi_value_headers: dict[str, list[str]] | None = Field(default=None, alias="multiValueHeaders")
+    query_string_parameters: dict[str, str] | None = Field(default=None, alias="queryStringParameters")
+    stage_variables: dict[str, str] | None = Field(default=None, alias="stageVariables")
+    request_context: APIGatewayWebSocketConnectEventRequestContext = Field(alias="requestContext")
+
+    def request(self) -> dict[str, Any]:
+        """The parts the authorizer's decision reads, as API Gateway names them."""
+        return {"headers": self.headers, "queryStringParameters": self.query_string_parameters}
+
+
+class RotationEvent(BaseModel):
+    """What Secrets Manager sends a rotation function, once per step."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    step: str = Field(alias="Step")
+    secret_id: str = Field(alias="SecretId")
+    token: str = Field(alias="ClientRequestToken")

@@ -15,18 +15,24 @@ A retry (EventBridge retries a failed target) resumes from a ROLLING_BACK lock.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
 
+from contracts.state import ReleaseRef
 from tasks import release_record
 from tasks.common import (
     MetricUnit,
     Settings,
     add_metric,
     client,
+    event_model,
     logger,
+    parse_event,
     parse_time,
     resource,
     task_handler,
@@ -38,6 +44,38 @@ ROLLING_BACK = "ROLLING_BACK"
 EXECUTION_ENDED = frozenset({"ABORTED", "TIMED_OUT"})
 
 
+class AlarmState(BaseModel):
+    value: str
+    reason: str = ""
+    timestamp: str | None = None  # CloudWatch writes `2026-01-01T00:00:00.000+0000`
+
+
+class AlarmStateChange(BaseModel):
+    """`detail` of `CloudWatch Alarm State Change`."""
+
+    alarm_name: str = Field(default="unknown alarm", alias="alarmName")
+    state: AlarmState
+
+
+class ExecutionStatusChange(BaseModel):
+    """`detail` of `Step Functions Execution Status Change`."""
+
+    execution_arn: str | None = Field(default=None, alias="executionArn")
+    status: str
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What happened: an alarm went to ALARM, or a release execution ended holding the lock."""
+
+    kind: Literal["alarm", "execution"]
+    detected_at: datetime
+    alarm: str = ""
+    reason: str = ""
+    execution_arn: str | None = None
+    status: str = ""
+
+
 def _alarm_time(raw: str | None) -> datetime | None:
     if not raw:
         return None
@@ -45,28 +83,29 @@ def _alarm_time(raw: str | None) -> datetime | None:
     return parse_time(re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", raw))
 
 
-def trigger_of(event: dict[str, Any]) -> dict[str, Any] | None:
+def trigger_of(event: EventBridgeModel) -> Trigger | None:
     """What happened, or None when the event calls for no rollback."""
-    detail = event.get("detail", {})
-    if event.get("detail-type") == "CloudWatch Alarm State Change":
-        state = detail.get("state", {})
-        if state.get("value") != "ALARM":
+    detail = event.detail if isinstance(event.detail, dict) else {}
+    if event.detail_type == "CloudWatch Alarm State Change":
+        change = parse_event(AlarmStateChange, detail)
+        if change.state.value != "ALARM":
             return None
-        return {
-            "kind": "alarm",
-            "alarm": detail.get("alarmName", "unknown alarm"),
-            "reason": state.get("reason", ""),
-            "detected_at": _alarm_time(state.get("timestamp")) or parse_time(event.get("time") or utc_now()),
-        }
-    if event.get("detail-type") == "Step Functions Execution Status Change":
-        if detail.get("status") not in EXECUTION_ENDED:
+        return Trigger(
+            kind="alarm",
+            alarm=change.alarm_name,
+            reason=change.state.reason,
+            detected_at=_alarm_time(change.state.timestamp) or parse_time(event.time),
+        )
+    if event.detail_type == "Step Functions Execution Status Change":
+        ended = parse_event(ExecutionStatusChange, detail)
+        if ended.status not in EXECUTION_ENDED:
             return None
-        return {
-            "kind": "execution",
-            "execution_arn": detail.get("executionArn"),
-            "status": detail.get("status"),
-            "detected_at": parse_time(event.get("time") or utc_now()),
-        }
+        return Trigger(
+            kind="execution",
+            execution_arn=ended.execution_arn,
+            status=ended.status,
+            detected_at=parse_time(event.time),
+        )
     return None
 
 
@@ -111,7 +150,7 @@ def _stop_execution(execution_arn: str, error: str, cause: str) -> bool:
     return True
 
 
-def alarm_rollback(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+def alarm_rollback(settings: Settings, event: EventBridgeModel) -> dict[str, Any]:
     trigger = trigger_of(event)
     if trigger is None:
         return {"action": "none", "reason": "event does not call for a rollback"}
@@ -123,7 +162,7 @@ def alarm_rollback(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
     )
     if not lock or lock.get("kind", "release") != "release":
         return {"action": "none", "reason": f"no release in progress in {settings.environment}"}
-    if trigger["kind"] == "execution" and lock.get("execution_arn") != trigger["execution_arn"]:
+    if trigger.kind == "execution" and lock.get("execution_arn") != trigger.execution_arn:
         return {"action": "none", "reason": "the ended execution does not hold the lock"}
     release_id = str(lock["release_id"])
     if not _claim_lock(settings, lock):
@@ -133,22 +172,23 @@ def alarm_rollback(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
     blue = blue_versions(lam, settings, record.get("blue_versions") or {})
     restore_blue(lam, blue)
     restored_at = utc_now()
-    latency_ms = max(0.0, (restored_at - trigger["detected_at"]).total_seconds() * 1000)
+    latency_ms = max(0.0, (restored_at - trigger.detected_at).total_seconds() * 1000)
     add_metric("DetectToRollbackMs", MetricUnit.Milliseconds, latency_ms)
-    if trigger["kind"] == "alarm":
-        error, cause = (
-            "AlarmTriggered",
-            f"alarm {trigger['alarm']} went to ALARM: {trigger['reason']}".strip(),
-        )
+    if trigger.kind == "alarm":
+        error, cause = "AlarmTriggered", f"alarm {trigger.alarm} went to ALARM: {trigger.reason}".strip()
     else:
-        error, cause = "ReleaseExecutionEnded", f"execution ended {trigger['status']} while holding the lock"
+        error, cause = "ReleaseExecutionEnded", f"execution ended {trigger.status} while holding the lock"
     execution_arn = str(lock.get("execution_arn", ""))
-    stopped = (
-        trigger["kind"] == "alarm" and bool(execution_arn) and _stop_execution(execution_arn, error, cause)
-    )
+    stopped = trigger.kind == "alarm" and bool(execution_arn) and _stop_execution(execution_arn, error, cause)
     restore_blue(lam, blue)  # a task in flight when the lock was claimed may have moved an alias
     _release_lock(settings, release_id)
-    release = {**record, "release_id": release_id, "execution_arn": execution_arn}
+    release = ReleaseRef(
+        release_id=release_id,
+        version=record.get("version"),
+        requested_by=record.get("requested_by"),
+        dry_run=bool(record.get("dry_run", False)),
+        execution_arn=execution_arn,
+    )
     summary = f"rolled back to blue ({', '.join(f'{fn} v{v}' for fn, v in blue.items())}): {cause}"
     if record:
         release_record.finish(
@@ -177,5 +217,7 @@ def alarm_rollback(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
 
 
 @task_handler
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@event_model(EventBridgeModel)
+def handler(event: EventBridgeModel, context: Any) -> dict[str, Any]:
+    """The EventBridge event of either rule (Powertools' EventBridge model; `detail` by its type)."""
     return alarm_rollback(Settings.from_env(), event)

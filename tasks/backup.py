@@ -24,11 +24,8 @@ and re-raises, so the schedule's retry and DLQ see it too.
 from __future__ import annotations
 
 import json
-import os
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +34,8 @@ from botocore.exceptions import ClientError
 from service.redis_client import get_redis
 from tasks.common import client, iso, logger, task_handler, utc_now
 from tasks.manifest import build_manifest
-from tasks.operations import OpsContext, env_int, env_required
+from tasks.operations import OpsContext
+from tasks.settings import BackupSettings
 
 MANIFEST_PREFIX = "manifests/"
 EXPORT_MARKER_PREFIX = "exports/"
@@ -45,46 +43,6 @@ EXPORT_MARKER_PREFIX = "exports/"
 SAFETY_MARGIN_SECONDS = 120.0
 POLL_FIRST_SECONDS = 5.0
 POLL_MAX_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class BackupSettings:
-    environment: str
-    replication_group_id: str
-    bucket: str
-    retention_days: int
-    kms_key_id: str | None = None
-    copy_bucket: str | None = None
-    copy_region: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> BackupSettings:
-        env = os.environ if env is None else env
-        required = env_required(env, "ENVIRONMENT", "REPLICATION_GROUP_ID", "BACKUP_BUCKET")
-        copy_bucket, copy_region = (
-            env.get("BACKUP_COPY_BUCKET") or None,
-            env.get("BACKUP_COPY_REGION") or None,
-        )
-        if bool(copy_bucket) != bool(copy_region):
-            raise ValueError(
-                "set both BACKUP_COPY_BUCKET and BACKUP_COPY_REGION for the cross-region copy, or neither"
-            )
-        return cls(
-            environment=required["ENVIRONMENT"],
-            replication_group_id=required["REPLICATION_GROUP_ID"],
-            bucket=required["BACKUP_BUCKET"],
-            retention_days=env_int(env, "BACKUP_RETENTION_DAYS", 14, minimum=1),
-            kms_key_id=env.get("BACKUP_SNAPSHOT_KMS_KEY_ID") or None,
-            copy_bucket=copy_bucket,
-            copy_region=copy_region,
-        )
-
-    @property
-    def name_pattern(self) -> re.Pattern[str]:
-        return re.compile(rf"^{re.escape(self.replication_group_id)}-(\d{{4}}-\d{{2}}-\d{{2}})$")
-
-    def snapshot_name(self, moment: datetime) -> str:
-        return f"{self.replication_group_id}-{moment:%Y-%m-%d}"
 
 
 def manifest_key(snapshot_name: str) -> str:
@@ -286,7 +244,7 @@ def run_backup(
 @task_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = BackupSettings.from_env()
-    ops = OpsContext.from_env()
+    ops = OpsContext.of(settings)
     budget = context.get_remaining_time_in_millis() / 1000 if context is not None else 900.0
     try:
         result = run_backup(settings, get_redis(), time_budget_seconds=budget)

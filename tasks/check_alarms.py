@@ -23,10 +23,22 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from contracts.names import LIVE_ALIAS, release_health_alarm_name
 from contracts.state import AlarmsChecked, Deploy, Shift
-from tasks.common import Settings, client, iso, logger, parse_time, task_handler, utc_now
-from tasks.errors import AlarmTriggered, GreenUnhealthy, InsufficientGreenTraffic
+from tasks.common import Settings, client, event_model, iso, logger, parse_time, task_handler, utc_now
+from tasks.errors import AlarmTriggered, GreenUnhealthy, InsufficientGreenTraffic, InvalidState
+
+
+class CheckAlarmsInput(BaseModel):
+    """CheckAlarms receives the whole state; it reads `shift` and, to count green's traffic, `deploy`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    shift: Shift
+    deploy: Deploy | None = None
+
 
 ALARM_TYPES = ["MetricAlarm", "CompositeAlarm"]
 # DescribeAlarms accepts at most 100 names per call.
@@ -100,7 +112,8 @@ def green_invocations(settings: Settings, green: dict[str, str], since: str) -> 
     return int(total)
 
 
-def check_alarms(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
+def check_alarms(settings: Settings, state: CheckAlarmsInput) -> AlarmsChecked:
+    """`$.alarms`, or the named error that sends the release to Rollback."""
     expected = expected_alarms(settings)
     states = alarm_states(expected)
     missing = missing_alarms(expected, states, release_health_alarm_name(settings.environment))
@@ -109,11 +122,13 @@ def check_alarms(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
     firing = sorted(name for name, value in states.items() if value == "ALARM")
     if firing:
         raise AlarmTriggered(f"in ALARM during the bake: {', '.join(firing)}")
-    shift = Shift.model_validate(state["shift"])
+    shift = state.shift
     required = shift.min_green_invocations
     served = 0
     if required > 0:
-        deploy = Deploy.model_validate(state["deploy"])
+        deploy = state.deploy
+        if deploy is None:
+            raise InvalidState("CheckAlarmsInput is invalid: deploy: Field required")
         served = green_invocations(settings, deploy.green, shift.shifted_at)
         if served < required:
             raise InsufficientGreenTraffic(
@@ -122,11 +137,12 @@ def check_alarms(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
             )
     result = AlarmsChecked(
         checked_at=iso(utc_now()), alarms_checked=len(states), green_invocations=served, required=required
-    ).model_dump()
-    logger.info("green healthy after bake", extra=result)
+    )
+    logger.info("green healthy after bake", extra=result.model_dump())
     return result
 
 
 @task_handler
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return check_alarms(Settings.from_env(), event)
+@event_model(CheckAlarmsInput)
+def handler(event: CheckAlarmsInput, context: Any) -> dict[str, Any]:
+    return check_alarms(Settings.from_env(), event).model_dump()

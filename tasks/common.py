@@ -1,4 +1,4 @@
-"""What every release task shares: settings from the environment, AWS clients, time, error mapping.
+"""What every task shares: the event parsed at the boundary, settings, AWS clients, time, error mapping.
 
 Tasks are thin handlers over plain logic functions; this module keeps the plumbing out of them.
 """
@@ -6,23 +6,25 @@ Tasks are thin handlers over plain logic functions; this module keeps the plumbi
 from __future__ import annotations
 
 import functools
-import json
 import os
 import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, ValidationError
 
-from tasks.errors import AwsRequestFailed, TransientAwsError
+from contracts.state import describe_errors
+from tasks.errors import AwsRequestFailed, InvalidState, TransientAwsError
+from tasks.settings import ReleaseTaskSettings
+from tasks.settings import SettingsError as SettingsError
 
 # botocore's standard mode retries throttling with back-off first; what still fails is
 # reported under one name so the state machine's Retry (with jitter) takes over.
@@ -47,65 +49,8 @@ TRANSIENT_ERROR_CODES = frozenset(
 )
 
 
-class SettingsError(RuntimeError):
-    """A task's environment variables are missing or malformed (a deployment mistake)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Deployment settings of the release tasks (Lambda environment variables)."""
-
-    environment: str
-    functions: tuple[str, ...]
-    table_name: str
-    topic_arn: str | None
-    region: str
-    # Every alarm of the release gate CheckAlarms must find (RELEASE_ALARM_NAMES, set by infra from
-    # contracts.names.release_alarm_names): the guards and the composite.
-    alarm_names: tuple[str, ...] = ()
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        missing = [
-            name
-            for name in ("ENVIRONMENT", "SERVICE_FUNCTION_NAMES", "RELEASE_TABLE_NAME")
-            if not env.get(name)
-        ]
-        if missing:
-            raise SettingsError(f"release task settings missing: {', '.join(missing)}")
-        environment = env["ENVIRONMENT"]
-        return cls(
-            environment=environment,
-            functions=_function_names(env["SERVICE_FUNCTION_NAMES"]),
-            table_name=env["RELEASE_TABLE_NAME"],
-            topic_arn=env.get("RELEASE_TOPIC_ARN") or None,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            alarm_names=_alarm_names(env.get("RELEASE_ALARM_NAMES")),
-        )
-
-
-def _function_names(raw: str) -> tuple[str, ...]:
-    try:
-        names = json.loads(raw) if raw.lstrip().startswith("[") else [n.strip() for n in raw.split(",")]
-    except ValueError as exc:
-        raise SettingsError(f"SERVICE_FUNCTION_NAMES is not a JSON list: {exc}") from None
-    names = [n for n in names if isinstance(n, str) and n]
-    if not names:
-        raise SettingsError("SERVICE_FUNCTION_NAMES names no function")
-    return tuple(names)
-
-
-def _alarm_names(raw: str | None) -> tuple[str, ...]:
-    if not raw:
-        return ()
-    try:
-        names = json.loads(raw)
-    except ValueError as exc:
-        raise SettingsError(f"RELEASE_ALARM_NAMES is not a JSON list: {exc}") from None
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        raise SettingsError("RELEASE_ALARM_NAMES must be a JSON list of alarm names")
-    return tuple(dict.fromkeys(names))
+# The release tasks' settings; every family's model is in tasks.settings.
+Settings = ReleaseTaskSettings
 
 
 # What decides a client's endpoint, region and credentials. A client is reused (as a warm Lambda
@@ -188,16 +133,6 @@ def console_url(region: str, execution_arn: str) -> str:
     return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
 
 
-def require(payload: dict[str, Any], *path: str) -> Any:
-    """payload[path...] or a KeyError naming the missing field (a state machine wiring mistake)."""
-    value: Any = payload
-    for index, part in enumerate(path):
-        if not isinstance(value, dict) or part not in value:
-            raise KeyError(f"task input has no {'.'.join(path[: index + 1])}")
-        value = value[part]
-    return value
-
-
 # -- observability ----------------------------------------------------------------------------
 SERVICE = "release-orchestrator"
 logger = Logger(service=SERVICE)
@@ -211,6 +146,35 @@ def add_metric(name: str, unit: MetricUnit, value: float) -> None:
     metrics = _metrics.get()
     if metrics is not None:
         metrics.add_metric(name=name, unit=unit, value=value)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+Result = TypeVar("Result")
+
+
+def parse_event(model: type[Model], event: Any, error: type[Exception] = InvalidState) -> Model:
+    """`event` as `model`, or `error` naming every missing or malformed field by its path."""
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise error(f"{model.__name__} is invalid: {describe_errors(exc)}") from None
+
+
+def event_model(
+    model: type[Model], error: type[Exception] = InvalidState
+) -> Callable[[Callable[[Model, Any], Result]], Callable[[Any, Any], Result]]:
+    """Parse a handler's event into `model` once, at the boundary (as Powertools' `event_parser`
+    does), so the handler and the logic below it work on typed sections; a malformed event fails
+    with `error` naming the field (a wiring mistake, or a state edited by hand for a redrive)."""
+
+    def decorate(func: Callable[[Model, Any], Result]) -> Callable[[Any, Any], Result]:
+        @functools.wraps(func)
+        def run(event: Any, context: Any) -> Result:
+            return func(parse_event(model, event, error), context)
+
+        return run
+
+    return decorate
 
 
 def task_handler(func: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:

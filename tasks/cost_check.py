@@ -12,17 +12,15 @@ UTC day (marked `estimated` when Cost Explorer says so). It publishes, dimension
 and notifies the operations topic on an anomaly with the services that grew most. AWS Budgets
 (forecast alerts, in infra) watch the month; this check catches a one-day jump within a day.
 
-Settings (environment): ENVIRONMENT, DAILY_BUDGET_USD, COST_TAG_KEY / COST_TAG_VALUE (default
+Settings (environment, tasks.settings.CostSettings): ENVIRONMENT, DAILY_BUDGET_USD, COST_TAG_KEY / COST_TAG_VALUE (default
 Project / realtime-analytics), ANOMALY_THRESHOLD_PERCENT (default 30), ANOMALY_MIN_USD
 (default 1: jumps smaller than this are noise, whatever their percentage).
 """
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, timedelta
 from statistics import mean
 from typing import Any
@@ -30,47 +28,14 @@ from typing import Any
 import boto3
 
 from tasks.common import _CLIENT_CONFIG, logger, task_handler, utc_now
-from tasks.operations import OpsContext, env_required
+from tasks.operations import OpsContext
+from tasks.settings import CostSettings
 
 # Cost Explorer has one endpoint, in us-east-1 (aws partition).
 COST_EXPLORER_REGION = "us-east-1"
 TRAILING_DAYS = 7
 MIN_HISTORY_DAYS = 3
 COST_METRIC = "UnblendedCost"
-
-
-@dataclass(frozen=True)
-class CostSettings:
-    environment: str
-    daily_budget_usd: float
-    tag_key: str = "Project"
-    tag_value: str = "realtime-analytics"
-    anomaly_threshold_percent: float = 30.0
-    anomaly_min_usd: float = 1.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> CostSettings:
-        env = os.environ if env is None else env
-        required = env_required(env, "ENVIRONMENT", "DAILY_BUDGET_USD")
-
-        def number(name: str, default: str) -> float:
-            raw = env.get(name) or default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {raw!r}") from None
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {raw!r}")
-            return value
-
-        return cls(
-            environment=required["ENVIRONMENT"],
-            daily_budget_usd=number("DAILY_BUDGET_USD", "0"),
-            tag_key=env.get("COST_TAG_KEY") or "Project",
-            tag_value=env.get("COST_TAG_VALUE") or "realtime-analytics",
-            anomaly_threshold_percent=number("ANOMALY_THRESHOLD_PERCENT", "30"),
-            anomaly_min_usd=number("ANOMALY_MIN_USD", "1"),
-        )
 
 
 def cost_explorer(session: boto3.Session | None = None, endpoint_url: str | None = None) -> Any:
@@ -217,6 +182,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = CostSettings.from_env()
     day = date.fromisoformat(event["day"]) if isinstance(event, dict) and event.get("day") else None
     result = check(settings, cost_explorer(), day)
-    publish(OpsContext.from_env(), result)
+    publish(OpsContext.of(settings), result)
     logger.info("cost check", extra={"cost": {k: v for k, v in result.items() if k != "by_service"}})
     return result

@@ -13,11 +13,12 @@ import base64
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
 
 from contracts.names import GREEN_ALIAS, LIVE_ALIAS
-from contracts.state import Deploy
+from contracts.state import ArtifactRef, Deploy, Release
 from tasks import release_record
-from tasks.common import Settings, client, logger, task_handler
+from tasks.common import Settings, client, event_model, logger, task_handler
 from tasks.errors import DeploymentFailed
 
 # Lambda's limit on the environment variables of one function.
@@ -31,9 +32,17 @@ def code_sha256_of(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
 
 
-def version_description(release: dict[str, Any]) -> str:
+class DeployGreenInput(BaseModel):
+    """DeployGreen's Parameters: `{"release.$": "$.release"}`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    release: Release
+
+
+def version_description(release: Release) -> str:
     # Lambda allows 256 characters; the release id makes a retry find its own version.
-    return f"release {release['release_id']} version {release['version']}"[:256]
+    return f"release {release.release_id} version {release.version}"[:256]
 
 
 def _find_published(lam: Any, function: str, description: str, sha: str) -> str | None:
@@ -49,8 +58,8 @@ def _find_published(lam: Any, function: str, description: str, sha: str) -> str 
     return None
 
 
-def _merged_environment(current: dict[str, str], release: dict[str, Any], function: str) -> dict[str, str]:
-    variables = {**current, **release.get("configuration", {}), "SERVICE_VERSION": release["version"]}
+def _merged_environment(current: dict[str, str], release: Release, function: str) -> dict[str, str]:
+    variables = {**current, **release.configuration, "SERVICE_VERSION": release.version}
     size = sum(len(k.encode()) + len(v.encode()) for k, v in variables.items())
     if size > MAX_ENVIRONMENT_BYTES:
         raise DeploymentFailed(f"{function}: environment variables would be {size} bytes, Lambda allows 4096")
@@ -72,10 +81,10 @@ def _blue_version(lam: Any, function: str) -> str:
     return str(alias["FunctionVersion"])
 
 
-def deploy_function(lam: Any, function: str, release: dict[str, Any]) -> str:
+def deploy_function(lam: Any, function: str, release: Release) -> str:
     """Publish this release's version of one function (or find it) and return its number."""
-    artifact = release["artifact"]
-    sha = code_sha256_of(artifact["sha256"])
+    artifact = release.artifact
+    sha = code_sha256_of(artifact.sha256)
     description = version_description(release)
     existing = _find_published(lam, function, description, sha)
     if existing:
@@ -86,11 +95,9 @@ def deploy_function(lam: Any, function: str, release: dict[str, Any]) -> str:
         return existing
     waiter = lam.get_waiter("function_updated_v2")
     try:
-        lam.update_function_code(FunctionName=function, S3Bucket=artifact["bucket"], S3Key=artifact["key"])
+        lam.update_function_code(FunctionName=function, S3Bucket=artifact.bucket, S3Key=artifact.key)
     except lam.exceptions.InvalidParameterValueException as exc:
-        raise DeploymentFailed(
-            f"{function}: artifact s3://{artifact['bucket']}/{artifact['key']}: {exc}"
-        ) from None
+        raise DeploymentFailed(f"{function}: artifact s3://{artifact.bucket}/{artifact.key}: {exc}") from None
     waiter.wait(FunctionName=function, WaiterConfig=_WAITER)
     # Blue's environment, not $LATEST's: $LATEST still holds the last deploy's variables, which may be
     # a rolled-back release's (a fault setting, say) that must not reach the next green.
@@ -126,22 +133,23 @@ def point_alias(lam: Any, function: str, alias: str, version: str) -> None:
         lam.create_alias(FunctionName=function, Name=alias, FunctionVersion=version)
 
 
-def check_artifact(artifact: dict[str, Any]) -> None:
+def check_artifact(artifact: ArtifactRef) -> None:
     """Fail with a clear message before touching any function if the bundle is not there."""
     s3 = client("s3")
     try:
-        s3.head_object(Bucket=artifact["bucket"], Key=artifact["key"])
+        s3.head_object(Bucket=artifact.bucket, Key=artifact.key)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("404", "NoSuchKey", "NoSuchBucket", "403", "AccessDenied"):
             raise DeploymentFailed(
-                f"artifact s3://{artifact['bucket']}/{artifact['key']} cannot be read ({code})"
+                f"artifact s3://{artifact.bucket}/{artifact.key} cannot be read ({code})"
             ) from None
         raise
 
 
-def deploy_green(settings: Settings, release: dict[str, Any]) -> dict[str, Any]:
-    check_artifact(release["artifact"])
+def deploy_green(settings: Settings, release: Release) -> Deploy:
+    """`$.deploy`: blue's and green's versions and cache schemas."""
+    check_artifact(release.artifact)
     lam = client("lambda")
     blue = {fn: _blue_version(lam, fn) for fn in settings.functions}
     green = {fn: deploy_function(lam, fn, release) for fn in settings.functions}
@@ -152,20 +160,21 @@ def deploy_green(settings: Settings, release: dict[str, Any]) -> dict[str, Any]:
         point_alias(lam, fn, GREEN_ALIAS, version)
     first = settings.functions[0]
     blue_schema = _schema_of(lam, first, blue[first])
-    green_schema = str(release.get("configuration", {}).get("CACHE_SCHEMA_VERSION", blue_schema))
-    result = Deploy(blue=blue, green=green, blue_schema=blue_schema, green_schema=green_schema).model_dump()
+    green_schema = release.configuration.get("CACHE_SCHEMA_VERSION", blue_schema)
+    result = Deploy(blue=blue, green=green, blue_schema=blue_schema, green_schema=green_schema)
     summary = "green deployed: " + ", ".join(f"{fn} v{blue[fn]} -> v{v}" for fn, v in green.items())
     release_record.transition(
         settings,
         release,
         "GreenDeployed",
         summary,
-        detail=result,
+        detail=result.model_dump(),
         updates={"blue_versions": blue, "green_versions": green},
     )
     return result
 
 
 @task_handler
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return deploy_green(Settings.from_env(), event["release"])
+@event_model(DeployGreenInput)
+def handler(event: DeployGreenInput, context: Any) -> dict[str, Any]:
+    return deploy_green(Settings.from_env(), event.release).model_dump()

@@ -22,7 +22,6 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,7 +39,8 @@ from tasks.errors import (
     TemporaryGroupBusy,
     VerificationFailed,
 )
-from tasks.operations import OpsContext, env_int, env_required
+from tasks.operations import OpsContext
+from tasks.settings import DrillSettings
 
 DRILL_TYPES = ("snapshot-restore",)
 LOCK_HOURS = 6
@@ -48,56 +48,6 @@ FIRST_WAIT_SECONDS = 60
 MAX_WAIT_SECONDS = 300
 MAX_RESTORE_CHECKS = 30  # 60+120+240+300*27 s: about 2.3 h, far beyond a normal restore
 _DRILL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
-
-
-@dataclass(frozen=True)
-class DrillSettings:
-    environment: str
-    replication_group_id: str
-    bucket: str
-    table_name: str | None
-    subnet_group: str
-    security_group_ids: tuple[str, ...]
-    auth_secret_arn: str | None
-    kms_key_id: str | None
-    node_type: str | None
-    port: int
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DrillSettings:
-        env = os.environ if env is None else env
-        required = env_required(
-            env,
-            "ENVIRONMENT",
-            "REPLICATION_GROUP_ID",
-            "BACKUP_BUCKET",
-            "CACHE_SUBNET_GROUP",
-            "CACHE_SECURITY_GROUP_IDS",
-        )
-        return cls(
-            environment=required["ENVIRONMENT"],
-            replication_group_id=required["REPLICATION_GROUP_ID"],
-            bucket=required["BACKUP_BUCKET"],
-            table_name=env.get("RELEASE_TABLE_NAME") or None,
-            subnet_group=required["CACHE_SUBNET_GROUP"],
-            security_group_ids=tuple(
-                s.strip() for s in required["CACHE_SECURITY_GROUP_IDS"].split(",") if s.strip()
-            ),
-            auth_secret_arn=env.get("REDIS_AUTH_SECRET_ARN") or None,
-            kms_key_id=env.get("CACHE_KMS_KEY_ID") or None,
-            node_type=env.get("DRILL_NODE_TYPE") or None,
-            port=env_int(env, "REDIS_PORT", 6379, minimum=1),
-        )
-
-    def backup_settings(self) -> Any:
-        from tasks.backup import BackupSettings
-
-        return BackupSettings(
-            environment=self.environment,
-            replication_group_id=self.replication_group_id,
-            bucket=self.bucket,
-            retention_days=1,
-        )
 
 
 # -- steps ------------------------------------------------------------------------------------
@@ -382,7 +332,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if step == "prepare":
         return prepare(event, settings)
     if step == "record":
-        return record(event["state"], settings, OpsContext.from_env())
+        return record(event["state"], settings, OpsContext.of(settings))
     drill = event["drill"]
     if step == "pick_snapshot":
         return pick_snapshot(drill, settings)

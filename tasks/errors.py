@@ -13,6 +13,11 @@ class InvalidRelease(ReleaseError):
     """The release request failed validation; nothing was changed."""
 
 
+class InvalidState(ReleaseError):
+    """A task's input (a section of the execution state) is missing or malformed: a wiring mistake
+    in the definition, or a state edited by hand for a redrive. The message names the field."""
+
+
 class ReleaseInProgress(ReleaseError):
     """Another release or DR drill holds the environment's lock."""
 

@@ -24,10 +24,8 @@ snapshot, so a channel per event proves each event was delivered, not just the l
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -46,7 +44,8 @@ from tasks.errors import (
     MappingStuck,
     RedriveFailed,
 )
-from tasks.operations import OpsContext, env_required
+from tasks.operations import OpsContext
+from tasks.settings import EventPathSettings
 
 DRILL_TYPE = "event-path"
 RECORD_KIND = "event-path-drill"
@@ -64,36 +63,6 @@ PEEK_VISIBILITY_SECONDS = 30
 # Long polling asks every SQS server (short polling samples a subset and can miss messages).
 RECEIVE_WAIT_SECONDS = 1
 _DRILL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
-
-
-@dataclass(frozen=True)
-class EventPathSettings:
-    environment: str
-    queue_url: str
-    dlq_url: str
-    mapping_uuid: str
-    fanout_function: str
-    table_name: str | None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> EventPathSettings:
-        env = os.environ if env is None else env
-        required = env_required(
-            env,
-            "ENVIRONMENT",
-            "PREVIEW_EVENTS_QUEUE_URL",
-            "PREVIEW_EVENTS_DLQ_URL",
-            "PREVIEW_MAPPING_UUID",
-            "FANOUT_FUNCTION_NAME",
-        )
-        return cls(
-            environment=required["ENVIRONMENT"],
-            queue_url=required["PREVIEW_EVENTS_QUEUE_URL"],
-            dlq_url=required["PREVIEW_EVENTS_DLQ_URL"],
-            mapping_uuid=required["PREVIEW_MAPPING_UUID"],
-            fanout_function=required["FANOUT_FUNCTION_NAME"],
-            table_name=env.get("RELEASE_TABLE_NAME") or None,
-        )
 
 
 def channel(drill_id: str, seq: int) -> str:
@@ -499,7 +468,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if step == "prepare":
         return prepare(event, settings)
     if step == "record":
-        return record(event["state"], settings, OpsContext.from_env())
+        return record(event["state"], settings, OpsContext.of(settings))
     if step == "disable_mapping":
         return disable_mapping(settings)
     if step == "check_mapping":

@@ -11,6 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from contracts.state import ReleaseRef
 from tasks.common import MetricUnit, Settings, add_metric, client, console_url, iso, logger, utc_now
 
 SUBJECT_LIMIT = 100
@@ -18,29 +19,29 @@ SUBJECT_LIMIT = 100
 
 def message_for(
     settings: Settings,
-    release: dict[str, Any],
+    release: ReleaseRef,
     transition: str,
     summary: str,
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    execution_arn = release.get("execution_arn", "")
+    execution_arn = release.execution_arn
     return {
         "environment": settings.environment,
-        "release_id": release.get("release_id"),
-        "version": release.get("version"),
+        "release_id": release.release_id,
+        "version": release.version,
         "transition": transition,
         "summary": summary,
         "detail": detail or {},
-        "requested_by": release.get("requested_by"),
-        "dry_run": bool(release.get("dry_run", False)),
+        "requested_by": release.requested_by,
+        "dry_run": release.dry_run,
         "execution_arn": execution_arn,
         "console_url": console_url(settings.region, execution_arn) if execution_arn else None,
         "at": iso(utc_now()),
     }
 
 
-def subject_for(settings: Settings, release: dict[str, Any], transition: str) -> str:
-    subject = f"[{settings.environment}] release {release.get('release_id')}: {transition}"
+def subject_for(settings: Settings, release: ReleaseRef, transition: str) -> str:
+    subject = f"[{settings.environment}] release {release.release_id}: {transition}"
     # SNS subjects: printable ASCII, no line breaks, at most 100 characters.
     subject = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in subject)
     return subject[: SUBJECT_LIMIT - 3] + "..." if len(subject) > SUBJECT_LIMIT else subject
@@ -48,7 +49,7 @@ def subject_for(settings: Settings, release: dict[str, Any], transition: str) ->
 
 def publish(
     settings: Settings,
-    release: dict[str, Any],
+    release: ReleaseRef,
     transition: str,
     summary: str,
     detail: dict[str, Any] | None = None,

@@ -1,4 +1,5 @@
-"""What the scheduled operations tasks (backup, cost check, DR drill) share: settings, metrics, notices.
+"""What the scheduled operations tasks (backup, cost check, DR drill) share: metrics and notices
+(their settings are tasks.settings.OpsSettings and its subclasses).
 
 Operations metrics go out with PutMetricData under one `Environment` dimension (not the EMF
 service dimension of the release tasks), so alarms and budgets in infra can name them exactly.
@@ -9,7 +10,6 @@ outcome (and its metric) is what the alarms watch.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,31 +17,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.common import client, iso, logger, utc_now
+from tasks.settings import METRICS_NAMESPACE_DEFAULT, OperationsSettingsError, OpsSettings
 
-METRICS_NAMESPACE_DEFAULT = "RealtimeAnalytics"
+__all__ = ["METRICS_NAMESPACE_DEFAULT", "OperationsSettingsError", "OpsContext", "OpsSettings"]
+
 SUBJECT_LIMIT = 100
-
-
-class OperationsSettingsError(RuntimeError):
-    """An operations task's environment variables are missing or malformed (a deployment mistake)."""
-
-
-def env_required(env: Mapping[str, str], *names: str) -> dict[str, str]:
-    missing = [name for name in names if not env.get(name)]
-    if missing:
-        raise OperationsSettingsError(f"operations task settings missing: {', '.join(missing)}")
-    return {name: env[name] for name in names}
-
-
-def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise OperationsSettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise OperationsSettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -54,11 +34,13 @@ class OpsContext:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OpsContext:
-        env = os.environ if env is None else env
+        return cls.of(OpsSettings.from_env(env))
+
+    @classmethod
+    def of(cls, settings: OpsSettings) -> OpsContext:
+        """Where the task whose settings these are reports."""
         return cls(
-            environment=env_required(env, "ENVIRONMENT")["ENVIRONMENT"],
-            topic_arn=env.get("OPERATIONS_TOPIC_ARN") or None,
-            namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE_DEFAULT,
+            environment=settings.environment, topic_arn=settings.topic_arn, namespace=settings.namespace
         )
 
     def put_metrics(

@@ -20,9 +20,11 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
 
+from contracts.state import Failure, Recorded, Release, ReleaseRef
 from tasks import notify
-from tasks.common import Settings, client, iso, logger, resource, task_handler, utc_now
+from tasks.common import Settings, client, event_model, iso, logger, resource, task_handler, utc_now
 from tasks.errors import InvalidRelease
 
 RUNNING = "RUNNING"
@@ -72,29 +74,38 @@ def table(settings: Settings) -> Any:
     return resource("dynamodb").Table(settings.table_name)
 
 
-def start(settings: Settings, release: dict[str, Any]) -> dict[str, Any]:
+class RecordInput(BaseModel):
+    """RecordReleaseStarted receives the state; RecordReleaseAborted `release` and the caught `failure`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    release: Release
+    failure: Failure | None = None
+
+
+def start(settings: Settings, release: Release) -> Recorded:
     """Create the release record and its first audit event in one transaction (idempotent on retry)."""
-    release_id = release["release_id"]
+    release_id = release.release_id
     record = {
         **record_key(release_id),
         "gsi1pk": f"env#{settings.environment}",
-        "gsi1sk": release["started_at"],
+        "gsi1sk": release.started_at,
         "release_id": release_id,
         "environment": settings.environment,
-        "version": release["version"],
-        "artifact": release["artifact"],
-        "strategy": release["strategy"],
-        "dry_run": release["dry_run"],
-        "approval": release["approval"],
-        "configuration": release.get("configuration", {}),
-        "requested_by": release["requested_by"],
-        "execution_arn": release["execution_arn"],
-        "started_at": release["started_at"],
+        "version": release.version,
+        "artifact": release.artifact.model_dump(),
+        "strategy": release.strategy.model_dump(exclude_none=True),
+        "dry_run": release.dry_run,
+        "approval": release.approval,
+        "configuration": release.configuration,
+        "requested_by": release.requested_by,
+        "execution_arn": release.execution_arn,
+        "started_at": release.started_at,
         "status": RUNNING,
     }
-    summary = f"release {release_id} of version {release['version']} started by {release['requested_by']}"
+    summary = f"release {release_id} of version {release.version} started by {release.requested_by}"
     event = _event_item(
-        release_id, "ReleaseStarted", summary, release["requested_by"], {"dry_run": release["dry_run"]}
+        release_id, "ReleaseStarted", summary, release.requested_by, {"dry_run": release.dry_run}
     )
     try:
         client("dynamodb").transact_write_items(
@@ -115,14 +126,14 @@ def start(settings: Settings, release: dict[str, Any]) -> dict[str, Any]:
         existing = get(settings, release_id)
         if existing is None:
             raise
-        if existing.get("execution_arn") != release["execution_arn"]:
+        if existing.get("execution_arn") != release.execution_arn:
             raise InvalidRelease(
                 f"release_id {release_id} was already used by execution {existing.get('execution_arn')}"
             ) from None
         logger.info("release record already written by an earlier attempt", extra={"release_id": release_id})
-        return {"recorded": False}
+        return Recorded(recorded=False)
     notify.publish(settings, release, "ReleaseStarted", summary)
-    return {"recorded": True}
+    return Recorded(recorded=True)
 
 
 def get(settings: Settings, release_id: str) -> dict[str, Any] | None:
@@ -141,7 +152,7 @@ def events(settings: Settings, release_id: str) -> list[dict[str, Any]]:
 
 def transition(
     settings: Settings,
-    release: dict[str, Any],
+    release: ReleaseRef,
     name: str,
     summary: str,
     *,
@@ -151,7 +162,7 @@ def transition(
     actor: str = "release-state-machine",
 ) -> None:
     """Audit one transition, update the record, and notify."""
-    release_id = release["release_id"]
+    release_id = release.release_id
     tbl = table(settings)
     tbl.put_item(Item=_dynamo(_event_item(release_id, name, summary, actor, detail)))
     if updates:
@@ -172,7 +183,7 @@ def transition(
 
 def finish(
     settings: Settings,
-    release: dict[str, Any],
+    release: ReleaseRef,
     status: str,
     summary: str,
     *,
@@ -208,25 +219,25 @@ def list_releases(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     return list(response.get("Items", []))
 
 
-def abort(settings: Settings, release: dict[str, Any], failure: dict[str, Any]) -> dict[str, Any]:
+def abort(settings: Settings, release: Release, failure: Failure) -> Recorded:
     """Record ABORTED when the release failed before anything changed.
 
     The record may not exist (the failure may be the record write itself); then there is no
     record to correct. An attempt that wrote the record and then timed out leaves it RUNNING,
     which this turns into the outcome.
     """
-    existing = get(settings, release["release_id"])
+    existing = get(settings, release.release_id)
     if existing is None or existing.get("status") in TERMINAL_STATUSES:
-        return {"recorded": False}
-    error = str(failure.get("Error", "States.ALL"))
-    summary = f"release {release['release_id']} aborted before any change: {error}"
-    finish(settings, release, ABORTED, summary, cause=str(failure.get("Cause", "")) or None)
-    return {"recorded": True}
+        return Recorded(recorded=False)
+    summary = f"release {release.release_id} aborted before any change: {failure.error}"
+    finish(settings, release, ABORTED, summary, cause=failure.cause or None)
+    return Recorded(recorded=True)
 
 
 @task_handler
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@event_model(RecordInput)
+def handler(event: RecordInput, context: Any) -> dict[str, Any]:
     """States `RecordReleaseStarted` and, with `failure`, `RecordReleaseAborted`."""
-    if "failure" in event:
-        return abort(Settings.from_env(), event["release"], event["failure"])
-    return start(Settings.from_env(), event["release"])
+    if event.failure is not None:
+        return abort(Settings.from_env(), event.release, event.failure).model_dump()
+    return start(Settings.from_env(), event.release).model_dump()

@@ -11,18 +11,31 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from contracts.names import GREEN_ALIAS, LIVE_ALIAS
-from contracts.state import Deploy
+from contracts.state import Deploy, Failure, Release, RolledBack
 from tasks import release_record
 from tasks.common import (
     MetricUnit,
     Settings,
     add_metric,
     client,
+    event_model,
     logger,
     task_handler,
 )
 from tasks.deploy_green import point_alias
+
+
+class RollbackInput(BaseModel):
+    """Rollback receives the whole state: `release`, `deploy` once DeployGreen wrote it, the caught `failure`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    release: Release
+    deploy: Deploy | None = None
+    failure: Failure | None = None
 
 
 def blue_versions(lam: Any, settings: Settings, recorded: Mapping[str, str]) -> dict[str, str]:
@@ -44,12 +57,12 @@ def restore_blue(lam: Any, blue: dict[str, str]) -> None:
         point_alias(lam, fn, GREEN_ALIAS, version)
 
 
-def describe_failure(failure: dict[str, Any] | None) -> str:
+def describe_failure(failure: Failure | None) -> str:
     """One line from a Catch's {Error, Cause} (a Lambda cause is a JSON error object)."""
-    if not failure:
+    if failure is None:
         return "unknown failure"
-    error = str(failure.get("Error", "Error"))
-    cause = failure.get("Cause") or ""
+    error = failure.error
+    cause: Any = failure.cause or ""
     try:
         parsed = json.loads(cause)
         if isinstance(parsed, dict) and "errorMessage" in parsed:
@@ -59,22 +72,23 @@ def describe_failure(failure: dict[str, Any] | None) -> str:
     return f"{error}: {cause}".strip().rstrip(":")[:1000]
 
 
-def rollback(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
-    release = state["release"]
+def rollback(settings: Settings, state: RollbackInput) -> RolledBack:
+    """`$.rollback`: the cause and the blue versions restored."""
+    release = state.release
     lam = client("lambda")
-    deploy = Deploy.model_validate(state["deploy"]) if state.get("deploy") else None
-    blue = blue_versions(lam, settings, deploy.blue if deploy is not None else {})
+    blue = blue_versions(lam, settings, state.deploy.blue if state.deploy is not None else {})
     restore_blue(lam, blue)
-    cause = describe_failure(state.get("failure"))
+    cause = describe_failure(state.failure)
     summary = f"rolled back to blue ({', '.join(f'{fn} v{v}' for fn, v in blue.items())}) after {cause}"
     release_record.finish(
         settings, release, release_record.ROLLED_BACK, summary, cause=cause, detail={"blue": blue}
     )
     add_metric("ReleaseRolledBack", MetricUnit.Count, 1)
-    logger.warning("release rolled back", extra={"release_id": release["release_id"], "cause": cause})
-    return {"cause": cause, "restored": blue}
+    logger.warning("release rolled back", extra={"release_id": release.release_id, "cause": cause})
+    return RolledBack(cause=cause, restored=blue)
 
 
 @task_handler
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return rollback(Settings.from_env(), event)
+@event_model(RollbackInput)
+def handler(event: RollbackInput, context: Any) -> dict[str, Any]:
+    return rollback(Settings.from_env(), event).model_dump()

@@ -13,11 +13,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from contracts.names import LIVE_ALIAS
-from contracts.state import Deploy, Shift, ShiftCursor
+from contracts.state import Deploy, Release, Shift, ShiftSection
 from tasks import release_record
-from tasks.common import Settings, client, iso, logger, resource, task_handler, utc_now
-from tasks.errors import LockLost
+from tasks.common import Settings, client, event_model, iso, logger, resource, task_handler, utc_now
+from tasks.errors import InvalidState, LockLost
+
+
+class SetWeightsInput(BaseModel):
+    """SetWeights receives the whole state; it reads `release`, `shift` and (unless a dry run) `deploy`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    release: Release
+    shift: ShiftSection
+    deploy: Deploy | None = None
 
 
 def assert_lock_held(settings: Settings, release_id: str) -> None:
@@ -51,47 +63,48 @@ def route(lam: Any, function: str, blue: str, green: str, percent: int) -> None:
         )
 
 
-def step_of(release: dict[str, Any], index: int, shifted_at: str) -> Shift:
-    steps = release["strategy"]["steps"]
+def step_of(release: Release, index: int, shifted_at: str) -> Shift:
+    steps = release.strategy.steps
     if not 0 <= index < len(steps):
         raise IndexError(f"step index {index} outside the strategy's {len(steps)} steps")
     step = steps[index]
-    minimum = step.get("min_green_invocations")
+    minimum = step.min_green_invocations
     return Shift(
         index=index,
-        percent=int(step["percent"]),
-        bake_seconds=int(step["bake_seconds"]),
-        min_green_invocations=int(release.get("min_green_invocations", 0) if minimum is None else minimum),
+        percent=step.percent,
+        bake_seconds=step.bake_seconds,
+        min_green_invocations=release.min_green_invocations if minimum is None else minimum,
         next_index=index + 1,
         is_last=index == len(steps) - 1,
         shifted_at=shifted_at,
     )
 
 
-def set_weights(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
-    release = state["release"]
-    cursor = ShiftCursor.model_validate(state["shift"])
-    step = step_of(release, cursor.next_index, iso(utc_now()))
-    if release.get("dry_run"):
+def set_weights(settings: Settings, state: SetWeightsInput) -> Shift:
+    """`$.shift`: the step now in force."""
+    release = state.release
+    step = step_of(release, state.shift.next_index, iso(utc_now()))
+    if release.dry_run:
         # Rehearsal: live keeps serving blue, so there is nothing to bake or count.
         rehearsal = step.model_copy(update={"bake_seconds": 0, "min_green_invocations": 0, "dry_run": True})
         logger.info("dry run: live alias left unchanged", extra={"step": rehearsal.model_dump()})
-        return rehearsal.model_dump()
-    assert_lock_held(settings, release["release_id"])
-    deploy = Deploy.model_validate(state["deploy"])
+        return rehearsal
+    assert_lock_held(settings, release.release_id)
+    deploy = state.deploy
+    if deploy is None:
+        raise InvalidState("SetWeightsInput is invalid: deploy: Field required")
     lam = client("lambda")
     for fn in settings.functions:
         route(lam, fn, deploy.blue[fn], deploy.green[fn], step.percent)
-    summary = (
-        f"traffic step {step.index + 1}/{len(release['strategy']['steps'])}: {step.percent}% of live on green"
-    )
+    summary = f"traffic step {step.index + 1}/{len(release.strategy.steps)}: {step.percent}% of live on green"
     detail = step.model_dump(exclude={"shifted_at", "dry_run"})
     release_record.transition(
         settings, release, "TrafficShifted", summary, detail=detail, updates={"traffic_percent": step.percent}
     )
-    return step.model_dump()
+    return step
 
 
 @task_handler
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return set_weights(Settings.from_env(), event)
+@event_model(SetWeightsInput)
+def handler(event: SetWeightsInput, context: Any) -> dict[str, Any]:
+    return set_weights(Settings.from_env(), event).model_dump()

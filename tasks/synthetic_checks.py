@@ -1,6 +1,6 @@
 """SyntheticChecks step: prove green over real WebSocket connections before it takes traffic.
 
-Configuration (environment): PREVIEW_WS_URL (the preview stage's wss:// URL),
+Configuration (environment, tasks.settings.CheckTaskSettings): PREVIEW_WS_URL (the preview stage's wss:// URL),
 API_KEYS_SECRET_ARN (SecretString JSON {"api_key": ...}, AWSCURRENT is used),
 PREVIEW_EVENTS_QUEUE_URL (the queue whose event source mapping invokes fanout:green),
 SYNTHETIC_CONNECT_RATE (new connections per second, default 50),
@@ -13,18 +13,19 @@ Raises GreenUnhealthy with a one-line summary when a threshold fails.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.state import SyntheticResult
 from tasks import common
 from tasks.checks.report import RunResult, Thresholds
 from tasks.checks.run import RunPlan, execute, sqs_publisher
-from tasks.common import SettingsError
+from tasks.common import event_model
 from tasks.errors import GreenUnhealthy, InvalidRelease
+from tasks.settings import CheckTaskSettings, SettingsError
 
 logger = Logger()
 tracer = Tracer()
@@ -44,24 +45,6 @@ class SyntheticChecksInput(BaseModel):
     min_success_rate: float = Field(default=0.99, ge=0.0, le=1.0)
 
 
-def _number(name: str, default: float, low: float, high: float) -> float:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {raw}")
-    return value
-
-
-def _required(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise SettingsError(f"{name} is not set: the synthetic checks cannot run")
-    return value
-
-
 def api_key(secret_arn: str) -> str:
     raw = common.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
     try:
@@ -73,8 +56,8 @@ def api_key(secret_arn: str) -> str:
     return key
 
 
-def deadline_seconds(context: Any) -> float:
-    budget = _number("SYNTHETIC_DEADLINE_SECONDS", 120, 5, 900)
+def deadline_seconds(context: Any, settings: CheckTaskSettings) -> float:
+    budget = settings.deadline_seconds
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if callable(remaining):
         budget = min(budget, remaining() / 1000 - SAFETY_MARGIN_SECONDS)
@@ -83,29 +66,28 @@ def deadline_seconds(context: Any) -> float:
     return budget
 
 
-def plan_from_env(request: SyntheticChecksInput, context: Any) -> RunPlan:
-    url = _required("PREVIEW_WS_URL")
-    if not url.startswith(("wss://", "ws://127.0.0.1", "ws://localhost")):
-        raise SettingsError(
-            f"PREVIEW_WS_URL must be a wss:// URL (plain ws:// only on loopback), got {url!r}"
-        )
-    deadline = deadline_seconds(context)
+def plan_from_env(
+    request: SyntheticChecksInput, context: Any, settings: CheckTaskSettings | None = None
+) -> RunPlan:
+    settings = settings or CheckTaskSettings.from_env()
+    deadline = deadline_seconds(context, settings)
     return RunPlan(
-        url=url,
-        api_key=api_key(_required("API_KEYS_SECRET_ARN")),
+        url=settings.preview_ws_url,
+        api_key=api_key(settings.api_keys_secret_arn),
         clients=request.clients,
         messages=request.messages,
-        connect_rate=_number("SYNTHETIC_CONNECT_RATE", 50, 1, 500),
+        connect_rate=settings.connect_rate,
         deadline_seconds=deadline,
-        message_interval_seconds=_number("SYNTHETIC_MESSAGE_INTERVAL_MS", 100, 0, 10_000) / 1000,
+        message_interval_seconds=settings.message_interval_ms / 1000,
         collect_seconds=max(2.0, 2 * request.p99_latency_ms / 1000),
         release_id=request.release_id,
     )
 
 
 def synthetic_checks(request: SyntheticChecksInput, context: Any) -> tuple[RunResult, Thresholds]:
-    plan = plan_from_env(request, context)
-    publish = sqs_publisher(common.client("sqs"), _required("PREVIEW_EVENTS_QUEUE_URL"))
+    settings = CheckTaskSettings.from_env()
+    plan = plan_from_env(request, context, settings)
+    publish = sqs_publisher(common.client("sqs"), settings.preview_events_queue_url)
     result = execute(plan, publish)
     return result, Thresholds(
         p99_latency_ms=request.p99_latency_ms, min_success_rate=request.min_success_rate
@@ -115,26 +97,21 @@ def synthetic_checks(request: SyntheticChecksInput, context: Any) -> tuple[RunRe
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    try:
-        request = SyntheticChecksInput.model_validate(event)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
-        raise InvalidRelease(f"SyntheticChecksInput is invalid: {problems}") from None
+@event_model(SyntheticChecksInput, error=InvalidRelease)
+def handler(request: SyntheticChecksInput, context: Any) -> dict[str, Any]:
     logger.append_keys(release_id=request.release_id, environment=request.environment)
     metrics.add_dimension(name="environment", value=request.environment)
     result, thresholds = synthetic_checks(request, context)
-    output = result.output(thresholds)
-    latency = output["latency_ms"]
-    assert isinstance(latency, dict)
+    output = SyntheticResult.model_validate(result.output(thresholds))
+    latency = output.latency_ms
     metrics.add_metric(name="SyntheticSuccessRate", unit=MetricUnit.Percent, value=result.success_rate * 100)
     metrics.add_metric(name="SyntheticConnected", unit=MetricUnit.Count, value=result.connected)
-    if latency["p99"] is not None:
-        metrics.add_metric(name="SyntheticLatencyP99", unit=MetricUnit.Milliseconds, value=latency["p99"])
+    if latency.p99 is not None:
+        metrics.add_metric(name="SyntheticLatencyP99", unit=MetricUnit.Milliseconds, value=latency.p99)
     logger.info(
         "synthetic checks finished",
         extra={
-            **output,
+            **output.model_dump(),
             "connected": result.connected,
             "connect_rate_configured": result.connect_rate_configured,
             "connect_rate_achieved": result.connect_rate_achieved,
@@ -142,6 +119,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "cpu_seconds": round(result.cpu_seconds, 3),
         },
     )
-    if not output["passed"]:
+    if not output.passed:
         raise GreenUnhealthy(result.summary(thresholds))
-    return output
+    return output.model_dump()

@@ -4,27 +4,28 @@
 state machine calls it again with that cursor until `done`. `cleanup_handler` (rollback)
 deletes green's namespace, or a dry run's scratch namespace, unless it is blue's.
 
-Configuration (environment): WARM_TIME_BUDGET_SECONDS (default 60; capped by the invocation's
-remaining time less a safety margin), WARM_BATCH_KEYS (keys per server-side batch, default
-1000: a batch blocks the server for a few milliseconds), and the Redis settings read by
-`service.redis_client`.
+Configuration (environment, tasks.settings.CacheTaskSettings): WARM_TIME_BUDGET_SECONDS
+(default 60; capped by the invocation's remaining time less a safety margin), WARM_BATCH_KEYS
+(keys per server-side batch, default 1000: a batch blocks the server for a few milliseconds),
+and the Redis settings read by `service.redis_client`.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from contracts.state import WarmCursor
+from contracts.state import WarmBatch
 from service.keys import cache_namespace, dry_run_namespace, parse_schema
 from service.redis_client import get_redis
 from tasks.cache.warm import cleanup, plan_warm, warm
+from tasks.common import event_model
 from tasks.errors import InvalidRelease
+from tasks.settings import CacheTaskSettings
 
 logger = Logger()
 tracer = Tracer()
@@ -48,14 +49,8 @@ class WarmCacheInput(BaseModel):
     dry_run: bool = False
 
 
-class WarmCacheOutput(WarmCursor):
-    """`$.warm`: the cursor and `done` that drive the loop, and what this batch did."""
-
-    noop: bool
-    keys_copied: int
-    bytes_copied: int  # estimated from MEMORY USAGE of a sample of the copied keys
-    duration_ms: int
-    target_namespace: str
+# `$.warm` after a batch (contracts.state.WarmBatch).
+WarmCacheOutput = WarmBatch
 
 
 class CleanupInput(BaseModel):
@@ -67,27 +62,8 @@ class CleanupInput(BaseModel):
     dry_run: bool = False
 
 
-def _parse(model: type[BaseModel], event: Any) -> Any:
-    try:
-        return model.model_validate(event)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
-        raise InvalidRelease(f"{model.__name__} is invalid: {problems}") from None
-
-
-def _int_env(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRelease(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise InvalidRelease(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def time_budget(context: Any) -> float:
-    budget = float(_int_env("WARM_TIME_BUDGET_SECONDS", 60, 1, 900))
+def time_budget(context: Any, settings: CacheTaskSettings | None = None) -> float:
+    budget = float((settings or CacheTaskSettings.from_env()).time_budget_seconds)
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     if callable(remaining_ms):
         budget = min(budget, remaining_ms() / 1000 - SAFETY_MARGIN_SECONDS)
@@ -114,14 +90,13 @@ def warm_cache(request: WarmCacheInput, *, budget_seconds: float, batch_keys: in
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    request = _parse(WarmCacheInput, event)
+@event_model(WarmCacheInput, error=InvalidRelease)
+def handler(request: WarmCacheInput, context: Any) -> dict[str, Any]:
     logger.append_keys(release_id=request.release_id, environment=request.environment)
     metrics.add_dimension(name="environment", value=request.environment)
+    settings = CacheTaskSettings.from_env()
     result = warm_cache(
-        request,
-        budget_seconds=time_budget(context),
-        batch_keys=_int_env("WARM_BATCH_KEYS", 1000, 10, 100_000),
+        request, budget_seconds=time_budget(context, settings), batch_keys=settings.batch_keys
     )
     metrics.add_metric(name="CacheWarmKeysCopied", unit=MetricUnit.Count, value=result.keys_copied)
     metrics.add_metric(name="CacheWarmBytesCopied", unit=MetricUnit.Bytes, value=result.bytes_copied)
@@ -140,16 +115,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def cleanup_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    request = _parse(CleanupInput, event)
+@event_model(CleanupInput, error=InvalidRelease)
+def cleanup_handler(request: CleanupInput, context: Any) -> dict[str, Any]:
     logger.append_keys(release_id=request.release_id)
     blue = cache_namespace(request.blue_schema)
     target = (
         dry_run_namespace(request.release_id) if request.dry_run else cache_namespace(request.green_schema)
     )
-    deleted = cleanup(
-        get_redis(), target, protected=blue, batch_keys=_int_env("WARM_BATCH_KEYS", 1000, 10, 100_000)
-    )
+    deleted = cleanup(get_redis(), target, protected=blue, batch_keys=CacheTaskSettings.from_env().batch_keys)
     metrics.add_metric(name="CacheNamespaceKeysDeleted", unit=MetricUnit.Count, value=deleted)
     logger.info(
         "cache namespace cleaned up", extra={"namespace": target, "blue_namespace": blue, "deleted": deleted}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from service.faults import inject_faults
 from service.logic.authorizer import Unauthorized, decide, policy
+from service.models import AuthorizerEvent
 from service.observability import log_metrics, logger, tracer
 from service.settings import SettingsError, settings
 
@@ -16,19 +18,23 @@ from service.settings import SettingsError, settings
 @tracer.capture_lambda_handler
 @log_metrics
 @inject_faults("authorizer")
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=AuthorizerEvent)
+def handler(event: AuthorizerEvent, context: LambdaContext) -> dict[str, Any]:
     current = settings()
     if not current.api_keys_secret_arn:
         raise SettingsError("API_KEYS_SECRET_ARN is not set; the authorizer cannot check keys")
-    request = event.get("requestContext") or {}
+    request = event.request_context
     where = {
-        "connection_id": request.get("connectionId"),
-        "source_ip": (request.get("identity") or {}).get("sourceIp"),
-        "stage": request.get("stage"),
+        "connection_id": request.connection_id,
+        "source_ip": str(request.identity.source_ip.network_address),
+        "stage": request.stage,
     }
     try:
         decision = decide(
-            event, current.api_keys_secret_arn, current.origin_secret_arn, current.secret_cache_seconds
+            event.request(),
+            current.api_keys_secret_arn,
+            current.origin_secret_arn,
+            current.secret_cache_seconds,
         )
     except Unauthorized:
         logger.warning("connection refused: no API key in the x-api-key header or api_key query", extra=where)
@@ -43,4 +49,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "connection denied",
             extra={**where, "principal": decision.principal_id, "reason": decision.reason},
         )
-    return policy(decision, event["methodArn"])
+    return policy(decision, event.method_arn)

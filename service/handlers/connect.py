@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from service.clients.cache import cache
 from service.faults import inject_faults
 from service.logic import connections
+from service.models import ConnectEvent, callback_context, principal_of
 from service.observability import MetricUnit, add_metric, log_metrics, logger, tracer
 from service.settings import settings
 
@@ -18,12 +19,13 @@ from service.settings import settings
 @tracer.capture_lambda_handler
 @log_metrics
 @inject_faults("connect")
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = event["requestContext"]
-    connection_id = request["connectionId"]
-    endpoint = connections.callback_endpoint(request, settings().connections_endpoint_url)
-    principal = str((request.get("authorizer") or {}).get("principalId") or "anonymous")
-    connected_at = int(request.get("connectedAt") or time.time() * 1000)
+@event_parser(model=ConnectEvent)
+def handler(event: ConnectEvent, context: LambdaContext) -> dict[str, Any]:
+    request = event.request_context
+    connection_id = request.connection_id
+    endpoint = connections.callback_endpoint(callback_context(request), settings().connections_endpoint_url)
+    principal = principal_of(request)
+    connected_at = round(request.connected_at.timestamp() * 1000)
     connections.register(cache(), connection_id, endpoint, principal, connected_at)
     logger.info(
         "connected", extra={"connection_id": connection_id, "principal": principal, "endpoint": endpoint}

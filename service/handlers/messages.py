@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from service import models
@@ -24,13 +25,16 @@ from service.settings import settings
 @tracer.capture_lambda_handler
 @log_metrics
 @inject_faults("messages")
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=models.MessageEvent)
+def handler(event: models.MessageEvent, context: LambdaContext) -> dict[str, Any]:
     current = settings()
-    request = event["requestContext"]
-    connection_id = request["connectionId"]
-    endpoint = connections.callback_endpoint(request, current.connections_endpoint_url)
-    body: str | bytes | None = event.get("body")
-    if event.get("isBase64Encoded") and isinstance(body, str):
+    request = event.request_context
+    connection_id = request.connection_id
+    endpoint = connections.callback_endpoint(
+        models.callback_context(request), current.connections_endpoint_url
+    )
+    body: str | bytes | None = event.body
+    if event.is_base64_encoded and isinstance(body, str):
         body = base64.b64decode(body)
     add_metric("MessagesIn", MetricUnit.Count, 1)
     frames = messages.handle(
@@ -38,7 +42,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         connection_id,
         cache(),
         endpoint=endpoint,
-        principal=str((request.get("authorizer") or {}).get("principalId") or "anonymous"),
+        principal=models.principal_of(request),
         max_subscriptions=current.max_subscriptions,
         schema=current.cache_schema_version,
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from service.clients import aws
 from service.logic.rotation import RotationError, rotate
+from service.models import RotationEvent
 from service.observability import logger, tracer
 
 
@@ -15,8 +17,9 @@ from service.observability import logger, tracer
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> None:
     try:
-        step, secret_id, token = event["Step"], event["SecretId"], event["ClientRequestToken"]
-    except KeyError as exc:
-        raise RotationError(f"rotation event has no {exc.args[0]}") from None
-    logger.append_keys(rotation_step=step, version_id=token)
-    rotate(aws.client("secretsmanager"), step, secret_id, token)
+        rotation = RotationEvent.model_validate(event)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, error["loc"])) or "event" for error in exc.errors())
+        raise RotationError(f"rotation event has no valid {fields}") from None
+    logger.append_keys(rotation_step=rotation.step, version_id=rotation.token)
+    rotate(aws.client("secretsmanager"), rotation.step, rotation.secret_id, rotation.token)

@@ -17,6 +17,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from orchestrator.engine import invoke_error
+from tasks.check_alarms import CheckAlarmsInput
 
 # Retry budgets of state_machines/policies.py: transient Lambda errors are retried
 # `attempts` times (Rollback: 8), a timeout once; the ApprovalGate never retries a timeout.
@@ -266,7 +267,7 @@ class FaultInjector:
                 schedule = self.schedule
             if schedule is not None:
                 if key == "check_alarms" and schedule.alarm_step is not None and not self.alarm_fired:
-                    if int(event.get("shift", {}).get("index", -1)) == schedule.alarm_step:
+                    if CheckAlarmsInput.model_validate(event).shift.index == schedule.alarm_step:
                         assert self.fire_alarm is not None
                         self.fire_alarm()
                         self.alarm_fired = True

@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from contracts.names import task_function_name
+from contracts.state import Latency, SyntheticResult
 from orchestrator.engine import LocalEngine, import_handler, lambda_functions
 from orchestrator.engine.intrinsics import ResourceMap
 from tests.integration.release.conftest import SANDBOX
@@ -29,16 +30,15 @@ WORLD_VARIABLES = ("ENVIRONMENT", "SERVICE_FUNCTION_NAMES", "RELEASE_TABLE_NAME"
 def synthetic_checks_pass(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """A healthy verdict in the task's output shape (the real checks need the gateway)."""
     expected = int(event["clients"]) * int(event["messages"])
-    return {
-        "passed": True,
-        "clients": event["clients"],
-        "messages_expected": expected,
-        "messages_received": expected,
-        "success_rate": 1.0,
-        "latency_ms": {"p50": 4.0, "p95": 9.0, "p99": 12.0},
-        "errors": {},
-        "unauthorized_refused": True,
-    }
+    return SyntheticResult(
+        passed=True,
+        clients=event["clients"],
+        messages_expected=expected,
+        messages_received=expected,
+        success_rate=1.0,
+        latency_ms=Latency(p50=4.0, p95=9.0, p99=12.0),
+        unauthorized_refused=True,
+    ).model_dump()
 
 
 @dataclass(repr=False)

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
+from contracts.state import Failure
 from orchestrator.engine import (
     LocalEngine,
     ResourceMap,
@@ -281,8 +282,10 @@ def test_catch_by_error_name(engine: LocalEngine, template: dict[str, Any]) -> N
     result = engine.run(_arn(engine, template, "Checks"), {"release": "1.2.4"}, name="caught")
     assert result.status == "SUCCEEDED"
     assert result.states_entered() == ["Run checks", "Rolled back"]
-    assert result.output["failure"]["Error"] == "GreenUnhealthy"
-    assert json.loads(result.output["failure"]["Cause"])["errorMessage"] == "p99 latency 900 ms > 500 ms"
+    # The Catch's result is the state's `failure` section as the release tasks read it.
+    failure = Failure.model_validate(result.output["failure"])
+    assert failure.error == "GreenUnhealthy" and failure.cause is not None
+    assert json.loads(failure.cause)["errorMessage"] == "p99 latency 900 ms > 500 ms"
     assert result.output["outcome"] == "rolled-back"
 
 

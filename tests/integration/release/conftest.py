@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from contracts.names import task_function_name
+from contracts.state import Latency, ReleaseState, Shift, SyntheticResult
 from orchestrator.engine import ExecutionResult, LocalEngine, Sandbox
 from tasks.errors import GreenUnhealthy
 from tests.support.release_stack import synth_release_template
@@ -116,10 +117,18 @@ class ReleaseHarness:
         assert self.world.lock() is None, self.world.lock()
         record = self.world.record(release_id)
         if result.status == "SUCCEEDED":
-            expected = "DRY_RUN_SUCCEEDED" if result.output["release"]["dry_run"] else "SUCCEEDED"
+            # The final state reads back section by section as the contract types it.
+            final = ReleaseState.model_validate(output_of(result))
+            expected = "DRY_RUN_SUCCEEDED" if final.release.dry_run else "SUCCEEDED"
+            assert final.finalize is not None and final.finalize.status == expected, final.finalize
+            assert final.deploy is not None and final.alarms is not None and final.synthetic is not None
+            assert isinstance(final.shift, Shift) and final.shift.is_last and final.shift.percent == 100
+            assert final.warm is not None and final.warm.done
+            assert final.failure is None and final.rollback is None
             assert record is not None and record["status"] == expected
             if expected == "SUCCEEDED":
                 assert {v for v, _ in live.values()} == {"2"}
+                assert {fn: (version, {}) for fn, version in final.deploy.green.items()} == live
         elif result.error == "ReleaseRolledBack":
             assert record is not None and record["status"] == "ROLLED_BACK", record
             blue = record.get("blue_versions") or {}
@@ -136,16 +145,15 @@ def passing_synthetic_checks(harness: ReleaseHarness) -> Callable[[dict[str, Any
             raise GreenUnhealthy(
                 f"success rate 0.50 below {event['min_success_rate']} ({expected // 2}/{expected})"
             )
-        return {
-            "passed": True,
-            "clients": event["clients"],
-            "messages_expected": expected,
-            "messages_received": expected,
-            "success_rate": 1.0,
-            "latency_ms": {"p50": 4.0, "p95": 9.0, "p99": 12.0},
-            "errors": {},
-            "unauthorized_refused": True,
-        }
+        return SyntheticResult(
+            passed=True,
+            clients=event["clients"],
+            messages_expected=expected,
+            messages_received=expected,
+            success_rate=1.0,
+            latency_ms=Latency(p50=4.0, p95=9.0, p99=12.0),
+            unauthorized_refused=True,
+        ).model_dump()
 
     return handler
 

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
+from contracts.state import ReleaseState
 from orchestrator.engine import LocalEngine, import_handler
 from orchestrator.gateway import Gateway, LambdaRuntime, QueueBinding
 from orchestrator.sandbox.redis_server import RedisServer
@@ -132,16 +133,14 @@ def synthetic_result(result: Any) -> dict[str, Any] | None:
 def test_a_healthy_green_passes_the_real_checks_and_the_release_finalizes(rig: Rig) -> None:
     release_id, blue, result = release(rig, "real-checks-ok")
     assert result.status == "SUCCEEDED", (result.error, result.cause)
-    checks = result.output["synthetic"]
-    assert checks["passed"] is True and checks["unauthorized_refused"] is True, checks
+    checks = ReleaseState.model_validate(result.output).synthetic
+    assert checks is not None and checks.passed is True and checks.unauthorized_refused is True, checks
     expected = CHECKS["clients"] * CHECKS["messages"]
-    assert (checks["clients"], checks["messages_expected"], checks["messages_received"]) == (
-        4,
-        expected,
-        expected,
-    )
-    assert checks["success_rate"] == 1.0 and checks["errors"] == {}
-    assert 0 < checks["latency_ms"]["p50"] <= checks["latency_ms"]["p99"] <= CHECKS["p99_latency_ms"]
+    assert (checks.clients, checks.messages_expected, checks.messages_received) == (4, expected, expected)
+    assert checks.success_rate == 1.0 and checks.errors == {}
+    latency = checks.latency_ms
+    assert latency.p50 is not None and latency.p99 is not None
+    assert 0 < latency.p50 <= latency.p99 <= CHECKS["p99_latency_ms"]
     assert synthetic_result(result)["type"] == "LambdaFunctionSucceeded"
     green = {fn: str(v) for fn, v in rig.world.record(release_id)["green_versions"].items()}
     assert rig.world.aliases("live") == {fn: (green[fn], {}) for fn in FUNCTIONS}

@@ -13,7 +13,7 @@ from contracts.release import InvalidRequest, ReleaseDefaults, loads_request, pa
 from orchestrator.requests import RequestError, build_request, bundle_manifest_version, local_bundle
 from tasks.common import Settings
 from tasks.errors import InvalidRelease
-from tasks.validate_request import validate
+from tasks.validate_request import ValidateInput, validate
 
 SHA = "c" * 64
 ARTIFACT = {"bucket": "artifacts-bucket", "key": "service/svc.zip", "sha256": SHA}
@@ -204,7 +204,7 @@ def test_the_cli_and_validate_request_refuse_alike(
         "started_at": "2026-01-01T00:00:00Z",
     }
     with pytest.raises(InvalidRelease) as by_task:
-        validate(event, settings, ReleaseDefaults())
+        validate(ValidateInput.model_validate(event), settings, ReleaseDefaults())
     cli_problems = str(by_cli.value).split("invalid release request: ", 1)[1]
     task_problems = str(by_task.value).split("invalid release request: ", 1)[1]
     assert cli_problems.startswith(f"{field}:"), cli_problems

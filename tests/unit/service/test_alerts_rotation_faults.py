@@ -18,6 +18,7 @@ from service.logic.rotation import RotationError
 from service.models import Event
 from service.settings import use_env
 from tests.support.moto_service import API_KEY, PREVIOUS_KEY, drain
+from tests.support.ws_events import connect_event
 
 
 def ev(
@@ -133,12 +134,12 @@ def test_rotation_refuses_unknown_steps_and_unstaged_versions(account, context) 
         rotate_api_key.handler(rotation(account.api_keys_arn, "t" * 32, "dance"), context)
     with pytest.raises(RotationError, match="not staged AWSPENDING"):
         rotate_api_key.handler(rotation(account.api_keys_arn, str(uuid.uuid4()), "testSecret"), context)
-    with pytest.raises(RotationError, match="has no Step"):
+    with pytest.raises(RotationError, match="has no valid Step, ClientRequestToken"):
         rotate_api_key.handler({"SecretId": "x"}, context)
 
 
 def test_fault_injection_is_off_by_default_and_follows_the_version_env(env, context) -> None:
-    event = {"requestContext": {"connectionId": "f=", "domainName": "d", "stage": "live"}}
+    event = connect_event("f=")
     assert connect.handler(event, context) == {"statusCode": 200}
     with (
         use_env({**env, "FAULT_ERROR_RATE": "1"}),

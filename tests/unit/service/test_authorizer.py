@@ -11,18 +11,11 @@ from service.handlers.authorizer import handler
 from service.logic.authorizer import SecretCache, Unauthorized, decide, fingerprint
 from service.settings import use_env
 from tests.support.moto_service import API_KEY, ORIGIN_VALUE, PREVIOUS_KEY
-
-METHOD_ARN = "arn:aws:execute-api:eu-west-1:123456789012:api/live/$connect"
+from tests.support.ws_events import METHOD_ARN, authorizer_event
 
 
 def request(headers: dict[str, str] | None = None, query: dict[str, str] | None = None) -> dict:
-    return {
-        "type": "REQUEST",
-        "methodArn": METHOD_ARN,
-        "headers": headers or {},
-        "queryStringParameters": query,
-        "requestContext": {"connectionId": "c1=", "stage": "live", "identity": {"sourceIp": "10.0.0.1"}},
-    }
+    return authorizer_event(headers, query)
 
 
 def effect(policy: dict) -> str:

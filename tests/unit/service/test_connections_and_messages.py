@@ -12,21 +12,16 @@ from service.handlers import connect, disconnect, messages
 from service.logic import connections
 from service.logic.messages import parse
 from service.settings import use_env
+from tests.support.ws_events import CONNECTED_AT, connect_event, disconnect_event, message_event
 
 
 def route_event(connection_id: str, body: str | None = None, route: str = "$default") -> dict:
-    return {
-        "requestContext": {
-            "connectionId": connection_id,
-            "routeKey": route,
-            "domainName": "abc.execute-api.eu-west-1.amazonaws.com",
-            "stage": "live",
-            "connectedAt": 1_700_000_000_000,
-            "authorizer": {"principalId": "key-abc"},
-        },
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    """The event API Gateway sends for `route` (`$connect`, `$disconnect` or a message route)."""
+    if route == "$connect":
+        return connect_event(connection_id)
+    if route == "$disconnect":
+        return disconnect_event(connection_id)
+    return message_event(connection_id, body, route)
 
 
 def frames(hub, connection_id: str) -> list[dict]:
@@ -52,6 +47,7 @@ def test_connect_registers_endpoint_and_ttl_idempotently(client, r, hub, context
     stored = r.hgetall(keys.conn_key("c1="))
     assert stored[b"endpoint"].decode() == hub[1]
     assert stored[b"principal"] == b"key-abc"
+    assert stored[b"connected_at"] == str(CONNECTED_AT).encode()
     assert 7200 < r.ttl(keys.conn_key("c1=")) <= keys.CONNECTION_TTL_SECONDS
     connect.handler(route_event("c1=", route="$connect"), context)
     assert r.hgetall(keys.conn_key("c1=")) == stored
@@ -121,8 +117,7 @@ def test_bad_messages_get_error_frames(client, context, body, code, text) -> Non
 def test_base64_frames_are_decoded(client, context) -> None:
     import base64
 
-    event = route_event("c1=", base64.b64encode(b'{"action":"ping"}').decode())
-    event["isBase64Encoded"] = True
+    event = message_event("c1=", base64.b64encode(b'{"action":"ping"}').decode(), base64=True)
     messages.handler(event, context)
     assert frames(client, "c1=")[-1]["type"] == "pong"
 
@@ -164,6 +159,33 @@ def test_subscribe_reregisters_a_connection_the_registry_lost(client, r, hub, co
         == "subscribed"
     )
     assert r.hget(keys.conn_key("c1="), "endpoint").decode() == hub[1]
+
+
+def test_a_malformed_event_fails_naming_the_field(client, context) -> None:
+    from pydantic import ValidationError
+
+    event = connect_event("c2=")
+    del event["requestContext"]["connectionId"]
+    with pytest.raises(ValidationError, match=r"requestContext\.connectionId\n  Field required"):
+        connect.handler(event, context)
+    event = message_event("c1=", '{"action":"ping"}')
+    event["requestContext"]["eventType"] = "CONNECT"
+    with pytest.raises(ValidationError, match=r"requestContext\.eventType"):
+        messages.handler(event, context)
+
+
+def test_a_connection_without_an_authorizer_is_anonymous(client, r, context) -> None:
+    connect.handler(connect_event("c3=", principal=None), context)
+    assert r.hget(keys.conn_key("c3="), "principal") == b"anonymous"
+
+
+def test_a_disconnect_without_a_close_frame_is_handled(client, r, context) -> None:
+    # The local gateway (and an abrupt drop) sends no headers and no status code.
+    event = disconnect_event("c1=")
+    del event["headers"], event["multiValueHeaders"]
+    event["requestContext"]["disconnectStatusCode"] = None
+    assert disconnect.handler(event, context) == {"statusCode": 200}
+    assert not r.exists(keys.conn_key("c1="))
 
 
 def test_disconnect_removes_everything_and_is_idempotent(client, r, context) -> None:

@@ -19,6 +19,6 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 @pytest.fixture
 def settings(world: World):
-    from tasks.common import Settings
+    from tasks.settings import ReleaseTaskSettings
 
-    return Settings.from_env()
+    return ReleaseTaskSettings.from_env()

@@ -21,8 +21,8 @@ from service.models import Event
 from tasks import synthetic_checks
 from tasks.checks.report import RunResult, Thresholds, percentile
 from tasks.checks.run import RunPlan, execute, run_channel
-from tasks.common import SettingsError
 from tasks.errors import InvalidRelease
+from tasks.settings import CheckTaskSettings, SettingsError
 
 GOOD_KEY = "good-key"
 
@@ -255,14 +255,28 @@ class Context:
         return 300_000
 
 
-def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PREVIEW_WS_URL", raising=False)
+def test_missing_settings_are_named_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PREVIEW_WS_URL", "API_KEYS_SECRET_ARN", "PREVIEW_EVENTS_QUEUE_URL"):
+        monkeypatch.delenv(name, raising=False)
     request = synthetic_checks.SyntheticChecksInput(release_id="r", environment="staging")
-    with pytest.raises(SettingsError, match="PREVIEW_WS_URL is not set"):
+    with pytest.raises(SettingsError) as caught:
         synthetic_checks.plan_from_env(request, None)
+    assert str(caught.value) == (
+        "synthetic checks settings missing: PREVIEW_WS_URL, API_KEYS_SECRET_ARN, PREVIEW_EVENTS_QUEUE_URL"
+    )
+    monkeypatch.setenv("API_KEYS_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:k")
+    monkeypatch.setenv("PREVIEW_EVENTS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/q")
     monkeypatch.setenv("PREVIEW_WS_URL", "ws://api.example.com/preview")
-    with pytest.raises(SettingsError, match="must be a wss:// URL"):
-        synthetic_checks.plan_from_env(request, None)
     monkeypatch.setenv("SYNTHETIC_CONNECT_RATE", "900")
-    with pytest.raises(SettingsError, match="SYNTHETIC_CONNECT_RATE must be between 1 and 500"):
-        synthetic_checks._number("SYNTHETIC_CONNECT_RATE", 50, 1, 500)
+    monkeypatch.setenv("SYNTHETIC_DEADLINE_SECONDS", "soon")
+    with pytest.raises(SettingsError) as caught:
+        CheckTaskSettings.from_env()
+    message = str(caught.value)
+    assert "PREVIEW_WS_URL: must be a wss:// URL" in message
+    assert "SYNTHETIC_CONNECT_RATE must be between 1 and 500, got 900" in message
+    assert "SYNTHETIC_DEADLINE_SECONDS must be a number, got 'soon'" in message
+    monkeypatch.setenv("PREVIEW_WS_URL", "wss://api.example.com/preview")
+    monkeypatch.delenv("SYNTHETIC_CONNECT_RATE")
+    monkeypatch.delenv("SYNTHETIC_DEADLINE_SECONDS")
+    settings = CheckTaskSettings.from_env()
+    assert (settings.connect_rate, settings.deadline_seconds, settings.message_interval_ms) == (50, 120, 100)

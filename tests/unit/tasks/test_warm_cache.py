@@ -139,6 +139,19 @@ def test_budget_is_capped_by_the_invocations_remaining_time(monkeypatch: pytest.
     assert warm_cache.time_budget(None) == pytest.approx(60.0)
 
 
+def test_cache_settings_name_every_bad_variable(monkeypatch: pytest.MonkeyPatch, r: redis.Redis) -> None:
+    from tasks.settings import SettingsError
+
+    monkeypatch.setenv("WARM_TIME_BUDGET_SECONDS", "a minute")
+    monkeypatch.setenv("WARM_BATCH_KEYS", "5")
+    with pytest.raises(SettingsError) as caught:
+        warm_cache.handler(event(), FakeContext())
+    assert str(caught.value) == (
+        "cache task settings invalid: WARM_TIME_BUDGET_SECONDS must be an integer, got 'a minute'; "
+        "WARM_BATCH_KEYS must be between 10 and 100000, got 5"
+    )
+
+
 def test_repeating_a_batch_changes_nothing(r: redis.Redis) -> None:
     """A retried invocation (same cursor) rewrites the same content: idempotent."""
     load(r, "cache:v1:", 500)
