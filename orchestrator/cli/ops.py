@@ -22,7 +22,6 @@ from typing import Annotated, Any
 import typer
 
 from contracts import names
-from orchestrator.aws import AwsError
 from orchestrator.cli.context import (
     EXIT_OK,
     EXIT_RELEASE_FAILED,
@@ -37,6 +36,7 @@ from orchestrator.cli.context import (
     usage_error,
     whoami,
 )
+from orchestrator.cli.schedule import run_target
 from orchestrator.paths import REPO_ROOT
 
 cost_app = group("Cost Explorer report and the offline monthly estimate of a stage.")
@@ -343,32 +343,7 @@ def ops_run(
     payload = json.loads(target.get("Input") or "{}")
     arn = str(target["Arn"])
     summary: dict[str, Any] = {"task": task, "schedule": f"{group}/{name}", "target": arn}
-    if ":stateMachine:" in arn:
-        execution = f"{task}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-        summary.update(
-            status="started", execution_arn=aws.start_execution(arn, execution, payload)["executionArn"]
-        )
-        code = EXIT_OK
-    elif ":function:" in arn:
-        started = time.monotonic()
-        answer = aws.call(
-            "lambda",
-            "invoke",
-            FunctionName=arn,
-            InvocationType="RequestResponse",
-            Payload=json.dumps(payload).encode(),
-        )
-        body = answer["Payload"].read()
-        result = json.loads(body) if body else None
-        failed = bool(answer.get("FunctionError"))
-        summary.update(
-            status="failed" if failed else "succeeded",
-            seconds=round(time.monotonic() - started, 3),
-            **({"error": result} if failed else {"result": result}),
-        )
-        code = EXIT_RELEASE_FAILED if failed else EXIT_OK
-    else:
-        raise AwsError(f"schedule {group}/{name} targets {arn}: neither a function nor a state machine")
+    code = run_target(aws, arn, payload, summary, execution_prefix=task)
     if as_json:
         print(json.dumps(summary, default=str))
     elif summary["status"] == "started":

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from contracts import names
-from orchestrator.aws import AwsError
+from orchestrator.aws import Aws, AwsError
 from orchestrator.cli.context import (
     EXIT_OK,
     EXIT_RELEASE_FAILED,
@@ -164,6 +164,37 @@ def schedule_list(ctx: typer.Context, env: EnvOpt, as_json: JsonOpt = False) -> 
         )
 
 
+def run_target(aws: Aws, arn: str, payload: Any, summary: dict[str, Any], *, execution_prefix: str) -> int:
+    """Call a schedule's target now with its input, as EventBridge Scheduler would: StartExecution
+    of a state machine (status `started`), or a synchronous Lambda Invoke (`succeeded` or `failed`,
+    its seconds, and its result or error). The outcome goes into `summary`; returns the exit code."""
+    if ":stateMachine:" in arn:
+        execution = f"{execution_prefix}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        summary.update(
+            status="started", execution_arn=aws.start_execution(arn, execution, payload)["executionArn"]
+        )
+        return EXIT_OK
+    if ":function:" in arn:
+        started = time.monotonic()
+        answer = aws.call(
+            "lambda",
+            "invoke",
+            FunctionName=arn,
+            InvocationType="RequestResponse",
+            Payload=json.dumps(payload).encode(),
+        )
+        body = answer["Payload"].read()
+        result = json.loads(body) if body else None
+        failed = bool(answer.get("FunctionError"))
+        summary.update(
+            status="failed" if failed else "succeeded",
+            seconds=round(time.monotonic() - started, 3),
+            **({"error": result} if failed else {"result": result}),
+        )
+        return EXIT_RELEASE_FAILED if failed else EXIT_OK
+    raise AwsError(f"schedule {summary['schedule']} targets {arn}: neither a function nor a state machine")
+
+
 @schedule_app.command("run")
 def schedule_run(
     ctx: typer.Context,
@@ -183,39 +214,12 @@ def schedule_run(
     arn = str(target["Arn"])
     aws = _opts(ctx).aws()
     summary: dict[str, Any] = {"schedule": f"{schedule.get('GroupName')}/{schedule['Name']}", "target": arn}
-    if ":stateMachine:" in arn:
-        execution = f"{schedule['Name']}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-        summary.update(
-            status="started", execution_arn=aws.start_execution(arn, execution, payload)["executionArn"]
-        )
-        code = EXIT_OK
-        if wait:
-            describe = _wait_execution(ctx, summary["execution_arn"])
-            summary.update(status=describe["status"], output=json.loads(describe.get("output") or "null"))
-            summary.update(error=describe.get("error"), cause=describe.get("cause"))
-            code = EXIT_OK if describe["status"] == "SUCCEEDED" else EXIT_RELEASE_FAILED
-    elif ":function:" in arn:
-        started = time.monotonic()
-        answer = aws.call(
-            "lambda",
-            "invoke",
-            FunctionName=arn,
-            InvocationType="RequestResponse",
-            Payload=json.dumps(payload).encode(),
-        )
-        body = answer["Payload"].read()
-        result = json.loads(body) if body else None
-        failed = bool(answer.get("FunctionError"))
-        summary.update(
-            status="failed" if failed else "succeeded",
-            seconds=round(time.monotonic() - started, 3),
-            **({"error": result} if failed else {"result": result}),
-        )
-        code = EXIT_RELEASE_FAILED if failed else EXIT_OK
-    else:
-        raise AwsError(
-            f"schedule {summary['schedule']} targets {arn}: neither a function nor a state machine"
-        )
+    code = run_target(aws, arn, payload, summary, execution_prefix=schedule["Name"])
+    if wait and summary["status"] == "started":
+        describe = _wait_execution(ctx, summary["execution_arn"])
+        summary.update(status=describe["status"], output=json.loads(describe.get("output") or "null"))
+        summary.update(error=describe.get("error"), cause=describe.get("cause"))
+        code = EXIT_OK if describe["status"] == "SUCCEEDED" else EXIT_RELEASE_FAILED
     if as_json:
         print(json.dumps(summary, default=str))
     else:
