@@ -65,8 +65,14 @@ class TrafficGenerator:
     async def _client(self, index: int) -> None:
         while not self._stop.is_set():
             try:
+                # The gateway answers a close frame after the messages queued before it (it routes a
+                # connection's messages one by one): at the end of a demo, waiting for that answer up to
+                # websockets' default 10 s only delays the summary.
                 async with connect(
-                    self.websocket_url, additional_headers={"x-api-key": self.api_key}, open_timeout=5
+                    self.websocket_url,
+                    additional_headers={"x-api-key": self.api_key},
+                    open_timeout=5,
+                    close_timeout=1,
                 ) as ws:
                     self.stats.connects += 1
                     await ws.send(json.dumps({"action": "subscribe", "channel": self.channel}))
