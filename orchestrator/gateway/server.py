@@ -150,6 +150,8 @@ class Gateway:
         self._conns: dict[str, _Connection] = {}
         self._pending: dict[ServerConnection, _Connection] = {}
         self._disconnects: set[asyncio.Task[None]] = set()
+        # Set when the gateway stops: messages still queued on a connection are not routed any more.
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -217,6 +219,7 @@ class Gateway:
             self._recorder.stop()
 
     async def _close(self) -> None:
+        self._closing = True
         if self._server is not None:
             self._server.close(close_connections=False)
         for conn in list(self._conns.values()):
@@ -334,6 +337,8 @@ class Gateway:
                 except TimeoutError:
                     continue
                 except ConnectionClosed:
+                    break
+                if self._closing:
                     break
                 conn.last_inbound = time.monotonic()
                 conn.last_active_ms = int(time.time() * 1000)
