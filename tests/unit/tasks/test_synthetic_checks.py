@@ -147,8 +147,11 @@ def test_a_service_that_accepts_a_bad_key_fails(service: FakeService) -> None:
 def test_duplicates_and_unmarked_events_are_reported(service: FakeService) -> None:
     service.duplicate = True
     result = execute(plan(service.url, clients=2, messages=2), service.publish)
-    # The warm-up event goes through the same checks: 2 clients x (1 warm-up + 2) duplicates.
-    assert result.errors["duplicate_delivery"] == 6 and result.messages_received == 4
+    # Each copy after the first is a duplicate, never a delivery. The warm-up event goes through the
+    # same checks, so up to 2 clients x (1 warm-up + 2) duplicates are seen; the collector stops as
+    # soon as every first copy is in, so a client may leave before reading the last duplicate.
+    assert result.messages_received == 4
+    assert 4 <= result.errors["duplicate_delivery"] <= 6
     service.duplicate, service.unmarked = False, True
     result = execute(plan(service.url, clients=2, messages=2), service.publish)
     assert result.errors["event_not_marked_synthetic"] == 6 and result.messages_received == 0
