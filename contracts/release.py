@@ -132,6 +132,40 @@ class SyntheticChecks(_Strict):
     min_success_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.99
 
 
+class CanaryJudge(_Strict):
+    """How JudgeCanary compares green with blue after each bake, over the same window and traffic.
+
+    Errors: a one-sided two-proportion z-test of green's error rate against blue's; it fails when
+    the difference is significant at `fail_alpha` and at least `min_error_rate_increase`, and is
+    marginal when significant at `marginal_alpha`. Latency: green's p99 over blue's, per function;
+    it fails above `p99_tolerance` and is marginal above `p99_marginal`, in both cases only when
+    green is also slower by `p99_floor_ms` or more (a few milliseconds of jitter is not a
+    regression). Either test is skipped, and says so, while a version has served fewer than
+    `min_sample` invocations: a small canary is not judged on noise.
+    """
+
+    enabled: bool = True
+    min_sample: Annotated[int, Field(ge=10, le=1_000_000, strict=True)] = 100
+    fail_alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.01
+    marginal_alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    min_error_rate_increase: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    p99_tolerance: Annotated[float, Field(ge=1.0, le=100.0)] = 1.5
+    p99_marginal: Annotated[float, Field(ge=1.0, le=100.0)] = 1.2
+    p99_floor_ms: Annotated[float, Field(ge=0.0, le=29_000.0)] = 50.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CanaryJudge:
+        if self.marginal_alpha < self.fail_alpha:
+            raise ValueError(
+                f"marginal_alpha ({self.marginal_alpha}) must be at least fail_alpha ({self.fail_alpha})"
+            )
+        if self.p99_marginal > self.p99_tolerance:
+            raise ValueError(
+                f"p99_marginal ({self.p99_marginal}) must not exceed p99_tolerance ({self.p99_tolerance})"
+            )
+        return self
+
+
 class ReleaseRequest(_Strict):
     """What to release, and how carefully."""
 
@@ -149,6 +183,9 @@ class ReleaseRequest(_Strict):
         default=None, description="traffic steps; the environment's default if absent"
     )
     checks: SyntheticChecks = SyntheticChecks()
+    judge: CanaryJudge = Field(
+        default=CanaryJudge(), description="how green is judged against blue after each bake"
+    )
     dry_run: bool = Field(default=False, description="run every check but never change the live alias")
     approval: Literal["required", "none"] = "none"
     approval_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600, strict=True)] = 24 * 3600
@@ -202,16 +239,24 @@ class ReleaseDefaults(_Strict):
 
     strategy: Strategy | None = None
     checks: SyntheticChecks | None = None
+    judge: CanaryJudge | None = None
     approval: Literal["required", "none"] | None = None
     min_green_invocations: Annotated[int | None, Field(ge=0, strict=True)] = None
 
     def apply(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """`raw` with every absent field taken from these defaults (present fields win)."""
+        """`raw` with every absent field taken from these defaults (present fields win). The judge's
+        thresholds merge one by one: `{"judge": {"enabled": false}}` or one changed tolerance keeps
+        the environment's other thresholds."""
         filled = dict(raw)
-        for name in ("strategy", "checks", "approval", "min_green_invocations"):
+        for name in ("strategy", "checks", "judge", "approval", "min_green_invocations"):
             value = getattr(self, name)
-            if name not in filled and value is not None:
-                filled[name] = value.model_dump(exclude_none=True) if isinstance(value, BaseModel) else value
+            if value is None:
+                continue
+            default = value.model_dump(exclude_none=True) if isinstance(value, BaseModel) else value
+            if name not in filled:
+                filled[name] = default
+            elif name == "judge" and isinstance(filled[name], dict):
+                filled[name] = {**default, **filled[name]}
         return filled
 
 

@@ -20,6 +20,7 @@ shape is a change to both sides.
     shift      ShiftCursor      ValidateRequest                      SetWeights (next_index)
                Shift            SetWeights                           Bake, CheckAlarms, IsTrafficFullyShifted
     alarms     AlarmsChecked    CheckAlarms
+    judgement  Judgement        JudgeCanary (a fail raises CanaryFailed)   JudgeCanary (the steps so far)
     finalize   Finalized        Finalize
     failure    Failure          a Catch ({Error, Cause})             Rollback, RecordReleaseAborted
     rollback   RolledBack       Rollback                             ReleaseRolledBack (cause)
@@ -33,6 +34,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contracts.release import CanaryJudge
 
 Count = Annotated[int, Field(ge=0)]
 # Step Functions' timestamp format (`2026-01-01T00:00:00.000Z`, tasks.common.iso).
@@ -100,6 +103,7 @@ class Release(ReleaseRef):
     artifact: ArtifactRef
     strategy: StrategyRef
     checks: ChecksRef = ChecksRef()
+    judge: CanaryJudge = CanaryJudge()
     approval: Literal["required", "none"] = "none"
     approval_timeout_seconds: Count = 24 * 3600
     min_green_invocations: Count = 0
@@ -214,6 +218,61 @@ class AlarmsChecked(_Section):
     required: Count
 
 
+Verdict = Literal["pass", "marginal", "fail"]
+TestOutcome = Literal["pass", "marginal", "fail", "skipped"]
+
+
+class ErrorComparison(_Section):
+    """Green's error rate against blue's over the bake, all service functions together."""
+
+    outcome: TestOutcome
+    green_invocations: Count
+    green_errors: Count
+    blue_invocations: Count
+    blue_errors: Count
+    green_error_rate: float | None = None
+    blue_error_rate: float | None = None
+    z: float | None = None
+    p_value: float | None = Field(default=None, description="one-sided: green worse than blue")
+    reason: str
+
+
+class LatencyComparison(_Section):
+    """Green's p99 against blue's for one function over the bake."""
+
+    function: str
+    outcome: TestOutcome
+    green_invocations: Count
+    blue_invocations: Count
+    green_p99_ms: float | None = None
+    blue_p99_ms: float | None = None
+    ratio: float | None = None
+    reason: str
+
+
+class StepVerdict(_Section):
+    """One bake's judgment, as the release record and the report keep it."""
+
+    index: Count
+    percent: Annotated[int, Field(ge=1, le=100)]
+    verdict: Verdict
+    summary: str
+
+
+class Judgement(_Section):
+    """`$.judgement`: JudgeCanary's verdict on the last bake, with its numbers, and the steps so far."""
+
+    verdict: Verdict
+    index: Count
+    percent: Annotated[int, Field(ge=1, le=100)]
+    window_start: Timestamp
+    window_end: Timestamp
+    errors: ErrorComparison
+    latency: tuple[LatencyComparison, ...] = ()
+    summary: str
+    steps: tuple[StepVerdict, ...] = ()
+
+
 class Finalized(_Section):
     """`$.finalize`: the outcome and what `live` serves now (blue for a dry run)."""
 
@@ -255,6 +314,7 @@ class ReleaseState(_Section):
     approval: Approval | None = None
     shift: ShiftSection | None = None
     alarms: AlarmsChecked | None = None
+    judgement: Judgement | None = None
     finalize: Finalized | None = None
     failure: Failure | None = None
     rollback: RolledBack | None = None

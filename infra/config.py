@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contracts.release import CanaryJudge
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -178,6 +180,8 @@ class ReleaseConfig(_Model):
     require_approval: bool = False
     min_green_invocations: int = Field(ge=0)
     synthetic_checks: SyntheticChecksConfig
+    # JudgeCanary's thresholds (contracts.release.CanaryJudge); a request may override them.
+    canary_judge: CanaryJudge = CanaryJudge()
     state_machine_log_level: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ALL"
 
     @field_validator("steps")

@@ -37,6 +37,10 @@ WILDCARD_RESOURCE_ACTIONS: MappingProxyType[str, str] = MappingProxyType(
             "GetMetricStatistics supports no resource-level permissions; CheckAlarms reads green's "
             "invocation count (AWS/Lambda Invocations) with it."
         ),
+        "cloudwatch:GetMetricData": (
+            "GetMetricData supports no resource-level permissions; JudgeCanary reads green's and blue's "
+            "invocations, errors and p99 duration per executed version (AWS/Lambda) with it."
+        ),
         "cloudwatch:DescribeAlarms": (
             "Read-only alarm metadata. Scoped to alarm ARNs, DescribeAlarms silently omits composite alarms "
             "(CloudWatch API reference, DescribeAlarms: composites are returned only when the permission is "

@@ -191,6 +191,7 @@ _RELEASE_TASKS = (
     "RequestApproval",
     "SetWeights",
     "CheckAlarms",
+    "JudgeCanary",
     "Finalize",
     "Rollback",
     "AlarmRollback",
@@ -214,6 +215,7 @@ _STATE_MACHINE_TASK_IDS = (
     "OrchestrationTasksRequestApprovalFunction3740932F",
     "OrchestrationTasksSetWeightsFunction246EECEC",
     "OrchestrationTasksCheckAlarmsFunctionA950BA51",
+    "OrchestrationTasksJudgeCanaryFunctionBEBCE1E4",
     "OrchestrationTasksFinalizeFunction2498253A",
     "OrchestrationTasksRollbackFunctionF1E2ECF2",
 )

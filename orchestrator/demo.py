@@ -1,4 +1,4 @@
-"""`orchestrator demo` (`make demo`): a healthy release, then a faulty one that rolls itself back.
+"""`orchestrator demo` (`make demo`): a healthy release, then two faulty ones that roll themselves back.
 
 1. starts the sandbox (moto, Redis, the gateway, the synthesized staging stage) in the background;
 2. uploads two artifacts to the sandbox's S3 and starts real WebSocket traffic on the live stage;
@@ -7,7 +7,10 @@
    (FAULT_ERROR_RATE with FAULT_FUNCTIONS=messages; its authorizer stays correct, so the
    synthetic checks' refusal test passes): green's errors on live traffic fire a release-guard alarm during a bake, the alarm rule's
    rollback restores blue and stops the execution; the detect-to-rollback latency is printed;
-5. writes an HTML report per execution under reports/, prints a summary, stops the sandbox.
+5. releases 1.3.0, whose `messages` handler is 150 ms slower (FAULT_DELAY_MS) but never fails:
+   no alarm fires, and JudgeCanary, comparing green's p99 with blue's over the same bake,
+   judges it worse and the release rolls back with the numbers;
+6. writes an HTML report per execution under reports/, prints a summary, stops the sandbox.
 
 Everything goes through boto3 and the gateway, like an operator's session against AWS.
 """
@@ -44,6 +47,11 @@ ARTIFACT_BUCKET = artifact_bucket_name(ENV)
 # Compressed time: 60 virtual seconds per wall second, so each 60 s bake lasts one second.
 TIME_SCALE = 60.0
 BAKE_SECONDS = 90
+# The judged release bakes at 50% long enough for both versions of `messages` to serve the judge's
+# minimum sample (100 invocations each) from the demo's traffic (about 80 pings a second).
+JUDGED_STEPS = "50,100"
+JUDGED_BAKE_SECONDS = 600
+JUDGED_FAULT = {"FAULT_DELAY_MS": "150", "FAULT_FUNCTIONS": "messages"}
 # How long the summary waits for the alarm-rollback task's record: it stops the execution first,
 # then restores blue again, releases the lock and records (a busy machine takes seconds).
 RECORD_WAIT_SECONDS = 30.0
@@ -95,6 +103,8 @@ def release(
     version: str,
     configuration: dict[str, str],
     min_success_rate: float,
+    steps: str = "10,50,100",
+    bake: int = BAKE_SECONDS,
 ) -> Outcome:
     uri, sha = upload_artifact(aws, version)
     request = build_request(
@@ -102,8 +112,8 @@ def release(
         version=version,
         artifact=uri,
         sha256=sha,
-        steps="10,50,100",
-        bake=BAKE_SECONDS,
+        steps=steps,
+        bake=bake,
         dry_run=False,
         approval=False,
         requested_by="demo",
@@ -163,7 +173,7 @@ def release(
     notes = {
         "version": version,
         "configuration": ", ".join(f"{k}={v}" for k, v in configuration.items()) or "(none)",
-        "time": f"compressed {TIME_SCALE:g}x: each {BAKE_SECONDS} s bake lasts {BAKE_SECONDS / TIME_SCALE:.1f} s of wall time",
+        "time": f"compressed {TIME_SCALE:g}x: each {bake} s bake lasts {bake / TIME_SCALE:.1f} s of wall time",
         "wall time": f"{wall:.1f} s",
         "state transitions": str(outcome.transitions),
     }
@@ -274,6 +284,18 @@ def run_demo(
                 min_success_rate=0.25,
             )
         )
+        outcomes.append(
+            release(
+                aws,
+                console,
+                reports,
+                version="1.3.0",
+                configuration=JUDGED_FAULT,
+                min_success_rate=0.95,
+                steps=JUDGED_STEPS,
+                bake=JUDGED_BAKE_SECONDS,
+            )
+        )
     finally:
         if traffic is not None:
             traffic.stop()
@@ -290,9 +312,10 @@ def run_demo(
         console.print(
             f"Lambda workers: {workers.get('cold_starts', 0)} cold starts, p50 per function (ms): {cold}"
         )
-    healthy_ok = len(outcomes) == 2 and outcomes[0].exit_code == 0
-    rolled_back = len(outcomes) == 2 and outcomes[1].exit_code == 1
-    return 0 if healthy_ok and rolled_back else 1
+    healthy_ok = len(outcomes) == 3 and outcomes[0].exit_code == 0
+    rolled_back = len(outcomes) == 3 and outcomes[1].exit_code == 1
+    judged = len(outcomes) == 3 and outcomes[2].exit_code == 1 and "CanaryFailed" in (outcomes[2].cause or "")
+    return 0 if healthy_ok and rolled_back and judged else 1
 
 
 def summary(

@@ -172,6 +172,7 @@ def build_request(
     release_id: str | None = None,
     config: Sequence[str] = (),
     min_green_invocations: int | None = None,
+    judge: bool | None = None,
     request_file: Path | None = None,
     default_requester: str = "unknown",
     resolve_sha256: Callable[[str, str], str] | None = None,
@@ -208,6 +209,9 @@ def build_request(
         request["configuration"] = {**configured, **pairs} if isinstance(configured, dict) else pairs
     if min_green_invocations is not None:
         request["min_green_invocations"] = min_green_invocations
+    if judge is not None:
+        judged = base.get("judge")
+        request["judge"] = {**(judged if isinstance(judged, dict) else {}), "enabled": judge}
     strategy = _strategy(env, steps, bake, base.get("strategy"))
     if strategy is not None:
         request["strategy"] = strategy

@@ -1,6 +1,7 @@
 """Stress mode for the test suite: run tiers repeatedly under CPU load and name every test that failed.
 
     python scripts/stress_tests.py [--runs 10] [--workers 3] [--load 2] [--tiers integration e2e]
+                                   [--hypothesis-profile dev]
 
 Each run runs the tiers as `make test` does: the tiers but e2e in one `pytest -n WORKERS --dist load`
 process, then the e2e tier in a process of its own, while LOAD busy-loop processes keep the CPUs
@@ -8,6 +9,10 @@ occupied, started by this command and stopped when it ends (and after `--max-min
 any run is listed with how often it failed and its first error line; the command exits 1 if any
 test failed, 0 otherwise. Results also go to reports/stress.json. Use it before changing clocks,
 pollers or fixtures.
+
+The release property test runs its `dev` hypothesis profile here (40 examples, not `make test`'s
+300): its examples are derandomized, so repeating the same 300 pure-CPU releases ten times adds
+time, not coverage of races; the rounds' budget goes to repeating everything else.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ def _write_summary(
         "workers": args.workers,
         "load_processes": args.load,
         "tiers": args.tiers,
+        "hypothesis_profile": args.hypothesis_profile,
         "failed_tests": {
             test: {"failures": counts[test], "first_error": first_error[test]} for test in sorted(counts)
         },
@@ -107,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=int, default=os.cpu_count() or 2, help="busy-loop processes")
     parser.add_argument("--tiers", nargs="+", choices=sorted(TIERS), default=["integration", "e2e"])
     parser.add_argument("--max-minutes", type=float, default=240.0, help="the load stops by then in any case")
+    parser.add_argument(
+        "--hypothesis-profile", choices=("dev", "ci"), default="dev", help="the release property test's"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "reports" / "stress.json")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.workers < 1 or args.load < 0:
@@ -125,7 +134,14 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.monotonic()
                 failed: dict[str, str] = {}
                 for name, report, command in _passes(args.tiers, args.workers, Path(scratch) / f"run-{run}"):
-                    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+                    result = subprocess.run(  # noqa: S603
+                        command,
+                        cwd=ROOT,
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                        env={**os.environ, "HYPOTHESIS_PROFILE": args.hypothesis_profile},
+                    )
                     found = _failures(report) if report.exists() else {}
                     if result.returncode not in (0, 1) and not found:
                         tail = (result.stdout[-300:] or result.stderr[-300:]).strip()

@@ -4,7 +4,7 @@ Reads top to bottom like the runbook an operator would follow by hand:
 
     ValidateRequest -> AcquireLock -> RecordReleaseStarted -> DeployGreen
     -> WarmCache <-> IsCacheWarm -> SyntheticChecks -> IsApprovalRequired -> [ApprovalGate]
-    -> SetWeights -> Bake -> CheckAlarms -> IsTrafficFullyShifted (loop per step)
+    -> SetWeights -> Bake -> CheckAlarms -> JudgeCanary -> IsTrafficFullyShifted (loop per step)
     -> Finalize -> IsDryRun -> [CleanUpScratchCache] -> ReleaseLock -> ReleaseSucceeded
 
 Failures before anything changed end in RecordReleaseAborted -> ReleaseLock + Fail; from
@@ -12,12 +12,13 @@ DeployGreen on, every failure goes to Rollback -> [CleanUpGreenCache] -> Release
 
 The whole execution state is one JSON object: `release` (the validated request and its
 context), `deploy` (blue and green versions, cache schemas), `warm` (the warm-up cursor),
-`synthetic`, `approval`, `shift` (the current traffic step), `alarms`, `failure` (a caught
+`synthetic`, `approval`, `shift` (the current traffic step), `alarms`, `judgement` (green
+against blue after the bake), `failure` (a caught
 {Error, Cause}) and `rollback`. Lambda tasks receive the whole state and return their part;
 the sections one task writes and another reads are typed in contracts/state.py.
 
 Each bake is one Wait state, so a release costs a fixed number of transitions per step
-(4) whatever the bake length: a 24 h bake adds no history events.
+(5) whatever the bake length: a 24 h bake adds no history events.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ TASK_KEYS = (
     "request_approval",
     "set_weights",
     "check_alarms",
+    "judge_canary",
     "finalize",
     "rollback",
 )
@@ -344,6 +346,14 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
         comment="Release-guard alarms, the composite, and green's invocation count during the bake",
     )
     catch_all(retry_transient(check_alarms), rollback)
+    judge_canary = _invoke(
+        scope,
+        "JudgeCanary",
+        props.fn("judge_canary"),
+        result_path="$.judgement",
+        comment="Green against blue over the bake: error-rate test and p99 ratio; a fail rolls back",
+    )
+    catch_all(retry_transient(judge_canary), rollback)
 
     finalize = _invoke(
         scope,
@@ -376,7 +386,7 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
         .when(sfn.Condition.boolean_equals("$.shift.is_last", True), finalize.next(is_dry_run))
         .otherwise(set_weights)
     )
-    set_weights.next(bake).next(check_alarms).next(shift_loop)
+    set_weights.next(bake).next(check_alarms).next(judge_canary).next(shift_loop)
     approval_choice = (
         sfn.Choice(scope, "IsApprovalRequired", state_name="IsApprovalRequired")
         .when(sfn.Condition.string_equals("$.release.approval", "required"), approval_gate.next(set_weights))

@@ -20,6 +20,7 @@ Permission = Literal[
     "artifact_read",
     "alarms_read",
     "metrics_read",
+    "metrics_judge",
     "execution_stop",
     "redis",
     "synthetic",
@@ -125,6 +126,15 @@ TASKS: tuple[TaskFunction, ...] = (
         256,
         False,
         ("alarms_read", "metrics_read"),
+    ),
+    TaskFunction(
+        "judge_canary",
+        "tasks.judge_canary.handler",
+        "JudgeCanary: green against blue over the bake (error-rate test, p99 ratio), verdict recorded",
+        60,
+        256,
+        False,
+        ("metrics_judge", "table_write", "topic_publish"),
     ),
     TaskFunction(
         "finalize",

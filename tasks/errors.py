@@ -34,6 +34,10 @@ class AlarmTriggered(ReleaseError):
     """A release-guard alarm is in ALARM during a bake."""
 
 
+class CanaryFailed(ReleaseError):
+    """JudgeCanary found green worse than blue under the same traffic (error rate or p99)."""
+
+
 class ApprovalRejected(ReleaseError):
     """An operator rejected the release at the approval gate (sent with SendTaskFailure)."""
 

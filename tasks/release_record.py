@@ -160,8 +160,9 @@ def transition(
     updates: dict[str, Any] | None = None,
     remove: tuple[str, ...] = (),
     actor: str = "release-state-machine",
+    publish: bool = True,
 ) -> None:
-    """Audit one transition, update the record, and notify."""
+    """Audit one transition, update the record, and notify (unless `publish` is False)."""
     release_id = release.release_id
     tbl = table(settings)
     tbl.put_item(Item=_dynamo(_event_item(release_id, name, summary, actor, detail)))
@@ -178,7 +179,8 @@ def transition(
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
-    notify.publish(settings, release, name, summary, detail)
+    if publish:
+        notify.publish(settings, release, name, summary, detail)
 
 
 def finish(

@@ -76,12 +76,13 @@ class ReleaseOrchestrationProps:
 
 
 def release_defaults(config: EnvironmentConfig) -> str:
-    """RELEASE_DEFAULTS for ValidateRequest: the environment's strategy, checks, approval and minimum."""
+    """RELEASE_DEFAULTS for ValidateRequest: the environment's strategy, checks, judge, approval and minimum."""
     release = config.release
     defaults = ReleaseDefaults.model_validate(
         {
             "strategy": {"steps": [step.model_dump() for step in release.steps]},
             "checks": release.synthetic_checks.model_dump(),
+            "judge": release.canary_judge.model_dump(),
             "approval": "required" if release.require_approval else "none",
             "min_green_invocations": release.min_green_invocations,
         }

@@ -3,7 +3,8 @@
 Every statement names its resources: the service functions (and their versions and aliases,
 `<function-arn>:*`), the release table and its index, the release topic, the artifact bucket's
 objects, the release state machine's executions. The only `*` are
-`cloudwatch:GetMetricStatistics`, which supports no resource-level permissions, and
+`cloudwatch:GetMetricStatistics` and `cloudwatch:GetMetricData`, which support no resource-level
+permissions, and
 `cloudwatch:DescribeAlarms`, which returns composite alarms only when it is allowed on `*`
 (infra/iam_allowlist.py). KMS permissions name the exact key and are limited to use through
 the service that owns the data (`kms:ViaService`).
@@ -79,6 +80,7 @@ class TaskGrants:
             "artifact_read": self._artifact_read,
             "alarms_read": self._alarms_read,
             "metrics_read": self._metrics_read,
+            "metrics_judge": self._metrics_judge,
             "execution_stop": self._execution_stop,
             "redis": self._redis,
             "synthetic": self._synthetic,
@@ -162,6 +164,9 @@ class TaskGrants:
 
     def _metrics_read(self, role: iam.IRole) -> None:
         self._add(role, "ReadGreenInvocations", ["cloudwatch:GetMetricStatistics"], ["*"])
+
+    def _metrics_judge(self, role: iam.IRole) -> None:
+        self._add(role, "CompareGreenWithBlue", ["cloudwatch:GetMetricData"], ["*"])
 
     def _execution_stop(self, role: iam.IRole) -> None:
         self._add(role, "StopReleaseExecution", ["states:StopExecution"], [self._t.execution_arn_pattern])

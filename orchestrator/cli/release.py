@@ -109,6 +109,13 @@ def release_start(
     min_green_invocations: Annotated[
         int | None, typer.Option(help="Green invocations required per bake.")
     ] = None,
+    judge: Annotated[
+        bool | None,
+        typer.Option(
+            "--judge/--no-judge",
+            help="Judge green against blue after each bake (default: on, with the environment's thresholds).",
+        ),
+    ] = None,
     request_file: Annotated[
         Path | None,
         typer.Option(
@@ -141,6 +148,7 @@ def release_start(
             release_id=release_id,
             config=config or [],
             min_green_invocations=min_green_invocations,
+            judge=judge,
             request_file=request_file,
             default_requester=whoami(),
             resolve_sha256=lambda bucket, key: artifact_sha256(aws, bucket, key),

@@ -38,6 +38,8 @@ import datetime as _dt
 import functools
 import importlib
 import logging
+import math
+import re
 import threading
 import time as _time
 import warnings
@@ -74,6 +76,7 @@ _ENVIRONMENT = f"{_ASL}.eval.environment"
 _TASK_LAMBDA = f"{_ASL}.component.state.exec.state_task.state_task_lambda"
 _SERVER_APP = "moto.moto_server.werkzeug_app"
 _EXECUTION_WORKER = f"{_SFN}.parser.backend.execution_worker"
+_CLOUDWATCH_MODELS = "moto.cloudwatch.models"
 # Modules that deep-copy JSON state data on every state (input, results, parameters).
 _COPYING = (
     f"{_ASL}.eval.states",
@@ -171,6 +174,11 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
         _EXECUTION_WORKER,
         "ExecutionWorker._get_evaluation_entrypoint",
         "a definition is parsed once, not once per execution",
+    ),
+    HookPoint(
+        _CLOUDWATCH_MODELS,
+        "Statistics.get_statistics_for_type",
+        "percentile statistics (p99) of published values, as CloudWatch computes them",
     ),
 )
 
@@ -679,6 +687,27 @@ def _backend_per_host(original: Callable[[Any, str | None], Any]) -> Callable[[A
     return get_backend_for_host
 
 
+_PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?)")
+
+
+def percentile_statistics(original: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """moto answers Sum/Average/Minimum/Maximum/SampleCount only; CloudWatch also answers `pNN`
+    over the values published one by one or as Values/Counts (not over statistic sets, whose
+    values are gone). Nearest rank, as CloudWatch's percentiles of raw values are."""
+
+    def get_statistics_for_type(self: Any, stat: str) -> Any:
+        match = _PERCENTILE.fullmatch(stat)
+        if match is None:
+            return original(self, stat)
+        values = sorted(self.metric_single_values_list)
+        if not values:
+            return None
+        rank = math.ceil(float(match[1]) / 100 * len(values))
+        return values[min(max(rank, 1), len(values)) - 1]
+
+    return get_statistics_for_type
+
+
 def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], Any]]]:
     datetime_proxy = _datetime_module(clock)
     threading_proxy = _threading_module(clock)
@@ -706,6 +735,7 @@ def _replacements(clock: VirtualClock) -> list[tuple[HookPoint, Callable[[Any], 
         f"{_TASK_LAMBDA}.StateTaskLambda._from_error": _lambda_client_error,
         f"{_SERVER_APP}.DomainDispatcherApplication.get_backend_for_host": _backend_per_host,
         f"{_EXECUTION_WORKER}.ExecutionWorker._get_evaluation_entrypoint": lambda _orig: _parsed_program,
+        f"{_CLOUDWATCH_MODELS}.Statistics.get_statistics_for_type": percentile_statistics,
     }
     for module in (_TIMESTAMP, _STATE, _BRANCHES, _MAP_RUN, _EXECUTION, _PARSER_MODELS):
         values[f"{module}.datetime"] = lambda _orig: datetime_proxy

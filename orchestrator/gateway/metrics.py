@@ -5,7 +5,10 @@ Each invocation is counted under the three dimension sets Lambda publishes for a
 {FunctionName}. Samples are buffered and sent with batched PutMetricData calls as statistic sets
 (SampleCount, Sum, Minimum, Maximum per metric and dimension set and flush), as CloudWatch keeps
 Lambda's metrics in aggregate: moto stores one datum per set instead of one per invocation, so
-its store and GetMetricStatistics stay cheap however long traffic runs.
+its store and GetMetricStatistics stay cheap however long traffic runs. The one exception is
+Duration per executed version, which is sent as Values/Counts (a distribution): CloudWatch
+computes percentiles from those, not from statistic sets, and JudgeCanary compares green's p99
+with blue's.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 NAMESPACE = "AWS/Lambda"
 MAX_DATUMS_PER_CALL = 500  # PutMetricData takes up to 1,000 metrics per request
+MAX_VALUES_PER_DATUM = 150  # PutMetricData: up to 150 distinct Values in one datum
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,21 @@ def _statistics(values: list[float]) -> dict[str, float]:
     }
 
 
+def _distribution(durations: list[float]) -> list[tuple[list[float], list[float]]]:
+    """(Values, Counts) chunks of at most MAX_VALUES_PER_DATUM distinct values (0.1 ms resolution)."""
+    counts: dict[float, int] = defaultdict(int)
+    for duration in durations:
+        counts[round(duration, 1)] += 1
+    items = sorted(counts.items())
+    return [
+        ([value for value, _ in chunk], [float(count) for _, count in chunk])
+        for chunk in (
+            items[start : start + MAX_VALUES_PER_DATUM]
+            for start in range(0, len(items), MAX_VALUES_PER_DATUM)
+        )
+    ]
+
+
 def build_metric_data(samples: list[Sample], timestamp: datetime) -> list[dict[str, Any]]:
     errors: dict[tuple[tuple[str, str], ...], list[float]] = defaultdict(list)
     durations: dict[tuple[tuple[str, str], ...], list[float]] = defaultdict(list)
@@ -67,14 +86,26 @@ def build_metric_data(samples: list[Sample], timestamp: datetime) -> list[dict[s
             }
         )
         data.append({**base, "MetricName": "Errors", "Unit": "Count", "StatisticValues": _statistics(failed)})
-        data.append(
-            {
-                **base,
-                "MetricName": "Duration",
-                "Unit": "Milliseconds",
-                "StatisticValues": _statistics(durations[dims]),
-            }
-        )
+        if any(name == "ExecutedVersion" for name, _ in dims):
+            for values, counts in _distribution(durations[dims]):
+                data.append(
+                    {
+                        **base,
+                        "MetricName": "Duration",
+                        "Unit": "Milliseconds",
+                        "Values": values,
+                        "Counts": counts,
+                    }
+                )
+        else:
+            data.append(
+                {
+                    **base,
+                    "MetricName": "Duration",
+                    "Unit": "Milliseconds",
+                    "StatisticValues": _statistics(durations[dims]),
+                }
+            )
     return data
 
 

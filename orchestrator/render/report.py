@@ -143,11 +143,62 @@ def execution_report(
         f'<div class="graph">{to_svg(view.graph, view, title=name)}</div>',
         "<h2>New version's share of live traffic (off blue)</h2>",
         traffic_svg(traffic or []),
+        *_judgement_section(view),
         "<h2>States</h2>",
         _state_table(view),
         "</body></html>",
     ]
     return "".join(head + body)
+
+
+_VERDICT_COLOURS = {
+    "pass": COLOURS["succeeded"],
+    "marginal": COLOURS["caught"],
+    "fail": COLOURS["failed"],
+}
+
+
+def _judged_steps(view: ExecutionView) -> list[tuple[str, str, str]]:
+    """(step, verdict, summary) of every JudgeCanary run: the verdicts carried in its last output,
+    then the failing one, whose numbers are in the error it raised."""
+    run = view.runs.get("JudgeCanary")
+    if run is None:
+        return []
+    steps: list[tuple[str, str, str]] = []
+    output = run.output if isinstance(run.output, dict) else {}
+    found = output.get("judgement")
+    judgement: dict[str, Any] = found if isinstance(found, dict) else {}
+    for step in judgement.get("steps") or []:
+        label = f"{int(step.get('index', 0)) + 1} ({step.get('percent')}%)"
+        steps.append((label, str(step.get("verdict")), str(step.get("summary"))))
+    if run.error == "CanaryFailed":
+        cause = run.cause or ""
+        try:
+            parsed = json.loads(cause)
+            cause = parsed.get("errorMessage", cause) if isinstance(parsed, dict) else cause
+        except ValueError:
+            pass
+        steps.append(("last", "fail", str(cause)))
+    return steps
+
+
+def _judgement_section(view: ExecutionView) -> list[str]:
+    steps = _judged_steps(view)
+    if not steps:
+        return []
+    rows = [
+        "<h2>Canary judgment: green against blue after each bake</h2>",
+        "<table><tr><th>Step</th><th>Verdict</th><th>Numbers</th></tr>",
+    ]
+    for label, verdict, summary in steps:
+        fill, stroke = _VERDICT_COLOURS.get(verdict, COLOURS[PENDING])
+        rows.append(
+            f"<tr><td>{escape(label)}</td>"
+            f'<td><span class="badge" style="background:{fill};color:{stroke}">{escape(verdict)}</span></td>'
+            f"<td>{escape(summary)}</td></tr>"
+        )
+    rows.append("</table>")
+    return rows
 
 
 def _state_table(view: ExecutionView) -> str:

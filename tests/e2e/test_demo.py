@@ -1,4 +1,5 @@
-"""`make demo` end to end: `orchestrator demo` exits 0 only when 1.1.0 finalized and 1.2.0 rolled back."""
+"""`make demo` end to end: `orchestrator demo` exits 0 only when 1.1.0 finalized, 1.2.0 rolled back on
+its alarm and 1.3.0 was judged worse than blue and rolled back."""
 
 from __future__ import annotations
 
@@ -19,13 +20,18 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys, synthesized) -> None:
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
     reports = sorted((tmp_path / "reports").glob("*.html"))
-    assert len(reports) == 2
+    assert len(reports) == 3
     assert "detect-to-rollback" in out and "finalized" in out
     # The rolled-back release's row has the figure, or says the state machine got there first
     # (the race the README describes); never a bare dash because the record was read too early.
     summary = out[out.index("demo summary") :]
     row = next(line for line in summary.splitlines() if "1.2.0" in line and "rolled back" in line)
     assert re.search(r"\d+ ms", row) or "the state machine rolled back before the alarm rule" in row, row
+    # 1.3.0 never failed a request: the judge saw its p99 against blue's and rolled it back.
+    judged = next(line for line in summary.splitlines() if line.startswith("1.3.0:"))
+    assert "CanaryFailed" in judged and "p99 green" in judged and "messages" in judged, judged
+    page = next(path for path in reports if path.name.startswith("1-3-0-")).read_text(encoding="utf-8")
+    assert "Canary judgment" in page and ">fail<" in page
     # The live table: only states entered (no approval was asked for), tasks on the wall clock,
     # waits on the compressed one.
     assert "ApprovalGate" not in out and "RollbackFailed" not in out

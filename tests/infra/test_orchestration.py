@@ -315,6 +315,7 @@ def test_synthesized_release_asl_passes_asl_validator(release_asl: dict[str, Any
             "request_approval",
             "set_weights",
             "check_alarms",
+            "judge_canary",
             "finalize",
             "rollback",
         )

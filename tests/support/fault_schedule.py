@@ -1,8 +1,9 @@
 """Fault schedules for release executions: what goes wrong, where, and what the release must then do.
 
 A schedule names at most one task fault (which task, at which of its invocations, which kind),
-an alarm that fires while a given traffic step bakes, the operator's answer at the approval
-gate, and the request's shape (steps, dry run). `FaultInjector` acts it out by wrapping the
+an alarm that fires while a given traffic step bakes, a green that JudgeCanary finds worse than
+blue after a given step's bake, the operator's answer at the approval gate, and the request's
+shape (steps, dry run). `FaultInjector` acts it out by wrapping the
 in-process task handlers the engine routes to; the code under test is never changed.
 `expected_outcome` is the model the property test holds each execution to.
 """
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from orchestrator.engine import invoke_error
 from tasks.check_alarms import CheckAlarmsInput
+from tasks.judge_canary import JudgeCanaryInput
 
 # Retry budgets of state_machines/policies.py: transient Lambda errors are retried
 # `attempts` times (Rollback: 8), a timeout once; the ApprovalGate never retries a timeout.
@@ -71,6 +73,8 @@ class Schedule:
     approval: str | None  # None (no gate), "approve", "reject", "timeout"
     fault: TaskFault | None
     alarm_step: int | None  # 0-based traffic step during whose bake a guard alarm fires
+    # 0-based traffic step (below 100%) after whose bake green's metrics are worse than blue's
+    judged_faulty_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,13 @@ def happy_path(schedule: Schedule) -> list[tuple[str, int]]:
         calls += [("request_approval", 1), ("decision", 0)]
     for index in range(len(schedule.steps)):
         # The alarm fires during the bake, so CheckAlarms of that step reads it.
-        calls += [("set_weights", index + 1), ("check_alarms", index + 1), ("bake", index)]
+        calls += [
+            ("set_weights", index + 1),
+            ("check_alarms", index + 1),
+            ("bake", index),
+            ("judge_canary", index + 1),
+            ("judged", index),
+        ]
     calls.append(("finalize", 1))
     if schedule.dry_run:
         calls.append(("cleanup_cache", 1))
@@ -140,6 +150,8 @@ def expected_outcome(schedule: Schedule) -> Outcome:
             return Outcome(
                 "FAILED", "ReleaseRolledBack", "AlarmTriggered", "ROLLED_BACK", "ReleaseRolledBack"
             )
+        if name == "judged" and schedule.judged_faulty_step == n:
+            return Outcome("FAILED", "ReleaseRolledBack", "CanaryFailed", "ROLLED_BACK", "ReleaseRolledBack")
     record = "DRY_RUN_SUCCEEDED" if schedule.dry_run else "SUCCEEDED"
     return Outcome("SUCCEEDED", None, None, record, "ReleaseSucceeded")
 
@@ -170,6 +182,7 @@ FAULTABLE = (
     "request_approval",
     "set_weights",
     "check_alarms",
+    "judge_canary",
     "finalize",
     "cleanup_cache",
     "rollback",
@@ -180,7 +193,8 @@ FAULTABLE = (
 def task_faults(draw: st.DrawFn, steps: int) -> TaskFault:
     task = draw(st.sampled_from(FAULTABLE))
     # Sometimes past the task's last call: the fault never fires.
-    at = draw(st.integers(min_value=1, max_value=steps + 1 if task in ("set_weights", "check_alarms") else 2))
+    per_step = ("set_weights", "check_alarms", "judge_canary")
+    at = draw(st.integers(min_value=1, max_value=steps + 1 if task in per_step else 2))
     kinds = ["exception", "throttled", "timeout"]
     if task == "rollback":
         kinds = ["throttled", "timeout"]  # transient only (see OUTCOME_NEUTRAL)
@@ -209,13 +223,17 @@ def schedules(draw: st.DrawFn) -> Schedule:
         draw(st.sets(st.integers(min_value=1, max_value=99), min_size=count - 1, max_size=count - 1))
     )
     steps = (*percents, 100)
+    dry_run = draw(st.booleans())
+    # A dry run sends green no live traffic, and at 100% blue serves none: nothing to judge there.
+    judged = st.none() if dry_run or count == 1 else st.integers(min_value=0, max_value=count - 2)
     return Schedule(
         steps=steps,
         bake_seconds=draw(st.sampled_from([0, 60, 600, 3600, 86_400])),
-        dry_run=draw(st.booleans()),
+        dry_run=dry_run,
         approval=draw(st.sampled_from([None, None, "approve", "reject", "timeout"])),
         fault=draw(st.one_of(st.none(), task_faults(len(steps)))),
         alarm_step=draw(st.one_of(st.none(), st.none(), st.integers(min_value=0, max_value=count - 1))),
+        judged_faulty_step=draw(st.one_of(st.none(), st.none(), judged)),
     )
 
 
@@ -250,15 +268,23 @@ class FaultInjector:
 
     schedule: Schedule | None = None
     fire_alarm: Callable[[], None] | None = None
+    # Given the judge's input, sends the metrics of a green worse than blue over its window.
+    degrade_green: Callable[[JudgeCanaryInput], None] | None = None
     invocations: dict[str, int] = field(default_factory=dict)
     alarm_fired: bool = False
+    green_degraded: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def arm(self, schedule: Schedule, fire_alarm: Callable[[], None]) -> None:
+    def arm(
+        self,
+        schedule: Schedule,
+        fire_alarm: Callable[[], None],
+        degrade_green: Callable[[JudgeCanaryInput], None] | None = None,
+    ) -> None:
         with self._lock:
-            self.schedule, self.fire_alarm = schedule, fire_alarm
+            self.schedule, self.fire_alarm, self.degrade_green = schedule, fire_alarm, degrade_green
             self.invocations = {}
-            self.alarm_fired = False
+            self.alarm_fired = self.green_degraded = False
 
     def wrap(self, key: str, handler: Handler) -> Handler:
         def run(event: Any, context: Any) -> Any:
@@ -271,6 +297,13 @@ class FaultInjector:
                         assert self.fire_alarm is not None
                         self.fire_alarm()
                         self.alarm_fired = True
+                if key == "judge_canary" and schedule.judged_faulty_step is not None:
+                    judged = JudgeCanaryInput.model_validate(event)
+                    if judged.shift.index == schedule.judged_faulty_step and not self.green_degraded:
+                        # Once: a retried JudgeCanary reads the same metrics again.
+                        assert self.degrade_green is not None
+                        self.degrade_green(judged)
+                        self.green_degraded = True
                 fault = schedule.fault
                 if fault is not None and fault.task == key and fault.at <= n < fault.at + fault.repeats:
                     _ACTIONS[fault.kind](context)

@@ -12,6 +12,7 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -232,3 +233,25 @@ def record_green_traffic(invocations: int) -> None:
                 for version, count in counts.items()
             ],
         )
+
+
+def record_version_traffic(
+    function: str,
+    version: str,
+    durations_ms: list[float],
+    *,
+    errors: int = 0,
+    when: datetime | None = None,
+) -> None:
+    """`len(durations_ms)` invocations of `version` through `live`, `errors` of them failed, sent
+    exactly as the sandbox gateway sends them (orchestrator.gateway.metrics)."""
+    from orchestrator.gateway.metrics import NAMESPACE, Sample, build_metric_data
+
+    samples = [
+        Sample(function_name=function, alias="live", version=version, duration_ms=ms, error=index < errors)
+        for index, ms in enumerate(durations_ms)
+    ]
+    data = build_metric_data(samples, when or datetime.now(UTC))
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    for start in range(0, len(data), 500):
+        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data[start : start + 500])

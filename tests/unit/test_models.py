@@ -48,6 +48,23 @@ def test_environment_defaults_fill_only_absent_fields():
     assert request.strategy is not None and [s.percent for s in request.strategy.steps] == [100]
 
 
+def test_a_requests_judge_thresholds_merge_over_the_environments():
+    from contracts.release import CanaryJudge
+
+    defaults = ReleaseDefaults(judge=CanaryJudge(min_sample=200, p99_tolerance=1.3, p99_marginal=1.1))
+    assert parse_release_request(VALID, defaults).judge.p99_tolerance == 1.3
+    request = parse_release_request({**VALID, "judge": {"enabled": False}}, defaults)
+    assert (request.judge.enabled, request.judge.min_sample, request.judge.p99_tolerance) == (False, 200, 1.3)
+    request = parse_release_request({**VALID, "judge": {"p99_tolerance": 2.0}}, defaults)
+    assert (request.judge.p99_tolerance, request.judge.p99_marginal) == (2.0, 1.1)
+    with pytest.raises(InvalidRequest, match="judge.min_sample"):
+        parse_release_request({**VALID, "judge": {"min_sample": 3}}, defaults)
+    with pytest.raises(
+        InvalidRequest, match=r"judge: p99_marginal \(1.4\) must not exceed p99_tolerance \(1.3\)"
+    ):
+        parse_release_request({**VALID, "judge": {"p99_marginal": 1.4}}, defaults)
+
+
 MALFORMED = [
     ({k: v for k, v in VALID.items() if k != "version"}, "version: Field required"),
     ({**VALID, "version": 18}, "version: Input should be a valid string"),

@@ -64,6 +64,7 @@ class ReleaseHarness:
     world: World
     state_machine_arn: str
     faults: dict[str, list[Fault]] = field(default_factory=dict)
+    last_event: dict[str, Any] = field(default_factory=dict)
     synthetic_healthy: bool = True
     invocations: dict[str, int] = field(default_factory=dict)
 
@@ -100,6 +101,7 @@ class ReleaseHarness:
     def wrap(self, key: str, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def run(event: Any, context: Any) -> Any:
             self.invocations[key] = self.invocations.get(key, 0) + 1
+            self.last_event[key] = event  # what a fault may read (the task's input)
             pending = self.faults.get(key)
             if pending:
                 fault = pending.pop(0)

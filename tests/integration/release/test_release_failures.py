@@ -15,6 +15,7 @@ EXPECTED = {
     "synthetic_checks": "ReleaseRolledBack",
     "set_weights": "ReleaseRolledBack",
     "check_alarms": "ReleaseRolledBack",
+    "judge_canary": "ReleaseRolledBack",
     "finalize": "ReleaseRolledBack",
 }
 
@@ -64,6 +65,31 @@ def test_an_alarm_during_a_bake_rolls_back(harness):
     assert result.error == "ReleaseRolledBack" and "AlarmTriggered" in result.cause
     assert result.states_entered().count("Bake") == 2
     harness.assert_invariant("rel-alarm", result)
+
+
+def test_a_green_judged_worse_than_blue_rolls_back_with_the_numbers(harness):
+    from datetime import timedelta
+
+    from tasks.common import parse_time
+    from tasks.judge_canary import JudgeCanaryInput
+    from tests.support.release_world import FUNCTIONS, record_version_traffic
+
+    def slower_green(context):
+        # What the first step's bake measured: green 250 ms at p99, blue 12 ms, same traffic.
+        judged = JudgeCanaryInput.model_validate(harness.last_event["judge_canary"])
+        during = parse_time(judged.shift.shifted_at) + timedelta(seconds=1)
+        for fn in FUNCTIONS[:2]:
+            record_version_traffic(fn, judged.deploy.green[fn], [250.0] * 150, when=during)
+            record_version_traffic(fn, judged.deploy.blue[fn], [12.0] * 1350, when=during)
+
+    harness.faults["judge_canary"] = [slower_green]
+    result = harness.run("rel-judged")
+    assert result.error == "ReleaseRolledBack", (result.error, result.cause)
+    assert "CanaryFailed" in result.cause and "p99 green 250.0 ms vs blue 12.0 ms (x20.83)" in result.cause
+    assert result.states_entered().count("JudgeCanary") == 1
+    harness.assert_invariant("rel-judged", result)
+    verdicts = harness.world.record("rel-judged")["canary_verdicts"]
+    assert [(v["index"], v["percent"], v["verdict"]) for v in verdicts] == [(0, 10, "fail")]
 
 
 @pytest.mark.parametrize("which", ["guard", "composite"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +22,8 @@ from hypothesis import HealthCheck, given, seed, settings
 
 from orchestrator.engine import ExecutionResult
 from orchestrator.sandbox.redis_server import RedisServer
+from tasks.common import parse_time
+from tasks.judge_canary import JudgeCanaryInput
 from tests.support.fault_schedule import (
     Schedule,
     TaskFault,
@@ -29,7 +32,7 @@ from tests.support.fault_schedule import (
     schedules,
 )
 from tests.support.release_rig import Rig, release_rig
-from tests.support.release_world import FUNCTIONS, GUARD_ALARMS
+from tests.support.release_world import FUNCTIONS, GUARD_ALARMS, record_version_traffic
 
 settings.register_profile(
     "ci",
@@ -61,6 +64,14 @@ def rig(release_template: dict[str, Any], redis_server: RedisServer) -> Iterator
         yield built
 
 
+def degrade_green(judged: JudgeCanaryInput) -> None:
+    """One function's green, during the step's bake: 20% errors and 300 ms, against a clean 10 ms blue."""
+    fn = FUNCTIONS[0]
+    during = parse_time(judged.shift.shifted_at) + timedelta(seconds=1)
+    record_version_traffic(fn, judged.deploy.green[fn], [300.0] * 120, errors=24, when=during)
+    record_version_traffic(fn, judged.deploy.blue[fn], [10.0] * 1080, when=during)
+
+
 def run_schedule(rig: Rig, schedule: Schedule) -> tuple[str, ExecutionResult]:
     release_id = rig.next_id("prop")
     request: dict[str, Any] = {
@@ -75,7 +86,7 @@ def run_schedule(rig: Rig, schedule: Schedule) -> tuple[str, ExecutionResult]:
     }
     if schedule.approval is not None:
         request.update(approval="required", approval_timeout_seconds=60)
-    rig.injector.arm(schedule, lambda: rig.world.set_alarm(GUARD_ALARMS[0], "ALARM"))
+    rig.injector.arm(schedule, lambda: rig.world.set_alarm(GUARD_ALARMS[0], "ALARM"), degrade_green)
     execution = rig.engine.start(rig.state_machine_arn, request, name=release_id)
     if schedule.approval is not None and reaches_approval_gate(schedule):
         token = execution.wait_for_task_token(timeout=30)
@@ -109,6 +120,10 @@ def check_invariant(
     record = rig.world.record(release_id)
     status = record["status"] if record is not None else None
     assert status == expected.record, (record, context)
+    if expected.cause_prefix == "CanaryFailed":
+        # The judged step's verdict, with its numbers, is on the record.
+        assert record is not None and record["canary_verdicts"][-1]["verdict"] == "fail", context
+        assert "p99 green 300.0 ms vs blue 10.0 ms" in record["canary_verdicts"][-1]["summary"], context
     versions = {fn: version for fn, (version, _) in live.items()}
     if expected.record == "SUCCEEDED":
         assert versions == {fn: str(v) for fn, v in record["green_versions"].items()}, context

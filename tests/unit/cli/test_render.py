@@ -167,6 +167,63 @@ def test_report_is_self_contained() -> None:
     ET.fromstring(traffic_svg(traffic))
 
 
+JUDGED = {
+    "StartAt": "JudgeCanary",
+    "States": {
+        "JudgeCanary": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:eu-west-1:1:function:judge",
+            "Next": "More",
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Rollback"}],
+        },
+        "More": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.more", "BooleanEquals": True, "Next": "JudgeCanary"}],
+            "Default": "Done",
+        },
+        "Done": {"Type": "Succeed"},
+        "Rollback": {"Type": "Fail", "Error": "ReleaseRolledBack"},
+    },
+}
+
+
+def test_report_shows_each_steps_canary_verdict_and_the_failing_numbers() -> None:
+    passed = {
+        "more": True,
+        "judgement": {
+            "verdict": "pass",
+            "steps": [
+                {"index": 0, "percent": 10, "verdict": "pass", "summary": "pass: error rate not worse"}
+            ],
+        },
+    }
+    failure = json.dumps(
+        {"errorType": "CanaryFailed", "errorMessage": "green judged worse than blue at 50%: fail: p99 x3.2"}
+    )
+    history = [
+        ev(1, "ExecutionStarted", 0, executionStartedEventDetails={"input": "{}"}),
+        entered(2, "Task", "JudgeCanary", 0),
+        exited(3, "Task", "JudgeCanary", 1, passed),
+        entered(4, "Choice", "More", 1),
+        exited(5, "Choice", "More", 1, passed),
+        entered(6, "Task", "JudgeCanary", 2),
+        ev(7, "TaskFailed", 3, taskFailedEventDetails={"error": "CanaryFailed", "cause": failure}),
+        entered(8, "Fail", "Rollback", 3),
+        ev(9, "ExecutionFailed", 3, executionFailedEventDetails={"error": "ReleaseRolledBack", "cause": "x"}),
+    ]
+    html = execution_report(
+        view_from_history(JUDGED, history), execution_arn="arn:aws:states:::execution:m:r"
+    )
+    section = html[html.index("Canary judgment") : html.index("<h2>States")]
+    assert "1 (10%)" in section and "pass: error rate not worse" in section
+    assert ">fail<" in section and "green judged worse than blue at 50%: fail: p99 x3.2" in section
+    # A release without the step has no such section.
+    assert "Canary judgment" not in execution_report(
+        view_from_history(LOOP, history_two_loops_then_catch()),
+        execution_arn="arn:aws:states:::execution:m:r",
+    )
+
+
 def test_template_definition_is_flattened(tmp_path) -> None:
     template = {
         "Resources": {

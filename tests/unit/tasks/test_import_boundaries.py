@@ -70,6 +70,7 @@ def test_every_task_and_service_handler_module_is_found() -> None:
         "tasks.approval",
         "tasks.set_weights",
         "tasks.check_alarms",
+        "tasks.judge_canary",
         "tasks.finalize",
         "tasks.rollback",
         "tasks.alarm_rollback",

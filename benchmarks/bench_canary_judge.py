@@ -1,0 +1,156 @@
+"""How often JudgeCanary passes a healthy green and fails a slower one, over repeated sandbox releases.
+
+One sandbox (the synthesized staging stage, compressed clock) with the demo's live traffic; then
+`--trials` releases of each kind, alternating so that the machine's load drifts over both alike:
+
+- healthy: green is blue's code with no fault;
+- faulty: green's `messages` handler is `--delay-ms` slower (FAULT_DELAY_MS), and never fails, so
+  no alarm fires and only the judge can stop it.
+
+Each release shifts 50% for one bake of `--bake` seconds (compressed 60x), then 100%. A healthy
+release judged `fail` is a false positive; a faulty release not judged `fail` is a false negative.
+A release that ended otherwise (for instance its synthetic checks failed on a starved machine) is
+counted apart and left out of both rates. The judge's verdict and numbers come from the release
+record (`canary_verdicts`), the outcome from the execution.
+
+    .venv/bin/python benchmarks/bench_canary_judge.py [--trials 10] [--delay-ms 150] [--bake 240]
+
+Prints one line per release and one JSON line last (benchmarks/run_all.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from contracts import names
+from orchestrator.aws import Aws, Names, Target
+from orchestrator.demo import ENV, TIME_SCALE, upload_artifact
+from orchestrator.requests import build_request, validated
+from orchestrator.sandbox.daemon import start_background, stop_background
+from orchestrator.traffic import TrafficGenerator
+
+
+def release(aws: Aws, version: str, configuration: dict[str, str], bake: int) -> dict[str, Any]:
+    uri, sha = upload_artifact(aws, version)
+    request = build_request(
+        env=ENV,
+        version=version,
+        artifact=uri,
+        sha256=sha,
+        steps="50,100",
+        bake=bake,
+        dry_run=False,
+        approval=False,
+        requested_by="bench",
+        release_id=None,
+        config=[f"{k}={v}" for k, v in configuration.items()],
+        min_green_invocations=1,
+        default_requester="bench",
+    )
+    request = validated({**request, "checks": {"clients": 5, "messages": 4, "min_success_rate": 0.9}})
+    machine = aws.state_machine_arn(Names(ENV).release_state_machine)
+    started = time.monotonic()
+    arn = aws.start_execution(machine, request["release_id"], request)["executionArn"]
+    while (described := aws.describe_execution(arn))["status"] == "RUNNING":
+        time.sleep(0.5)
+    record = aws.call(
+        "dynamodb",
+        "get_item",
+        TableName=names.release_table_name(ENV),
+        Key={"pk": {"S": f"release#{request['release_id']}"}, "sk": {"S": "record"}},
+    ).get("Item", {})
+    verdicts = [
+        {key: value.get("S") or value.get("N") for key, value in item["M"].items()}
+        for item in record.get("canary_verdicts", {}).get("L", [])
+    ]
+    return {
+        "version": version,
+        "status": described["status"],
+        "error": described.get("error"),
+        "cause": (described.get("cause") or "")[:400],
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "verdicts": verdicts,
+    }
+
+
+def classify(kind: str, result: dict[str, Any]) -> str:
+    """`pass`/`fail` of the 50% step's judgment, or `other` when the release ended for another reason."""
+    judged_fail = "CanaryFailed" in (result["cause"] or "")
+    if judged_fail:
+        return "fail"
+    if result["status"] == "SUCCEEDED":
+        first = result["verdicts"][0] if result["verdicts"] else {}
+        return "skipped" if str(first.get("summary", "")).startswith("pass (not judged)") else "pass"
+    return "other"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10, help="releases of each kind")
+    parser.add_argument("--delay-ms", type=int, default=150)
+    parser.add_argument("--bake", type=int, default=240, help="seconds of the 50%% bake (compressed 60x)")
+    args = parser.parse_args(argv)
+    faulty = {"FAULT_DELAY_MS": str(args.delay_ms), "FAULT_FUNCTIONS": "messages"}
+    results: dict[str, list[dict[str, Any]]] = {"healthy": [], "faulty": []}
+    with tempfile.TemporaryDirectory(prefix="bench-judge-") as scratch:
+        directory = Path(scratch) / "sandbox"
+        state = start_background(directory, time_scale=TIME_SCALE)
+        aws = Aws(Target(region=state.region, endpoint_url=state.moto_url, sandbox=True))
+        queue = aws.call("sqs", "get_queue_url", QueueName=names.queue_name(ENV, "events"))["QueueUrl"]
+        traffic = TrafficGenerator(
+            state.gateway["websocket live"], state.gateway["api key"], aws.client("sqs"), queue
+        )
+        traffic.start()
+        try:
+            for trial in range(args.trials):
+                for kind in ("healthy", "faulty"):
+                    version = f"3.{trial}.{0 if kind == 'healthy' else 1}"
+                    result = release(aws, version, faulty if kind == "faulty" else {}, args.bake)
+                    result["outcome"] = classify(kind, result)
+                    results[kind].append(result)
+                    first = result["verdicts"][0]["summary"] if result["verdicts"] else result["cause"]
+                    print(
+                        f"{kind:7} {version:7} {result['outcome']:7} {result['wall_seconds']:5.1f} s  {first[:160]}"
+                    )
+        finally:
+            traffic.stop()
+            stop_background(directory)
+
+    def rate(kind: str, wrong: str) -> tuple[float | None, int]:
+        judged = [r for r in results[kind] if r["outcome"] in ("pass", "fail", "skipped")]
+        if not judged:
+            return None, 0
+        return sum(r["outcome"] == wrong for r in judged) / len(judged), len(judged)
+
+    false_positive, healthy_judged = rate("healthy", "fail")
+    faulty_judged = [r for r in results["faulty"] if r["outcome"] in ("pass", "fail", "skipped")]
+    false_negative = (
+        sum(r["outcome"] != "fail" for r in faulty_judged) / len(faulty_judged) if faulty_judged else None
+    )
+    figures = {
+        "trials_per_kind": args.trials,
+        "delay_ms": args.delay_ms,
+        "bake_seconds": args.bake,
+        "false_positive_rate": false_positive,
+        "false_negative_rate": false_negative,
+        "healthy_judged": healthy_judged,
+        "faulty_judged": len(faulty_judged),
+        "healthy_skipped": sum(r["outcome"] == "skipped" for r in results["healthy"]),
+        "other_outcomes": sum(r["outcome"] == "other" for kind in results for r in results[kind]),
+        "release_wall_seconds_median": statistics.median(
+            r["wall_seconds"] for kind in results for r in results[kind]
+        ),
+    }
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
