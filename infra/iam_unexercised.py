@@ -200,6 +200,16 @@ UNEXERCISED: tuple[Unexercised, ...] = (
     ),
     Unexercised(
         "sns:Publish",
+        "staging-release-judge-canary",
+        "JudgeCanary notifies a marginal or failing verdict only; the tour's releases pass",
+    ),
+    Unexercised(
+        "kms:GenerateDataKey",
+        "staging-release-judge-canary",
+        "the releases topic's key, used when a marginal or failing verdict is published",
+    ),
+    Unexercised(
+        "sns:Publish",
         "staging-realtime-fanout",
         "alerts are published when an alert rule fires; the tour's events trigger none",
     ),
