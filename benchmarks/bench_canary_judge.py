@@ -31,30 +31,15 @@ from typing import Any
 
 from contracts import names
 from orchestrator.aws import Aws, Names, Target
-from orchestrator.demo import ENV, TIME_SCALE, upload_artifact
-from orchestrator.requests import build_request, validated
+from orchestrator.demo import ENV, TIME_SCALE, demo_request
 from orchestrator.sandbox.daemon import start_background, stop_background
 from orchestrator.traffic import TrafficGenerator
 
 
 def release(aws: Aws, version: str, configuration: dict[str, str], bake: int) -> dict[str, Any]:
-    uri, sha = upload_artifact(aws, version)
-    request = build_request(
-        env=ENV,
-        version=version,
-        artifact=uri,
-        sha256=sha,
-        steps="50,100",
-        bake=bake,
-        dry_run=False,
-        approval=False,
-        requested_by="bench",
-        release_id=None,
-        config=[f"{k}={v}" for k, v in configuration.items()],
-        min_green_invocations=1,
-        default_requester="bench",
+    request = demo_request(
+        aws, version, configuration, min_success_rate=0.9, steps="50,100", bake=bake, requested_by="bench"
     )
-    request = validated({**request, "checks": {"clients": 5, "messages": 4, "min_success_rate": 0.9}})
     machine = aws.state_machine_arn(Names(ENV).release_state_machine)
     started = time.monotonic()
     arn = aws.start_execution(machine, request["release_id"], request)["executionArn"]

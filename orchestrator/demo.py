@@ -95,6 +95,48 @@ def upload_artifact(aws: Aws, version: str, bucket: str = ARTIFACT_BUCKET) -> tu
     return f"s3://{bucket}/{key}", hashlib.sha256(body).hexdigest()
 
 
+def demo_request(
+    aws: Aws,
+    version: str,
+    configuration: dict[str, str],
+    *,
+    min_success_rate: float,
+    steps: str,
+    bake: int,
+    requested_by: str = "demo",
+) -> dict[str, Any]:
+    """A validated release request for `version`, its artifact uploaded to the sandbox's bucket."""
+    uri, sha = upload_artifact(aws, version)
+    request = build_request(
+        env=ENV,
+        version=version,
+        artifact=uri,
+        sha256=sha,
+        steps=steps,
+        bake=bake,
+        dry_run=False,
+        approval=False,
+        requested_by=requested_by,
+        release_id=None,
+        config=[f"{k}={v}" for k, v in configuration.items()],
+        min_green_invocations=1,
+        default_requester=requested_by,
+    )
+    # The demo's synthetic checks are small (every task's timeout runs on the compressed clock too)
+    # and tolerate some failures, so that 1.2.0 reaches its bakes and its alarm is what stops it.
+    return validated(
+        {
+            **request,
+            "checks": {
+                **request.get("checks", {}),
+                "clients": 5,
+                "messages": 4,
+                "min_success_rate": min_success_rate,
+            },
+        }
+    )
+
+
 def release(
     aws: Aws,
     console: Console,
@@ -106,34 +148,8 @@ def release(
     steps: str = "10,50,100",
     bake: int = BAKE_SECONDS,
 ) -> Outcome:
-    uri, sha = upload_artifact(aws, version)
-    request = build_request(
-        env=ENV,
-        version=version,
-        artifact=uri,
-        sha256=sha,
-        steps=steps,
-        bake=bake,
-        dry_run=False,
-        approval=False,
-        requested_by="demo",
-        release_id=None,
-        config=[f"{k}={v}" for k, v in configuration.items()],
-        min_green_invocations=1,
-        default_requester="demo",
-    )
-    # The demo's synthetic checks are small (every task's timeout runs on the compressed clock too)
-    # and tolerate some failures, so that 1.2.0 reaches its bakes and its alarm is what stops it.
-    request = validated(
-        {
-            **request,
-            "checks": {
-                **request.get("checks", {}),
-                "clients": 5,
-                "messages": 4,
-                "min_success_rate": min_success_rate,
-            },
-        }
+    request = demo_request(
+        aws, version, configuration, min_success_rate=min_success_rate, steps=steps, bake=bake
     )
     names = Names(ENV)
     machine = aws.state_machine_arn(names.release_state_machine)

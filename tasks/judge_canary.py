@@ -283,6 +283,17 @@ def version_samples(
 # -- the step -----------------------------------------------------------------------------------------
 
 
+def _not_compared(reason: str) -> ErrorComparison:
+    return ErrorComparison(
+        outcome="skipped",
+        green_invocations=0,
+        green_errors=0,
+        blue_invocations=0,
+        blue_errors=0,
+        reason=reason,
+    )
+
+
 def judge_canary(settings: Settings, state: JudgeCanaryInput) -> Judgement:
     """`$.judgement`, or CanaryFailed (after auditing the verdict) to send the release to Rollback."""
     shift, judge = state.shift, state.release.judge
@@ -290,28 +301,13 @@ def judge_canary(settings: Settings, state: JudgeCanaryInput) -> Judgement:
     # The end lies ahead so the current minute is counted (CloudWatch excludes EndTime).
     end = max(utc_now() + timedelta(minutes=1), start + timedelta(minutes=1))
     earlier = state.judgement.steps if state.judgement is not None else ()
+    verdict: Verdict = "pass"
+    latency: tuple[LatencyComparison, ...] = ()
     if not judge.enabled:
-        errors = ErrorComparison(
-            outcome="skipped",
-            green_invocations=0,
-            green_errors=0,
-            blue_invocations=0,
-            blue_errors=0,
-            reason="the canary judge is disabled for this release",
-        )
-        verdict: Verdict = "pass"
-        latency: tuple[LatencyComparison, ...] = ()
+        errors = _not_compared("the canary judge is disabled for this release")
     elif shift.percent >= 100:
         # At 100% blue serves nothing: there is no baseline left to compare with.
-        errors = ErrorComparison(
-            outcome="skipped",
-            green_invocations=0,
-            green_errors=0,
-            blue_invocations=0,
-            blue_errors=0,
-            reason="at 100% blue serves no traffic to compare with",
-        )
-        verdict, latency = "pass", ()
+        errors = _not_compared("at 100% blue serves no traffic to compare with")
     else:
         verdict, errors, latency = judge_samples(version_samples(state.deploy, start, end), judge)
     summary = summarize(verdict, errors, latency)
