@@ -19,7 +19,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: help setup test demo demo-ops synth bench check lint unit infra-tests integration e2e clean deploy iam-report stress
 
 help:
-	@echo "make demo   - run a healthy release and an automatic rollback in the embedded sandbox"
+	@echo "make demo   - a healthy release, an alarm rollback and a judged rollback in the embedded sandbox"
 	@echo "make demo-ops - a backup and a DR drill, each fired by its schedule on the sandbox's clock"
 	@echo "make test   - run every test (unit, infra, integration, e2e)"
 	@echo "make synth  - synthesize both stages to cdk.out/ with the security gates"

@@ -65,6 +65,11 @@ def release(aws: Aws, version: str, configuration: dict[str, str], bake: int) ->
     }
 
 
+def latency_compared(result: dict[str, Any]) -> bool:
+    summary = str(result["verdicts"][0].get("summary", "")) if result["verdicts"] else result["cause"]
+    return "realtime-messages: p99 green" in summary
+
+
 def classify(kind: str, result: dict[str, Any]) -> str:
     """`pass`/`fail` of the 50% step's judgment, or `other` when the release ended for another reason."""
     judged_fail = "CanaryFailed" in (result["cause"] or "")
@@ -128,6 +133,9 @@ def main(argv: list[str]) -> int:
         "healthy_judged": healthy_judged,
         "faulty_judged": len(faulty_judged),
         "healthy_skipped": sum(r["outcome"] == "skipped" for r in results["healthy"]),
+        # Releases whose `messages` latency was compared (both versions at the minimum sample).
+        "healthy_latency_compared": sum(latency_compared(r) for r in results["healthy"]),
+        "faulty_latency_compared": sum(latency_compared(r) for r in results["faulty"]),
         "other_outcomes": sum(r["outcome"] == "other" for kind in results for r in results[kind]),
         "release_wall_seconds_median": statistics.median(
             r["wall_seconds"] for kind in results for r in results[kind]

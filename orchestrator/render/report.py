@@ -191,6 +191,8 @@ def _judgement_section(view: ExecutionView) -> list[str]:
         "<table><tr><th>Step</th><th>Verdict</th><th>Numbers</th></tr>",
     ]
     for label, verdict, summary in steps:
+        if summary.startswith("pass (not judged)"):
+            verdict = "not judged"  # every test skipped: shown apart from a judged pass
         fill, stroke = _VERDICT_COLOURS.get(verdict, COLOURS[PENDING])
         rows.append(
             f"<tr><td>{escape(label)}</td>"

@@ -193,7 +193,8 @@ def test_report_shows_each_steps_canary_verdict_and_the_failing_numbers() -> Non
         "judgement": {
             "verdict": "pass",
             "steps": [
-                {"index": 0, "percent": 10, "verdict": "pass", "summary": "pass: error rate not worse"}
+                {"index": 0, "percent": 10, "verdict": "pass", "summary": "pass: error rate not worse"},
+                {"index": 1, "percent": 20, "verdict": "pass", "summary": "pass (not judged): too few"},
             ],
         },
     }
@@ -216,6 +217,7 @@ def test_report_shows_each_steps_canary_verdict_and_the_failing_numbers() -> Non
     )
     section = html[html.index("Canary judgment") : html.index("<h2>States")]
     assert "1 (10%)" in section and "pass: error rate not worse" in section
+    assert ">not judged<" in section and "2 (20%)" in section
     assert ">fail<" in section and "green judged worse than blue at 50%: fail: p99 x3.2" in section
     # A release without the step has no such section.
     assert "Canary judgment" not in execution_report(
