@@ -48,9 +48,9 @@ ARTIFACT_BUCKET = artifact_bucket_name(ENV)
 TIME_SCALE = 60.0
 BAKE_SECONDS = 90
 # The judged release bakes at 50% long enough for both versions of `messages` to serve the judge's
-# minimum sample (100 invocations each) from the demo's traffic (about 80 pings a second).
+# minimum sample (100 invocations each) from the demo's traffic (about 30 messages a second on 2 cores).
 JUDGED_STEPS = "50,100"
-JUDGED_BAKE_SECONDS = 600
+JUDGED_BAKE_SECONDS = 900
 JUDGED_FAULT = {"FAULT_DELAY_MS": "150", "FAULT_FUNCTIONS": "messages"}
 # How long the summary waits for the alarm-rollback task's record: it stops the execution first,
 # then restores blue again, releases the lock and records (a busy machine takes seconds).
