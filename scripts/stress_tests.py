@@ -10,7 +10,10 @@ any run is listed with how often it failed and its first error line; the command
 test failed, 0 otherwise. Results also go to reports/stress.json. Use it before changing clocks,
 pollers or fixtures.
 
-The release property test runs its `dev` hypothesis profile here (40 examples, not `make test`'s
+STRESS_LOAD=1 tells the tests they run under this load: the property test's workers then keep
+their priority (under `make test` they lower it so latency-judged tests keep the CPU; behind the
+busy loops a lowered worker would get a tenth of a core). The release property test runs its
+`dev` hypothesis profile here (40 examples, not `make test`'s
 300): its examples are derandomized, so repeating the same 300 pure-CPU releases ten times adds
 time, not coverage of races; the rounds' budget goes to repeating everything else.
 """
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                         capture_output=True,
                         text=True,
                         check=False,
-                        env={**os.environ, "HYPOTHESIS_PROFILE": args.hypothesis_profile},
+                        env={**os.environ, "HYPOTHESIS_PROFILE": args.hypothesis_profile, "STRESS_LOAD": "1"},
                     )
                     found = _failures(report) if report.exists() else {}
                     if result.returncode not in (0, 1) and not found:

@@ -56,9 +56,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def rig(release_template: dict[str, Any], redis_server: RedisServer) -> Iterator[Rig]:
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("STRESS_LOAD"):
         # Hundreds of releases are pure CPU: under parallel workers this one yields the CPU to
         # tests whose synthetic checks judge latency (from here on, for the rest of this worker).
+        # Not under `make stress`: its busy loops run at normal priority, and a worker niced
+        # behind them would get a tenth of a core for the rest of the round.
         os.nice(10)
     with release_rig(release_template, redis_server.url) as built:
         yield built
