@@ -179,7 +179,9 @@ def release(
         cause=view.cause,
         report=reports / f"{request['release_id']}.html",
     )
-    if code != 0:
+    if code != 0 and "CanaryFailed" in (view.cause or ""):
+        outcome.rollback_note = "judged by JudgeCanary: no alarm involved"
+    elif code != 0:
         outcome.detect_to_rollback_ms, outcome.rollback_note = wait_for_rollback_record(
             aws,
             names,
