@@ -20,14 +20,13 @@ minimum covers that case.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from contracts.names import LIVE_ALIAS, release_health_alarm_name
 from contracts.state import AlarmsChecked, Deploy, Shift
-from tasks.common import Settings, client, event_model, iso, logger, parse_time, task_handler, utc_now
+from tasks.common import Settings, client, event_model, iso, logger, metrics_window, task_handler, utc_now
 from tasks.errors import AlarmTriggered, GreenUnhealthy, InsufficientGreenTraffic, InvalidState
 
 
@@ -88,11 +87,7 @@ def missing_alarms(expected: Sequence[str], states: dict[str, str], health: str)
 
 def green_invocations(settings: Settings, green: dict[str, str], since: str) -> int:
     cloudwatch = client("cloudwatch")
-    start = parse_time(since)
-    # The end lies ahead so the current minute is counted (CloudWatch excludes EndTime).
-    end = utc_now() + timedelta(minutes=1)
-    if end <= start:
-        end = start + timedelta(minutes=1)
+    start, end = metrics_window(since)
     total = 0.0
     for fn, version in green.items():
         points = cloudwatch.get_metric_statistics(

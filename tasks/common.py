@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import boto3
@@ -126,6 +126,13 @@ def parse_time(value: str | datetime) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def metrics_window(since: str | datetime) -> tuple[datetime, datetime]:
+    """[since, end) for a CloudWatch query about what happened since `since`: the end lies a minute
+    ahead so the current minute is counted (CloudWatch excludes EndTime), and never before it."""
+    start = parse_time(since)
+    return start, max(utc_now() + timedelta(minutes=1), start + timedelta(minutes=1))
 
 
 def console_url(region: str, execution_arn: str) -> str:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -44,7 +44,7 @@ from contracts.state import (
     Verdict,
 )
 from tasks import release_record
-from tasks.common import Settings, client, event_model, iso, logger, parse_time, task_handler, utc_now
+from tasks.common import Settings, client, event_model, iso, logger, metrics_window, task_handler
 from tasks.errors import CanaryFailed
 
 SEVERITY: dict[str, int] = {"skipped": 0, "pass": 0, "marginal": 1, "fail": 2}
@@ -297,9 +297,7 @@ def _not_compared(reason: str) -> ErrorComparison:
 def judge_canary(settings: Settings, state: JudgeCanaryInput) -> Judgement:
     """`$.judgement`, or CanaryFailed (after auditing the verdict) to send the release to Rollback."""
     shift, judge = state.shift, state.release.judge
-    start = parse_time(shift.shifted_at)
-    # The end lies ahead so the current minute is counted (CloudWatch excludes EndTime).
-    end = max(utc_now() + timedelta(minutes=1), start + timedelta(minutes=1))
+    start, end = metrics_window(shift.shifted_at)
     earlier = state.judgement.steps if state.judgement is not None else ()
     verdict: Verdict = "pass"
     latency: tuple[LatencyComparison, ...] = ()
