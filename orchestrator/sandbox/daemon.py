@@ -537,13 +537,28 @@ def serve(
     signal.signal(signal.SIGINT, lambda *_: done.set())
     try:
         sandbox.start()
-        done.wait()
+        wait_for_signal(done)
     except Exception:
         log.exception("sandbox failed")
         sandbox.stop()
         return 1
+    log.info("stopping the sandbox")
     sandbox.stop()
+    log.info("sandbox stopped")
     return 0
+
+
+def wait_for_signal(done: threading.Event, poll_seconds: float = 0.25) -> None:
+    """Block the main thread until a signal handler sets `done`.
+
+    Python runs signal handlers in the main thread only, and the kernel may deliver a
+    process-directed signal to any thread that does not block it. When another thread (a
+    gateway, poller or moto thread) takes the SIGTERM, the main thread is not interrupted, and
+    an unbounded `done.wait()` would sleep through `sandbox down` until it is killed, before the
+    sandbox has written its IAM observations and reports. Waking every `poll_seconds` lets the
+    interpreter run the pending handler."""
+    while not done.wait(poll_seconds):
+        pass
 
 
 # ---- the CLI side: start in the background, stop, wait ---------------------------------------
@@ -710,7 +725,7 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def stop_background(directory: Path, timeout: float = 30.0) -> bool:
+def stop_background(directory: Path, timeout: float = 60.0) -> bool:
     try:
         state = read_state(directory, check_endpoint=False)
     except SandboxNotRunning:
