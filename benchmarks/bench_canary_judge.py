@@ -7,13 +7,16 @@ One sandbox (the synthesized staging stage, compressed clock) with the demo's li
 - faulty: green's `messages` handler is `--delay-ms` slower (FAULT_DELAY_MS), and never fails, so
   no alarm fires and only the judge can stop it.
 
-Each release shifts 50% for one bake of `--bake` seconds (compressed 60x), then 100%. A healthy
+Each release shifts 50% for one bake of `--bake` seconds (compressed 60x), then 100%, with
+`--routing invocations` (alias weights) or `connections` (the edge's share of new connections,
+which the demo's clients open every 2 s). A healthy
 release judged `fail` is a false positive; a faulty release not judged `fail` is a false negative.
 A release that ended otherwise (for instance its synthetic checks failed on a starved machine) is
 counted apart and left out of both rates. The judge's verdict and numbers come from the release
 record (`canary_verdicts`), the outcome from the execution.
 
     .venv/bin/python benchmarks/bench_canary_judge.py [--trials 10] [--delay-ms 150] [--bake 240]
+        [--routing invocations|connections]
 
 Prints one line per release and one JSON line last (benchmarks/run_all.py).
 """
@@ -31,14 +34,23 @@ from typing import Any
 
 from contracts import names
 from orchestrator.aws import Aws, Names, Target
-from orchestrator.demo import ENV, TIME_SCALE, demo_request
+from orchestrator.demo import CONNECTION_LIFETIME_SECONDS, ENV, TIME_SCALE, demo_request
 from orchestrator.sandbox.daemon import start_background, stop_background
 from orchestrator.traffic import TrafficGenerator
 
 
-def release(aws: Aws, version: str, configuration: dict[str, str], bake: int) -> dict[str, Any]:
+def release(
+    aws: Aws, version: str, configuration: dict[str, str], bake: int, routing: str = "invocations"
+) -> dict[str, Any]:
     request = demo_request(
-        aws, version, configuration, min_success_rate=0.9, steps="50,100", bake=bake, requested_by="bench"
+        aws,
+        version,
+        configuration,
+        min_success_rate=0.9,
+        steps="50,100",
+        bake=bake,
+        requested_by="bench",
+        routing=routing,
     )
     machine = aws.state_machine_arn(Names(ENV).release_state_machine)
     started = time.monotonic()
@@ -86,6 +98,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--trials", type=int, default=10, help="releases of each kind")
     parser.add_argument("--delay-ms", type=int, default=150)
     parser.add_argument("--bake", type=int, default=240, help="seconds of the 50%% bake (compressed 60x)")
+    parser.add_argument("--routing", choices=("invocations", "connections"), default="invocations")
     args = parser.parse_args(argv)
     faulty = {"FAULT_DELAY_MS": str(args.delay_ms), "FAULT_FUNCTIONS": "messages"}
     results: dict[str, list[dict[str, Any]]] = {"healthy": [], "faulty": []}
@@ -95,14 +108,20 @@ def main(argv: list[str]) -> int:
         aws = Aws(Target(region=state.region, endpoint_url=state.moto_url, sandbox=True))
         queue = aws.call("sqs", "get_queue_url", QueueName=names.queue_name(ENV, "events"))["QueueUrl"]
         traffic = TrafficGenerator(
-            state.gateway["websocket live"], state.gateway["api key"], aws.client("sqs"), queue
+            state.gateway["websocket live"],
+            state.gateway["api key"],
+            aws.client("sqs"),
+            queue,
+            connection_lifetime=CONNECTION_LIFETIME_SECONDS,
         )
         traffic.start()
         try:
             for trial in range(args.trials):
                 for kind in ("healthy", "faulty"):
                     version = f"3.{trial}.{0 if kind == 'healthy' else 1}"
-                    result = release(aws, version, faulty if kind == "faulty" else {}, args.bake)
+                    result = release(
+                        aws, version, faulty if kind == "faulty" else {}, args.bake, args.routing
+                    )
                     result["outcome"] = classify(kind, result)
                     results[kind].append(result)
                     first = result["verdicts"][0]["summary"] if result["verdicts"] else result["cause"]
@@ -127,6 +146,7 @@ def main(argv: list[str]) -> int:
         sum(r["outcome"] != "fail" for r in faulty_judged) / len(faulty_judged) if faulty_judged else None
     )
     figures = {
+        "routing": args.routing,
         "trials_per_kind": args.trials,
         "delay_ms": args.delay_ms,
         "bake_seconds": args.bake,

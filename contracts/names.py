@@ -77,6 +77,16 @@ def rotation_function_name(env: str) -> str:
     return f"{prefix(env)}-rotate-api-key"
 
 
+def canary_store_name(env: str) -> str:
+    """The CloudFront KeyValueStore holding the connection canary's share (contracts/canary.py)."""
+    return f"{prefix(env)}-canary"
+
+
+def canary_router_function_name(env: str) -> str:
+    """The CloudFront Function that sends that share of new `live` handshakes to the `canary` stage."""
+    return f"{prefix(env)}-canary-router"
+
+
 def stage_id(env: str) -> str:
     """CDK Stage construct id (also the cloud assembly directory `assembly-<Stage>`)."""
     return env.capitalize()
@@ -152,16 +162,29 @@ def release_guard_dlq_alarm_name(env: str) -> str:
     return f"{release_guard_alarm_prefix(env)}fanout-dlq"
 
 
+# The canary stage's API Gateway errors (`connections` routing): green's own clients, apart from
+# the preview stage's synthetic traffic on the same `green` aliases.
+CANARY_GUARD_METRICS = ("IntegrationError", "ExecutionError")
+
+
+def release_guard_canary_alarm_name(env: str, metric: str) -> str:
+    """`<env>-release-guard-canary-integration-errors` / `-execution-errors`."""
+    kind = {"IntegrationError": "integration", "ExecutionError": "execution"}[metric]
+    return f"{release_guard_alarm_prefix(env)}canary-{kind}-errors"
+
+
 def release_health_alarm_name(env: str) -> str:
     """The composite of every guard: what the alarm-rollback rule listens to."""
     return f"{release_alarm_prefix(env)}health"
 
 
 def release_guard_alarm_names(env: str, function_keys: Iterable[str]) -> tuple[str, ...]:
-    """The guard alarms a release expects: one per released function, and the fan-out DLQ's."""
+    """The guard alarms a release expects: one per released function, the fan-out DLQ's, and the
+    canary stage's API Gateway errors."""
     return (
         *(release_guard_alarm_name(env, key) for key in sorted(function_keys)),
         release_guard_dlq_alarm_name(env),
+        *(release_guard_canary_alarm_name(env, metric) for metric in CANARY_GUARD_METRICS),
     )
 
 

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from contracts.canary import DEFAULT_ROUTING, Routing
+
 # Step Functions accepts 256 KiB of input; a release request is a few hundred bytes, so anything
 # near the limit is a mistake (or an attack) and is refused before it reaches AWS.
 MAX_REQUEST_BYTES = 32 * 1024
@@ -186,6 +188,14 @@ class ReleaseRequest(_Strict):
     judge: CanaryJudge = Field(
         default=CanaryJudge(), description="how green is judged against blue after each bake"
     )
+    routing: Routing = Field(
+        default=DEFAULT_ROUTING,
+        description=(
+            "how a step sends traffic to green: `invocations` (every function's live alias weighted, "
+            "per invocation) or `connections` (the edge sends the step's share of new WebSocket "
+            "connections to the canary stage; a connection stays on one version)"
+        ),
+    )
     dry_run: bool = Field(default=False, description="run every check but never change the live alias")
     approval: Literal["required", "none"] = "none"
     approval_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600, strict=True)] = 24 * 3600
@@ -240,6 +250,7 @@ class ReleaseDefaults(_Strict):
     strategy: Strategy | None = None
     checks: SyntheticChecks | None = None
     judge: CanaryJudge | None = None
+    routing: Routing | None = None
     approval: Literal["required", "none"] | None = None
     min_green_invocations: Annotated[int | None, Field(ge=0, strict=True)] = None
 
@@ -248,7 +259,7 @@ class ReleaseDefaults(_Strict):
         thresholds merge one by one: `{"judge": {"enabled": false}}` or one changed tolerance keeps
         the environment's other thresholds."""
         filled = dict(raw)
-        for name in ("strategy", "checks", "judge", "approval", "min_green_invocations"):
+        for name in ("strategy", "checks", "judge", "routing", "approval", "min_green_invocations"):
             value = getattr(self, name)
             if value is None:
                 continue

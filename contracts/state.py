@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contracts.canary import DEFAULT_ROUTING, Routing
 from contracts.release import CanaryJudge
 
 Count = Annotated[int, Field(ge=0)]
@@ -104,6 +105,7 @@ class Release(ReleaseRef):
     strategy: StrategyRef
     checks: ChecksRef = ChecksRef()
     judge: CanaryJudge = CanaryJudge()
+    routing: Routing = DEFAULT_ROUTING
     approval: Literal["required", "none"] = "none"
     approval_timeout_seconds: Count = 24 * 3600
     min_green_invocations: Count = 0
@@ -294,6 +296,23 @@ class RolledBack(_Section):
 
     cause: str
     restored: Versions
+    # `connections` routing: the edge's canary share was set to 0 before the aliases moved.
+    canary_share_reset: bool = False
+
+
+class Drained(_Section):
+    """`$.drain`: DrainCanary's work after a rollback in `connections` routing.
+
+    Every connection the registry held on the canary stage was closed through `@connections`
+    DELETE (a connection already gone counts as closed); the clients reconnect through `live`
+    to blue. `remaining` is what was still registered on the canary stage when the drain gave up
+    (0 when it finished within `drain_timeout_seconds`)."""
+
+    closed: Count
+    gone: Count = 0
+    remaining: Count = 0
+    rounds: Count = 1
+    drain_seconds: Annotated[float, Field(ge=0.0)]
 
 
 # -- what a task receives -----------------------------------------------------------------------
@@ -318,6 +337,7 @@ class ReleaseState(_Section):
     finalize: Finalized | None = None
     failure: Failure | None = None
     rollback: RolledBack | None = None
+    drain: Drained | None = None
 
     def json_dict(self) -> dict[str, Any]:
         """The state as Step Functions holds it (sections not yet written left out)."""

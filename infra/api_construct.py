@@ -1,18 +1,23 @@
-"""The WebSocket API: routes, the `$connect` authorizer, the `live` and `preview` stages, the origin domain.
+"""The WebSocket API: routes, the `$connect` authorizer, the `live`, `preview` and `canary` stages, the origin domain.
 
 Why mostly L1: every integration (and the authorizer) targets `<function-arn>:${stageVariables.alias}`,
 so one API serves two releases at once: the `live` stage resolves to each function's `live` alias,
-the `preview` stage to its `green` alias. The L2 Lambda integration only targets a fixed function
-ARN, so the routes, integrations, authorizer and stages are written against the CloudFormation
-resources directly; the custom domain uses the L2 `DomainName`.
+the `preview` and `canary` stages to its `green` alias. The L2 Lambda integration only targets a
+fixed function ARN, so the routes, integrations, authorizer and stages are written against the
+CloudFormation resources directly; the custom domain uses the L2 `DomainName`.
 
-Hostnames (one origin domain, two API mappings whose keys equal the stage names):
+Hostnames (one origin domain, three API mappings whose keys equal the stage names):
     wss://<origin-host>/live     -> stage `live`    (alias `live`)
     wss://<origin-host>/preview  -> stage `preview` (alias `green`)
+    wss://<origin-host>/canary   -> stage `canary`  (alias `green`)
 Mapping key == stage name keeps the `@connections` callback URL that a handler builds from
 `requestContext.domainName` + `requestContext.stage` (`https://<origin-host>/<stage>`) correct
-for both stages. The default execute-api endpoint is disabled: the only way in is the custom
+for every stage. The default execute-api endpoint is disabled: the only way in is the custom
 domain, which CloudFront fronts (see edge_construct.py).
+
+`canary` is the connection-level canary (contracts/canary.py): clients never name it; the edge
+function rewrites a share of new `/live` handshakes to `/canary`, so those connections run on
+green for their whole life. It is throttled like `live`, whose clients it carries a share of.
 """
 
 from __future__ import annotations
@@ -33,13 +38,23 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as targets
 from constructs import Construct, IDependable
 
+from contracts.canary import CANARY_STAGE
 from infra.retention import retention
 from service import catalog
 
 LIVE_STAGE = "live"
 PREVIEW_STAGE = "preview"
 # Stage -> the Lambda alias its integrations resolve to (stage variable `alias`).
-STAGE_ALIASES: Mapping[str, str] = {LIVE_STAGE: "live", PREVIEW_STAGE: "green"}
+STAGE_ALIASES: Mapping[str, str] = {LIVE_STAGE: "live", PREVIEW_STAGE: "green", CANARY_STAGE: "green"}
+# The stages `ApiProps.throttle` configures (config/<env>.json `api`), and the stage whose limits each
+# stage takes: `canary` carries a share of `live`'s clients (up to all of them at a 100% step), so it
+# gets live's limits. API Gateway throttles per stage, so the two together may take twice live's rate.
+THROTTLED_STAGES: tuple[str, ...] = (LIVE_STAGE, PREVIEW_STAGE)
+THROTTLE_OF_STAGE: Mapping[str, str] = {
+    LIVE_STAGE: LIVE_STAGE,
+    PREVIEW_STAGE: PREVIEW_STAGE,
+    CANARY_STAGE: LIVE_STAGE,
+}
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
 ORIGIN_VERIFY_HEADER = "x-origin-verify"
 # API Gateway rejects a $connect that lacks any identity source before invoking the authorizer.
@@ -85,6 +100,7 @@ class ApiProps:
     hosted_zone_name: str
     logs_key: kms.IKey
     log_retention_days: int
+    # Per THROTTLED_STAGES stage; the canary stage takes live's (THROTTLE_OF_STAGE).
     throttle: Mapping[str, ApiThrottle]
     # Resources the Lambda permissions must wait for (the aliases they name).
     alias_dependencies: Sequence[IDependable] = field(default_factory=tuple)
@@ -93,7 +109,7 @@ class ApiProps:
 
 
 class WebSocketApiConstruct(Construct):
-    """API Gateway v2 WebSocket API with alias-routed integrations, two stages and a custom domain."""
+    """API Gateway v2 WebSocket API with alias-routed integrations, three stages and a custom domain."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ApiProps) -> None:
         super().__init__(scope, construct_id)
@@ -102,9 +118,10 @@ class WebSocketApiConstruct(Construct):
         missing = sorted({*catalog.route_table().values(), "authorizer"} - set(props.functions))
         if missing:
             raise ValueError(f"WebSocket API: no function for catalog key(s) {', '.join(missing)}")
-        if set(props.throttle) != set(STAGE_ALIASES):
+        if set(props.throttle) != set(THROTTLED_STAGES):
             raise ValueError(
-                f"WebSocket API: throttle needs exactly the stages {sorted(STAGE_ALIASES)}, got {sorted(props.throttle)}"
+                f"WebSocket API: throttle needs exactly the stages {sorted(THROTTLED_STAGES)} (canary takes "
+                f"{THROTTLE_OF_STAGE[CANARY_STAGE]}'s), got {sorted(props.throttle)}"
             )
 
         self.api = apigwv2.CfnApi(
@@ -157,12 +174,21 @@ class WebSocketApiConstruct(Construct):
             [f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:", self.api_id, f"/{resource}"],
         )
 
+    def connections_arn(self, stage: str, method: str = "*") -> str:
+        """`<api>/<stage>/<method>/@connections/*`: the `@connections` of one stage (method POST, GET, DELETE or *)."""
+        if stage not in STAGE_ALIASES:
+            raise ValueError(f"WebSocket API has no stage {stage!r}")
+        return self.execute_api_arn(f"{stage}/{method}/@connections/*")
+
     def grant_manage_connections(self, grantee: iam.IGrantable) -> iam.Grant:
-        """`execute-api:ManageConnections` on both stages' `@connections` (POST/GET/DELETE), nothing else."""
+        """`execute-api:ManageConnections` on every stage's `@connections` (POST/GET/DELETE), nothing else.
+
+        Every stage: a client connected to `canary` is fanned out to like one on `live`.
+        """
         return iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["execute-api:ManageConnections"],
-            resource_arns=[self.execute_api_arn(f"{stage}/*/@connections/*") for stage in STAGE_ALIASES],
+            resource_arns=[self.connections_arn(stage) for stage in STAGE_ALIASES],
         )
 
     # -- building blocks ---------------------------------------------------------------------
@@ -219,17 +245,24 @@ class WebSocketApiConstruct(Construct):
         return routes
 
     def _grant_invoke(self) -> None:
-        """Lambda permissions per alias, each scoped to the one stage that routes to it."""
+        """Lambda permissions per alias, each scoped to the stages that route to it."""
         integrated = sorted(set(catalog.route_table().values()))
+        authorized: set[str] = set()
         for stage_name, alias in STAGE_ALIASES.items():
+            # The first stage of an alias keeps the id it had before `canary` existed (a new logical
+            # id replaces the permission); a later stage on the same alias adds its own name.
+            suffix = _camel(alias) if alias not in authorized else f"{_camel(alias)}{_camel(stage_name)}"
             for key in integrated:
                 self._permission(
-                    f"Invoke{_camel(key)}{_camel(alias)}",
+                    f"Invoke{_camel(key)}{suffix}",
                     key,
                     alias,
                     self.execute_api_arn(f"{stage_name}/*"),
                 )
-            # Authorizer source ARNs carry no stage: `<api>/authorizers/<authorizer-id>`.
+            if alias in authorized:
+                continue
+            authorized.add(alias)
+            # Authorizer source ARNs carry no stage: `<api>/authorizers/<authorizer-id>`, one per alias.
             self._permission(
                 f"InvokeAuthorizer{_camel(alias)}",
                 "authorizer",
@@ -281,13 +314,18 @@ class WebSocketApiConstruct(Construct):
         return account
 
     def _stage(self, stage_name: str) -> apigwv2.CfnStage:
-        throttle = self._props.throttle[stage_name]
+        throttle = self._props.throttle[THROTTLE_OF_STAGE[stage_name]]
         stage = apigwv2.CfnStage(
             self,
             f"{_camel(stage_name)}Stage",
             api_id=self.api_id,
             stage_name=stage_name,
-            description=f"Routes to each function's `{STAGE_ALIASES[stage_name]}` alias",
+            description=f"Routes to each function's `{STAGE_ALIASES[stage_name]}` alias"
+            + (
+                " (connection canary: the edge sends a share of new /live handshakes here)"
+                if stage_name == CANARY_STAGE
+                else ""
+            ),
             auto_deploy=True,
             stage_variables={"alias": STAGE_ALIASES[stage_name]},
             access_log_settings=apigwv2.CfnStage.AccessLogSettingsProperty(

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contracts.canary import DEFAULT_ROUTING, Routing
 from contracts.release import CanaryJudge
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -182,6 +183,9 @@ class ReleaseConfig(_Model):
     synthetic_checks: SyntheticChecksConfig
     # JudgeCanary's thresholds (contracts.release.CanaryJudge); a request may override them.
     canary_judge: CanaryJudge = CanaryJudge()
+    # How steps send traffic to green (contracts.canary): alias weights per invocation, or the
+    # edge's share of new WebSocket connections; a request may choose the other.
+    routing: Routing = DEFAULT_ROUTING
     state_machine_log_level: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ALL"
 
     @field_validator("steps")

@@ -14,11 +14,19 @@ is part of the distribution's configuration (readable with `cloudfront:GetDistri
 so that permission is as sensitive as `secretsmanager:GetSecretValue` on the origin secret.
 Rotating it means: put a new value, then update the stack (CloudFormation re-resolves only on a
 stack update that touches the distribution); the authorizer reads the secret (cached 60 s).
+
+The connection canary (contracts/canary.py): a CloudFront Function (JavaScript runtime 2.0) runs on
+every viewer request of the default behavior, the WebSocket upgrade GET included, reads the canary
+share from a CloudFront KeyValueStore and rewrites that share of new `/live` handshakes to
+`/canary` (the API's canary stage, on each function's `green` alias). The release tasks write the
+share with the KeyValueStore API (`canary_store` grant, infra/orchestration/grants.py); the function
+only reads it. One store per function is all CloudFront allows, and all this needs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_certificatemanager as acm
@@ -32,6 +40,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from contracts import names
 from infra.api_construct import ORIGIN_VERIFY_HEADER
 from infra.scanner import checkov_skip
 
@@ -46,6 +55,8 @@ FORWARDED_HEADERS = (
 )
 # `api_key` is the query-string form of the key (browsers cannot set headers on a WebSocket).
 FORWARDED_QUERY_STRINGS = ("api_key",)
+# The viewer-request function of the connection canary (cloudfront-js-2.0 source, deployed as is).
+CANARY_ROUTER_SOURCE = Path(__file__).resolve().parent / "edge" / "canary_router.js"
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,7 @@ class EdgeConstruct(Construct):
             ),
         )
         self.log_bucket = self._log_bucket()
+        self.canary_store, self.canary_router = self._canary_router()
         self.origin_request_policy = cloudfront.OriginRequestPolicy(
             self,
             "WebSocketOriginRequest",
@@ -133,6 +145,13 @@ class EdgeConstruct(Construct):
                 cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
                 origin_request_policy=self.origin_request_policy,
                 compress=False,
+                # Decides `live` or `canary` once per connection, on its handshake.
+                function_associations=[
+                    cloudfront.FunctionAssociation(
+                        function=self.canary_router,
+                        event_type=cloudfront.FunctionEventType.VIEWER_REQUEST,
+                    )
+                ],
             ),
         )
         checkov_skip(
@@ -161,6 +180,31 @@ class EdgeConstruct(Construct):
     def stage_url(self, stage: str) -> str:
         """The client URL of a stage: `wss://<public-host>/<stage>`."""
         return f"wss://{self._props.public_domain_name}/{stage}"
+
+    @property
+    def canary_store_arn(self) -> str:
+        """`arn:aws:cloudfront::<account>:key-value-store/<id>`: what the release tasks read and write."""
+        return self.canary_store.key_value_store_arn
+
+    def _canary_router(self) -> tuple[cloudfront.KeyValueStore, cloudfront.Function]:
+        env = self._props.environment
+        store = cloudfront.KeyValueStore(
+            self,
+            "CanaryStore",
+            key_value_store_name=names.canary_store_name(env),
+            comment="Connection canary: percent of new /live WebSocket handshakes sent to the canary stage",
+        )
+        router = cloudfront.Function(
+            self,
+            "CanaryRouter",
+            function_name=names.canary_router_function_name(env),
+            comment="Sends the KeyValueStore's share of new /live handshakes to /canary (green)",
+            code=cloudfront.FunctionCode.from_file(file_path=str(CANARY_ROUTER_SOURCE)),
+            runtime=cloudfront.FunctionRuntime.JS_2_0,
+            key_value_store=store,
+            auto_publish=True,
+        )
+        return store, router
 
     def _log_bucket(self) -> s3.Bucket:
         retention_days = self._props.access_log_retention_days

@@ -304,6 +304,12 @@ UNEXERCISED: tuple[Unexercised, ...] = (
         )
         for action in ("lambda:GetFunctionConfiguration", "lambda:ListVersionsByFunction")
     ),
+    Unexercised(
+        "lambda:InvokeFunction",
+        "*alarm-rollback",
+        "the drain_invoke grant: the alarm rollback invokes DrainCanary only when the release it rolls "
+        "back used `connections` routing; the tour's manual rollback is an `invocations` release",
+    ),
     *(
         Unexercised(action, "staging-realtime-backup*", _SCHEDULER)
         for action in (

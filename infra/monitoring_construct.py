@@ -44,9 +44,12 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
+from contracts.canary import CANARY_STAGE
 from contracts.names import (
+    CANARY_GUARD_METRICS,
     LIVE_ALIAS,
     release_guard_alarm_name,
+    release_guard_canary_alarm_name,
     release_guard_dlq_alarm_name,
     release_health_alarm_name,
 )
@@ -392,6 +395,30 @@ class MonitoringConstruct(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         )
+        # `connections` routing: green's share of clients connect through the canary stage, whose
+        # integrations resolve the `green` aliases. Lambda's per-alias metrics for `green` also
+        # count the preview stage's synthetic checks, so the guard watches the stage itself.
+        for metric_name in CANARY_GUARD_METRICS:
+            metric = cloudwatch.Metric(
+                namespace="AWS/ApiGateway",
+                metric_name=metric_name,
+                dimensions_map={"ApiId": props.api_id, "Stage": CANARY_STAGE},
+                statistic="Sum",
+                period=GUARD_PERIOD,
+            )
+            guards.append(
+                metric.create_alarm(
+                    self,
+                    f"ReleaseGuardCanary{metric_name}",
+                    alarm_name=release_guard_canary_alarm_name(props.environment, metric_name),
+                    alarm_description=f"{metric_name} on the canary stage (release guard, connections routing)",
+                    threshold=props.release_guard_error_threshold,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    evaluation_periods=1,
+                    datapoints_to_alarm=1,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
         for guard in guards:
             # Operators see which guard fired; the composite below says a release is unhealthy.
             guard.add_alarm_action(self.alarm_action)

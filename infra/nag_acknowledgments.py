@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from aws_cdk import Acknowledgment, Stage, Validations
 from constructs import IConstruct
 
+from contracts.canary import CANARY_STAGE
+from infra.api_construct import STAGE_ALIASES
 from infra.iam_allowlist import WILDCARD_RESOURCE_ACTIONS
+from infra.orchestration.grants import CANARY_DRAIN_METHODS
 from service.catalog import released_keys
 
 NAG = "AwsSolutions::AwsSolutions"
@@ -125,7 +128,7 @@ ACKNOWLEDGMENTS: list[Ack] = [
             "known only at run time; the grant is limited to this API, one stage and the @connections path.",
         )
         for function in ("Fanout", "Messages")
-        for stage in ("live", "preview")
+        for stage in STAGE_ALIASES
     ],
     Ack(
         f"{STACK}/Edge/OriginSecret",
@@ -153,8 +156,9 @@ ACKNOWLEDGMENTS: list[Ack] = [
     Ack(
         f"{STACK}/Edge/Distribution",
         f"{GUARD}::cloudfront_default_root_object_configured_check",
-        "The distribution serves only WebSocket upgrades on /live and /preview; a default root object "
-        "would rewrite `/` to an object the WebSocket API does not have.",
+        "The distribution serves only WebSocket upgrades on /live and /preview (the edge function sends a "
+        "share of /live to /canary); a default root object would rewrite `/` to an object the WebSocket API "
+        "does not have.",
     ),
     Ack(
         f"{STACK}/Edge/Distribution",
@@ -194,6 +198,7 @@ _RELEASE_TASKS = (
     "JudgeCanary",
     "Finalize",
     "Rollback",
+    "DrainCanary",
     "AlarmRollback",
 )
 # Logical ids of the functions whose versions and aliases (`<arn>:*`) roles address; they derive
@@ -218,6 +223,7 @@ _STATE_MACHINE_TASK_IDS = (
     "OrchestrationTasksJudgeCanaryFunctionBEBCE1E4",
     "OrchestrationTasksFinalizeFunction2498253A",
     "OrchestrationTasksRollbackFunctionF1E2ECF2",
+    "OrchestrationTasksDrainCanaryFunctionC6B636BC",
 )
 ACKNOWLEDGMENTS += [
     *[
@@ -260,6 +266,16 @@ ACKNOWLEDGMENTS += [
         "DeployGreen reads the release's service bundle, whose key (`service/<version>-<sha>.zip`) is chosen "
         "per release: s3:GetObject only, under the artifact bucket's service/ prefix only.",
     ),
+    *[
+        Ack(
+            f"{_ORCH}/Tasks/DrainCanary/Role",
+            f"{NAG}-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<ApiF1A3B7F9>"
+            f"/{CANARY_STAGE}/{method}/@connections/*]",
+            "The canary drain closes (DELETE) the connections of the canary stage, whose ids exist only at run "
+            "time: execute-api:ManageConnections on this API's canary stage and that method only.",
+        )
+        for method in CANARY_DRAIN_METHODS
+    ],
     Ack(
         f"{_ORCH}/Tasks/AlarmRollback/Role",
         f"{NAG}-IAM5[Resource::arn:<AWS::Partition>:states:{{region}}:{{account}}:execution:{{environment}}-release:*]",

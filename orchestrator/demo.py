@@ -7,10 +7,14 @@
    (FAULT_ERROR_RATE with FAULT_FUNCTIONS=messages; its authorizer stays correct, so the
    synthetic checks' refusal test passes): green's errors on live traffic fire a release-guard alarm during a bake, the alarm rule's
    rollback restores blue and stops the execution; the detect-to-rollback latency is printed;
-5. releases 1.3.0, whose `messages` handler is 150 ms slower (FAULT_DELAY_MS) but never fails:
-   no alarm fires, and JudgeCanary, comparing green's p99 with blue's over the same bake,
-   judges it worse and the release rolls back with the numbers;
-6. writes an HTML report per execution under reports/, prints a summary, stops the sandbox.
+5. releases 1.3.0 with `connections` routing: the edge function sends half of the new WebSocket
+   connections to the canary stage (green) and each connection stays on one version. Its
+   `messages` handler is 150 ms slower (FAULT_DELAY_MS) but never fails: no alarm fires, and
+   JudgeCanary, comparing green's p99 on the canary stage with blue's on live over the same
+   bake, judges it worse; the release rolls back with the numbers, and DrainCanary closes the
+   canary stage's connections, whose clients reconnect to blue;
+6. writes an HTML report per execution under reports/, prints a summary (with what the clients
+   saw: connections answered by one version or by both), stops the sandbox.
 
 Everything goes through boto3 and the gateway, like an operator's session against AWS.
 """
@@ -52,6 +56,13 @@ BAKE_SECONDS = 90
 JUDGED_STEPS = "50,100"
 JUDGED_BAKE_SECONDS = 900
 JUDGED_FAULT = {"FAULT_DELAY_MS": "150", "FAULT_FUNCTIONS": "messages"}
+JUDGED_ROUTING = "connections"
+# Clients reconnect every 2 s, as a population of real clients comes and goes: with `connections`
+# routing only new connections reach green.
+CONNECTION_LIFETIME_SECONDS = 2.0
+# The watch sees a state up to a poll late: a connection counts for a step only when it opened
+# and closed this far inside the step's observed start and end.
+WINDOW_MARGIN_SECONDS = 0.5
 # How long the summary waits for the alarm-rollback task's record: it stops the execution first,
 # then restores blue again, releases the lock and records (a busy machine takes seconds).
 RECORD_WAIT_SECONDS = 30.0
@@ -73,6 +84,11 @@ class Outcome:
     error: str | None
     cause: str | None
     report: Path
+    routing: str = "invocations"
+    # Connections opened and closed within the steps below 100%: answered by one version (per
+    # version) or by more than one (`mixed`).
+    consistency: dict[str, int] | None = None
+    drain: dict[str, Any] | None = None
     detect_to_rollback_ms: float | None = None
     rollback_note: str = ""  # why there is no detect-to-rollback figure, when there is none
     notes: dict[str, str] = field(default_factory=dict)
@@ -104,6 +120,7 @@ def demo_request(
     steps: str,
     bake: int,
     requested_by: str = "demo",
+    routing: str | None = None,
 ) -> dict[str, Any]:
     """A validated release request for `version`, its artifact uploaded to the sandbox's bucket."""
     uri, sha = upload_artifact(aws, version)
@@ -120,6 +137,7 @@ def demo_request(
         release_id=None,
         config=[f"{k}={v}" for k, v in configuration.items()],
         min_green_invocations=1,
+        routing=routing,
         default_requester=requested_by,
     )
     # The demo's synthetic checks are small (every task's timeout runs on the compressed clock too)
@@ -147,14 +165,23 @@ def release(
     min_success_rate: float,
     steps: str = "10,50,100",
     bake: int = BAKE_SECONDS,
+    routing: str = "invocations",
+    traffic: TrafficGenerator | None = None,
 ) -> Outcome:
     request = demo_request(
-        aws, version, configuration, min_success_rate=min_success_rate, steps=steps, bake=bake
+        aws,
+        version,
+        configuration,
+        min_success_rate=min_success_rate,
+        steps=steps,
+        bake=bake,
+        routing=routing,
     )
     names = Names(ENV)
     machine = aws.state_machine_arn(names.release_state_machine)
     console.rule(
-        f"release {version}  ({', '.join(f'{k}={v}' for k, v in configuration.items()) or 'healthy'})"
+        f"release {version}  ({', '.join(f'{k}={v}' for k, v in configuration.items()) or 'healthy'}; "
+        f"{routing} routing)"
     )
     started = time.monotonic()
     arn = aws.start_execution(machine, request["release_id"], request)["executionArn"]
@@ -178,7 +205,19 @@ def release(
         error=view.error,
         cause=view.cause,
         report=reports / f"{request['release_id']}.html",
+        routing=routing,
     )
+    if traffic is not None:
+        window = step_window(watcher.entered_seen, len(request["strategy"]["steps"]))
+        if window is not None:
+            outcome.consistency = traffic.consistency(*window)
+    drained = view.runs.get("DrainCanary")
+    if (
+        drained is not None
+        and isinstance(drained.output, dict)
+        and isinstance(drained.output.get("drain"), dict)
+    ):
+        outcome.drain = drained.output["drain"]
     if code != 0 and "CanaryFailed" in (view.cause or ""):
         outcome.rollback_note = "judged by JudgeCanary: no alarm involved"
     elif code != 0:
@@ -190,11 +229,18 @@ def release(
         )
     notes = {
         "version": version,
+        "routing": ROUTING_NOTES[routing],
         "configuration": ", ".join(f"{k}={v}" for k, v in configuration.items()) or "(none)",
         "time": f"compressed {TIME_SCALE:g}x: each {bake} s bake lasts {bake / TIME_SCALE:.1f} s of wall time",
         "wall time": f"{wall:.1f} s",
         "state transitions": str(outcome.transitions),
     }
+    if outcome.consistency is not None:
+        notes["what clients saw"] = describe_consistency(outcome.consistency)
+    if outcome.drain is not None:
+        notes["canary drain"] = (
+            f"{outcome.drain.get('closed', 0)} connections closed in {float(outcome.drain.get('drain_seconds', 0)):.2f} s"
+        )
     if outcome.detect_to_rollback_ms is not None:
         notes["detect-to-rollback"] = (
             f"{outcome.detect_to_rollback_ms:.0f} ms (alarm state change to every live alias on blue)"
@@ -202,6 +248,37 @@ def release(
     reports.mkdir(parents=True, exist_ok=True)
     outcome.report.write_text(execution_report(view, execution_arn=arn, traffic=watcher.traffic, notes=notes))
     return outcome
+
+
+ROUTING_NOTES = {
+    "invocations": "invocations: every function's live alias weighted, so a connection meets both versions during a step",
+    "connections": "connections: the edge sends the step's share of new connections to the canary stage; each stays on one version",
+}
+
+
+def step_window(entered: list[tuple[str, float]], step_count: int) -> tuple[float, float] | None:
+    """Wall-clock [start, end] of the steps below 100%: from the first bake to the 100% step's
+    SetWeights (or the rollback, or the end), narrowed by the watch's polling margin."""
+    bakes = [at for name, at in entered if name == "Bake"]
+    if not bakes or step_count < 2:
+        return None
+    start = bakes[0]
+    shifts = [at for name, at in entered if name == "SetWeights"]
+    ends = [at for name, at in entered if name in ("Rollback", "Finalize") and at > start]
+    if len(shifts) >= step_count:
+        ends.append(shifts[step_count - 1])
+    if not ends:
+        return None
+    start, end = start + WINDOW_MARGIN_SECONDS, min(ends) - WINDOW_MARGIN_SECONDS
+    return (start, end) if end > start else None
+
+
+def describe_consistency(counts: dict[str, int]) -> str:
+    mixed = counts.get("mixed", 0)
+    single = {version: n for version, n in counts.items() if version != "mixed"}
+    total = mixed + sum(single.values())
+    alone = ", ".join(f"{n} by {version} alone" for version, n in sorted(single.items()))
+    return f"{total} connections opened and closed during the steps: {alone or 'none by one version'}; {mixed} by both"
 
 
 def _functions_note(mode: str) -> str:
@@ -286,11 +363,23 @@ def run_demo(
     try:
         events_queue = aws.call("sqs", "get_queue_url", QueueName=names.queue_name(ENV, "events"))["QueueUrl"]
         traffic = TrafficGenerator(
-            state.gateway["websocket live"], state.gateway["api key"], aws.client("sqs"), events_queue
+            state.gateway["websocket live"],
+            state.gateway["api key"],
+            aws.client("sqs"),
+            events_queue,
+            connection_lifetime=CONNECTION_LIFETIME_SECONDS,
         )
         traffic.start()
         outcomes.append(
-            release(aws, console, reports, version="1.1.0", configuration={}, min_success_rate=0.95)
+            release(
+                aws,
+                console,
+                reports,
+                version="1.1.0",
+                configuration={},
+                min_success_rate=0.95,
+                traffic=traffic,
+            )
         )
         outcomes.append(
             release(
@@ -312,6 +401,8 @@ def run_demo(
                 min_success_rate=0.95,
                 steps=JUDGED_STEPS,
                 bake=JUDGED_BAKE_SECONDS,
+                routing=JUDGED_ROUTING,
+                traffic=traffic,
             )
         )
     finally:
@@ -333,7 +424,11 @@ def run_demo(
     healthy_ok = len(outcomes) == 3 and outcomes[0].exit_code == 0
     rolled_back = len(outcomes) == 3 and outcomes[1].exit_code == 1
     judged = len(outcomes) == 3 and outcomes[2].exit_code == 1 and "CanaryFailed" in (outcomes[2].cause or "")
-    return 0 if healthy_ok and rolled_back and judged else 1
+    # The connection-level release: no client was answered by both versions during its step.
+    sticky = (
+        len(outcomes) == 3 and outcomes[2].consistency is not None and outcomes[2].consistency["mixed"] == 0
+    )
+    return 0 if healthy_ok and rolled_back and judged and sticky else 1
 
 
 def summary(
@@ -357,11 +452,20 @@ def summary(
     for o in outcomes:
         if o.status != "SUCCEEDED":
             console.print(f"{o.version}: {o.error}: {(o.cause or '')[:300]}")
+    for o in outcomes:
+        if o.consistency is not None:
+            console.print(f"{o.version} ({o.routing} routing): {describe_consistency(o.consistency)}")
+        if o.drain is not None:
+            console.print(
+                f"{o.version}: canary stage drained: {o.drain.get('closed', 0)} connections closed, "
+                f"{o.drain.get('gone', 0)} already gone, in {float(o.drain.get('drain_seconds', 0)):.2f} s; "
+                "their clients reconnected to blue"
+            )
     if traffic is not None:
         s = traffic.stats
         console.print(
-            f"traffic: {s.connects} connections ({s.connect_failures} refused), {s.sent} pings, "
-            f"{s.frames} frames received ({s.error_frames} errors), {s.events_published} events published"
+            f"traffic: {s.connects} connections ({s.connect_failures} refused, {s.server_closes} closed by the server), "
+            f"{s.sent} pings, {s.frames} frames received ({s.error_frames} errors), {s.events_published} events published"
         )
     console.print(
         f"demo wall time {wall:.1f} s (sandbox start {state.startup_seconds:.1f} s), ended {datetime.now(UTC):%H:%M:%S} UTC"

@@ -173,6 +173,7 @@ def build_request(
     config: Sequence[str] = (),
     min_green_invocations: int | None = None,
     judge: bool | None = None,
+    routing: str | None = None,
     request_file: Path | None = None,
     default_requester: str = "unknown",
     resolve_sha256: Callable[[str, str], str] | None = None,
@@ -212,6 +213,8 @@ def build_request(
     if judge is not None:
         judged = base.get("judge")
         request["judge"] = {**(judged if isinstance(judged, dict) else {}), "enabled": judge}
+    if routing is not None:
+        request["routing"] = routing
     strategy = _strategy(env, steps, bake, base.get("strategy"))
     if strategy is not None:
         request["strategy"] = strategy

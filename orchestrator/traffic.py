@@ -4,6 +4,10 @@ Clients connect with the API key, subscribe to a channel and ping; events are pu
 `events` queue so the live fan-out runs too. Every request is a real invocation of the alias
 `live`, so while a release shifts traffic, green's share of these invocations (and its errors)
 is exactly what CloudWatch, the release-guard alarms and CheckAlarms see.
+
+Each connection records the service versions that answered its pings (`pong.version`), with
+when it opened and closed: what a client sees of a release. With `invocations` routing a
+connection open during a step meets both versions; with `connections` routing it meets one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 
 @dataclass
+class ConnectionSeen:
+    """One client connection: when it opened and closed (time.time()), and who answered it."""
+
+    opened: float
+    closed: float | None = None
+    versions: dict[str, int] = field(default_factory=dict)  # version -> pongs answered
+    events: int = 0  # fan-out deliveries of the subscribed channel
+
+
+@dataclass
 class TrafficStats:
     connects: int = 0
     connect_failures: int = 0
@@ -28,6 +42,10 @@ class TrafficStats:
     error_frames: int = 0
     events_published: int = 0
     publish_failures: int = 0
+    # Connections the server closed (e.g. a canary stage drained after a rollback): the client
+    # connects again, as a real client would.
+    server_closes: int = 0
+    connections: list[ConnectionSeen] = field(default_factory=list)
 
 
 @dataclass
@@ -40,6 +58,10 @@ class TrafficGenerator:
     ping_interval: float = 0.05
     event_interval: float = 0.25
     channel: str = "price:eth"
+    # Seconds a client keeps a connection before it closes it and connects again (None: for as
+    # long as the generator runs). With `connections` routing only new connections can reach
+    # green, so a churning population is what lets a release's steps show.
+    connection_lifetime: float | None = None
     stats: TrafficStats = field(default_factory=TrafficStats)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -75,10 +97,13 @@ class TrafficGenerator:
                     close_timeout=1,
                 ) as ws:
                     self.stats.connects += 1
+                    seen = ConnectionSeen(opened=time.time())
+                    self.stats.connections.append(seen)
                     await ws.send(json.dumps({"action": "subscribe", "channel": self.channel}))
-                    reader = asyncio.create_task(self._read(ws))
+                    reader = asyncio.create_task(self._read(ws, seen))
+                    opened = time.monotonic()
                     try:
-                        while not self._stop.is_set():
+                        while not self._stop.is_set() and not self._expired(opened):
                             await ws.send(
                                 json.dumps({"action": "ping", "request_id": f"c{index}-{self.stats.sent}"})
                             )
@@ -86,16 +111,46 @@ class TrafficGenerator:
                             await asyncio.sleep(self.ping_interval)
                     finally:
                         reader.cancel()
-            except (InvalidStatus, ConnectionClosed, OSError, TimeoutError):
+                        seen.closed = time.time()
+            except ConnectionClosed:
+                self.stats.server_closes += 1
+                await asyncio.sleep(self.ping_interval)
+            except (InvalidStatus, OSError, TimeoutError):
                 # A refused handshake is itself traffic (an authorizer or $connect invocation that failed).
                 self.stats.connect_failures += 1
                 await asyncio.sleep(self.ping_interval)
 
-    async def _read(self, ws: Any) -> None:
+    def _expired(self, opened: float) -> bool:
+        return self.connection_lifetime is not None and time.monotonic() - opened >= self.connection_lifetime
+
+    async def _read(self, ws: Any, seen: ConnectionSeen) -> None:
         async for message in ws:
             self.stats.frames += 1
             if '"error"' in str(message) or "Internal server error" in str(message):
                 self.stats.error_frames += 1
+            elif '"type": "event"' in str(message) or '"type":"event"' in str(message):
+                seen.events += 1
+            elif '"pong"' in str(message):
+                try:
+                    version = json.loads(message).get("version")
+                except ValueError:
+                    continue
+                if isinstance(version, str):
+                    seen.versions[version] = seen.versions.get(version, 0) + 1
+
+    def consistency(self, start: float, end: float) -> dict[str, int]:
+        """Connections that opened and closed within [start, end]: how many were answered by one
+        version alone (per version) and how many by more than one (`mixed`)."""
+        counts: dict[str, int] = {"mixed": 0}
+        for seen in list(self.stats.connections):
+            if seen.closed is None or seen.opened < start or seen.closed > end or not seen.versions:
+                continue
+            if len(seen.versions) > 1:
+                counts["mixed"] += 1
+            else:
+                (version,) = seen.versions
+                counts[version] = counts.get(version, 0) + 1
+        return counts
 
     def _publisher(self) -> None:
         sequence = 0

@@ -58,6 +58,7 @@ class Watcher:
     interval: float = 2.0
     side_every: float = 1.0
     sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
     view: ExecutionView | None = None
     splits: dict[str, AliasSplit] = field(default_factory=dict)
     green_version: str | None = None
@@ -68,6 +69,9 @@ class Watcher:
     warning: str | None = None
     # Virtual seconds per wall second of the history clock (the sandbox compresses time).
     time_scale: float = 1.0
+    # (state, wall time.time()) of every state entered, as this watch first saw it: the history's
+    # own timestamps are on the sandbox's compressed clock.
+    entered_seen: list[tuple[str, float]] = field(default_factory=list)
     _wait_seen: dict[tuple[str, int], float] = field(default_factory=dict)
     _side_at: float = -1e9
 
@@ -82,6 +86,8 @@ class Watcher:
         events = self.aws.history_after(self.execution_arn, self.view.last_event_id)
         self.requests += 1
         for name, status in self.view.apply(events):
+            if status == RUNNING:
+                self.entered_seen.append((name, time.time()))
             run = self.view.runs[name]
             when = run.exited if status != RUNNING and run.exited else run.entered
             records.append(
@@ -273,8 +279,9 @@ class Watcher:
                 # History timestamps are on the sandbox's compressed clock: count from when this
                 # watch first saw the wait, scaled.
                 key = (view.current, view.runs[view.current].visits)
-                first_seen = self._wait_seen.setdefault(key, time.monotonic())
-                elapsed = (time.monotonic() - first_seen) * self.time_scale
+                now = self.monotonic()
+                first_seen = self._wait_seen.setdefault(key, now)
+                elapsed = (now - first_seen) * self.time_scale
             remaining = max(0.0, seconds - elapsed)
             lines.append(
                 Text(f"bake: {view.current} {seconds:.0f} s, about {remaining:.0f} s left", style="blue")

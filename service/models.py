@@ -112,6 +112,8 @@ class PongFrame(_Frame):
     type: Literal["pong"] = "pong"
     request_id: str | None = None
     ts: float = Field(default_factory=lambda: time.time() * 1000)
+    # The service version that answered (SERVICE_VERSION): a client sees which release serves it.
+    version: str | None = None
 
 
 class EventFrame(_Frame):

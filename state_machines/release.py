@@ -8,13 +8,14 @@ Reads top to bottom like the runbook an operator would follow by hand:
     -> Finalize -> IsDryRun -> [CleanUpScratchCache] -> ReleaseLock -> ReleaseSucceeded
 
 Failures before anything changed end in RecordReleaseAborted -> ReleaseLock + Fail; from
-DeployGreen on, every failure goes to Rollback -> [CleanUpGreenCache] -> ReleaseLockAfterRollback -> ReleaseRolledBack.
+DeployGreen on, every failure goes to Rollback -> [DrainCanary] -> [CleanUpGreenCache] -> ReleaseLockAfterRollback
+-> ReleaseRolledBack (DrainCanary in `connections` routing: the canary stage's connections closed).
 
 The whole execution state is one JSON object: `release` (the validated request and its
 context), `deploy` (blue and green versions, cache schemas), `warm` (the warm-up cursor),
 `synthetic`, `approval`, `shift` (the current traffic step), `alarms`, `judgement` (green
 against blue after the bake), `failure` (a caught
-{Error, Cause}) and `rollback`. Lambda tasks receive the whole state and return their part;
+{Error, Cause}), `rollback` and `drain`. Lambda tasks receive the whole state and return their part;
 the sections one task writes and another reads are typed in contracts/state.py.
 
 Each bake is one Wait state, so a release costs a fixed number of transitions per step
@@ -53,6 +54,7 @@ TASK_KEYS = (
     "judge_canary",
     "finalize",
     "rollback",
+    "drain_canary",
 )
 
 
@@ -176,7 +178,29 @@ def release_definition(scope: Construct, props: ReleaseProps) -> sfn.IChainable:
     )
     retry_transient(rollback, attempts=8)
     rollback.add_catch(rollback_failed, errors=["States.ALL"], result_path="$.rollback_failure")
-    rollback.next(was_green_deployed)
+    drain_canary = _invoke(
+        scope,
+        "DrainCanary",
+        props.fn("drain_canary"),
+        result_path="$.drain",
+        comment="Close every connection on the canary stage; its clients reconnect through live to blue",
+    )
+    retry_transient(drain_canary)
+    # Blue already serves the canary stage (its `green` aliases are back on blue): a failed drain
+    # is recorded, and the rollback goes on to release the lock.
+    drain_canary.add_catch(was_green_deployed, errors=["States.ALL"], result_path="$.drain_failure")
+    drain_canary.next(was_green_deployed)
+    rollback.next(
+        sfn.Choice(scope, "IsConnectionRouting", state_name="IsConnectionRouting")
+        .when(
+            sfn.Condition.and_(
+                sfn.Condition.is_present("$.release.routing"),
+                sfn.Condition.string_equals("$.release.routing", "connections"),
+            ),
+            drain_canary,
+        )
+        .otherwise(was_green_deployed)
+    )
 
     # -- before anything changed: release the lock and fail ------------------------------------
     aborted = sfn.Fail(

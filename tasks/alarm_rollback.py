@@ -10,10 +10,15 @@ with the alarm as its cause, the aliases are checked once more (a task in flight
 moved them), the lock is released, and the outcome recorded and notified. The
 detect-to-rollback latency (alarm state-change time to aliases restored) is a metric.
 A retry (EventBridge retries a failed target) resumes from a ROLLING_BACK lock.
+
+A release in `connections` routing (its record says so) has the edge's canary share set to 0
+before the aliases move, and its canary stage drained (DrainCanary, invoked and awaited) before
+the lock is released: the execution is stopped, so its own rollback path never runs.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,8 +28,9 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
+from contracts.names import task_function_name
 from contracts.state import ReleaseRef
-from tasks import release_record
+from tasks import canary_share, release_record
 from tasks.common import (
     MetricUnit,
     Settings,
@@ -168,6 +174,9 @@ def alarm_rollback(settings: Settings, event: EventBridgeModel) -> dict[str, Any
     if not _claim_lock(settings, lock):
         return {"action": "none", "reason": f"release {release_id} released the lock meanwhile"}
     record = release_record.get(settings, release_id) or {}
+    connections = record.get("routing") == "connections"
+    if connections:
+        canary_share.set_share(settings, 0)
     lam = client("lambda")
     blue = blue_versions(lam, settings, record.get("blue_versions") or {})
     restore_blue(lam, blue)
@@ -181,7 +190,6 @@ def alarm_rollback(settings: Settings, event: EventBridgeModel) -> dict[str, Any
     execution_arn = str(lock.get("execution_arn", ""))
     stopped = trigger.kind == "alarm" and bool(execution_arn) and _stop_execution(execution_arn, error, cause)
     restore_blue(lam, blue)  # a task in flight when the lock was claimed may have moved an alias
-    _release_lock(settings, release_id)
     release = ReleaseRef(
         release_id=release_id,
         version=record.get("version"),
@@ -189,6 +197,8 @@ def alarm_rollback(settings: Settings, event: EventBridgeModel) -> dict[str, Any
         dry_run=bool(record.get("dry_run", False)),
         execution_arn=execution_arn,
     )
+    drained = _drain(settings, release) if connections else None
+    _release_lock(settings, release_id)
     summary = f"rolled back to blue ({', '.join(f'{fn} v{v}' for fn, v in blue.items())}): {cause}"
     if record:
         release_record.finish(
@@ -201,6 +211,7 @@ def alarm_rollback(settings: Settings, event: EventBridgeModel) -> dict[str, Any
                 "blue": blue,
                 "detect_to_rollback_ms": round(latency_ms, 1),
                 "execution_stopped": stopped,
+                **({"drain": drained} if drained is not None else {}),
             },
             actor="alarm-rollback",
         )
@@ -213,7 +224,38 @@ def alarm_rollback(settings: Settings, event: EventBridgeModel) -> dict[str, Any
         "restored": blue,
         "execution_stopped": stopped,
         "detect_to_rollback_ms": round(latency_ms, 1),
+        **({"drain": drained} if drained is not None else {}),
     }
+
+
+def _drain_client() -> Any:
+    """A Lambda client that waits out a whole drain (DRAIN_TIMEOUT_SECONDS, 60 s by default, and
+    at most 280 s) and never retries it: the tasks' shared client would time out after 30 s and
+    invoke the drain again."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(read_timeout=290, connect_timeout=5, retries={"total_max_attempts": 1})
+    return boto3.session.Session().client("lambda", config=config)
+
+
+def _drain(settings: Settings, release: ReleaseRef) -> dict[str, Any]:
+    """DrainCanary's `$.drain` for the release (its function, awaited), or what went wrong: a
+    failed drain leaves connections on the canary stage, served by blue, and is reported, but
+    does not keep the lock."""
+    name = task_function_name(settings.environment, "drain_canary")
+    payload = json.dumps({"release": release.model_dump(mode="json")}).encode()
+    try:
+        answer = _drain_client().invoke(FunctionName=name, InvocationType="RequestResponse", Payload=payload)
+    except ClientError as exc:
+        logger.error("canary drain not invoked", extra={"function": name, "error": str(exc)})
+        return {"error": f"{name} not invoked: {exc}"}
+    body = json.loads(answer["Payload"].read() or b"null")
+    if answer.get("FunctionError"):
+        logger.error("canary drain failed", extra={"function": name, "error": body})
+        message = body.get("errorMessage") if isinstance(body, dict) else body
+        return {"error": f"{name} failed: {message}"}
+    return dict(body) if isinstance(body, dict) else {"error": f"{name} answered {body!r}"}
 
 
 @task_handler

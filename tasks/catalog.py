@@ -24,6 +24,9 @@ Permission = Literal[
     "execution_stop",
     "redis",
     "synthetic",
+    "canary_store",
+    "canary_drain",
+    "drain_invoke",
 ]
 
 
@@ -116,7 +119,7 @@ TASKS: tuple[TaskFunction, ...] = (
         120,
         256,
         False,
-        ("service_aliases", "table_read", "table_write", "topic_publish"),
+        ("service_aliases", "canary_store", "table_read", "table_write", "topic_publish"),
     ),
     TaskFunction(
         "check_alarms",
@@ -139,29 +142,48 @@ TASKS: tuple[TaskFunction, ...] = (
     TaskFunction(
         "finalize",
         "tasks.finalize.handler",
-        "Finalize: every live alias on green alone, outcome recorded and notified",
+        "Finalize: every live alias on green alone, the canary share 0, outcome recorded and notified",
         120,
         256,
         False,
-        ("service_aliases", "table_read", "table_write", "topic_publish"),
+        ("service_aliases", "canary_store", "table_read", "table_write", "topic_publish"),
     ),
     TaskFunction(
         "rollback",
         "tasks.rollback.handler",
-        "Rollback: every live and green alias back on blue, outcome recorded and notified",
+        "Rollback: every live and green alias back on blue, the canary share 0, outcome recorded and notified",
         120,
         256,
         False,
-        ("service_read", "service_aliases", "table_read", "table_write", "topic_publish"),
+        ("service_read", "service_aliases", "canary_store", "table_read", "table_write", "topic_publish"),
+    ),
+    TaskFunction(
+        "drain_canary",
+        "tasks.drain_canary.handler",
+        "DrainCanary: closes every connection on the canary stage so its clients reconnect to blue",
+        300,
+        256,
+        True,
+        ("redis", "canary_drain", "table_write"),
     ),
     TaskFunction(
         "alarm_rollback",
         "tasks.alarm_rollback.handler",
         "Alarm rollback: on a release-guard ALARM, blue takes all traffic back and the release stops",
-        120,
+        # Room for the canary drain it awaits in `connections` routing (DrainCanary: 300 s at most).
+        330,
         256,
         False,
-        ("service_read", "service_aliases", "table_read", "table_write", "topic_publish", "execution_stop"),
+        (
+            "service_read",
+            "service_aliases",
+            "canary_store",
+            "drain_invoke",
+            "table_read",
+            "table_write",
+            "topic_publish",
+            "execution_stop",
+        ),
     ),
 )
 

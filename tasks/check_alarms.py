@@ -4,7 +4,8 @@ Three checks: every alarm of the release gate exists, and none is in ALARM; and 
 least the step's minimum number of invocations through `live` since the step began
 (`AWS/Lambda` Invocations with dimensions FunctionName, Resource `<fn>:live`, ExecutedVersion
 `<green version>`, summed over the service functions), so a quiet bake is not mistaken for a
-healthy one.
+healthy one. In `connections` routing green serves the canary stage through the `green`
+aliases, so its invocations are counted under Resource `<fn>:green`.
 
 The gate's alarms are named in RELEASE_ALARM_NAMES (infra sets it from
 `contracts.names.release_alarm_names`: one guard per released function, the fan-out DLQ guard
@@ -24,19 +25,31 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from contracts.names import LIVE_ALIAS, release_health_alarm_name
+from contracts.canary import DEFAULT_ROUTING, Routing
+from contracts.names import GREEN_ALIAS, LIVE_ALIAS, release_health_alarm_name
 from contracts.state import AlarmsChecked, Deploy, Shift
 from tasks.common import Settings, client, event_model, iso, logger, metrics_window, task_handler, utc_now
 from tasks.errors import AlarmTriggered, GreenUnhealthy, InsufficientGreenTraffic, InvalidState
 
 
+class RoutingRef(BaseModel):
+    """`$.release.routing` (the whole release is not needed here)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    routing: Routing = DEFAULT_ROUTING
+
+
 class CheckAlarmsInput(BaseModel):
-    """CheckAlarms receives the whole state; it reads `shift` and, to count green's traffic, `deploy`."""
+    """CheckAlarms receives the whole state; it reads `shift` and, to count green's traffic,
+    `deploy` and the release's `routing`."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     shift: Shift
     deploy: Deploy | None = None
+    release: RoutingRef = RoutingRef()
+
 
 
 ALARM_TYPES = ["MetricAlarm", "CompositeAlarm"]
@@ -85,7 +98,7 @@ def missing_alarms(expected: Sequence[str], states: dict[str, str], health: str)
     )
 
 
-def green_invocations(settings: Settings, green: dict[str, str], since: str) -> int:
+def green_invocations(settings: Settings, green: dict[str, str], since: str, alias: str = LIVE_ALIAS) -> int:
     cloudwatch = client("cloudwatch")
     start, end = metrics_window(since)
     total = 0.0
@@ -95,7 +108,7 @@ def green_invocations(settings: Settings, green: dict[str, str], since: str) -> 
             MetricName="Invocations",
             Dimensions=[
                 {"Name": "FunctionName", "Value": fn},
-                {"Name": "Resource", "Value": f"{fn}:{LIVE_ALIAS}"},
+                {"Name": "Resource", "Value": f"{fn}:{alias}"},
                 {"Name": "ExecutedVersion", "Value": version},
             ],
             StartTime=start,
@@ -124,7 +137,10 @@ def check_alarms(settings: Settings, state: CheckAlarmsInput) -> AlarmsChecked:
         deploy = state.deploy
         if deploy is None:
             raise InvalidState("CheckAlarmsInput is invalid: deploy: Field required")
-        served = green_invocations(settings, deploy.green, shift.shifted_at)
+        # At 100% every `live` alias serves green, whatever the routing.
+        connections = state.release.routing == "connections" and shift.percent < 100
+        alias = GREEN_ALIAS if connections else LIVE_ALIAS
+        served = green_invocations(settings, deploy.green, shift.shifted_at, alias)
         if served < required:
             raise InsufficientGreenTraffic(
                 f"green served {served} invocations at {shift.percent}% during the bake, "

@@ -1,5 +1,8 @@
 """Finalize: green becomes blue. Every `live` alias on green alone, the outcome recorded.
 
+In `connections` routing the edge's canary share then returns to 0: `live` serves green now,
+so new connections need no canary stage (those on it stay on green, which `live` serves).
+
 A dry run ends here too, without having touched `live`: its `green` aliases return to blue so
 the preview stage serves what `live` serves.
 """
@@ -12,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from contracts.names import GREEN_ALIAS, LIVE_ALIAS
 from contracts.state import Deploy, Finalized, Release
-from tasks import release_record
+from tasks import canary_share, release_record
 from tasks.common import (
     MetricUnit,
     Settings,
@@ -50,6 +53,8 @@ def finalize(settings: Settings, state: FinalizeInput) -> Finalized:
     assert_lock_held(settings, release.release_id)
     for fn in settings.functions:
         point_alias(lam, fn, LIVE_ALIAS, deploy.green[fn])
+    if release.routing == "connections":
+        canary_share.set_share(settings, 0)
     summary = f"version {release.version} is live: " + ", ".join(
         f"{fn} v{v}" for fn, v in deploy.green.items()
     )

@@ -6,6 +6,11 @@ same window, from the metrics Lambda publishes per executed version of an alias
 `<fn>:live` and ExecutedVersion): during a step both versions serve `live`, so both see the same
 clients, the same payloads and the same hour of the day.
 
+In `connections` routing green serves the canary stage's connections through the `green` aliases
+while blue serves the `live` stage's through `live`: green's figures are read from Resource
+`<fn>:green`, blue's from `<fn>:live`, over the same window. The two stages hold different
+connections of the same population, which the edge split at random.
+
 - Errors: a one-sided two-proportion z-test of green's error rate against blue's, all service
   functions together. It fails when green is worse at the `fail_alpha` significance level and by
   at least `min_error_rate_increase`; it is marginal at `marginal_alpha`.
@@ -30,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from contracts.names import LIVE_ALIAS
+from contracts.names import GREEN_ALIAS, LIVE_ALIAS
 from contracts.release import CanaryJudge
 from contracts.state import (
     Deploy,
@@ -208,10 +213,10 @@ def judge_samples(
 # -- the metrics ------------------------------------------------------------------------------------
 
 
-def _queries(function: str, version: str, prefix: str, period: int) -> list[dict[str, Any]]:
+def _queries(function: str, version: str, prefix: str, period: int, alias: str) -> list[dict[str, Any]]:
     dimensions = [
         {"Name": "FunctionName", "Value": function},
-        {"Name": "Resource", "Value": f"{function}:{LIVE_ALIAS}"},
+        {"Name": "Resource", "Value": f"{function}:{alias}"},
         {"Name": "ExecutedVersion", "Value": version},
     ]
     return [
@@ -234,9 +239,10 @@ def window_period(start: datetime, end: datetime) -> int:
 
 
 def version_samples(
-    deploy: Deploy, start: datetime, end: datetime
+    deploy: Deploy, start: datetime, end: datetime, green_alias: str = LIVE_ALIAS
 ) -> dict[str, tuple[VersionSample, VersionSample]]:
-    """Function -> (green, blue) figures over [start, end) from GetMetricData."""
+    """Function -> (green, blue) figures over [start, end) from GetMetricData; green's through
+    `green_alias` (`live` when both versions serve it, `green` for the canary stage)."""
     period = window_period(start, end)
     queries: list[dict[str, Any]] = []
     ids: dict[str, tuple[str, str]] = {}
@@ -246,7 +252,8 @@ def version_samples(
                 continue
             prefix = f"{side}{index}"
             ids[prefix] = (function, side)
-            queries.extend(_queries(function, version, prefix, period))
+            alias = green_alias if side == "g" else LIVE_ALIAS
+            queries.extend(_queries(function, version, prefix, period, alias))
     values: dict[str, list[float]] = {}
     cloudwatch = client("cloudwatch")
     for start_at in range(0, len(queries), MAX_QUERIES_PER_CALL):
@@ -307,7 +314,9 @@ def judge_canary(settings: Settings, state: JudgeCanaryInput) -> Judgement:
         # At 100% blue serves nothing: there is no baseline left to compare with.
         errors = _not_compared("at 100% blue serves no traffic to compare with")
     else:
-        verdict, errors, latency = judge_samples(version_samples(state.deploy, start, end), judge)
+        green_alias = GREEN_ALIAS if state.release.routing == "connections" else LIVE_ALIAS
+        samples = version_samples(state.deploy, start, end, green_alias)
+        verdict, errors, latency = judge_samples(samples, judge)
     summary = summarize(verdict, errors, latency)
     step = StepVerdict(index=shift.index, percent=shift.percent, verdict=verdict, summary=summary)
     judgement = Judgement(

@@ -96,6 +96,7 @@ def start(settings: Settings, release: Release) -> Recorded:
         "artifact": release.artifact.model_dump(),
         "strategy": release.strategy.model_dump(exclude_none=True),
         "dry_run": release.dry_run,
+        "routing": release.routing,
         "approval": release.approval,
         "configuration": release.configuration,
         "requested_by": release.requested_by,

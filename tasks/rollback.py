@@ -3,6 +3,11 @@
 Reached from any failure after the lock was taken. Blue is what `live` served before the
 release: DeployGreen's record of it, or, when DeployGreen never finished, the version `live`
 still points at (a release changes `live` only after DeployGreen). Idempotent.
+
+In `connections` routing the edge's canary share goes to 0 first, so no new connection reaches
+the canary stage; then the aliases move, so the connections already on the canary stage (its
+integrations resolve `green`) are served by blue from their next invocation; DrainCanary then
+closes them, and their clients reconnect through `live`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from contracts.names import GREEN_ALIAS, LIVE_ALIAS
 from contracts.state import Deploy, Failure, Release, RolledBack
-from tasks import release_record
+from tasks import canary_share, release_record
 from tasks.common import (
     MetricUnit,
     Settings,
@@ -76,6 +81,9 @@ def rollback(settings: Settings, state: RollbackInput) -> RolledBack:
     """`$.rollback`: the cause and the blue versions restored."""
     release = state.release
     lam = client("lambda")
+    connections = release.routing == "connections"
+    if connections:
+        canary_share.set_share(settings, 0)
     blue = blue_versions(lam, settings, state.deploy.blue if state.deploy is not None else {})
     restore_blue(lam, blue)
     cause = describe_failure(state.failure)
@@ -85,7 +93,7 @@ def rollback(settings: Settings, state: RollbackInput) -> RolledBack:
     )
     add_metric("ReleaseRolledBack", MetricUnit.Count, 1)
     logger.warning("release rolled back", extra={"release_id": release.release_id, "cause": cause})
-    return RolledBack(cause=cause, restored=blue)
+    return RolledBack(cause=cause, restored=blue, canary_share_reset=connections)
 
 
 @task_handler

@@ -1,8 +1,16 @@
-"""SetWeights: route the step's share of every function's `live` traffic to green, in lockstep.
+"""SetWeights: route the step's share of traffic to green.
 
-Below 100% the `live` alias stays on blue with green as the additional version
-(`RoutingConfig.AdditionalVersionWeights`); at 100% `live` points at green alone. Idempotent:
-setting the same weights twice changes nothing. Before touching an alias the task checks that
+`invocations` routing: below 100% every function's `live` alias stays on blue with green as the
+additional version (`RoutingConfig.AdditionalVersionWeights`), in lockstep; at 100% `live`
+points at green alone.
+
+`connections` routing: below 100% the `live` aliases stay on blue alone and the step's share is
+written to the edge's KeyValueStore (tasks.canary_share): the edge function sends that share of
+new WebSocket connections to the `canary` stage, served by the `green` aliases, and a connection
+stays there for its life. At 100% every `live` alias moves to green, so the connections on
+`live` are served by green too; Finalize then sets the share back to 0.
+
+Idempotent: setting the same weights or share twice changes nothing. Before touching an alias the task checks that
 this release still holds the environment's lock, so a release that an alarm rollback already
 stopped cannot shift traffic back.
 
@@ -17,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from contracts.names import LIVE_ALIAS
 from contracts.state import Deploy, Release, Shift, ShiftSection
-from tasks import release_record
+from tasks import canary_share, release_record
 from tasks.common import Settings, client, event_model, iso, logger, resource, task_handler, utc_now
 from tasks.errors import InvalidState, LockLost
 
@@ -94,10 +102,17 @@ def set_weights(settings: Settings, state: SetWeightsInput) -> Shift:
     if deploy is None:
         raise InvalidState("SetWeightsInput is invalid: deploy: Field required")
     lam = client("lambda")
-    for fn in settings.functions:
-        route(lam, fn, deploy.blue[fn], deploy.green[fn], step.percent)
-    summary = f"traffic step {step.index + 1}/{len(release.strategy.steps)}: {step.percent}% of live on green"
     detail = step.model_dump(exclude={"shifted_at", "dry_run"})
+    position = f"traffic step {step.index + 1}/{len(release.strategy.steps)}"
+    if release.routing == "connections" and step.percent < 100:
+        written = canary_share.set_share(settings, step.percent)
+        detail.update(routing="connections", previous_share=written.previous)
+        summary = f"{position}: {step.percent}% of new connections on green (the canary stage)"
+    else:
+        for fn in settings.functions:
+            route(lam, fn, deploy.blue[fn], deploy.green[fn], step.percent)
+        detail["routing"] = release.routing
+        summary = f"{position}: {step.percent}% of live on green"
     release_record.transition(
         settings, release, "TrafficShifted", summary, detail=detail, updates={"traffic_percent": step.percent}
     )

@@ -152,6 +152,19 @@ class ReleaseTaskSettings(TaskSettings):
     # contracts.names.release_alarm_names): the guards and the composite.
     alarm_names: tuple[str, ...] = Field(default=(), validation_alias="RELEASE_ALARM_NAMES")
     defaults: ReleaseDefaults = Field(default_factory=ReleaseDefaults, validation_alias="RELEASE_DEFAULTS")
+    # `connections` routing: the edge's KeyValueStore holding the canary share (contracts.canary).
+    # Set by infra on the tasks granted `canary_store`; a release in `connections` routing fails
+    # with the variable's name when a task that must write the share lacks it.
+    canary_kvs_arn: str | None = Field(default=None, validation_alias="CANARY_KVS_ARN")
+
+    @field_validator("canary_kvs_arn")
+    @classmethod
+    def _kvs_arn(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(
+            r"^arn:aws[a-z-]*:cloudfront::\d{12}:key-value-store/[\w-]+$", value
+        ):
+            raise ValueError(f"must be a CloudFront KeyValueStore ARN, got {value!r}")
+        return value
 
     @field_validator("functions", mode="before")
     @classmethod
@@ -180,6 +193,30 @@ class ReleaseTaskSettings(TaskSettings):
     @classmethod
     def _defaults(cls, value: Any) -> Any:
         return release_defaults(value) if isinstance(value, str) else value
+
+
+class DrainSettings(ReleaseTaskSettings):
+    """DrainCanary: the canary stage's `@connections` endpoint and how long a drain may take
+    (the Redis connection is service.redis_client's settings)."""
+
+    family: ClassVar[str] = "drain task"
+
+    connections_endpoint: str = Field(validation_alias="CANARY_CONNECTIONS_ENDPOINT")
+    # A drain closes, waits for the registry to forget the closed connections, and closes any
+    # client that reconnected to the canary stage before the edge saw the share at 0.
+    drain_timeout_seconds: Annotated[float, Field(ge=1, le=280)] = Field(
+        default=60, validation_alias="DRAIN_TIMEOUT_SECONDS"
+    )
+    drain_poll_seconds: Annotated[float, Field(ge=0.05, le=30)] = Field(
+        default=1, validation_alias="DRAIN_POLL_SECONDS"
+    )
+
+    @field_validator("connections_endpoint")
+    @classmethod
+    def _endpoint(cls, url: str) -> str:
+        if not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise ValueError(f"must be an https:// URL (plain http:// only on loopback), got {url!r}")
+        return url.rstrip("/")
 
 
 # -- cache tasks --------------------------------------------------------------------------------

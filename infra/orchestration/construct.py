@@ -27,6 +27,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from contracts import names
+from contracts.canary import CANARY_CONNECTIONS_ENDPOINT_VARIABLE, CANARY_KVS_ARN_VARIABLE
 from contracts.release import ReleaseDefaults
 from infra.bundling import build_bundle, pinned
 from infra.config import EnvironmentConfig
@@ -43,7 +44,10 @@ from state_machines.release import TASK_KEYS
 # the shared contracts (names, the release request model ValidateRequest checks requests with,
 # the execution state's sections). Not the CLI: no task imports `orchestrator`.
 TASK_PACKAGES = ("tasks", "service", "contracts")
+# awscrt: the CloudFront KeyValueStore API (the canary share) signs with SigV4A, which botocore
+# does only with the CRT (botocore[crt]); the runtime's boto3 does not ship it.
 TASK_REQUIREMENTS = (
+    "awscrt",
     "redis",
     "websockets",
     "pydantic",
@@ -73,16 +77,22 @@ class ReleaseOrchestrationProps:
     # `wss://<public host>/preview`: through CloudFront, which adds the origin header.
     preview_url: str
     monitoring: MonitoringConstruct
+    # The connection canary: its CloudFront KeyValueStore (the share), the canary stage's
+    # `@connections` base URL (boto3 endpoint_url) and that stage's `@connections` ARNs the drain may use.
+    canary_store_arn: str
+    canary_connections_endpoint: str
+    canary_connections_arns: tuple[str, ...]
 
 
 def release_defaults(config: EnvironmentConfig) -> str:
-    """RELEASE_DEFAULTS for ValidateRequest: the environment's strategy, checks, judge, approval and minimum."""
+    """RELEASE_DEFAULTS for ValidateRequest: the environment's strategy, checks, judge, routing, approval and minimum."""
     release = config.release
     defaults = ReleaseDefaults.model_validate(
         {
             "strategy": {"steps": [step.model_dump() for step in release.steps]},
             "checks": release.synthetic_checks.model_dump(),
             "judge": release.canary_judge.model_dump(),
+            "routing": release.routing,
             "approval": "required" if release.require_approval else "none",
             "min_green_invocations": release.min_green_invocations,
         }
@@ -174,6 +184,14 @@ class ReleaseOrchestration(Construct):
                 api_keys_secret=props.api_keys_secret,
                 preview_events_queue=props.preview_events_queue,
                 messaging_key=props.messaging_key,
+                canary_store_arn=props.canary_store_arn,
+                canary_connections_arns=props.canary_connections_arns,
+                drain_function_arn=stack.format_arn(
+                    service="lambda",
+                    resource="function",
+                    resource_name=names.task_function_name(env, "drain_canary"),
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                ),
             ),
         )
         self.tasks = TaskFunctions(
@@ -189,11 +207,15 @@ class ReleaseOrchestration(Construct):
             grants=self.grants,
             shared_environment=self.shared_environment,
             cache_environment=props.cache_environment,
-            alarms_environment={"RELEASE_ALARM_NAMES": json.dumps(self.release_alarm_names)},
-            synthetic_environment={
-                "PREVIEW_WS_URL": props.preview_url,
-                "API_KEYS_SECRET_ARN": props.api_keys_secret.secret_arn,
-                "PREVIEW_EVENTS_QUEUE_URL": props.preview_events_queue.queue_url,
+            permission_environment={
+                "alarms_read": {"RELEASE_ALARM_NAMES": json.dumps(self.release_alarm_names)},
+                "synthetic": {
+                    "PREVIEW_WS_URL": props.preview_url,
+                    "API_KEYS_SECRET_ARN": props.api_keys_secret.secret_arn,
+                    "PREVIEW_EVENTS_QUEUE_URL": props.preview_events_queue.queue_url,
+                },
+                "canary_store": {CANARY_KVS_ARN_VARIABLE: props.canary_store_arn},
+                "canary_drain": {CANARY_CONNECTIONS_ENDPOINT_VARIABLE: props.canary_connections_endpoint},
             },
         )
         self.release = ReleaseStateMachine(

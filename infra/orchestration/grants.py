@@ -2,7 +2,8 @@
 
 Every statement names its resources: the service functions (and their versions and aliases,
 `<function-arn>:*`), the release table and its index, the release topic, the artifact bucket's
-objects, the release state machine's executions. The only `*` are
+objects, the release state machine's executions, the connection canary's KeyValueStore, the
+canary stage's `@connections` and the drain task function. The only `*` are
 `cloudwatch:GetMetricStatistics` and `cloudwatch:GetMetricData`, which support no resource-level
 permissions, and
 `cloudwatch:DescribeAlarms`, which returns composite alarms only when it is allowed on `*`
@@ -45,6 +46,18 @@ TABLE_KEY_READ_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
 TABLE_KEY_WRITE_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 # SNS and SQS encrypt a message with a data key from the topic's / queue's CMK.
 MESSAGE_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+# The canary share (contracts/canary.py): GetKey reads it; PutKey writes it and needs the store's
+# ETag (IfMatch), which DescribeKeyValueStore gives. All three take the `key-value-store` resource
+# (Service Authorization Reference, Amazon CloudFront KeyValueStore); nothing lists, deletes or
+# batch-updates keys. The data-plane API signs with SigV4A: task code needs awscrt (requirements.lock).
+CANARY_STORE_ACTIONS = (
+    "cloudfront-keyvaluestore:DescribeKeyValueStore",
+    "cloudfront-keyvaluestore:GetKey",
+    "cloudfront-keyvaluestore:PutKey",
+)
+# The drain only closes canary connections (`DeleteConnection` is `DELETE @connections/<id>`); it
+# never posts to or reads one (tasks/drain_canary.py).
+CANARY_DRAIN_METHODS = ("DELETE",)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,12 @@ class GrantTargets:
     api_keys_secret: secretsmanager.ISecret
     preview_events_queue: sqs.IQueue
     messaging_key: kms.IKey
+    # The connection canary's CloudFront KeyValueStore (infra/edge_construct.py).
+    canary_store_arn: str
+    # `<api>/canary/<method>/@connections/*` per CANARY_DRAIN_METHODS method.
+    canary_connections_arns: tuple[str, ...]
+    # The drain task function, built from its name (no dependency on the function).
+    drain_function_arn: str
 
 
 class TaskGrants:
@@ -84,6 +103,9 @@ class TaskGrants:
             "execution_stop": self._execution_stop,
             "redis": self._redis,
             "synthetic": self._synthetic,
+            "canary_store": self._canary_store,
+            "canary_drain": self._canary_drain,
+            "drain_invoke": self._drain_invoke,
         }
 
     def grant(self, role: iam.IRole, permissions: Sequence[Permission]) -> None:
@@ -184,3 +206,16 @@ class TaskGrants:
             [self._t.messaging_key.key_arn],
             self._via("sqs"),
         )
+
+    def _canary_store(self, role: iam.IRole) -> None:
+        self._add(role, "SetCanaryShare", CANARY_STORE_ACTIONS, [self._t.canary_store_arn])
+
+    def _canary_drain(self, role: iam.IRole) -> None:
+        # Connection ids exist only at run time: `@connections/*` of the canary stage, DELETE only.
+        self._add(
+            role, "DrainCanaryConnections", ["execute-api:ManageConnections"], self._t.canary_connections_arns
+        )
+
+    def _drain_invoke(self, role: iam.IRole) -> None:
+        # The unqualified function only: the alarm rollback invokes `$LATEST` of the drain task.
+        self._add(role, "InvokeCanaryDrain", ["lambda:InvokeFunction"], [self._t.drain_function_arn])

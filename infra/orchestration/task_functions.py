@@ -22,7 +22,7 @@ from contracts.names import task_function_name
 from infra.config import EnvironmentConfig
 from infra.function_construct import HardenedFunction
 from infra.orchestration.grants import TaskGrants
-from tasks.catalog import TASKS, TaskFunction
+from tasks.catalog import TASKS, Permission, TaskFunction
 
 # Releases are serialized by the lock: a task runs once at a time, plus an overlapping retry.
 DEFAULT_RESERVED_CONCURRENCY = 2
@@ -57,8 +57,9 @@ class TaskFunctions(Construct):
         grants: TaskGrants,
         shared_environment: Mapping[str, str],
         cache_environment: Mapping[str, str],
-        alarms_environment: Mapping[str, str],
-        synthetic_environment: Mapping[str, str],
+        # Variables a task gets with a catalog permission (alarm names with alarms_read, the
+        # preview URL with synthetic, the canary store ARN with canary_store ...).
+        permission_environment: Mapping[Permission, Mapping[str, str]],
         tasks: tuple[TaskFunction, ...] = TASKS,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -85,10 +86,8 @@ class TaskFunctions(Construct):
             environment = {**shared_environment, **TASK_ENVIRONMENT.get(task.key, {})}
             if "redis" in task.permissions:
                 environment.update(cache_environment)
-            if "alarms_read" in task.permissions:
-                environment.update(alarms_environment)
-            if "synthetic" in task.permissions:
-                environment.update(synthetic_environment)
+            for permission in task.permissions:
+                environment.update(permission_environment.get(permission, {}))
             hardened = HardenedFunction(
                 self,
                 label(task.key),

@@ -116,6 +116,14 @@ def release_start(
             help="Judge green against blue after each bake (default: on, with the environment's thresholds).",
         ),
     ] = None,
+    routing: Annotated[
+        str | None,
+        typer.Option(
+            help="How steps send traffic to green: `invocations` (alias weights, per invocation) or "
+            "`connections` (the edge's share of new WebSocket connections; each stays on one version). "
+            "Default: the environment's.",
+        ),
+    ] = None,
     request_file: Annotated[
         Path | None,
         typer.Option(
@@ -149,6 +157,7 @@ def release_start(
             config=config or [],
             min_green_invocations=min_green_invocations,
             judge=judge,
+            routing=routing,
             request_file=request_file,
             default_requester=whoami(),
             resolve_sha256=lambda bucket, key: artifact_sha256(aws, bucket, key),

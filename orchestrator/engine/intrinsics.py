@@ -54,6 +54,7 @@ _NAME_PROPERTY: dict[str, str] = {
     "AWS::SSM::Parameter": "Name",
     "AWS::ElastiCache::SubnetGroup": "CacheSubnetGroupName",
     "AWS::ElastiCache::ReplicationGroup": "ReplicationGroupId",
+    "AWS::CloudFront::KeyValueStore": "Name",
 }
 
 _NAME_LIMIT = {
@@ -129,11 +130,21 @@ class ResourceMap:
             "AWS::Lambda::EventSourceMapping": lambda: self._arn(
                 "lambda", f"event-source-mapping:{self._key_id(logical_id)}"
             ),
+            # Global: no region in the ARN; the id is a UUID (the sandbox creates the store under it).
+            "AWS::CloudFront::KeyValueStore": lambda: self._arn(
+                "cloudfront", f"key-value-store/{self._key_id(logical_id)}", region=False
+            ),
         }
         builder = builders.get(rtype)
         if builder is None:
             raise UnresolvableIntrinsic(f"the sandbox has no ARN for {logical_id!r} of type {rtype}")
         return builder()
+
+    def api_id(self, logical_id: str) -> str:
+        """An API Gateway API's id (10 lowercase letters and digits on AWS); the sandbox's gateway
+        serves the template's WebSocket API under it, so alarms on AWS/ApiGateway {ApiId, Stage}
+        watch what the gateway records."""
+        return self._suffix(logical_id)[:10]
 
     def _security_group_id(self, logical_id: str) -> str:
         return "sg-" + self._suffix(logical_id)[:17]
@@ -173,6 +184,8 @@ class ResourceMap:
             return self._key_id(logical_id)
         if rtype == "AWS::EC2::SecurityGroup":
             return self._security_group_id(logical_id)
+        if rtype == "AWS::ApiGatewayV2::Api":
+            return self.api_id(logical_id)
         if rtype in _NAME_PROPERTY or rtype == "AWS::Lambda::Function":
             return self.physical_name(logical_id)
         raise UnresolvableIntrinsic(f"the sandbox cannot resolve Ref of {logical_id!r} ({rtype})")
@@ -200,6 +213,10 @@ class ResourceMap:
             return self._key_id(logical_id)
         if rtype == "AWS::EC2::SecurityGroup" and attribute == "GroupId":
             return self._security_group_id(logical_id)
+        if rtype == "AWS::CloudFront::KeyValueStore" and attribute == "Id":
+            return self._key_id(logical_id)
+        if rtype == "AWS::CloudFront::KeyValueStore" and attribute == "Status":
+            return "READY"
         raise UnresolvableIntrinsic(
             f"the sandbox cannot resolve Fn::GetAtt [{logical_id}, {attribute}] ({rtype})"
         )

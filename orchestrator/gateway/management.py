@@ -8,11 +8,18 @@ and reads errors from the `x-amzn-ErrorType` header: GoneException (410), Payloa
 (413), LimitExceededException (429), ForbiddenException (403). Requests are served on threads
 (stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive so boto3's pooled connections are reused);
 the hub they call is thread-safe.
+
+The same port speaks HTTPS too (with `tls`, see tls.py): a connection whose first byte is a TLS
+handshake record is wrapped, any other is plain HTTP. Functions reach it as they reach API
+Gateway, at `https://{requestContext.domainName}/{requestContext.stage}`; the operator's
+clients and the tasks keep the plain `endpoint(stage)`.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +27,8 @@ from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 MAX_POST_BYTES = 128 * 1024
+TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a TLS ClientHello
+FIRST_BYTE_TIMEOUT_SECONDS = 10.0
 
 PostResult = Literal["ok", "gone", "busy"]
 
@@ -108,32 +117,82 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
 
+def _starts_tls(connection: socket.socket) -> bool:
+    connection.settimeout(FIRST_BYTE_TIMEOUT_SECONDS)
+    try:
+        first = connection.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return False
+    finally:
+        connection.settimeout(None)
+    return bool(first) and first[0] == TLS_HANDSHAKE_RECORD
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], hub: ConnectionHub, stages: Iterable[str]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        hub: ConnectionHub,
+        stages: Iterable[str],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.hub = hub
         self.stages = frozenset(stages)
+        self.tls = tls
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # On the request's own thread: the TLS handshake does not hold up accepting others.
+        if self.tls is None or not _starts_tls(request):
+            super().finish_request(request, client_address)
+            return
+        try:
+            secured = self.tls.wrap_socket(request, server_side=True)  # takes over the socket
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            self.RequestHandlerClass(secured, client_address, self)  # type: ignore[arg-type]
+        finally:
+            try:
+                secured.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            secured.close()
 
 
 class ManagementApi:
     """The HTTP server on 127.0.0.1 (ephemeral port unless given), in a background thread."""
 
     def __init__(
-        self, hub: ConnectionHub, stages: Iterable[str], host: str = "127.0.0.1", port: int = 0
+        self,
+        hub: ConnectionHub,
+        stages: Iterable[str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        self._server = _Server((host, port), hub, stages)
+        self._server = _Server((host, port), hub, stages, tls)
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         return int(self._server.server_address[1])
 
+    @property
+    def domain_name(self) -> str:
+        """What API Gateway puts in requestContext.domainName: the host of the @connections URL."""
+        return f"127.0.0.1:{self.port}"
+
     def endpoint(self, stage: str) -> str:
         """The `endpoint_url` boto3 needs for a stage."""
         return f"http://127.0.0.1:{self.port}/{stage}"
+
+    def secure_endpoint(self, stage: str) -> str:
+        """The stage's endpoint as a function derives it (https, when the server has `tls`)."""
+        return f"https://{self.domain_name}/{stage}"
 
     def start(self) -> ManagementApi:
         # A short poll interval keeps stop() quick (shutdown waits for one poll).

@@ -9,6 +9,10 @@ its store and GetMetricStatistics stay cheap however long traffic runs. The one 
 Duration per executed version, which is sent as Values/Counts (a distribution): CloudWatch
 computes percentiles from those, not from statistic sets, and JudgeCanary compares green's p99
 with blue's.
+
+API Gateway's metrics (`record_api`) go to AWS/ApiGateway under the dimensions {ApiId, Stage}
+(WebSocket APIs: ConnectCount, MessageCount, ClientError, IntegrationError, ExecutionError as
+statistic sets; IntegrationLatency as Values/Counts, like Duration).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 NAMESPACE = "AWS/Lambda"
+API_NAMESPACE = "AWS/ApiGateway"
+# API Gateway's metrics of a WebSocket API sent as distributions (milliseconds); the rest are counts.
+API_LATENCIES = {"IntegrationLatency"}
 MAX_DATUMS_PER_CALL = 500  # PutMetricData takes up to 1,000 metrics per request
 MAX_VALUES_PER_DATUM = 150  # PutMetricData: up to 150 distinct Values in one datum
 
@@ -31,6 +38,16 @@ class Sample:
     version: str
     duration_ms: float
     error: bool
+
+
+@dataclass(frozen=True)
+class ApiSample:
+    """One API Gateway datum: a count (1 or 0) or, for API_LATENCIES, milliseconds."""
+
+    api_id: str
+    stage: str
+    metric: str
+    value: float
 
 
 def dimension_sets(sample: Sample) -> list[tuple[tuple[str, str], ...]]:
@@ -109,6 +126,25 @@ def build_metric_data(samples: list[Sample], timestamp: datetime) -> list[dict[s
     return data
 
 
+def build_api_metric_data(samples: list[ApiSample], timestamp: datetime) -> list[dict[str, Any]]:
+    grouped: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for sample in samples:
+        grouped[(sample.api_id, sample.stage, sample.metric)].append(float(sample.value))
+    data: list[dict[str, Any]] = []
+    for (api_id, stage, metric), values in grouped.items():
+        base = {
+            "MetricName": metric,
+            "Dimensions": [{"Name": "ApiId", "Value": api_id}, {"Name": "Stage", "Value": stage}],
+            "Timestamp": timestamp,
+        }
+        if metric in API_LATENCIES:
+            for chunk_values, counts in _distribution(values):
+                data.append({**base, "Unit": "Milliseconds", "Values": chunk_values, "Counts": counts})
+        else:
+            data.append({**base, "Unit": "Count", "StatisticValues": _statistics(values)})
+    return data
+
+
 class MetricRecorder:
     """Buffers samples; a background thread flushes them every `flush_seconds`."""
 
@@ -117,6 +153,7 @@ class MetricRecorder:
         self._flush_seconds = flush_seconds
         self._lock = threading.Lock()
         self._samples: list[Sample] = []
+        self._api_samples: list[ApiSample] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.flush_errors = 0
@@ -125,17 +162,24 @@ class MetricRecorder:
         with self._lock:
             self._samples.append(sample)
 
+    def record_api(self, sample: ApiSample) -> None:
+        with self._lock:
+            self._api_samples.append(sample)
+
     def flush(self) -> int:
-        """Send what is buffered now; returns the number of samples sent."""
+        """Send what is buffered now; returns the number of Lambda samples sent."""
         with self._lock:
             samples, self._samples = self._samples, []
-        if not samples:
-            return 0
-        data = build_metric_data(samples, datetime.now(UTC))
-        for start in range(0, len(data), MAX_DATUMS_PER_CALL):
-            self._cloudwatch.put_metric_data(
-                Namespace=NAMESPACE, MetricData=data[start : start + MAX_DATUMS_PER_CALL]
-            )
+            api_samples, self._api_samples = self._api_samples, []
+        now = datetime.now(UTC)
+        for namespace, data in (
+            (NAMESPACE, build_metric_data(samples, now) if samples else []),
+            (API_NAMESPACE, build_api_metric_data(api_samples, now) if api_samples else []),
+        ):
+            for start in range(0, len(data), MAX_DATUMS_PER_CALL):
+                self._cloudwatch.put_metric_data(
+                    Namespace=namespace, MetricData=data[start : start + MAX_DATUMS_PER_CALL]
+                )
         return len(samples)
 
     def start(self) -> None:

@@ -142,6 +142,34 @@ class LambdaRuntime:
         self._endpoint = endpoint_url
         self._log_dir = log_dir
         self._worker_env = dict(worker_env or {})
+        self._ca_bundle_before: tuple[bool, str | None] | None = None
+
+    def trust_ca_bundle(self, bundle: str | None) -> None:
+        """Let the functions trust the CAs in `bundle` (AWS_CA_BUNDLE: the gateway's local CA,
+        for the https @connections endpoint they derive); None takes that back.
+
+        Workers get the variable in their environment (every version's, so a version keeps one
+        pool of workers); in-process handlers share this process's, where botocore reads it."""
+        if self._workers is not None:
+            if bundle is None:
+                self._worker_env.pop("AWS_CA_BUNDLE", None)
+            else:
+                self._worker_env["AWS_CA_BUNDLE"] = bundle
+            return
+        import os
+
+        if bundle is not None:
+            if self._ca_bundle_before is None:
+                self._ca_bundle_before = ("AWS_CA_BUNDLE" in os.environ, os.environ.get("AWS_CA_BUNDLE"))
+            os.environ["AWS_CA_BUNDLE"] = bundle
+            return
+        if self._ca_bundle_before is not None:
+            existed, value = self._ca_bundle_before
+            self._ca_bundle_before = None
+            if existed and value is not None:
+                os.environ["AWS_CA_BUNDLE"] = value
+            else:
+                os.environ.pop("AWS_CA_BUNDLE", None)
 
     def function_name(self, key: str) -> str:
         try:

@@ -1,10 +1,24 @@
 """A local stand-in for API Gateway's WebSocket API, serving the service's real handlers.
 
 One WebSocket port serves every stage by path (`ws://127.0.0.1:<port>/live`,
-`.../preview`), as API Gateway serves `wss://<api>.execute-api.<region>.amazonaws.com/<stage>`.
-Each stage carries the stage variable `alias` (live -> `live`, preview -> `green`), and every
-integration runs `<function>:${stageVariables.alias}` through the LambdaRuntime, which picks
-a version by the alias's weights and applies that version's configuration.
+`.../preview`, `.../canary`), as API Gateway serves
+`wss://<api>.execute-api.<region>.amazonaws.com/<stage>`. Each stage carries the stage variable
+`alias` (live -> `live`, preview and canary -> `green`), and every integration runs
+`<function>:${stageVariables.alias}` through the LambdaRuntime, which picks a version by the
+alias's weights and applies that version's configuration.
+
+The edge (with `edge`, edge.py): every handshake first goes through the distribution's
+viewer-request CloudFront Function, as it does on AWS, and reaches the stage named by the uri
+the function returns: the connection canary's function sends a share of `/live` handshakes to
+`/canary`. A connection keeps that stage for its life: its `$connect`, messages and
+`$disconnect` run on the stage's alias and see it as `requestContext.stage`.
+
+The callback endpoint: functions derive it from the request context as on AWS,
+`https://{domainName}/{stage}` (service.logic.connections.callback_endpoint); `domainName` is the
+@connections port, which speaks HTTPS with a local CA (tls.py) that the functions trust through
+AWS_CA_BUNDLE. So every stage's connections are called back on their own stage, whichever
+version serves them, with no per-stage variable in the functions' environment (a version has
+one environment for every stage, as on AWS).
 
 API Gateway behaviour kept: the REQUEST authorizer and then `$connect` run before the
 handshake completes (401 when the authorizer fails with "Unauthorized", 403 on a Deny policy,
@@ -16,6 +30,10 @@ binary frames arrive base64-encoded with `isBase64Encoded`; an integration error
 10 minutes without a message from the client, or 2 hours in all, close it with 1001. The
 @connections API is a separate HTTP port (see management.py). Each connection's messages are
 handled in order; connections are handled concurrently (invocations run on a thread pool).
+
+Metrics (with `recorder`): Lambda's per version (runtime.py), and API Gateway's per stage
+(AWS/ApiGateway, dimensions ApiId and Stage): ConnectCount, MessageCount (client messages and
+@connections posts), ClientError, IntegrationError, ExecutionError and IntegrationLatency.
 """
 
 from __future__ import annotations
@@ -30,7 +48,7 @@ import string
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,10 +60,12 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from orchestrator.gateway.edge import EdgeFunction, EdgeOutcome, ViewerRequest
 from orchestrator.gateway.management import ManagementApi, PostResult
-from orchestrator.gateway.metrics import MetricRecorder
+from orchestrator.gateway.metrics import ApiSample, MetricRecorder
 from orchestrator.gateway.runtime import Invocation, LambdaRuntime
 from orchestrator.gateway.sqs_poller import QueueBinding, SqsPoller
+from orchestrator.gateway.tls import local_tls
 from service import catalog
 
 log = logging.getLogger(__name__)
@@ -61,13 +81,22 @@ class Stage:
     alias: str
 
 
-DEFAULT_STAGES: tuple[Stage, ...] = (Stage("live", "live"), Stage("preview", "green"))
+DEFAULT_STAGES: tuple[Stage, ...] = (
+    Stage("live", "live"),
+    Stage("preview", "green"),
+    Stage("canary", "green"),
+)
+
+# (connection id, stage, route key, the invocation): every integration a connection ran.
+InvocationObserver = Callable[[str, str, str, Invocation], None]
 
 
 @dataclass(frozen=True)
 class GatewayUrls:
     websocket: dict[str, str]
-    management: dict[str, str]
+    management: dict[str, str]  # plain http, for the operator's and the tasks' boto3 clients
+    # The https endpoint a function derives from its request context (and registers for fan-out).
+    callback: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,7 +156,12 @@ class Gateway:
         region: str = "eu-west-1",
         invoke_workers: int = 64,
         poll_wait_seconds: int = 1,
+        edge: EdgeFunction | None = None,
+        observer: InvocationObserver | None = None,
     ) -> None:
+        """`edge`: the distribution's viewer-request function, run on every handshake (None:
+        clients reach the stages directly); `observer` is told of every integration a
+        connection runs (tests, diagnostics)."""
         self.runtime = runtime
         self.stages = {s.name: s for s in stages}
         self._routes = catalog.route_table()
@@ -146,7 +180,10 @@ class Gateway:
             if bindings
             else None
         )
-        self.management = ManagementApi(self, self.stages)
+        self._tls = local_tls()
+        self.management = ManagementApi(self, self.stages, tls=self._tls.server_context())
+        self.edge = edge
+        self._observer = observer
         self._conns: dict[str, _Connection] = {}
         self._pending: dict[ServerConnection, _Connection] = {}
         self._disconnects: set[asyncio.Task[None]] = set()
@@ -160,6 +197,10 @@ class Gateway:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> GatewayUrls:
+        # The functions call back https://{domainName}/{stage}: they trust the local CA.
+        self.runtime.trust_ca_bundle(str(self._tls.bundle_file))
+        if self.edge is not None:
+            self.edge.start()
         self.management.start()
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -182,6 +223,9 @@ class Gateway:
         ready.wait()
         if failure:
             self.management.stop()
+            if self.edge is not None:
+                self.edge.stop()
+            self.runtime.trust_ca_bundle(None)
             raise RuntimeError(f"gateway failed to start: {failure[0]}") from failure[0]
         if self._recorder is not None:
             self._recorder.start()
@@ -190,6 +234,7 @@ class Gateway:
         self.urls = GatewayUrls(
             websocket={name: f"ws://127.0.0.1:{self._port}/{name}" for name in self.stages},
             management={name: self.management.endpoint(name) for name in self.stages},
+            callback={name: self.management.secure_endpoint(name) for name in self.stages},
         )
         return self.urls
 
@@ -215,8 +260,11 @@ class Gateway:
             self._thread.join(timeout=10)
         self.management.stop()
         self._pool.shutdown(wait=True)
+        if self.edge is not None:
+            self.edge.stop()
         if self._recorder is not None:
             self._recorder.stop()
+        self.runtime.trust_ca_bundle(None)
 
     async def _close(self) -> None:
         self._closing = True
@@ -244,7 +292,8 @@ class Gateway:
             "requestTimeEpoch": int(now * 1000),
             "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
             "requestId": uuid.uuid4().hex[:16] + "=",
-            "domainName": f"127.0.0.1:{self._port}",
+            # The host of the @connections endpoint (on AWS the API's domain serves both).
+            "domainName": self.management.domain_name,
             "connectionId": conn.id,
             "apiId": self._api_id,
             **({"authorizer": conn.authorizer} if conn.authorizer else {}),
@@ -253,21 +302,56 @@ class Gateway:
     def method_arn(self, stage: str, route: str = "$connect") -> str:
         return f"arn:aws:execute-api:{self._region}:{self._account}:{self._api_id}/{stage}/{route}"
 
-    async def _invoke(self, key: str, conn: _Connection, event: dict[str, Any]) -> Invocation:
-        overrides = {"CONNECTIONS_ENDPOINT_URL": self.management.endpoint(conn.stage.name)}
-        call = functools.partial(self.runtime.invoke, key, conn.stage.alias, event, env_overrides=overrides)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+    async def _invoke(
+        self, key: str, conn: _Connection, event: dict[str, Any], route: str, *, integration: bool = True
+    ) -> Invocation:
+        """Run `key` on the connection's stage alias; `integration` False: the authorizer (not
+        counted in the integration metrics, as API Gateway does not)."""
+        call = functools.partial(self.runtime.invoke, key, conn.stage.alias, event)
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except Exception:
+            self._api_metric(conn.stage.name, "ExecutionError", 1.0)
+            raise
+        if integration:
+            self._api_metric(conn.stage.name, "ExecutionError", 0.0)
+            self._api_metric(conn.stage.name, "IntegrationError", 1.0 if done.failed else 0.0)
+            self._api_metric(conn.stage.name, "IntegrationLatency", done.duration_ms)
+        if self._observer is not None:
+            self._observer(conn.id, conn.stage.name, route, done)
+        return done
+
+    def _api_metric(self, stage: str, metric: str, value: float) -> None:
+        if self._recorder is not None:
+            self._recorder.record_api(ApiSample(self._api_id, stage, metric, value))
+
+    async def _edge(self, request: Request, source_ip: str) -> EdgeOutcome:
+        assert self.edge is not None
+        url = urlsplit(request.path)
+        viewer = ViewerRequest(
+            uri=url.path or "/",
+            querystring=parse_qs(url.query, keep_blank_values=True),
+            headers=list(request.headers.raw_items()),
+            source_ip=source_ip,
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.edge.viewer_request, viewer)
 
     # -- handshake: authorizer, then $connect ------------------------------------------
     async def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
-        stage = self.stages.get(url.path.strip("/"))
-        if stage is None:
-            return connection.respond(
-                404, f"no stage at {url.path}; stages: {', '.join(sorted(self.stages))}\n"
-            )
-        headers: Headers = request.headers
         source_ip = str(connection.remote_address[0]) if connection.remote_address else "127.0.0.1"
+        path = url.path
+        query = parse_qs(url.query, keep_blank_values=True)
+        if self.edge is not None:
+            # CloudFront's viewer-request function sees the handshake first and may send it elsewhere.
+            edge = await self._edge(request, source_ip)
+            if not edge.forwarded:
+                return connection.respond(int(edge.status or 503), (edge.body or "") + "\n")
+            path, query = edge.uri, dict(edge.querystring)
+        stage = self.stages.get(path.strip("/"))
+        if stage is None:
+            return connection.respond(404, f"no stage at {path}; stages: {', '.join(sorted(self.stages))}\n")
+        headers: Headers = request.headers
         conn = _Connection(
             id=new_connection_id(),
             stage=stage,
@@ -276,7 +360,6 @@ class Gateway:
             user_agent=headers.get("User-Agent", ""),
             authorizer={},
         )
-        query = parse_qs(url.query, keep_blank_values=True)
         context = self._request_context(conn, "$connect", "CONNECT")
         stage_variables = {"alias": stage.alias}
         auth_event = {
@@ -289,12 +372,14 @@ class Gateway:
             "stageVariables": stage_variables,
             "requestContext": context,
         }
-        auth = await self._invoke("authorizer", conn, auth_event)
+        auth = await self._invoke("authorizer", conn, auth_event, "$connect", integration=False)
         if auth.failed:
             if (auth.error or {}).get("errorMessage") == "Unauthorized":
+                self._api_metric(stage.name, "ClientError", 1.0)
                 return connection.respond(401, "Unauthorized\n")
             return connection.respond(500, "Internal server error\n")
         if not _allowed(auth.result, self.method_arn(stage.name)):
+            self._api_metric(stage.name, "ClientError", 1.0)
             return connection.respond(403, "Forbidden\n")
         conn.authorizer = {
             "principalId": auth.result.get("principalId"),
@@ -309,7 +394,8 @@ class Gateway:
             "requestContext": self._request_context(conn, "$connect", "CONNECT"),
             "isBase64Encoded": False,
         }
-        result = await self._invoke("connect", conn, connect_event)
+        self._api_metric(stage.name, "ConnectCount", 1.0)
+        result = await self._invoke("connect", conn, connect_event, "$connect")
         status = (result.result or {}).get("statusCode", 200) if isinstance(result.result, dict) else 200
         if result.failed:
             return connection.respond(500, "Internal server error\n")
@@ -372,11 +458,13 @@ class Gateway:
             "isBase64Encoded": binary,
             "stageVariables": {"alias": conn.stage.alias},
         }
+        self._api_metric(conn.stage.name, "MessageCount", 1.0)
         key = self._routes.get(route)
         if key is None:
+            self._api_metric(conn.stage.name, "ClientError", 1.0)
             await self._send_error(conn, "Forbidden", context["requestId"])
             return
-        result = await self._invoke(key, conn, event)
+        result = await self._invoke(key, conn, event, route)
         if result.failed:
             await self._send_error(conn, "Internal server error", context["requestId"])
 
@@ -400,7 +488,7 @@ class Gateway:
             "stageVariables": {"alias": conn.stage.alias},
             "isBase64Encoded": False,
         }
-        result = await self._invoke("disconnect", conn, event)
+        result = await self._invoke("disconnect", conn, event, "$disconnect")
         if result.failed:
             log.warning("$disconnect of %s failed: %s", conn.id, result.error)
 
@@ -424,6 +512,7 @@ class Gateway:
         except TimeoutError:
             return "busy"
         conn.last_active_ms = int(time.time() * 1000)
+        self._api_metric(conn.stage.name, "MessageCount", 1.0)
         return "ok"
 
     def post(self, connection_id: str, data: bytes) -> PostResult:
@@ -454,5 +543,15 @@ class Gateway:
         return bool(self._call(self._drop(connection_id)))
 
     @property
+    def ca_bundle(self) -> str:
+        """The CA bundle (AWS_CA_BUNDLE) a client of the https callback endpoints needs."""
+        return str(self._tls.bundle_file)
+
+    @property
     def connection_count(self) -> int:
         return len(self._conns)
+
+    def stage_of(self, connection_id: str) -> str | None:
+        """The stage an open connection is on (the edge may have chosen it), or None."""
+        conn = self._conns.get(connection_id)
+        return conn.stage.name if conn is not None else None

@@ -77,6 +77,7 @@ PREFIX: dict[str, str] = {
     "sts": "sts",
     "xray": "xray",
     "apigatewaymanagementapi": "execute-api",
+    "cloudfront-keyvaluestore": "cloudfront-keyvaluestore",
 }
 
 Mapper = Callable[[Call, PolicySet | None], list[Check]]
@@ -717,6 +718,18 @@ def _scheduler(call: Call, _ps: PolicySet | None) -> list[Check] | None:
     return checks
 
 
+# CloudFront KeyValueStore: every action on the store (resource type `key-value-store`,
+# arn:aws:cloudfront::<account>:key-value-store/<id>, no region), named like the operation.
+_KEYVALUESTORE = {"DescribeKeyValueStore", "GetKey", "ListKeys", "PutKey", "DeleteKey", "UpdateKeys"}
+
+
+def _keyvaluestore(call: Call, _ps: PolicySet | None) -> list[Check] | None:
+    arn = _p(call, "KvsARN")
+    if call.operation not in _KEYVALUESTORE or not arn:
+        return None
+    return [Check(f"cloudfront-keyvaluestore:{call.operation}", unquote(str(arn)), _secure())]
+
+
 def manage_connections_check(call: Call, api_id: str, stage: str, connection_id: str) -> Check:
     """`@connections` requests: execute-api:ManageConnections on the connection's route ARN."""
     method = {"PostToConnection": "POST", "GetConnection": "GET", "DeleteConnection": "DELETE"}.get(
@@ -724,6 +737,17 @@ def manage_connections_check(call: Call, api_id: str, stage: str, connection_id:
     )
     resource = call.arn("execute-api", f"{api_id}/{stage}/{method}/@connections/{connection_id}")
     return Check("execute-api:ManageConnections", resource, _secure())
+
+
+def _connections(call: Call, _ps: PolicySet | None) -> list[Check] | None:
+    # The API id and the stage are in the endpoint (https://<api>.execute-api.../<stage>), not in
+    # the operation's parameters: whoever judges the request passes them as ApiId and Stage.
+    api_id, stage, connection_id = _p(call, "ApiId"), _p(call, "Stage"), _p(call, "ConnectionId")
+    if call.operation not in ("PostToConnection", "GetConnection", "DeleteConnection"):
+        return None
+    if not (api_id and stage and connection_id):
+        return None
+    return [manage_connections_check(call, str(api_id), str(stage), str(connection_id))]
 
 
 _MAPPERS: dict[str, Callable[[Call, PolicySet | None], list[Check] | None]] = {
@@ -742,6 +766,8 @@ _MAPPERS: dict[str, Callable[[Call, PolicySet | None], list[Check] | None]] = {
     "budgets": _budgets,
     "kms": _kms,
     "sts": _sts,
+    "cloudfront-keyvaluestore": _keyvaluestore,
+    "apigatewaymanagementapi": _connections,
 }
 # Services whose actions are all "*"-only (no resource-level permissions).
 _STAR_ONLY = {"ce", "xray"}

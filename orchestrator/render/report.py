@@ -144,6 +144,7 @@ def execution_report(
         "<h2>New version's share of live traffic (off blue)</h2>",
         traffic_svg(traffic or []),
         *_judgement_section(view),
+        *_drain_section(view),
         "<h2>States</h2>",
         _state_table(view),
         "</body></html>",
@@ -201,6 +202,30 @@ def _judgement_section(view: ExecutionView) -> list[str]:
         )
     rows.append("</table>")
     return rows
+
+
+def _drain_section(view: ExecutionView) -> list[str]:
+    """DrainCanary's figures after a rollback in `connections` routing."""
+    run = view.runs.get("DrainCanary")
+    if run is None:
+        return []
+    output = run.output if isinstance(run.output, dict) else {}
+    drain = output.get("drain")
+    if not isinstance(drain, dict):
+        reason = f"{run.error or 'no result'}: {run.cause or ''}".strip().rstrip(":")
+        return ["<h2>Canary stage drain</h2>", f"<p>not completed ({escape(reason)})</p>"]
+    remaining = int(drain.get("remaining", 0))
+    outcome = (
+        f"{remaining} connections still on the canary stage when the drain gave up"
+        if remaining
+        else "no connection left on the canary stage"
+    )
+    return [
+        "<h2>Canary stage drain</h2>",
+        f"<p>{int(drain.get('closed', 0))} connections closed, {int(drain.get('gone', 0))} already gone, "
+        f"in {float(drain.get('drain_seconds', 0.0)):.2f} s over {int(drain.get('rounds', 1))} rounds: "
+        f"{escape(outcome)}; their clients reconnect through live, to blue.</p>",
+    ]
 
 
 def _state_table(view: ExecutionView) -> str:

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrator.gateway.metrics import NAMESPACE, MetricRecorder, Sample, dimension_sets
+from orchestrator.gateway.metrics import (
+    API_NAMESPACE,
+    NAMESPACE,
+    ApiSample,
+    MetricRecorder,
+    Sample,
+    dimension_sets,
+)
 from orchestrator.sandbox.events import EventBus, alarm_state_change_event
 
 log = logging.getLogger(__name__)
@@ -324,6 +331,12 @@ class StoringRecorder(MetricRecorder):
             self.store.put(NAMESPACE, "Invocations", key, 1.0, now)
             self.store.put(NAMESPACE, "Errors", key, 1.0 if sample.error else 0.0, now)
             self.store.put(NAMESPACE, "Duration", key, sample.duration_ms, now)
+
+    def record_api(self, sample: ApiSample) -> None:
+        """API Gateway's per-stage metrics too: the release guards on the canary stage watch them."""
+        super().record_api(sample)
+        key = frozenset((("ApiId", sample.api_id), ("Stage", sample.stage)))
+        self.store.put(API_NAMESPACE, sample.metric, key, float(sample.value), datetime.now(UTC))
 
 
 def stored_alarms(

@@ -227,31 +227,49 @@ class Sandbox:
             recorder=recorder,
             account_id=ACCOUNT,
             region=region,
+            edge=_edge_function(deployment),
+            api_id=deployment.api_id,
         )
         urls = gateway.start()
         self.parts.append(gateway.stop)
-        os.environ["PREVIEW_WS_URL"] = urls.websocket["preview"]
-        os.environ["LIVE_WS_URL"] = urls.websocket["live"]
+        from contracts.canary import CANARY_CONNECTIONS_ENDPOINT_VARIABLE, CANARY_STAGE
+        from orchestrator.sandbox.keyvaluestore import ENDPOINT_VARIABLE as KVS_ENDPOINT_VARIABLE
+        from orchestrator.sandbox.keyvaluestore import endpoint_url as kvs_endpoint_url
+
+        # What the tasks need of the local stand-ins: the gateway's URLs; the canary stage's
+        # @connections endpoint as the functions derive and register it (DrainCanary looks for
+        # it in the registry, then calls it: https, with the gateway's local CA); where the
+        # KeyValueStore API answers (its endpoint rules prefix the account to the host; see
+        # keyvaluestore.endpoint_url).
+        local_env = {
+            "PREVIEW_WS_URL": urls.websocket["preview"],
+            "LIVE_WS_URL": urls.websocket["live"],
+            CANARY_CONNECTIONS_ENDPOINT_VARIABLE: urls.callback[CANARY_STAGE],
+            KVS_ENDPOINT_VARIABLE: kvs_endpoint_url(moto_url),
+        }
+        os.environ.update(local_env)
         if layouts is not None and workers is not None:
-            # What the sandbox's own process environment gives in-process tasks, workers get as
-            # variables: the local gateway's URLs, and no X-Ray daemon to send to.
+            # What the sandbox's own process environment gives in-process tasks (the CA bundle:
+            # the in-process runtime set it, gateway.start), workers get as variables, and no
+            # X-Ray daemon to send to.
             sandbox_env = {
-                "PREVIEW_WS_URL": urls.websocket["preview"],
-                "LIVE_WS_URL": urls.websocket["live"],
+                **local_env,
+                "AWS_CA_BUNDLE": gateway.ca_bundle,
                 "POWERTOOLS_TRACE_DISABLED": "true",
             }
             configs = deployer.register_workers(
                 layouts.layout, extra_env=sandbox_env, log_dir=self.directory / "logs"
             )
             # The versions the aliases route to stay initialized, as provisioned concurrency
-            # would keep them: the gateway's routes (with its @connections endpoint) and the
-            # queue mappings' function; green's new versions as soon as DeployGreen points it.
-            live, preview = gateway.management.endpoint("live"), gateway.management.endpoint("preview")
+            # would keep them: the gateway's routes and the queue mappings' function; green's
+            # new versions as soon as DeployGreen points it. A version has one environment
+            # for every stage (preview and canary both run green): the functions find their
+            # stage's @connections endpoint in the request context, as on AWS.
             gateway_keys = [key for key in names if key != "fanout"]
             warm = runtime.prewarm(
                 [
-                    ("live", {"CONNECTIONS_ENDPOINT_URL": live}, gateway_keys),
-                    ("green", {"CONNECTIONS_ENDPOINT_URL": preview}, gateway_keys),
+                    ("live", {}, gateway_keys),
+                    ("green", {}, gateway_keys),
                     *((binding.alias, {}, ["fanout"]) for binding in bindings),
                 ]
             )
@@ -304,7 +322,10 @@ class Sandbox:
             gateway={
                 "websocket live": urls.websocket["live"],
                 "websocket preview": urls.websocket["preview"],
+                "websocket canary": urls.websocket["canary"],
                 "@connections": urls.management["live"],
+                "@connections canary": urls.management["canary"],
+                "edge function": gateway.edge.code.origin if gateway.edge is not None else "none",
                 "api key": deployment.api_key,
             },
             state_machines=deployment.state_machines,
@@ -395,6 +416,44 @@ def _dump_observations(enforcer: Any, directory: Path) -> None:
     denials = enforcer.denials()
     if denials:
         log.warning("IAM: %d distinct calls denied (see %s)", len(denials), directory / IAM_OBSERVATIONS)
+
+
+# The connection canary's edge function, for a template that has a KeyValueStore but no function.
+EDGE_FALLBACK = REPO_ROOT / "infra" / "edge" / "canary_router.js"
+
+
+def _edge_function(deployment: Any) -> Any:
+    """The distribution's viewer-request function as the gateway's edge: the template's own code
+    (the function a distribution runs on viewer requests, else the only one); without one, but
+    with a KeyValueStore, the repository's canary router; with neither, no edge."""
+    from orchestrator.gateway import EdgeFunction, EdgeFunctionCode
+    from orchestrator.gateway.edge import store_id
+    from orchestrator.sandbox.keyvaluestore import STORES
+
+    specs = [s for s in deployment.edge_functions if s.viewer_request] or list(deployment.edge_functions)
+    if len(specs) > 1:
+        raise SandboxError(
+            f"the template has {len(specs)} viewer-request CloudFront Functions "
+            f"({', '.join(s.logical_id for s in specs)}); the sandbox's edge runs one"
+        )
+    if specs:
+        spec = specs[0]
+        code = EdgeFunctionCode(
+            spec.name,
+            spec.code,
+            f"template {spec.logical_id}",
+            {store_id(arn): arn for arn in spec.stores},
+            spec.runtime,
+        )
+    elif deployment.key_value_stores:
+        code = EdgeFunctionCode.from_file(EDGE_FALLBACK, deployment.key_value_stores.values())
+    else:
+        log.info(
+            "edge: the template has no CloudFront Function and no KeyValueStore; clients reach the stages directly"
+        )
+        return None
+    log.info("edge: viewer-request function %s from %s", code.name, code.origin)
+    return EdgeFunction(code, STORES.items)
 
 
 def _invoker(engine: Any, aliases: dict[str, Any]) -> Any:

@@ -9,9 +9,12 @@ in-process (`_with_env`) or, with `isolated`, in Lambda worker processes from th
 their template role's credentials (`register_workers`, once every variable is known).
 For the operations tasks: the cache's replication group (moto, no data: the local Redis server
 stands for it), the S3 buckets with the settings moto takes, the event source mappings in moto
-(the gateway's poller honours their state) and the Scheduler schedules. Everything else (VPC,
-KMS, CloudFront, API Gateway...) has a local stand-in or no role in a release, and is counted as
-not emulated.
+(the gateway's poller honours their state) and the Scheduler schedules. For the connection
+canary: the CloudFront KeyValueStores (empty, in the sandbox's stand-in, keyvaluestore.py, under
+the ARN the template resolves `Fn::GetAtt [Store, Arn]` to) and the distribution's viewer-request
+CloudFront Function (its code, for the gateway's edge). Everything else (VPC, KMS, the
+distribution itself, API Gateway...) has a local stand-in or no role in a release, and is
+counted as not emulated.
 
 Environment variables are resolved from the template; those naming what has a local stand-in
 are replaced: Redis settings by REDIS_URL (the local server), the origin secret is dropped (no
@@ -62,6 +65,8 @@ EMULATED = {
     "AWS::S3::Bucket",
     "AWS::Scheduler::ScheduleGroup",
     "AWS::Scheduler::Schedule",
+    "AWS::CloudFront::KeyValueStore",
+    "AWS::CloudFront::Function",
 }
 # Variables whose values point at things the sandbox replaces with local stand-ins.
 DROPPED_VARIABLES = {"REDIS_HOST", "REDIS_PORT", "REDIS_TLS", "REDIS_AUTH_SECRET_ARN", "ORIGIN_SECRET_ARN"}
@@ -70,6 +75,18 @@ IN_PROCESS_PREFIXES = ("service.", "tasks.")
 # day a cost check judges): their clock is the sandbox's, as the state machines' and the
 # scheduler's is. Only timestamps: their waits and timeouts stay on real time.
 CLOCKED_HANDLERS = ("tasks.backup.", "tasks.cost_check.", "tasks.dr_drill.", "tasks.event_path_drill.")
+
+
+@dataclass(frozen=True)
+class EdgeFunctionSpec:
+    """A CloudFront Function of the template, as the gateway's edge runs it."""
+
+    logical_id: str
+    name: str
+    code: str
+    runtime: str
+    stores: tuple[str, ...]  # the associated KeyValueStores' ARNs
+    viewer_request: bool  # a distribution's default behavior runs it on viewer requests
 
 
 @dataclass
@@ -90,6 +107,11 @@ class Deployment:
     schedules: list[str] = field(default_factory=list)  # <group>/<name>
     not_emulated: Counter[str] = field(default_factory=Counter)
     api_key: str = ""
+    # The template's WebSocket API's id as `Ref` resolves it: the gateway serves the API under it
+    # and records AWS/ApiGateway metrics with it, so the template's alarms on {ApiId, Stage} work.
+    api_id: str = "localws"
+    key_value_stores: dict[str, str] = field(default_factory=dict)  # name -> ARN
+    edge_functions: list[EdgeFunctionSpec] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per deploy step
 
 
@@ -154,6 +176,13 @@ class Deployer:
         for resource in self.template.get("Resources", {}).values():
             if resource.get("Type") not in EMULATED:
                 self.out.not_emulated[resource.get("Type", "?")] += 1
+        websocket_apis = [
+            lid
+            for lid, props in self._items("AWS::ApiGatewayV2::Api")
+            if props.get("ProtocolType") == "WEBSOCKET"
+        ]
+        if len(websocket_apis) == 1:
+            self.out.api_id = self.resources.api_id(websocket_apis[0])
         for step in (
             self._role,
             self._queues,
@@ -162,6 +191,8 @@ class Deployer:
             self._secrets,
             self._cache_groups,
             self._buckets,
+            self._key_value_stores,
+            self._edge_functions,
             self._functions,
             self._mappings,
             self._event_source_mappings,
@@ -237,6 +268,63 @@ class Deployer:
             parsed = json.loads(value) if value.startswith("{") else {}
             if "api_key" in parsed:
                 self.out.api_key = parsed["api_key"]
+
+    def _key_value_stores(self) -> None:
+        from orchestrator.sandbox.keyvaluestore import STORES
+
+        for lid, props in self._items("AWS::CloudFront::KeyValueStore"):
+            name = self.resources.physical_name(lid)
+            arn = self.resources.arn(lid)
+            if props.get("ImportSource"):
+                # CloudFormation would fill it from an S3 object; the sandbox starts it empty.
+                self.out.not_emulated["AWS::CloudFront::KeyValueStore (ImportSource)"] += 1
+            STORES.create(arn, name, str(props.get("Comment", "")), replace=True)
+            self.out.key_value_stores[name] = arn
+
+    def _edge_functions(self) -> None:
+        viewer_request: set[str] = set()
+        for _lid, props in self._items("AWS::CloudFront::Distribution"):
+            behavior = (props.get("DistributionConfig") or {}).get("DefaultCacheBehavior") or {}
+            for association in behavior.get("FunctionAssociations") or []:
+                target = association.get("FunctionARN")
+                if association.get("EventType") == "viewer-request" and isinstance(target, dict):
+                    ref = target.get("Fn::GetAtt") or [target.get("Ref")]
+                    if isinstance(ref, str):
+                        ref = ref.split(".", 1)
+                    if ref and ref[0]:
+                        viewer_request.add(str(ref[0]))
+        for lid, props in self._items("AWS::CloudFront::Function"):
+            config = props.get("FunctionConfig") or {}
+            stores = []
+            for association in config.get("KeyValueStoreAssociations") or []:
+                try:
+                    stores.append(
+                        str(self._resolve(association["KeyValueStoreARN"], f"{lid}.KeyValueStoreARN"))
+                    )
+                except (KeyError, UnresolvableIntrinsic) as exc:
+                    log.info("%s: a KeyValueStore association left out (%s)", lid, exc)
+            try:  # inline code as synthesized (a template may build it with intrinsics)
+                code = self._resolve(props.get("FunctionCode"), f"{lid}.FunctionCode")
+            except UnresolvableIntrinsic as exc:
+                log.info("%s: code not resolvable (%s)", lid, exc)
+                code = None
+            if not isinstance(code, str):
+                self.out.not_emulated["AWS::CloudFront::Function (code not inline)"] += 1
+                continue
+            try:
+                name = str(self._resolve(props.get("Name") or lid, f"{lid}.Name"))
+            except UnresolvableIntrinsic:
+                name = lid
+            self.out.edge_functions.append(
+                EdgeFunctionSpec(
+                    logical_id=lid,
+                    name=name,
+                    code=code,
+                    runtime=str(config.get("Runtime", "")),
+                    stores=tuple(stores),
+                    viewer_request=lid in viewer_request,
+                )
+            )
 
     def _environment(self, lid: str, variables: dict[str, Any], handler: str = "") -> dict[str, str]:
         env: dict[str, str] = {}

@@ -40,6 +40,9 @@ Emulated, after the AWS API references:
 
 - Cost Explorer `GetCostAndUsage` (with `costs`, orchestrator/sandbox/cost_data.py): answered
   from the sandbox's seeded cost history instead of moto's queue of canned results.
+- CloudFront KeyValueStore (the whole `cloudfront-keyvaluestore` API, orchestrator/sandbox/
+  keyvaluestore.py): requests signed for it are answered before moto's server app and its
+  in-process stubber look for a backend (moto has none, and reads a SigV4A scope as S3's).
 
 And two corrections of moto's Lambda for the sandbox:
 
@@ -184,12 +187,32 @@ EMULATION_POINTS: tuple[EmulationPoint, ...] = (
         _LAMBDA_MODELS, "LambdaBackend.get_event_source_mapping", "a mapping deployed under its UUID"
     ),
     EmulationPoint(_LAMBDA_MODELS, "make_event_source_mapping_arn", "a mapping's ARN follows its UUID"),
+    EmulationPoint(
+        "moto.moto_server.werkzeug_app",
+        "DomainDispatcherApplication.__call__",
+        "KeyValueStore requests answered before moto's server picks a backend",
+    ),
+    EmulationPoint(
+        "moto.core.botocore_stubber",
+        "BotocoreStubber.process_request",
+        "KeyValueStore requests answered before moto's stubber picks a backend (mock_aws)",
+    ),
+    EmulationPoint("moto.moto_server.werkzeug_app", "BackendRequest", "the KeyValueStore's WSGI requests"),
+    EmulationPoint("moto.core.request", "normalize_request", "the KeyValueStore's stubbed requests"),
+    EmulationPoint("moto.core.responses", "BaseResponse.serialized", "KeyValueStore answers from its model"),
 )
 
 
 def check_emulation_points() -> None:
     for point in EMULATION_POINTS:
         point.check()
+    from orchestrator.sandbox import keyvaluestore
+
+    if keyvaluestore.moto_implements_it():
+        raise EmulationPointMoved(
+            "moto now implements cloudfront-keyvaluestore: drop the sandbox's KeyValueStore "
+            "(orchestrator/sandbox/keyvaluestore.py)"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -696,9 +719,13 @@ def install(invoker: Invoker | None = None, cache: Any = None, costs: Any = None
         check_emulation_points()
         from moto.awslambda.models import LambdaBackend
         from moto.cloudwatch.responses import CloudWatchResponse
+        from moto.core.botocore_stubber import BotocoreStubber
         from moto.elasticache.models import ElastiCacheBackend
         from moto.elasticache.responses import ElastiCacheResponse
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
         from moto.sqs.responses import SQSResponse
+
+        from orchestrator.sandbox import keyvaluestore
 
         plan: list[tuple[Any, str, Any]] = [
             (SQSResponse, "start_message_move_task", _mark(_start_message_move_task)),
@@ -717,6 +744,16 @@ def install(invoker: Invoker | None = None, cache: Any = None, costs: Any = None
                 LambdaBackend,
                 "create_event_source_mapping",
                 _detached_mapping(vars(LambdaBackend)["create_event_source_mapping"]),
+            ),
+            (
+                DomainDispatcherApplication,
+                "__call__",
+                keyvaluestore.dispatching(vars(DomainDispatcherApplication)["__call__"]),
+            ),
+            (
+                BotocoreStubber,
+                "process_request",
+                keyvaluestore.stubbing(vars(BotocoreStubber)["process_request"]),
             ),
         ]
         if invoker is not None:
@@ -780,6 +817,9 @@ def uninstall() -> None:
             task.cancel.set()
         _tasks.clear()
     _snapshot_data.clear()
+    from orchestrator.sandbox import keyvaluestore
+
+    keyvaluestore.STORES.clear()
 
 
 def is_installed() -> bool:

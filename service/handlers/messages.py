@@ -45,6 +45,7 @@ def handler(event: models.MessageEvent, context: LambdaContext) -> dict[str, Any
         principal=models.principal_of(request),
         max_subscriptions=current.max_subscriptions,
         schema=current.cache_schema_version,
+        version=current.service_version,
     )
     for frame in frames:
         if isinstance(frame, models.ErrorFrame):

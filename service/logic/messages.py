@@ -92,13 +92,14 @@ def handle(
     principal: str,
     max_subscriptions: int,
     schema: int,
+    version: str | None = None,
 ) -> list[models.ServerFrame]:
     """Frames to send to the connection, in order."""
     message = parse(body)
     if isinstance(message, models.ErrorFrame):
         return [message]
     if isinstance(message, models.Ping):
-        return [models.PongFrame(request_id=message.request_id)]
+        return [models.PongFrame(request_id=message.request_id, version=version)]
     if isinstance(message, models.Unsubscribe):
         connections.unsubscribe(r, connection_id, message.channel)
         return [models.UnsubscribedFrame(channel=message.channel, request_id=message.request_id)]

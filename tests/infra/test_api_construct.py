@@ -136,13 +136,16 @@ def test_integrations_and_authorizer_resolve_the_alias_from_the_stage_variable(b
     )
 
 
-def test_two_stages_map_to_their_alias_with_throttling_and_json_access_logs(built) -> None:
+def test_three_stages_map_to_their_alias_with_throttling_and_json_access_logs(built) -> None:
     _, tpl = built
     stages = {r["Properties"]["StageName"]: r for r in _resources(tpl, "AWS::ApiGatewayV2::Stage").values()}
-    assert set(stages) == {"live", "preview"}
+    assert set(stages) == {"live", "preview", "canary"}
     assert stages["live"]["Properties"]["StageVariables"] == {"alias": "live"}
     assert stages["preview"]["Properties"]["StageVariables"] == {"alias": "green"}
-    expected_throttle = {"live": (500, 1000), "preview": (20, 40)}
+    # The connection canary: clients the edge moved off `live` run on green.
+    assert stages["canary"]["Properties"]["StageVariables"] == {"alias": "green"}
+    # The canary stage carries a share of live's clients: live's limits, not preview's.
+    expected_throttle = {"live": (500, 1000), "preview": (20, 40), "canary": (500, 1000)}
     (log_group_id,) = _resources(tpl, "AWS::Logs::LogGroup")
     for name, stage in stages.items():
         props = stage["Properties"]
@@ -166,9 +169,9 @@ def test_access_log_group_is_kms_encrypted_with_retention(built) -> None:
     )
 
 
-def test_lambda_permissions_pair_each_alias_with_its_own_stage(built) -> None:
+def test_lambda_permissions_pair_each_alias_with_its_own_stages(built) -> None:
     _, tpl = built
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str], set[str]] = {}
     for permission in _resources(tpl, "AWS::Lambda::Permission").values():
         props = permission["Properties"]
         assert props["Principal"] == "apigateway.amazonaws.com"
@@ -177,14 +180,19 @@ def test_lambda_permissions_pair_each_alias_with_its_own_stage(built) -> None:
         function = _joined(props["FunctionName"])
         key, alias = function.rsplit(":", 2)[-2:]
         key = key.removeprefix("staging-realtime-")
-        seen[(key, alias)] = _joined(props["SourceArn"])
+        seen.setdefault((key, alias), set()).add(_joined(props["SourceArn"]).rsplit(":", 1)[-1])
     integrated = set(catalog.route_table().values())
     assert set(seen) == {(key, alias) for key in integrated | {"authorizer"} for alias in ("live", "green")}
-    for (key, alias), source in seen.items():
+    api_id = next(iter(_resources(tpl, "AWS::ApiGatewayV2::Api")))
+    authorizer_id = next(iter(_resources(tpl, "AWS::ApiGatewayV2::Authorizer")))
+    for (key, alias), sources in seen.items():
         if key == "authorizer":
-            assert "/authorizers/" in source
+            # One per alias: an authorizer's source ARN names no stage.
+            assert sources == {f"<{api_id}>/authorizers/<{authorizer_id}>"}
         else:
-            assert source.endswith("/live/*" if alias == "live" else "/preview/*")
+            # `live` only from the live stage; `green` from preview and from the connection canary.
+            stages = {"live"} if alias == "live" else {"preview", "canary"}
+            assert sources == {f"<{api_id}>/{stage}/*" for stage in stages}, (key, alias)
 
 
 def test_custom_domain_is_regional_tls12_policy_with_stage_named_mappings_and_alias_record(built) -> None:
@@ -202,7 +210,7 @@ def test_custom_domain_is_regional_tls12_policy_with_stage_named_mappings_and_al
         r["Properties"]["ApiMappingKey"]: r["Properties"]
         for r in _resources(tpl, "AWS::ApiGatewayV2::ApiMapping").values()
     }
-    assert set(mappings) == {"live", "preview"}
+    assert set(mappings) == {"live", "preview", "canary"}
     stage_ids = {
         r["Properties"]["StageName"]: lid for lid, r in _resources(tpl, "AWS::ApiGatewayV2::Stage").items()
     }
@@ -230,7 +238,9 @@ def test_manage_connections_grant_is_scoped_to_the_apis_stages(built) -> None:
     assert len(statements) == 1
     resources = sorted(_joined(resource) for resource in statements[0]["Resource"])
     api_id = next(iter(_resources(tpl, "AWS::ApiGatewayV2::Api")))
+    # Every stage: fan-out posts to clients on the canary stage like to those on live.
     assert resources == [
+        f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/canary/*/@connections/*",
         f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/live/*/@connections/*",
         f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/preview/*/@connections/*",
     ]
@@ -245,6 +255,15 @@ def test_urls_use_the_origin_domain_and_stage_as_mapping_key() -> None:
     _, api, _ = _build()
     assert api.stage_url("preview") == f"wss://{ORIGIN}/preview"
     assert api.connections_endpoint("live") == f"https://{ORIGIN}/live"
+    assert api.connections_endpoint("canary") == f"https://{ORIGIN}/canary"
+
+
+def test_connections_arn_names_one_stage_and_method() -> None:
+    stack, api, _ = _build()
+    arn = stack.resolve(api.connections_arn("canary", "DELETE"))
+    assert _joined(arn).endswith("/canary/DELETE/@connections/*")
+    with pytest.raises(ValueError, match="no stage 'nightly'"):
+        api.connections_arn("nightly")
 
 
 def test_missing_function_or_stage_throttle_is_refused_by_name() -> None:
@@ -268,6 +287,11 @@ def test_missing_function_or_stage_throttle_is_refused_by_name() -> None:
         )
     with pytest.raises(ValueError, match="throttle needs exactly the stages"):
         _build(throttle={"live": ApiThrottle(1, 1)})
+    # The canary stage is not configured: it takes live's limits.
+    with pytest.raises(ValueError, match=r"throttle needs exactly the stages \['live', 'preview'\]"):
+        _build(
+            throttle={"live": ApiThrottle(1, 1), "preview": ApiThrottle(1, 1), "canary": ApiThrottle(1, 1)}
+        )
 
 
 def test_origin_domain_is_a_sibling_of_the_public_name() -> None:

@@ -56,7 +56,8 @@ def test_alias_permissions_wait_for_the_aliases_they_name(env_template) -> None:
         for p in _of(template, "AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
     ]
-    assert len(permissions) == 2 * (len(set(catalog.route_table().values())) + 1)
+    # Each integrated function per stage (live, preview, canary), the authorizer per alias (live, green).
+    assert len(permissions) == 3 * len(set(catalog.route_table().values())) + 2
     for permission in permissions:
         depends = set(permission.get("DependsOn", []))
         assert set(aliases.values()) <= depends
@@ -75,6 +76,9 @@ def test_throttling_and_log_retention_come_from_configuration(
     assert stages["live"]["DefaultRouteSettings"]["ThrottlingBurstLimit"] == config.api.live_burst_limit
     assert stages["preview"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == config.api.preview_rate_limit
     assert stages["preview"]["DefaultRouteSettings"]["ThrottlingBurstLimit"] == config.api.preview_burst_limit
+    # The connection canary carries a share of live's clients: live's limits.
+    assert stages["canary"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == config.api.live_rate_limit
+    assert stages["canary"]["DefaultRouteSettings"]["ThrottlingBurstLimit"] == config.api.live_burst_limit
     template.has_resource_properties(
         "AWS::Logs::LogGroup",
         {
@@ -104,13 +108,24 @@ def test_origin_domain_uses_the_regional_certificate_and_hosted_zone_from_config
 def test_only_functions_that_post_to_clients_may_manage_connections(env_template) -> None:
     env, template = env_template
     roles_with_grant = set()
+    drain_role = next(
+        f["Properties"]["Role"]["Fn::GetAtt"][0]
+        for f in _of(template, "AWS::Lambda::Function").values()
+        if f["Properties"].get("FunctionName") == names.task_function_name(env, "drain_canary")
+    )
     for policy in _of(template, "AWS::IAM::Policy").values():
+        roles = {role["Ref"] for role in policy["Properties"]["Roles"]}
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if "execute-api:ManageConnections" in json.dumps(statement["Action"]):
                 assert statement["Effect"] == "Allow"
                 resources = json.dumps(statement["Resource"])
-                assert "/live/*/@connections/*" in resources and "/preview/*/@connections/*" in resources
-                roles_with_grant.update(role["Ref"] for role in policy["Properties"]["Roles"])
+                if roles == {drain_role}:
+                    # The canary drain closes canary connections: DELETE on the canary stage only.
+                    assert "/canary/DELETE/@connections/*" in resources and "/live/" not in resources
+                    continue
+                for stage in ("live", "preview", "canary"):
+                    assert f"/{stage}/*/@connections/*" in resources, stage
+                roles_with_grant.update(roles)
     role_of = {
         key: _of(template, "AWS::Lambda::Function")[lid]["Properties"]["Role"]["Fn::GetAtt"][0]
         for key, lid in _function_ids(template, env).items()

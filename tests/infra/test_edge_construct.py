@@ -10,7 +10,8 @@ from aws_cdk import App, Environment, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Match, Template
 
-from infra.edge_construct import FORWARDED_HEADERS, EdgeConstruct, EdgeProps
+from contracts import names
+from infra.edge_construct import CANARY_ROUTER_SOURCE, FORWARDED_HEADERS, EdgeConstruct, EdgeProps
 
 ACCOUNT = "111111111111"
 PUBLIC = "ws.staging.analytics.example.com"
@@ -111,6 +112,36 @@ def test_websocket_behavior_disables_caching_and_forwards_only_handshake_and_key
     )
     headers = {h.lower() for h in FORWARDED_HEADERS}
     assert "host" not in headers and {"sec-websocket-key", "sec-websocket-version"} <= headers
+
+
+def _one_of(tpl: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
+    (found,) = [(lid, r["Properties"]) for lid, r in tpl["Resources"].items() if r["Type"] == kind]
+    return found
+
+
+def test_canary_router_is_a_js2_viewer_request_function_reading_the_canary_store(built) -> None:
+    _, tpl, edge = built
+    store_id, store = _one_of(tpl, "AWS::CloudFront::KeyValueStore")
+    assert store["Name"] == names.canary_store_name("staging") == "staging-realtime-canary"
+    function_id, function = _one_of(tpl, "AWS::CloudFront::Function")
+    assert (
+        function["Name"] == names.canary_router_function_name("staging") == "staging-realtime-canary-router"
+    )
+    # KeyValueStore reads need the 2.0 runtime; a function can have one store (this one).
+    assert function["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0"
+    assert function["FunctionConfig"]["KeyValueStoreAssociations"] == [
+        {"KeyValueStoreARN": {"Fn::GetAtt": [store_id, "Arn"]}}
+    ]
+    assert function["AutoPublish"] is True
+    # The code deployed is the repository's file, byte for byte.
+    assert function["FunctionCode"] == CANARY_ROUTER_SOURCE.read_text(encoding="utf-8")
+    # On the only (default) behavior, on viewer requests: every WebSocket handshake passes through it.
+    config = _distribution(tpl)
+    assert "CacheBehaviors" not in config
+    assert config["DefaultCacheBehavior"]["FunctionAssociations"] == [
+        {"EventType": "viewer-request", "FunctionARN": {"Fn::GetAtt": [function_id, "FunctionARN"]}}
+    ]
+    assert Stack.of(edge).resolve(edge.canary_store_arn) == {"Fn::GetAtt": [store_id, "Arn"]}
 
 
 def test_access_logs_go_to_a_locked_kms_encrypted_private_bucket(built) -> None:

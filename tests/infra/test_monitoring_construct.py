@@ -12,6 +12,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.assertions import Template
 
+from contracts.names import CANARY_GUARD_METRICS, release_guard_canary_alarm_name
 from infra.config import load_config
 from infra.monitoring_construct import (
     API_COUNT_METRICS,
@@ -97,7 +98,27 @@ def test_release_guard_is_one_plain_errors_alarm_per_live_alias(built) -> None:
         assert alarm["TreatMissingData"] == "notBreaching"
         # Plain metric alarms (no metric math) so the sandbox can evaluate them.
         assert "Metrics" not in alarm
-    assert len(monitoring.release_guard_alarms) == len(catalog.released_keys()) + 1
+    # One per released function, the fan-out DLQ's, and the canary stage's two API Gateway errors.
+    assert len(monitoring.release_guard_alarms) == len(catalog.released_keys()) + 1 + len(
+        CANARY_GUARD_METRICS
+    )
+
+
+def test_release_guard_watches_the_canary_stage(built) -> None:
+    _, tpl, _ = built
+    alarms = _alarms(tpl)
+    for metric in CANARY_GUARD_METRICS:
+        alarm = alarms[release_guard_canary_alarm_name("staging", metric)]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+            "AWS/ApiGateway",
+            metric,
+            "Sum",
+        )
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        assert dimensions["Stage"] == "canary" and set(dimensions) == {"ApiId", "Stage"}
+        assert alarm["Threshold"] == 3 and alarm["Period"] == 60
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert "Metrics" not in alarm  # a plain metric alarm, which the sandbox evaluates
 
 
 def test_release_guard_watches_the_live_fanout_dlq(built) -> None:
@@ -127,7 +148,7 @@ def test_release_health_is_an_or_of_every_guard_and_notifies_operations(built) -
         if r["Type"] == "AWS::CloudWatch::Alarm"
         and r["Properties"]["AlarmName"].startswith("staging-release-guard-")
     ]
-    assert len(guard_ids) == len(catalog.released_keys()) + 1
+    assert len(guard_ids) == len(catalog.released_keys()) + 1 + len(CANARY_GUARD_METRICS)
     for lid in guard_ids:
         assert f'ALARM("<{lid}>")' in text
     assert text.count(" OR ") == len(guard_ids) - 1

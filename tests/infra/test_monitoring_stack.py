@@ -50,7 +50,7 @@ def test_release_health_composite_covers_every_guard(env_template) -> None:
         for lid, a in template.find_resources("AWS::CloudWatch::Alarm").items()
         if a["Properties"]["AlarmName"].startswith(f"{env}-release-guard-")
     ]
-    assert len(guard_ids) == len(catalog.released_keys()) + 1
+    assert len(guard_ids) == len(catalog.released_keys()) + 1 + len(names.CANARY_GUARD_METRICS)
     for lid in guard_ids:
         assert lid in rule
 

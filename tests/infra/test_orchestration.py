@@ -318,5 +318,6 @@ def test_synthesized_release_asl_passes_asl_validator(release_asl: dict[str, Any
             "judge_canary",
             "finalize",
             "rollback",
+            "drain_canary",
         )
     }

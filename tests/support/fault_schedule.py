@@ -3,7 +3,7 @@
 A schedule names at most one task fault (which task, at which of its invocations, which kind),
 an alarm that fires while a given traffic step bakes, a green that JudgeCanary finds worse than
 blue after a given step's bake, the operator's answer at the approval gate, and the request's
-shape (steps, dry run). `FaultInjector` acts it out by wrapping the
+shape (steps, dry run, routing). `FaultInjector` acts it out by wrapping the
 in-process task handlers the engine routes to; the code under test is never changed.
 `expected_outcome` is the model the property test holds each execution to.
 """
@@ -32,7 +32,9 @@ BEFORE_ANY_CHANGE = ("record_release",)
 # Faults in these never change the outcome: clean-up failures are caught and ignored, and a
 # rollback must survive transient faults (a rollback that fails for good stops in
 # RollbackFailed with the lock held on purpose, for an operator: not a schedule we generate).
-OUTCOME_NEUTRAL = ("cleanup_cache",)
+# DrainCanary's failures are caught too: blue already serves the canary stage, and the rollback
+# goes on to release the lock (the connections it did not close are what changes).
+OUTCOME_NEUTRAL = ("cleanup_cache", "drain_canary")
 
 
 class InjectedFault(RuntimeError):
@@ -75,6 +77,7 @@ class Schedule:
     alarm_step: int | None  # 0-based traffic step during whose bake a guard alarm fires
     # 0-based traffic step (below 100%) after whose bake green's metrics are worse than blue's
     judged_faulty_step: int | None = None
+    routing: str = "invocations"  # or "connections": the edge's share, the canary stage
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,18 @@ def expected_outcome(schedule: Schedule) -> Outcome:
     return Outcome("SUCCEEDED", None, None, record, "ReleaseSucceeded")
 
 
+def drains_the_canary_stage(schedule: Schedule) -> bool:
+    """After the execution, is the canary stage empty? A rollback in `connections` routing runs
+    DrainCanary, unless a fault keeps its handler from running at all (a timed-out attempt did
+    its work before it was reported late)."""
+    if schedule.routing != "connections" or not expected_outcome(schedule).rolled_back:
+        return False
+    fault = schedule.fault
+    return not (
+        fault is not None and fault.task == "drain_canary" and fault.fatal and fault.kind != "timeout"
+    )
+
+
 def reaches_approval_gate(schedule: Schedule) -> bool:
     fault = schedule.fault
     for name, n in happy_path(schedule):
@@ -186,6 +201,7 @@ FAULTABLE = (
     "finalize",
     "cleanup_cache",
     "rollback",
+    "drain_canary",
 )
 
 
@@ -234,6 +250,7 @@ def schedules(draw: st.DrawFn) -> Schedule:
         fault=draw(st.one_of(st.none(), task_faults(len(steps)))),
         alarm_step=draw(st.one_of(st.none(), st.none(), st.integers(min_value=0, max_value=count - 1))),
         judged_faulty_step=draw(st.one_of(st.none(), st.none(), judged)),
+        routing=draw(st.sampled_from(["invocations", "connections"])),
     )
 
 

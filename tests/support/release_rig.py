@@ -2,6 +2,11 @@
 a release): the synthesized release state machine with every task routed to its real in-process
 handler, wrapped by a FaultInjector, and SyntheticChecks answered by a healthy stand-in unless a
 module passes the real task.
+
+For `connections` routing the rig has the edge's KeyValueStore (the sandbox's stand-in, answered
+in-process under mock_aws) and a canary stage's `@connections` API (the gateway's management
+server) whose hub plays API Gateway: closing a connection it knows runs `$disconnect` (the
+connection leaves the registry in Redis); one it does not know is Gone.
 """
 
 from __future__ import annotations
@@ -14,11 +19,17 @@ from typing import Any
 
 import boto3
 import pytest
+import redis
 
+from contracts.canary import CANARY_SHARE_KEY, CANARY_STAGE, parse_share
 from contracts.names import task_function_name
 from contracts.state import Latency, SyntheticResult
 from orchestrator.engine import LocalEngine, import_handler, lambda_functions
 from orchestrator.engine.intrinsics import ResourceMap
+from orchestrator.gateway.management import ManagementApi
+from orchestrator.sandbox import emulation
+from orchestrator.sandbox.keyvaluestore import STORES
+from service.logic import connections as registry
 from tests.integration.release.conftest import SANDBOX
 from tests.support.fault_schedule import FaultInjector
 from tests.support.release_world import ENV, GUARD_ALARMS, HEALTH_ALARM, REGION, TABLE, World, build_world
@@ -41,12 +52,36 @@ def synthetic_checks_pass(event: dict[str, Any], context: Any) -> dict[str, Any]
     ).model_dump()
 
 
+class CanaryHub:
+    """API Gateway's side of the canary stage's `@connections`: which connections it holds."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis = redis.Redis.from_url(redis_url)
+        self.open: set[str] = set()
+
+    def post(self, connection_id: str, data: bytes) -> Any:
+        return "ok" if connection_id in self.open else "gone"
+
+    def describe(self, connection_id: str) -> dict[str, Any] | None:
+        return {"connectedAt": "2026-01-01T00:00:00Z"} if connection_id in self.open else None
+
+    def disconnect(self, connection_id: str) -> bool:
+        if connection_id not in self.open:
+            return False
+        self.open.discard(connection_id)
+        registry.unregister(self.redis, connection_id)  # API Gateway runs $disconnect
+        return True
+
+
 @dataclass(repr=False)
 class Rig:
     engine: LocalEngine
     world: World
     state_machine_arn: str
     injector: FaultInjector
+    kvs_arn: str = ""
+    canary_endpoint: str = ""
+    hub: CanaryHub | None = None
     counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __repr__(self) -> str:  # hypothesis prints fixture arguments of failing examples
@@ -64,6 +99,38 @@ class Rig:
             Key={"pk": f"lock#{ENV}", "sk": "lock"}
         )
         self.injector.schedule = None
+        if self.hub is not None:
+            self.hub.open.clear()
+            for key in self.hub.redis.scan_iter(match="conn:*"):
+                registry.unregister(self.hub.redis, key.decode().removeprefix("conn:"))
+
+    def canary_share(self) -> int:
+        """The share the edge reads now (a missing key is 0)."""
+        kvs = boto3.client("cloudfront-keyvaluestore", region_name=REGION)
+        try:
+            return parse_share(kvs.get_key(KvsARN=self.kvs_arn, Key=CANARY_SHARE_KEY)["Value"])
+        except kvs.exceptions.ResourceNotFoundException:
+            return 0
+
+    def connect(self, connection_id: str, *, canary: bool, open_: bool = True) -> None:
+        """A client connected through the canary (or live) stage, registered as `$connect` does."""
+        assert self.hub is not None
+        endpoint = self.canary_endpoint if canary else "https://api.example.com/live"
+        registry.register(self.hub.redis, connection_id, endpoint, "property", 0)
+        registry.subscribe(self.hub.redis, connection_id, "price:eth", limit=10)
+        if open_ and canary:
+            self.hub.open.add(connection_id)
+
+    def registered(self, *, canary: bool) -> set[str]:
+        assert self.hub is not None
+        found = set()
+        for key in self.hub.redis.scan_iter(match="conn:*"):
+            raw: Any = self.hub.redis.hget(key, "endpoint")
+            endpoint = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            if (endpoint == self.canary_endpoint) == canary:
+                found.add(name.removeprefix("conn:"))
+        return found
 
 
 @contextlib.contextmanager
@@ -87,6 +154,19 @@ def release_rig(
         with contextlib.ExitStack() as stack:
             if engine is None:
                 engine = stack.enter_context(LocalEngine(sandbox=SANDBOX))
+            emulation.install()  # the edge's KeyValueStore (and moto corrections the sandbox makes)
+            stack.callback(emulation.uninstall)
+            store = STORES.create_in(SANDBOX.account_id, f"{ENV}-realtime-canary")
+            stack.callback(STORES.clear)
+            hub = CanaryHub(redis_url)
+            stack.callback(hub.redis.close)
+            management = ManagementApi(hub, [CANARY_STAGE]).start()
+            stack.callback(management.stop)
+            canary_endpoint = management.endpoint(CANARY_STAGE)
+            patch.setenv("CANARY_KVS_ARN", store.arn)
+            patch.setenv("CANARY_CONNECTIONS_ENDPOINT", canary_endpoint)
+            patch.setenv("DRAIN_POLL_SECONDS", "0.05")
+            patch.setenv("DRAIN_TIMEOUT_SECONDS", "10")
             world = build_world()
             injector = FaultInjector()
             synthetic_name = task_function_name(ENV, "synthetic_checks")
@@ -99,4 +179,4 @@ def release_rig(
                     base = import_handler(spec.handler)
                 handlers[spec.name] = injector.wrap(key, base)
             arn = next(iter(engine.load_template(template, handlers=handlers).values()))
-            yield Rig(engine, world, arn, injector)
+            yield Rig(engine, world, arn, injector, store.arn, canary_endpoint, hub)

