@@ -305,10 +305,11 @@ UNEXERCISED: tuple[Unexercised, ...] = (
         for action in ("lambda:GetFunctionConfiguration", "lambda:ListVersionsByFunction")
     ),
     Unexercised(
-        "lambda:InvokeFunction",
-        "*alarm-rollback",
-        "the drain_invoke grant: the alarm rollback invokes DrainCanary only when the release it rolls "
-        "back used `connections` routing; the tour's manual rollback is an `invocations` release",
+        "cloudfront-keyvaluestore:PutKey",
+        "*release-rollback",
+        "Rollback writes the edge's share only when a `connections` release failed after a step below "
+        "100% moved it; the tour's connections releases fail before their first step (synthetic "
+        "checks) or are rolled back by the alarm path, which writes it with its own role",
     ),
     *(
         Unexercised(action, "staging-realtime-backup*", _SCHEDULER)

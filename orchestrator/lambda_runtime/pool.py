@@ -67,6 +67,23 @@ def _isolated_python() -> list[str]:
     return [sys.executable, "-I", "-S", str(BOOTSTRAP)]
 
 
+# Runtime libraries whose import reads an optional package: botocore sets HAS_CRT (and with it the
+# signers it uses, SigV4A among them) when it is first imported, from whether `awscrt` imports.
+# On Lambda the asset's directory is on sys.path before the runtime's botocore is imported, so an
+# asset that ships awscrt gets CRT signing; a zygote that imported botocore without the asset on
+# its path would hand every worker a botocore without it.
+PRELOAD_DEPENDS_ON = {"awscrt": ("boto3", "botocore", "aws_lambda_powertools", "aws_xray_sdk")}
+
+
+def preload_skip(shipped: list[str]) -> list[str]:
+    """The top-level packages a zygote must not pre-import for an asset shipping `shipped`."""
+    skip = set(shipped)
+    for package, dependents in PRELOAD_DEPENDS_ON.items():
+        if package in skip:
+            skip.update(dependents)
+    return sorted(skip)
+
+
 class Zygote:
     """A process that has imported only the runtime and layer libraries and forks workers."""
 
@@ -85,8 +102,9 @@ class Zygote:
             "AWS_DEFAULT_REGION": region,
             "LAMBDA_RUNTIME_DIR": str(layout.runtime_dir),
             "_LOCAL_LAYER_DIRS": os.pathsep.join(map(str, layout.layer_dirs)),
-            # What the asset ships itself is imported from the asset, after the fork, never here.
-            "_LOCAL_PRELOAD_SKIP": ",".join(shipped),
+            # What the asset ships itself is imported from the asset, after the fork, never here;
+            # nor what decides at import time on something the asset ships (PRELOAD_DEPENDS_ON).
+            "_LOCAL_PRELOAD_SKIP": ",".join(preload_skip(shipped)),
         }
         self._process = subprocess.Popen(  # noqa: S603 - our own bootstrap, fixed arguments
             [*_isolated_python(), "zygote", str(theirs.fileno())],

@@ -1,7 +1,8 @@
 """The permission tour: every function and state machine of the staging stage on its happy
 paths in one sandbox, IAM enforced, then every role held to what it used.
 
-The tour goes through the CLI and boto3 like an operator: a release behind an approval gate, a
+The tour goes through the CLI and boto3 like an operator: a release behind an approval gate (in
+`connections` routing, as are the unhealthy release and the manual rollback), a
 dry run, a release whose green fails its synthetic checks, a manual rollback during a bake, a
 release stopped mid-bake, the backup, the DR drill with failover, the event-path drill, the cost
 check and an API-key rotation. Then: no call was denied, and every grant nothing exercised is
@@ -99,8 +100,11 @@ def _until(check: Any, what: str, timeout: float = 60.0) -> Any:
 def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
     assert state.artifact_bucket == _bucket()  # the sandbox creates it at start-up
 
-    # A release behind the approval gate, approved: every release task on its way to Finalize.
-    code, started = _release(capsys, state, "3.0.0", "tour-approved", "--approval")
+    # A release behind the approval gate, approved: every release task on its way to Finalize, in
+    # `connections` routing (SetWeights and Finalize write the edge's share in the KeyValueStore).
+    code, started = _release(
+        capsys, state, "3.0.0", "tour-approved", "--approval", "--routing", "connections"
+    )
     assert code == 0, started
     wait_for_task_started(state, started["execution_arn"], "ApprovalGate")
     assert main(["--sandbox", "release", "approve", "tour-approved", "--env", ENV]) == 0, (
@@ -119,13 +123,27 @@ def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0, out
     assert live_versions(state) == before
 
-    # Green drops every fanned-out message: SyntheticChecks fails it and Rollback runs.
-    code, out = _release(capsys, state, "3.2.0", "tour-unhealthy", "--config", "FAULT_DROP_RATE=1", "--wait")
+    # Green drops every fanned-out message: SyntheticChecks fails it, Rollback runs and, in
+    # `connections` routing, DrainCanary after it.
+    code, out = _release(
+        capsys,
+        state,
+        "3.2.0",
+        "tour-unhealthy",
+        "--config",
+        "FAULT_DROP_RATE=1",
+        "--routing",
+        "connections",
+        "--wait",
+    )
     assert code == 1, out
     assert live_versions(state) == before
 
-    # A manual rollback during a bake: the composite alarm, its rule and the alarm-rollback function.
-    code, out = _release(capsys, state, "3.3.0", "tour-rollback", "--bake", "3600")
+    # A manual rollback during a bake: the composite alarm, its rule and the alarm-rollback function,
+    # which in `connections` routing closes the edge and invokes DrainCanary.
+    code, out = _release(
+        capsys, state, "3.3.0", "tour-rollback", "--bake", "3600", "--routing", "connections"
+    )
     assert code == 0, out
     arn = out["execution_arn"]
     wait_for_state(state, arn, "Bake")

@@ -235,3 +235,13 @@ def test_a_fresh_worker_measures_its_own_peak_not_its_launchers(asset: Path, tmp
     del ballast
     assert not outcome.error, outcome.payload
     assert outcome.max_rss_mb is not None and outcome.max_rss_mb < 256
+
+
+def test_a_zygote_leaves_botocore_to_an_asset_that_ships_awscrt() -> None:
+    from orchestrator.lambda_runtime.pool import preload_skip
+
+    # botocore decides on CRT signing (SigV4A, which the KeyValueStore API needs) when imported:
+    # with awscrt in the asset, botocore must be imported after the fork, with the asset on the path.
+    assert {"boto3", "botocore", "aws_lambda_powertools", "awscrt"} <= set(preload_skip(["awscrt", "tasks"]))
+    assert "botocore" not in preload_skip(["service", "redis"])
+    assert "redis" in preload_skip(["service", "redis"])
