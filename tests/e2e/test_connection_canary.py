@@ -32,6 +32,7 @@ ENV = "staging"
 VERSION = "3.0.0"
 # What the release's DrainCanary may take (DRAIN_TIMEOUT_SECONDS, the task's default).
 DRAIN_BOUND_SECONDS = 60.0
+HELD_CLIENTS = 12
 
 
 def aws(state: SandboxState, service: str) -> Any:
@@ -145,8 +146,39 @@ def test_a_rollback_in_connections_routing_drains_the_canary_and_clients_return_
     during = traffic.consistency(baking, time.time())
     assert during["mixed"] == 0, during  # each connection was answered by one version alone
     assert during.get(VERSION, 0) > 0 and sum(during.get(v, 0) for v in blue_versions) > 0, during
+    # Clients that stay connected (they never close by themselves): those the edge sent to the
+    # canary stage are there when the rollback comes.
+    held = TrafficGenerator(
+        sandbox.gateway["websocket live"],
+        sandbox.gateway["api key"],
+        aws(sandbox, "sqs"),
+        traffic.events_queue_url,
+        clients=HELD_CLIENTS,
+        ping_interval=0.2,
+        event_interval=3600,
+    )
+    held.start()
+    try:
+        wait_until(
+            lambda: len([s for s in held.stats.connections if s.versions]) >= HELD_CLIENTS,
+            60,
+            "every held client answered",
+        )
+        on_canary = len([s for s in held.stats.connections if VERSION in s.versions])
+        rollback_and_check(sandbox, traffic, held, arn, on_canary, before, capsys)
+    finally:
+        held.stop()
 
-    closes_before = traffic.stats.server_closes
+
+def rollback_and_check(
+    sandbox: SandboxState,
+    traffic: TrafficGenerator,
+    held: TrafficGenerator,
+    arn: str,
+    on_canary: int,
+    before: set[tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["--sandbox", "release", "rollback", "--env", ENV, "--reason", "e2e", "--wait"]) == 0
     capsys.readouterr()
     code, records = watch(capsys, arn)
@@ -181,6 +213,19 @@ def test_a_rollback_in_connections_routing_drains_the_canary_and_clients_return_
     )
     after = traffic.consistency(settled, time.time())
     assert after["mixed"] == 0 and VERSION not in after, after
-    if drain["closed"]:
-        # The clients saw the drain: their connections were closed by the server, and they reconnected.
-        assert traffic.stats.server_closes > closes_before, (drain, traffic.stats.server_closes)
+    # Every held client on the canary stage saw the server close its connection, and came back to blue.
+    assert drain["closed"] >= on_canary >= 1, (drain, on_canary)
+    wait_until(
+        lambda: held.stats.server_closes >= on_canary, 30, "the held canary clients closed by the server"
+    )
+
+    def current() -> list[Any]:
+        return [s for s in list(held.stats.connections) if s.closed is None]
+
+    wait_until(
+        lambda: len(current()) == HELD_CLIENTS and all(s.versions for s in current()),
+        60,
+        "every held client connected again and answered",
+    )
+    now_serving = {v for s in current() for v in s.versions}
+    assert now_serving and VERSION not in now_serving, now_serving
