@@ -533,10 +533,14 @@ class Gateway:
         }
 
     async def _drop(self, connection_id: str) -> bool:
+        """DELETE @connections: API Gateway answers at once and closes the connection after; the
+        close handshake (the client's answer, then `$disconnect`) does not hold up the caller."""
         conn = self._conns.get(connection_id)
         if conn is None or conn.ws is None:
             return False
-        await conn.ws.close(1000, "Connection closed by the server")
+        task = asyncio.create_task(conn.ws.close(1000, "Connection closed by the server"))
+        self._disconnects.add(task)
+        task.add_done_callback(self._disconnects.discard)
         return True
 
     def disconnect(self, connection_id: str) -> bool:
