@@ -57,6 +57,9 @@ def release(
     arn = aws.start_execution(machine, request["release_id"], request)["executionArn"]
     while (described := aws.describe_execution(arn))["status"] == "RUNNING":
         time.sleep(0.5)
+    # An alarm rollback stops the execution first and releases the lock after (in `connections`
+    # routing after draining the canary stage): the next release waits for it, as an operator would.
+    wait_for_lock(aws)
     record = aws.call(
         "dynamodb",
         "get_item",
@@ -75,6 +78,20 @@ def release(
         "wall_seconds": round(time.monotonic() - started, 1),
         "verdicts": verdicts,
     }
+
+
+def wait_for_lock(aws: Aws, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = aws.call(
+            "dynamodb",
+            "get_item",
+            TableName=names.release_table_name(ENV),
+            Key={"pk": {"S": f"lock#{ENV}"}, "sk": {"S": "lock"}},
+        ).get("Item")
+        if not held:
+            return
+        time.sleep(0.5)
 
 
 def latency_compared(result: dict[str, Any]) -> bool:

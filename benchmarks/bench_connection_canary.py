@@ -165,8 +165,12 @@ def drained(aws: Aws, release_id: str) -> dict[str, Any]:
     for item in items:
         row = {k: deserialize(v) for k, v in item.items()}
         detail = row.get("detail") or {}
-        if row.get("transition") == "ROLLED_BACK" and isinstance(detail, dict) and "drain" in detail:
-            return {k: float(v) if not isinstance(v, str) else v for k, v in detail["drain"].items()}
+        # The alarm rollback records the drain with its outcome; the state machine's DrainCanary on its own.
+        found = detail.get("drain") if row.get("transition") == "ROLLED_BACK" else None
+        if row.get("transition") == "CANARY_DRAINED":
+            found = detail
+        if isinstance(found, dict) and found:
+            return {k: float(v) if not isinstance(v, str) else v for k, v in found.items()}
     return {}
 
 
@@ -187,10 +191,11 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--pings", type=int, default=3, help="pings per short-lived client")
     parser.add_argument("--held", type=int, default=100, help="clients held open during the 90%% step")
+    parser.add_argument("--keep", type=Path, help="run the sandbox in this directory and keep its logs")
     args = parser.parse_args(argv)
     figures: dict[str, Any] = {"connections": args.connections, "pings": args.pings, "held": args.held}
     with tempfile.TemporaryDirectory(prefix="bench-conn-") as scratch:
-        directory = Path(scratch) / "sandbox"
+        directory = args.keep or Path(scratch) / "sandbox"
         state = start_background(directory, time_scale=TIME_SCALE)
         aws = Aws(Target(region=state.region, endpoint_url=state.moto_url, sandbox=True))
         url, key = state.gateway["websocket live"], state.gateway["api key"]
@@ -244,7 +249,9 @@ def main(argv: list[str]) -> int:
             closes = [c.server_closed_at - requested for c in on_canary if c.server_closed_at]
             back = [c.reconnected_at - requested for c in on_canary if c.reconnected_at]
             drain = drained(aws, release_id)
+            described = aws.describe_execution(arn)
             figures.update(
+                rolled_back_by="alarm rollback" if described["status"] == "ABORTED" else "state machine",
                 held_on_canary=len(on_canary),
                 closed_by_server=len(closes),
                 reconnected_to=sorted({c.reconnected_version for c in on_canary if c.reconnected_version}),

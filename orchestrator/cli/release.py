@@ -348,8 +348,36 @@ def release_rollback(
         result["status"] = status
         if not as_json:
             out.print(f"execution {running['name']} is {status}")
+        if status != "RUNNING":
+            result["alarm_reset"] = _reset_rollback_alarm(aws, target, alarm, guards)
+            if not as_json:
+                out.print(
+                    f"alarm {alarm} set back to OK: the rollback is done and no release guard is in ALARM"
+                    if result["alarm_reset"]
+                    else f"alarm {alarm} left in ALARM: a release guard is in ALARM"
+                )
     if as_json:
         print(json.dumps(result))
+
+
+def _reset_rollback_alarm(aws: Aws, target: Names, alarm: str, guards: list[str]) -> bool:
+    """Set the alarm this command raised back to OK once the release it stopped has ended.
+
+    A composite alarm set with SetAlarmState keeps that state until one of its children changes
+    (CloudWatch evaluates the rule again only then): left in ALARM, it would fail the next
+    release's first CheckAlarms. It goes back to OK only while no release guard is in ALARM, so a
+    real alarm is never hidden."""
+    states = {a.name: a.state for a in aws.alarm_states(target.alarm_prefix)}
+    if any(states.get(name) == "ALARM" for name in guards if name != alarm):
+        return False
+    aws.call(
+        "cloudwatch",
+        "set_alarm_state",
+        AlarmName=alarm,
+        StateValue="OK",
+        StateReason="manual rollback done (orchestrator release rollback)",
+    )
+    return True
 
 
 # ---- status / history / redrive -------------------------------------------------------

@@ -148,7 +148,8 @@ def test_healthy_release_start_wait_and_history(sandbox: SandboxState, artifacts
         ]
     )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert code == 0, lines[-1]
+    # The whole cause: pytest would cut the record short just where the reason is.
+    assert code == 0, f"{lines[-1].get('error')}: {lines[-1].get('cause')}"
     assert lines[0]["release_id"] == "e2e-healthy" and lines[-1]["type"] == "execution"
     assert lines[-1]["status"] == "SUCCEEDED"
     assert len(live_versions(sandbox)) == 5
@@ -188,7 +189,8 @@ def test_first_release_by_hand_from_a_local_bundle(sandbox: SandboxState, tmp_pa
         ]
     )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert code == 0, lines[-1]
+    # The whole cause: pytest would cut the record short just where the reason is.
+    assert code == 0, f"{lines[-1].get('error')}: {lines[-1].get('cause')}"
     assert lines[-1]["type"] == "execution" and lines[-1]["status"] == "SUCCEEDED"
     head = aws(sandbox, "s3").head_object(Bucket=sandbox.artifact_bucket, Key=manifest.key)
     assert head["Metadata"]["sha256"] == manifest.sha256  # where scripts/build_bundle.py would put it

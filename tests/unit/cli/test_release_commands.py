@@ -254,6 +254,31 @@ def test_rollback_sets_the_guard_alarm(
     client("stepfunctions", moto_url).stop_execution(executionArn=arn)
 
 
+@pytest.mark.parametrize("guard_firing", [False, True])
+def test_a_done_rollback_puts_its_alarm_back_unless_a_guard_fires(
+    moto_url: str, stage: dict, guard_firing: bool
+) -> None:
+    # A composite set by SetAlarmState keeps its state until a child changes: left in ALARM it
+    # would fail the next release's first CheckAlarms. `release rollback --wait` calls this once
+    # the execution it stopped has ended.
+    from orchestrator.aws import Aws, Names, Target
+    from orchestrator.cli.release import _reset_rollback_alarm
+
+    cloudwatch = client("cloudwatch", moto_url)
+    target = Names(ENV)
+    health, guard = f"{target.alarm_prefix}health", f"{target.alarm_prefix}guard-errors"
+    cloudwatch.set_alarm_state(AlarmName=health, StateValue="ALARM", StateReason="manual rollback")
+    cloudwatch.set_alarm_state(
+        AlarmName=guard, StateValue="ALARM" if guard_firing else "OK", StateReason="the guard's own state"
+    )
+    aws = Aws(Target(region="eu-west-1", endpoint_url=moto_url))
+    assert _reset_rollback_alarm(aws, target, health, [guard]) is (not guard_firing)
+    state = cloudwatch.describe_alarms(AlarmNames=[health])["MetricAlarms"][0]["StateValue"]
+    assert state == ("ALARM" if guard_firing else "OK")
+    for name in (health, guard):
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="test done")
+
+
 def test_redrive_not_in_moto_is_one_clear_line(
     moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
