@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from filelock import FileLock
@@ -55,6 +56,22 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture
+def service_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A client of the emptied server, which the code under test reaches through REDIS_URL
+    (service.redis_client's cached clients are dropped before and after)."""
+    import redis
+
+    from service.redis_client import reset_clients
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    reset_clients()
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+    reset_clients()
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

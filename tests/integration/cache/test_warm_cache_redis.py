@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.redis_client import get_redis, reset_clients
+from service.redis_client import get_redis
 from tasks import warm_cache
 from tasks.cache.warm import WarmProgress, plan_warm, warm
 from tasks.errors import CacheUnavailable
@@ -31,13 +30,8 @@ class Context:
 
 
 @pytest.fixture
-def admin(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    reset_clients()
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-    reset_clients()
+def admin(service_redis: redis.Redis) -> redis.Redis:
+    return service_redis
 
 
 WARM_CLIENT = "warm-under-test"

@@ -4,7 +4,6 @@ API that behaves as API Gateway's: DELETE closes a connection, API Gateway then 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from botocore.exceptions import ClientError
 
 from contracts.state import Drained, ReleaseRef
 from service.logic import connections as registry
-from service.redis_client import reset_clients
 from tasks import release_record
 from tasks.drain_canary import canary_connections, drain
 from tasks.settings import DrainSettings
@@ -24,13 +22,8 @@ RELEASE = ReleaseRef(release_id="rel-1", version="1.3.0", requested_by="alice")
 
 
 @pytest.fixture
-def r(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    reset_clients()
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-    reset_clients()
+def r(service_redis: redis.Redis) -> redis.Redis:
+    return service_redis
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,13 +33,8 @@ class FakeContext:
 
 
 @pytest.fixture
-def r(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    reset_clients()
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-    reset_clients()
+def r(service_redis: redis.Redis) -> redis.Redis:
+    return service_redis
 
 
 def event(**overrides: Any) -> dict[str, Any]:
