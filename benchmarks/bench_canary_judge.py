@@ -58,8 +58,10 @@ def release(
     while (described := aws.describe_execution(arn))["status"] == "RUNNING":
         time.sleep(0.5)
     # An alarm rollback stops the execution first and releases the lock after (in `connections`
-    # routing after draining the canary stage): the next release waits for it, as an operator would.
+    # routing after draining the canary stage): the next release waits for it, and for the gate's
+    # alarms to settle, as an operator would.
     wait_for_lock(aws)
+    wait_for_quiet_alarms(aws)
     record = aws.call(
         "dynamodb",
         "get_item",
@@ -90,6 +92,14 @@ def wait_for_lock(aws: Aws, timeout: float = 300) -> None:
             Key={"pk": {"S": f"lock#{ENV}"}, "sk": {"S": "lock"}},
         ).get("Item")
         if not held:
+            return
+        time.sleep(0.5)
+
+
+def wait_for_quiet_alarms(aws: Aws, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(a.state != "ALARM" for a in aws.alarm_states(Names(ENV).alarm_prefix)):
             return
         time.sleep(0.5)
 

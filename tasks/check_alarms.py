@@ -51,7 +51,6 @@ class CheckAlarmsInput(BaseModel):
     release: RoutingRef = RoutingRef()
 
 
-
 ALARM_TYPES = ["MetricAlarm", "CompositeAlarm"]
 # DescribeAlarms accepts at most 100 names per call.
 MAX_NAMES_PER_CALL = 100

@@ -289,7 +289,7 @@ class LambdaRuntime:
                 "errorType": str(payload.get("errorType", "Unhandled")),
                 "errorMessage": str(payload.get("errorMessage", "")),
             }
-            log.debug("invocation of %s:%s (version %s) failed: %s", function.name, alias, version, error)
+            log.info("invocation of %s:%s (version %s) failed: %s", function.name, alias, version, error)
         else:
             result = outcome.payload
         if self._recorder is not None:
