@@ -142,6 +142,7 @@ def execution_report(
         "<h2>State graph (path taken highlighted)</h2>",
         f'<div class="graph">{to_svg(view.graph, view, title=name)}</div>',
         "<h2>New version's share of live traffic (off blue)</h2>",
+        *_routing_note(view),
         traffic_svg(traffic or []),
         *_judgement_section(view),
         *_drain_section(view),
@@ -202,6 +203,21 @@ def _judgement_section(view: ExecutionView) -> list[str]:
         )
     rows.append("</table>")
     return rows
+
+
+def _routing_note(view: ExecutionView) -> list[str]:
+    """In `connections` routing the alias weights below stay on blue until the 100% step."""
+    run = view.runs.get("ValidateRequest")
+    output: dict[str, Any] = run.output if run is not None and isinstance(run.output, dict) else {}
+    found = output.get("release")
+    release: dict[str, Any] = found if isinstance(found, dict) else {}
+    if release.get("routing") != "connections":
+        return []
+    return [
+        '<div class="meta">connections routing: the chart shows the live aliases\' weights, which stay on '
+        "blue until the 100% step; below it each step sends its share of new connections to the canary "
+        "stage (green) at the edge.</div>"
+    ]
 
 
 def _drain_section(view: ExecutionView) -> list[str]:

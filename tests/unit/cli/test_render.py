@@ -262,3 +262,16 @@ def test_render_mermaid_to_stdout(tmp_path, capsys) -> None:
     path.write_text(json.dumps(LOOP))
     assert main(["render", str(path)]) == 0
     assert capsys.readouterr().out.startswith("flowchart TD")
+
+
+def test_the_traffic_chart_says_what_it_shows_in_connections_routing() -> None:
+    from orchestrator.render.graph import ExecutionView, Graph, StateRun
+    from orchestrator.render.report import _routing_note
+
+    def view(routing: str) -> ExecutionView:
+        run = StateRun("ValidateRequest", output={"release": {"routing": routing}})
+        return ExecutionView(Graph("ValidateRequest", {}, []), {"ValidateRequest": run})
+
+    (note,) = _routing_note(view("connections"))
+    assert "stay on blue until the 100% step" in note and "new connections" in note
+    assert _routing_note(view("invocations")) == []
