@@ -229,15 +229,23 @@ class FunctionRegistry:
             return InvokeResult(202, "", version)
         if invocation_type == "DryRun":
             return InvokeResult(204, "", version)
+
+        def timed_out() -> bool:
+            return clock.time() - started > function.timeout_seconds and not getattr(
+                function.handler, "enforces_timeout", False
+            )
+
         try:
             result = function.handler(event, context)
         except ClientError:
             raise
         except Exception as exc:  # noqa: BLE001 - every handler exception becomes a Lambda error payload
-            return InvokeResult(200, _error_payload(exc), version, "Unhandled")
-        if clock.time() - started > function.timeout_seconds and not getattr(
-            function.handler, "enforces_timeout", False
-        ):
+            if not timed_out():
+                return InvokeResult(200, _error_payload(exc), version, "Unhandled")
+            # Raised after the deadline (in virtual time): Lambda had killed the function by then,
+            # so what it reports is the timeout, never the later exception.
+            result = None
+        if timed_out():
             # The handler ran (in virtual time) past the function's timeout: Lambda kills it.
             return InvokeResult(
                 200,

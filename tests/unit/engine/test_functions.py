@@ -93,6 +93,18 @@ def test_handler_running_past_its_timeout_is_killed_like_lambda() -> None:
     assert "Task timed out after 10.00 seconds" in result.payload["errorMessage"]
 
 
+def test_an_error_raised_after_the_deadline_is_reported_as_the_timeout() -> None:
+    # Lambda kills the function at its deadline: a later exception never reaches the caller.
+    def slow_then_failing(event: Any, context: Any) -> str:
+        context.clock.sleep(context.get_remaining_time_in_millis() / 1000 + 1)
+        raise RuntimeError("too late to be seen")
+
+    result = _registry(slow_then_failing, timeout_seconds=10).invoke("fn", b"{}", VirtualClock())
+    assert result.payload["errorType"] == "Sandbox.Timedout", result.payload
+    failing = _registry(lambda e, c: (_ for _ in ()).throw(RuntimeError("in time")), timeout_seconds=10)
+    assert failing.invoke("fn", b"{}", VirtualClock()).payload["errorType"] == "RuntimeError"
+
+
 def test_unserialisable_result_is_a_marshal_error() -> None:
     result = _registry(lambda e, c: {"when": object()}).invoke("fn", b"{}", VirtualClock())
     assert result.payload["errorType"] == "Runtime.MarshalError"
