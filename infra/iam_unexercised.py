@@ -289,6 +289,18 @@ UNEXERCISED: tuple[Unexercised, ...] = (
         "record-release puts whole records; UpdateItem is part of the table_write set: narrowing candidate",
     ),
     Unexercised(
+        "dynamodb:UpdateItem",
+        "*drain-canary",
+        "DrainCanary only appends its CANARY_DRAINED audit event (PutItem); UpdateItem is part of the "
+        "table_write set: narrowing candidate",
+    ),
+    Unexercised(
+        "kms:GenerateDataKey",
+        "*drain-canary",
+        "DrainCanary's audit event (PutItem) is judged with the table key's Decrypt; GenerateDataKey is "
+        "part of CDK's grant set",
+    ),
+    Unexercised(
         "lambda:CreateAlias",
         "staging-release-*",
         "DeployGreen creates `green` only where it is "

@@ -127,8 +127,10 @@ def drain(
         if not remaining
         else f"canary stage not drained within {settings.drain_timeout_seconds:g}s: {len(remaining)} connections remain"
     )
+    # Audited, not published: the role may not publish (the rollback's own notice names the
+    # outcome, and the alarm rollback's carries this result).
     release_record.transition(
-        settings, release, "CANARY_DRAINED", summary, detail=result.model_dump(), publish=bool(remaining)
+        settings, release, "CANARY_DRAINED", summary, detail=result.model_dump(), publish=False
     )
     add_metric("CanaryDrainSeconds", MetricUnit.Seconds, seconds)
     logger.info("canary drain done", extra={"release_id": release.release_id, **result.model_dump()})
