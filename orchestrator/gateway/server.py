@@ -59,6 +59,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from orchestrator.gateway.edge import EdgeFunction, EdgeOutcome, ViewerRequest
 from orchestrator.gateway.management import ManagementApi, PostResult
@@ -500,6 +501,11 @@ class Gateway:
     async def _post(self, connection_id: str, data: bytes) -> PostResult:
         conn = self._conns.get(connection_id)
         if conn is None or conn.ws is None:
+            return "gone"
+        if conn.ws.state is not State.OPEN:
+            # Closing (either side started the close handshake): API Gateway answers 410 at once.
+            # Waiting on the send would hold the caller up to the handshake's end, and a function
+            # replying to a client that just left would time out retrying.
             return "gone"
         try:
             text = data.decode()
