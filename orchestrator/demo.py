@@ -149,6 +149,8 @@ def demo_request(
                 **request.get("checks", {}),
                 "clients": 5,
                 "messages": 4,
+                # The first release meets green's workers cold, on a shared 2-core machine.
+                "p99_latency_ms": 2000,
                 "min_success_rate": min_success_rate,
             },
         }

@@ -29,8 +29,8 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys, synthesized) -> None:
     row = next(line for line in summary.splitlines() if "1.2.0" in line and "rolled back" in line)
     assert re.search(r"\d+ ms", row) or "the state machine rolled back before the alarm rule" in row, row
     # 1.3.0 never failed a request: the judge saw its p99 against blue's and rolled it back.
-    judged = next(line for line in summary.splitlines() if line.startswith("1.3.0: CanaryFailed"))
-    assert "p99 green" in judged and "messages" in judged, judged
+    judged = next(line for line in summary.splitlines() if line.startswith("1.3.0: ReleaseRolledBack"))
+    assert "CanaryFailed" in judged and "p99 green" in judged and "messages" in judged, judged
     page = next(path for path in reports if path.name.startswith("1-3-0-")).read_text(encoding="utf-8")
     assert "Canary judgment" in page and ">fail<" in page
     # What the clients saw: 1.3.0 moved whole connections (none answered by both versions), and its
