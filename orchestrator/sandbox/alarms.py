@@ -186,7 +186,7 @@ class AlarmEvaluator:
             self._children[name] = children
             state = evaluate_rule(alarm.get("AlarmRule", ""), states, arn_to_name)
             if state != previous:
-                reason = f"composite rule {alarm['AlarmRule']} is {state}"
+                reason = composite_reason(alarm.get("AlarmRule", ""), state, states, arn_to_name)
                 if stored is not None:
                     self.cloudwatch.set_alarm_state(
                         AlarmName=name, StateValue=state, StateReason=reason[:1023]
@@ -256,6 +256,15 @@ class AlarmEvaluator:
             )
         )
         return transition
+
+
+def composite_reason(rule: str, state: str, states: dict[str, str], arn_to_name: dict[str, str]) -> str:
+    """The composite's state reason, naming first the children in ALARM that its rule refers to
+    (as CloudWatch's reason names the triggering alarms), so a truncated reason still says why."""
+    referenced = sorted({name for arn, name in arn_to_name.items() if arn in rule or f'"{name}"' in rule})
+    firing = [name for name in referenced if states.get(name) == "ALARM"]
+    lead = f"{', '.join(firing)} in ALARM: " if firing else ""
+    return f"{lead}composite rule {rule} is {state}"
 
 
 _TERM = re.compile(

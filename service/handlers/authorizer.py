@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from service.faults import inject_faults
-from service.logic.authorizer import Unauthorized, decide, policy
+from service.logic.authorizer import decide, policy
 from service.models import AuthorizerEvent
 from service.observability import log_metrics, logger, tracer
 from service.settings import SettingsError, settings
@@ -29,16 +29,12 @@ def handler(event: AuthorizerEvent, context: LambdaContext) -> dict[str, Any]:
         "source_ip": str(request.identity.source_ip.network_address),
         "stage": request.stage,
     }
-    try:
-        decision = decide(
-            event.request(),
-            current.api_keys_secret_arn,
-            current.origin_secret_arn,
-            current.secret_cache_seconds,
-        )
-    except Unauthorized:
-        logger.warning("connection refused: no API key in the x-api-key header or api_key query", extra=where)
-        raise
+    decision = decide(
+        event.request(),
+        current.api_keys_secret_arn,
+        current.origin_secret_arn,
+        current.secret_cache_seconds,
+    )
     if decision.allowed:
         logger.info(
             "connection allowed",

@@ -28,13 +28,7 @@ API_KEY_HEADER = "x-api-key"
 API_KEY_QUERY = "api_key"
 ORIGIN_HEADER = "x-origin-verify"
 REFRESH_ON_MISS_SECONDS = 5.0
-
-
-class Unauthorized(Exception):  # noqa: N818 - API Gateway maps this exact message to HTTP 401
-    """No credentials were presented; API Gateway answers 401 for the message 'Unauthorized'."""
-
-    def __init__(self) -> None:
-        super().__init__("Unauthorized")
+ANONYMOUS = "anonymous"  # the principal of a request that presented no key
 
 
 class SecretFormatError(ValueError):
@@ -142,11 +136,17 @@ def decide(
     ttl: float,
     cache: SecretCache = CACHE,
 ) -> Decision:
-    """Allow or deny one $connect request. Raises Unauthorized when no key was presented."""
+    """Allow or deny one $connect request.
+
+    A request without a key is denied like one with a wrong key (HTTP 403). It is not raised as
+    `Unauthorized` (HTTP 401): that is a function error in Lambda's `Errors` metric, so any
+    anonymous client on `live` would trip the release guard and roll back a healthy release."""
     headers = _lower(event.get("headers"))
     key = presented_key(event)
     if key is None:
-        raise Unauthorized()
+        return Decision(
+            False, f"no API key in the {API_KEY_HEADER} header or {API_KEY_QUERY} query", ANONYMOUS
+        )
     principal = fingerprint(key)
     if origin_secret_arn:
         origin = headers.get(ORIGIN_HEADER)

@@ -25,6 +25,7 @@ from orchestrator.demo import ARTIFACT_BUCKET, artifact
 from orchestrator.sandbox import keyvaluestore
 from orchestrator.sandbox.state import SandboxState
 from orchestrator.traffic import TrafficGenerator
+from tests.e2e.release_args import load_tolerant_checks
 from tests.e2e.test_cli_sandbox import live_versions, wait_for_state, watch
 
 pytestmark = pytest.mark.slow
@@ -124,6 +125,7 @@ def test_a_rollback_in_connections_routing_drains_the_canary_and_clients_return_
             "3600",
             "--routing",
             "connections",
+            *load_tolerant_checks(),
             "--release-id",
             "e2e-connections",
             "--min-green-invocations",

@@ -29,6 +29,7 @@ from orchestrator.cli import main
 from orchestrator.demo import ARTIFACT_BUCKET, artifact
 from orchestrator.sandbox.control import call as control
 from orchestrator.sandbox.state import SandboxState
+from tests.e2e.release_args import load_tolerant_checks
 
 pytestmark = pytest.mark.slow
 ENV = "staging"
@@ -416,6 +417,7 @@ def _release(artifacts: dict[str, tuple[str, str]], version: str, release_id: st
         "--min-green-invocations",
         "0",
         "--json",
+        *load_tolerant_checks(),
         *extra,
     ]
 

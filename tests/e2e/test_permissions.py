@@ -30,6 +30,7 @@ from orchestrator.lambda_runtime import MODE_VARIABLE
 from orchestrator.sandbox.daemon import IAM_OBSERVATIONS, IAM_REPORT, start_background, stop_background
 from orchestrator.sandbox.state import SandboxState
 from tests.e2e.iam_checks import assert_no_denials, report
+from tests.e2e.release_args import load_tolerant_checks
 from tests.e2e.test_cli_sandbox import aws, live_versions, wait_for_state, wait_for_task_started
 from tests.e2e.test_ops_sandbox import cli, lock
 
@@ -73,6 +74,7 @@ def _release(
         release_id,
         "--min-green-invocations",
         "0",
+        *load_tolerant_checks(),
         *extra,
     )
 

@@ -13,7 +13,13 @@ from moto import mock_aws
 
 from orchestrator.gateway.metrics import Sample
 from orchestrator.paths import REPO_ROOT
-from orchestrator.sandbox.alarms import AlarmEvaluator, MetricStore, StoringRecorder, evaluate_rule
+from orchestrator.sandbox.alarms import (
+    AlarmEvaluator,
+    MetricStore,
+    StoringRecorder,
+    composite_reason,
+    evaluate_rule,
+)
 from orchestrator.sandbox.artifacts import artifact_bucket_name, create_artifact_bucket
 from orchestrator.sandbox.events import EventBus, Rule, alarm_state_change_event, matches
 from orchestrator.sandbox.state import SandboxNotRunning, SandboxState, read_state, write_state
@@ -72,6 +78,14 @@ def test_composite_rule() -> None:
     assert evaluate_rule("ALARM(a) AND NOT (OK(b))", {"a": "ALARM", "b": "ALARM"}, {}) == "ALARM"
     with pytest.raises(ValueError, match="cannot parse"):
         evaluate_rule("ALARM(a) XOR b", {}, {})
+
+
+def test_composite_reason_names_the_children_in_alarm_first() -> None:
+    arns = {"arn:a": "a", "arn:b": "b", "arn:c": "c"}
+    rule = 'ALARM("arn:a") OR ALARM("arn:b")'
+    reason = composite_reason(rule, "ALARM", {"a": "ALARM", "b": "ALARM", "c": "ALARM"}, arns)
+    assert reason == f"a, b in ALARM: composite rule {rule} is ALARM"  # c is not in the rule
+    assert composite_reason(rule, "OK", {"a": "OK", "b": "OK"}, arns) == f"composite rule {rule} is OK"
 
 
 @mock_aws
@@ -133,6 +147,8 @@ def test_evaluator_fires_on_recorded_errors_and_on_set_alarm_state() -> None:
         "staging-release-guard-fn-errors",
         "staging-release-health",
     ]
+    # The composite's reason names the child that fired first, so a truncated cause still says which.
+    assert delivered[1]["detail"]["state"]["reason"].startswith("staging-release-guard-fn-errors in ALARM: ")
     # One compressed period later (1 s of wall time at 60x) the data has aged out: back to OK.
     changes = evaluator.tick(datetime.now(UTC) + timedelta(seconds=2))
     assert {(c.alarm, c.state) for c in changes} == {

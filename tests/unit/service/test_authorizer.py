@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from service.handlers.authorizer import handler
-from service.logic.authorizer import SecretCache, Unauthorized, decide, fingerprint
+from service.logic.authorizer import SecretCache, decide, fingerprint
 from service.settings import use_env
 from tests.support.moto_service import API_KEY, ORIGIN_VALUE, PREVIOUS_KEY
 from tests.support.ws_events import METHOD_ARN, authorizer_event
@@ -46,9 +46,13 @@ def test_wrong_key_is_denied_and_never_logged(env, context, caplog) -> None:
     assert all(secret not in str(rec.__dict__) for rec in caplog.records)
 
 
-def test_missing_key_raises_unauthorized_for_a_401(env, context) -> None:
-    with pytest.raises(Unauthorized, match="^Unauthorized$"):
-        handler(request(), context)
+def test_a_missing_key_is_denied_without_a_function_error(env, context, caplog) -> None:
+    # Raising "Unauthorized" (a 401) would count in Lambda's Errors metric: any anonymous client on
+    # `live` would trip the release guard. A Deny policy (a 403) is a successful invocation.
+    policy = handler(request(), context)
+    assert effect(policy) == "Deny" and policy["principalId"] == "anonymous"
+    denied = [rec for rec in caplog.records if rec.getMessage() == "connection denied"]
+    assert len(denied) == 1 and "no API key" in denied[0].reason
 
 
 def test_origin_header_is_required_when_configured(env, account, context) -> None:
