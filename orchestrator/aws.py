@@ -356,6 +356,23 @@ def _token_in(value: Any) -> str | None:
     return None
 
 
+def lock_holder(aws: Aws, names: Names) -> str | None:
+    """The release (or drill) id holding the environment's lock, None when it is free."""
+    from tasks.release_record import lock_key
+
+    item = aws.call(
+        "dynamodb",
+        "get_item",
+        TableName=names.release_table,
+        Key={k: {"S": v} for k, v in lock_key(names.env).items()},
+        ConsistentRead=True,
+    ).get("Item")
+    if item is None:
+        return None
+    holder = item.get("release_id") or item.get("drill_id") or {}
+    return str(holder.get("S") or "unknown")
+
+
 def release_records(aws: Aws, names: Names, limit: int) -> list[dict[str, Any]]:
     """The environment's release records, newest first (the release table's environment index)."""
     from tasks.release_record import ENVIRONMENT_INDEX

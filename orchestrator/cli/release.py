@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.artifacts import upload_bundle
-from orchestrator.aws import Aws, Names, find_task_token, release_records
+from orchestrator.aws import Aws, Names, find_task_token, lock_holder, release_records
 from orchestrator.cli.context import (
     EXIT_AWS,
     EXIT_RELEASE_FAILED,
@@ -35,11 +35,15 @@ from orchestrator.requests import (
     bundle_key,
     bundle_manifest_version,
     local_bundle,
+    read_request_file,
 )
 from orchestrator.sandbox.state import read_state
 from orchestrator.watch import Watcher
 
 release_app = group("Start, watch, approve and roll back releases.")
+# How long `release rollback --wait` waits for the rollback to finish: the alarm-rollback
+# function's timeout (330 s, which covers its canary drain) and a margin.
+ROLLBACK_WAIT_SECONDS = 360
 
 
 def register(app: typer.Typer) -> None:
@@ -140,9 +144,13 @@ def release_start(
     if artifact is not None and "://" not in artifact:
         local = Path(artifact)
         bundle, artifact, sha256 = _local_bundle(opts, local, sha256)
-        if version is None and request_file is None:
-            version = bundle_manifest_version(local)  # scripts/build_bundle.py's, beside the zip
     try:
+        if bundle is not None and version is None:
+            # The bundle's version (scripts/build_bundle.py's manifest beside the zip), unless the
+            # request file gives one.
+            given = read_request_file(request_file) if request_file is not None else {}
+            if "version" not in given:
+                version = bundle_manifest_version(local)
         request = build_request(
             env=env,
             version=version,
@@ -312,7 +320,14 @@ def release_rollback(
     reason: Annotated[
         str, typer.Option(help="Why; becomes the alarm reason, the stop cause and the record.")
     ] = "manual rollback",
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the release execution has ended.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait until the rollback is done: the execution ended and the lock released "
+            "(after the canary drain, in connections routing).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Roll the active release back now, through the very path a firing alarm takes.
@@ -339,7 +354,9 @@ def release_rollback(
     if not as_json:
         out.print(f"rollback requested: alarm {alarm} set to ALARM; the alarm-rollback rule restores blue")
     if wait:
-        deadline = time.monotonic() + 300
+        # The alarm-rollback function stops the execution first, then restores blue, drains the
+        # canary stage and releases the lock: the rollback is done when the lock is free of it.
+        deadline = time.monotonic() + ROLLBACK_WAIT_SECONDS
         while time.monotonic() < deadline:
             status = aws.describe_execution(running["executionArn"])["status"]
             if status != "RUNNING":
@@ -348,6 +365,17 @@ def release_rollback(
         result["status"] = status
         if not as_json:
             out.print(f"execution {running['name']} is {status}")
+        holder = lock_holder(aws, target)
+        while holder == running["name"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            holder = lock_holder(aws, target)
+        result["lock_released"] = holder != running["name"]
+        if not as_json:
+            out.print(
+                f"lock of {env} released by {running['name']}"
+                if result["lock_released"]
+                else f"lock of {env} still held by {running['name']} after {ROLLBACK_WAIT_SECONDS} s"
+            )
         if status != "RUNNING":
             result["alarm_reset"] = _reset_rollback_alarm(aws, target, alarm, guards)
             if not as_json:
@@ -358,6 +386,12 @@ def release_rollback(
                 )
     if as_json:
         print(json.dumps(result))
+    if wait and not (result["status"] != "RUNNING" and result["lock_released"]):
+        raise CliError(
+            f"the rollback of {running['name']} did not finish in {ROLLBACK_WAIT_SECONDS} s "
+            f"(execution {result['status']}, lock {'released' if result['lock_released'] else 'held'})",
+            EXIT_RELEASE_FAILED,
+        )
 
 
 def _reset_rollback_alarm(aws: Aws, target: Names, alarm: str, guards: list[str]) -> bool:

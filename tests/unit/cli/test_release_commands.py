@@ -279,6 +279,22 @@ def test_a_done_rollback_puts_its_alarm_back_unless_a_guard_fires(
         cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="test done")
 
 
+def test_the_lock_holder_is_what_rollback_wait_waits_on(moto_url: str, stage: dict) -> None:
+    # The alarm-rollback function stops the execution before it drains and releases the lock:
+    # `release rollback --wait` returns once the lock is free of the release it rolled back.
+    from orchestrator.aws import Aws, Names, Target, lock_holder
+
+    target = Names(ENV)
+    aws = Aws(Target(region="eu-west-1", endpoint_url=moto_url))
+    ddb = client("dynamodb", moto_url)
+    key = {"pk": {"S": f"lock#{ENV}"}, "sk": {"S": "lock"}}
+    ddb.delete_item(TableName=target.release_table, Key=key)
+    assert lock_holder(aws, target) is None
+    ddb.put_item(TableName=target.release_table, Item={**key, "release_id": {"S": "held-1"}})
+    assert lock_holder(aws, target) == "held-1"
+    ddb.delete_item(TableName=target.release_table, Key=key)
+
+
 def test_redrive_not_in_moto_is_one_clear_line(
     moto_url: str, stage: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
