@@ -357,7 +357,8 @@ def _token_in(value: Any) -> str | None:
 
 
 def lock_holder(aws: Aws, names: Names) -> str | None:
-    """The release (or drill) id holding the environment's lock, None when it is free."""
+    """The release (or drill) id holding the environment's lock, None when it is free (the lock
+    item's `release_id`, which state_machines/lock.py writes for both)."""
     from tasks.release_record import lock_key
 
     item = aws.call(
@@ -369,8 +370,7 @@ def lock_holder(aws: Aws, names: Names) -> str | None:
     ).get("Item")
     if item is None:
         return None
-    holder = item.get("release_id") or item.get("drill_id") or {}
-    return str(holder.get("S") or "unknown")
+    return str(item.get("release_id", {}).get("S", "unknown"))
 
 
 def release_records(aws: Aws, names: Names, limit: int) -> list[dict[str, Any]]:
