@@ -45,8 +45,8 @@ _ALIASES = (
     "updates aliases: narrowing candidate"
 )
 _SCHEDULER = (
-    "EventBridge Scheduler's role: the sandbox does not fire schedules on a clock; `orchestrator "
-    "ops run` fires a schedule's target with the operator's credentials"
+    "EventBridge Scheduler's role, for the schedules' dead-letter queue and its key: written only "
+    "when a run fails all its retries; the tour's scheduled backup and DR drill are delivered"
 )
 
 UNEXERCISED: tuple[Unexercised, ...] = (
@@ -326,8 +326,6 @@ UNEXERCISED: tuple[Unexercised, ...] = (
     *(
         Unexercised(action, "staging-realtime-backup*", _SCHEDULER)
         for action in (
-            "lambda:InvokeFunction",
-            "states:StartExecution",
             "sqs:SendMessage",
             "kms:GenerateDataKey",
             "kms:Decrypt",

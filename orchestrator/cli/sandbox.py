@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from orchestrator.cli.context import EXIT_AWS, CliError, JsonOpt, err, group, options, out
+from orchestrator.cli.context import EXIT_AWS, CliError, JsonOpt, err, group, options, out, usage_error
 from orchestrator.sandbox.daemon import SandboxError, start_background, stop_background
 from orchestrator.sandbox.state import SandboxNotRunning, SandboxState, read_lambda_report, read_state
 
@@ -33,6 +34,14 @@ def sandbox_up(
             "default: each function in worker processes from its cdk.out asset).",
         ),
     ] = False,
+    clock_start: Annotated[
+        str | None,
+        typer.Option(
+            "--clock-start",
+            help="The sandbox clock's first instant, ISO 8601 with a time zone, e.g. "
+            "2026-06-03T10:00:00+00:00 (default: now). Schedules fire from there.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start the sandbox in the background and print its endpoints."""
@@ -42,6 +51,7 @@ def sandbox_up(
             time_scale=time_scale,
             progress=None if as_json else err,
             in_process=in_process,
+            clock_start=_instant(clock_start) if clock_start else None,
         )
     except SandboxError as exc:
         raise CliError(str(exc)) from exc
@@ -49,6 +59,16 @@ def sandbox_up(
         print(json.dumps(state.to_dict()))
     else:
         _print_sandbox(state)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        usage_error(f"--clock-start: not an ISO 8601 instant: {text!r}")
+    if instant.tzinfo is None:
+        usage_error(f"--clock-start: {text!r} has no time zone (for example 2026-06-03T10:00:00+00:00)")
+    return instant
 
 
 @sandbox_app.command("down")

@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ class Sandbox:
     template_paths: list[Path]
     lambda_mode: str = "isolated"  # or "in-process"
     schedules: bool = True  # the scheduler fires the stage's schedules on the clock
+    clock_start: datetime | None = None  # the sandbox clock's first instant (default: now)
     parts: list[Any] = field(default_factory=list)
     state: SandboxState | None = None
 
@@ -124,7 +126,7 @@ class Sandbox:
         from orchestrator.engine import Sandbox as EngineSandbox
 
         _enable_execution(moto_url)
-        clock = VirtualClock(auto_advance=False, speed=self.time_scale)
+        clock = VirtualClock(auto_advance=False, speed=self.time_scale, start=self.clock_start)
         # The moto server runs in this process and AWS_ENDPOINT_URL points boto3 at it, so the
         # engine only installs its hooks (start_mock=False) and its clients find the server.
         engine = LocalEngine(
@@ -587,9 +589,15 @@ def serve(
     templates: list[Path],
     lambda_mode: str = "isolated",
     schedules: bool = True,
+    clock_start: datetime | None = None,
 ) -> int:
     sandbox = Sandbox(
-        directory, time_scale, templates or [staging_template()], lambda_mode, schedules=schedules
+        directory,
+        time_scale,
+        templates or [staging_template()],
+        lambda_mode,
+        schedules=schedules,
+        clock_start=clock_start,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -632,9 +640,15 @@ def start_background(
     templates: list[Path] | None = None,
     in_process: bool = False,
     schedules: bool | None = None,
+    clock_start: datetime | None = None,
 ) -> SandboxState:
     """Start the sandbox daemon and wait for its state file. `schedules` (default: the
-    ORCHESTRATOR_SANDBOX_SCHEDULES variable, `on` unless it says `off`) lets the scheduler fire."""
+    ORCHESTRATOR_SANDBOX_SCHEDULES variable, `on` unless it says `off`) lets the scheduler fire;
+    `clock_start` (timezone-aware) is the sandbox clock's first instant, now by default."""
+    if clock_start is not None and clock_start.tzinfo is None:
+        raise SandboxError(
+            "the sandbox clock's start needs a time zone (for example 2026-06-03T10:00:00+00:00)"
+        )
     try:
         state = read_state(directory)
         if progress:
@@ -658,6 +672,7 @@ def start_background(
         *(["--in-process"] if in_process else []),
         "--schedules",
         "on" if fire else "off",
+        *(["--clock-start", clock_start.isoformat()] if clock_start is not None else []),
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -821,6 +836,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--schedules", choices=("on", "off"), default="on", help="fire the stage's schedules on the clock"
     )
+    parser.add_argument(
+        "--clock-start",
+        type=_aware_instant,
+        default=None,
+        help="the sandbox clock's first instant, ISO 8601 with a time zone (default: now)",
+    )
     args = parser.parse_args(argv)
     from orchestrator.lambda_runtime import lambda_mode
 
@@ -828,7 +849,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return serve(args.dir, args.time_scale, args.template, mode, schedules=args.schedules == "on")
+    return serve(
+        args.dir,
+        args.time_scale,
+        args.template,
+        mode,
+        schedules=args.schedules == "on",
+        clock_start=args.clock_start,
+    )
+
+
+def _aware_instant(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from exc
+    if instant.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (for example 2026-06-03T10:00:00+00:00)")
+    return instant
 
 
 if __name__ == "__main__":

@@ -725,8 +725,9 @@ class Deployer:
             self.out.mapping_ids[queue] = uuid
 
     def _schedules(self) -> None:
-        """The schedule group and schedules, so the CLI and tests see what runs when; `orchestrator
-        ops run` fires a schedule's target with its input (the sandbox keeps no clock for them)."""
+        """The schedule group and schedules, so the CLI and tests see what runs when. The sandbox's
+        scheduler (scheduler.py) fires them on its clock as their roles; `orchestrator ops run`
+        fires a schedule's target with its input at once, with the operator's credentials."""
         scheduler = self.client("scheduler")
         for lid, props in self._items("AWS::Scheduler::ScheduleGroup"):
             scheduler.create_schedule_group(Name=str(self._resolve(props["Name"], f"{lid}.Name")))

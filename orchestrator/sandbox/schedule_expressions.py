@@ -224,3 +224,30 @@ def parse_expression(text: str, timezone: str | None = None) -> ScheduleExpressi
     except ValueError as exc:
         raise ExpressionError(f"at({body}): yyyy-mm-ddThh:mm:ss expected") from exc
     return ScheduleExpression(text, kind, zone_name, at=local.replace(tzinfo=zone).astimezone(UTC))
+
+
+def quietest_start(
+    expressions: list[ScheduleExpression], after: datetime, *, horizon: timedelta = timedelta(days=8)
+) -> tuple[datetime, timedelta]:
+    """Where a sandbox clock can start so that its schedules stay quiet longest: one minute after
+    the run (within `horizon` of `after`) that is followed by the longest gap, and that gap's
+    remaining length. Tests start their sandbox there so that what fires on its clock does not
+    depend on the time of day they run at."""
+    runs: set[datetime] = set()
+    for expression in expressions:
+        moment = expression.next_after(after)
+        while moment is not None and moment <= after + horizon:
+            runs.add(moment)
+            moment = expression.next_after(moment)
+    ordered = sorted(runs)
+    if len(ordered) < 2:
+        raise ExpressionError(
+            f"fewer than two runs within {horizon} of {after.isoformat()}: no gap to choose"
+        )
+    lead = timedelta(minutes=1)
+    # The longest gap; of equal ones the earliest, so that the clock stays near the wall clock.
+    gap, start = max(
+        ((later - earlier, earlier) for earlier, later in zip(ordered, ordered[1:], strict=False)),
+        key=lambda pair: (pair[0], -pair[1].timestamp()),
+    )
+    return start + lead, gap - lead

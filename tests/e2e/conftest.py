@@ -17,6 +17,7 @@ from orchestrator.lambda_runtime import MODE_VARIABLE
 from orchestrator.sandbox.daemon import start_background, stop_background
 from orchestrator.sandbox.state import SandboxState
 from tests.e2e.iam_checks import assert_no_denials
+from tests.e2e.sandbox_clock import quiet_clock_start
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,16 @@ def sandbox(sandbox_dir: Path, synthesized: Path, request: pytest.FixtureRequest
     # `synthesized` points the sandbox at the session's cloud assembly (ORCHESTRATOR_CDK_OUT).
     # The stage's schedules fire on the sandbox's clock only in modules that ask for it
     # (SANDBOX_SCHEDULES = True): elsewhere a weekly DR drill the 60x clock crosses (Wednesday
-    # 09:00 UTC) would take the environment's lock from the releases under test.
+    # 09:00 UTC) would take the environment's lock from the releases under test. The clock starts
+    # at the schedules' longest quiet gap (sandbox_clock.py), whatever the time of day.
     saved = {name: os.environ.get(name) for name in ("ORCHESTRATOR_SANDBOX_DIR", MODE_VARIABLE)}
     os.environ["ORCHESTRATOR_SANDBOX_DIR"] = str(sandbox_dir)
     os.environ[MODE_VARIABLE] = "isolated"
     state = start_background(
-        sandbox_dir, time_scale=60.0, schedules=bool(getattr(request.module, "SANDBOX_SCHEDULES", False))
+        sandbox_dir,
+        time_scale=60.0,
+        schedules=bool(getattr(request.module, "SANDBOX_SCHEDULES", False)),
+        clock_start=quiet_clock_start(),
     )
     try:
         yield state

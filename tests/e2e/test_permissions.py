@@ -2,11 +2,12 @@
 paths in one sandbox, IAM enforced, then every role held to what it used.
 
 The tour goes through the CLI and boto3 like an operator: a release behind an approval gate (in
-`connections` routing, as are the unhealthy release and the manual rollback), a
-dry run, a release whose green fails its synthetic checks, a manual rollback during a bake, a
-release stopped mid-bake, the backup, the DR drill with failover, the event-path drill, the cost
-check and an API-key rotation. Then: no call was denied, and every grant nothing exercised is
-listed with its reason in infra/iam_unexercised.py (an entry that matches nothing fails too, so
+`connections` routing, as are the unhealthy release and the manual rollback), a dry run, a
+release whose green fails its synthetic checks, a manual rollback during a bake, a release stopped
+mid-bake, the backup fired by its schedule, the DR drill with failover, the event-path drill, the
+cost check, the weekly DR drill fired by its schedule and an API-key rotation. The sandbox clock
+starts in the schedules' longest quiet gap, so nothing else fires on it whatever the time of day.
+Then: no call was denied, and every grant nothing exercised is listed with its reason in infra/iam_unexercised.py (an entry that matches nothing fails too, so
 the list cannot rot). The report lands in reports/iam-report.{json,md} (`make iam-report`).
 """
 
@@ -16,6 +17,7 @@ import json
 import os
 import shutil
 import time
+from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from orchestrator.sandbox.daemon import IAM_OBSERVATIONS, IAM_REPORT, start_back
 from orchestrator.sandbox.state import SandboxState
 from tests.e2e.iam_checks import assert_no_denials, report
 from tests.e2e.release_args import load_tolerant_checks
+from tests.e2e.sandbox_clock import quiet_clock_start
 from tests.e2e.test_cli_sandbox import aws, live_versions, wait_for_state, wait_for_task_started
 from tests.e2e.test_ops_sandbox import cli, lock
 
@@ -171,8 +174,18 @@ def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
     cache = redis.Redis.from_url(state.redis_url)
     for n in range(50):
         cache.set(f"cache:v1:snap:synthetic:tour-{n}", json.dumps({"id": n}))
-    code, out = cli(capsys, "ops", "run", "backup", "--env", ENV)
-    assert code == 0, out
+    # The backup as its schedule fires it: the sandbox clock moves to just before 03:00 and
+    # Scheduler's role invokes the function (asynchronously, as Scheduler does).
+    code, out = cli(capsys, "schedule", "skip-to", "backup", "--env", ENV, "--wait", "--timeout", "240")
+    assert code == 0 and out["run"]["trigger"] == "clock", out
+    snapshot = f"{names.cache_replication_group_id(ENV)}-{datetime.fromisoformat(out['due']):%Y-%m-%d}"
+    s3 = aws(state, "s3")
+    bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if "backups" in b["Name"])
+    _until(
+        lambda: s3.list_objects_v2(Bucket=bucket, Prefix=f"manifests/{snapshot}.json").get("KeyCount"),
+        f"the scheduled backup's manifest {snapshot}",
+        timeout=120,
+    )
     code, out = cli(capsys, "drill", "start", "--env", ENV, "--drill-id", "tour-dr", "--failover", "--wait")
     assert code == 0 and out["status"] == "SUCCEEDED", out
     code, out = cli(
@@ -192,6 +205,9 @@ def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and out["status"] == "SUCCEEDED", out
     code, out = cli(capsys, "ops", "run", "cost-check", "--env", ENV)
     assert code == 0, out
+    # The weekly DR drill as its schedule fires it: Scheduler's role starts the execution.
+    code, out = cli(capsys, "schedule", "skip-to", "dr-drill", "--env", ENV, "--wait", "--timeout", "300")
+    assert code == 0 and out["status"] == "SUCCEEDED", out
 
     # API-key rotation, as Secrets Manager runs it: createSecret, setSecret, testSecret, finishSecret.
     secrets = aws(state, "secretsmanager")
@@ -221,7 +237,9 @@ def test_every_role_uses_what_it_is_granted_and_nothing_is_denied(
     saved = {name: os.environ.get(name) for name in ("ORCHESTRATOR_SANDBOX_DIR", MODE_VARIABLE)}
     os.environ.update({"ORCHESTRATOR_SANDBOX_DIR": str(directory), MODE_VARIABLE: "isolated"})
     try:
-        state = start_background(directory, time_scale=60.0)
+        # The schedules fire on the clock, which starts in their longest quiet gap: only the
+        # tour's `schedule skip-to` makes them fire (Scheduler's role is judged too).
+        state = start_background(directory, time_scale=60.0, schedules=True, clock_start=quiet_clock_start())
         try:
             _tour(state, capsys)
         finally:

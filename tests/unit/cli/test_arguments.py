@@ -73,6 +73,8 @@ START = [
         (["render", "--format", "png", "x.json"], "--format: 'png' is not svg, html or mermaid"),
         (["render"], "give a definition file or --execution"),
         (["render", "/nonexistent/definition.json"], "cannot read /nonexistent/definition.json"),
+        (["sandbox", "up", "--clock-start", "Wednesday"], "--clock-start: not an ISO 8601 instant"),
+        (["sandbox", "up", "--clock-start", "2026-06-03T10:00"], "has no time zone"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.sandbox.schedule_expressions import ExpressionError, parse_expression
+from orchestrator.sandbox.schedule_expressions import ExpressionError, parse_expression, quietest_start
 
 
 def at(text: str) -> datetime:
@@ -84,3 +84,22 @@ def test_invalid_expressions_are_refused(expression: str) -> None:
 def test_unknown_time_zone_is_refused() -> None:
     with pytest.raises(ExpressionError, match="Mars/Olympus"):
         parse_expression("cron(0 3 * * ? *)", "Mars/Olympus")
+
+
+def test_the_quietest_start_follows_the_longest_gap_between_runs() -> None:
+    # Staging's schedules: daily backup 03:00 and cost check 07:00, DR drill on Wednesdays 09:00.
+    expressions = [
+        parse_expression(e) for e in ("cron(0 3 * * ? *)", "cron(0 7 * * ? *)", "cron(0 9 ? * WED *)")
+    ]
+    after = datetime(2026, 11, 30, 1, 10, tzinfo=UTC)  # a Monday
+    start, quiet = quietest_start(expressions, after)
+    assert start == datetime(2026, 11, 30, 7, 1, tzinfo=UTC)  # the first 07:00 -> 03:00 gap
+    assert quiet == timedelta(hours=19, minutes=59)
+    for expression in expressions:
+        following = expression.next_after(start)
+        assert following is not None and following - start >= quiet
+
+
+def test_the_quietest_start_needs_two_runs() -> None:
+    with pytest.raises(ExpressionError, match="fewer than two runs"):
+        quietest_start([parse_expression("at(2026-12-01T00:00:00)")], datetime(2026, 11, 30, tzinfo=UTC))
