@@ -196,7 +196,8 @@ def main(argv: list[str]) -> int:
     figures: dict[str, Any] = {"connections": args.connections, "pings": args.pings, "held": args.held}
     with tempfile.TemporaryDirectory(prefix="bench-conn-") as scratch:
         directory = args.keep or Path(scratch) / "sandbox"
-        state = start_background(directory, time_scale=TIME_SCALE)
+        # Schedules off: a weekly DR drill the 60x clock crosses would take the lock.
+        state = start_background(directory, time_scale=TIME_SCALE, schedules=False)
         aws = Aws(Target(region=state.region, endpoint_url=state.moto_url, sandbox=True))
         url, key = state.gateway["websocket live"], state.gateway["api key"]
         try:

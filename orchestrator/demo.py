@@ -358,8 +358,10 @@ def run_demo(
     demo_dir = sandbox_dir / "demo"
     wall_started = time.monotonic()
     console.print("[bold]Realtime analytics release demo[/] (embedded sandbox: no AWS account needed)")
+    # Schedules off (they are listed, not fired): the demo's two hours of sandbox time may cross
+    # the weekly DR drill, which would take the lock from its releases. `make demo-ops` fires them.
     state: SandboxState = start_background(
-        demo_dir, time_scale=TIME_SCALE, progress=console, in_process=in_process
+        demo_dir, time_scale=TIME_SCALE, progress=console, in_process=in_process, schedules=False
     )
     console.print(f"sandbox up in {state.startup_seconds:.1f} s (pid {state.pid}); {state.time_note}")
     console.print(f"Lambda functions: {_functions_note(state.lambda_mode)}")
