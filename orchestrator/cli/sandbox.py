@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.context import EXIT_AWS, CliError, JsonOpt, err, group, options, out, usage_error
-from orchestrator.sandbox.daemon import SandboxError, start_background, stop_background
+from orchestrator.sandbox.daemon import SandboxError, parse_instant, start_background, stop_background
 from orchestrator.sandbox.state import SandboxNotRunning, SandboxState, read_lambda_report, read_state
 
 sandbox_app = group("The local sandbox: moto, Redis, the WebSocket gateway, the stage.")
@@ -63,12 +63,9 @@ def sandbox_up(
 
 def _instant(text: str) -> datetime:
     try:
-        instant = datetime.fromisoformat(text)
-    except ValueError:
-        usage_error(f"--clock-start: not an ISO 8601 instant: {text!r}")
-    if instant.tzinfo is None:
-        usage_error(f"--clock-start: {text!r} has no time zone (for example 2026-06-03T10:00:00+00:00)")
-    return instant
+        return parse_instant(text)
+    except ValueError as exc:
+        usage_error(f"--clock-start: {exc}")
 
 
 @sandbox_app.command("down")

@@ -859,14 +859,22 @@ def main(argv: list[str] | None = None) -> int:
     )
 
 
-def _aware_instant(text: str) -> datetime:
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant with a time zone (the sandbox clock's start); ValueError names the problem."""
     try:
         instant = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from exc
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 instant: {text!r}") from None
     if instant.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (for example 2026-06-03T10:00:00+00:00)")
+        raise ValueError(f"{text!r} has no time zone (for example 2026-06-03T10:00:00+00:00)")
     return instant
+
+
+def _aware_instant(text: str) -> datetime:
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 if __name__ == "__main__":
