@@ -240,12 +240,6 @@ UNEXERCISED: tuple[Unexercised, ...] = (
         "the operations topic's key, used when an anomaly notice is published",
     ),
     Unexercised(
-        "execute-api:ManageConnections",
-        "*",
-        "the local gateway's @connections endpoint is not judged: "
-        "the sandbox cannot resolve the WebSocket API's id in this grant (listed as unresolved)",
-    ),
-    Unexercised(
         "sqs:ChangeMessageVisibility",
         "staging-realtime-fanout",
         "Lambda's poller gives a batch back "

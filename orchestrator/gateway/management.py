@@ -13,6 +13,13 @@ The same port speaks HTTPS too (with `tls`, see tls.py): a connection whose firs
 handshake record is wrapped, any other is plain HTTP. Functions reach it as they reach API
 Gateway, at `https://{requestContext.domainName}/{requestContext.stage}`; the operator's
 clients and the tasks keep the plain `endpoint(stage)`.
+
+With an `authorize` callable (the sandbox passes one when IAM is enforced, see
+`orchestrator.iam.enforcer.ConnectionsJudge`), each request's SigV4 access key is handed to it
+with the method, stage and connection id; a denial is AWS's 403 `ForbiddenException` with the
+access-denied message, and the hub is not called. A request without a SigV4 signature gets
+AWS's 403 "Missing Authentication Token" then; keys that are no role's (the operator's) pass, as
+they do at moto.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -31,6 +38,8 @@ TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a TLS ClientHello
 FIRST_BYTE_TIMEOUT_SECONDS = 10.0
 
 PostResult = Literal["ok", "gone", "busy"]
+# (access key id, method, stage, connection id) -> None when allowed, else AWS's denial message.
+Authorize = Callable[[str, str, str, str], str | None]
 
 
 class ConnectionHub(Protocol):
@@ -45,6 +54,17 @@ def _error(kind: str, status: int, message: str) -> tuple[int, dict[str, str], b
     return status, {"x-amzn-ErrorType": kind}, json.dumps({"message": message}).encode()
 
 
+def access_key_of(authorization: str | None) -> str | None:
+    """The access key id of a SigV4 `Authorization` header (`... Credential=<key>/<scope>, ...`)."""
+    if not authorization or not authorization.startswith("AWS4-HMAC-SHA256 "):
+        return None
+    for part in authorization[len("AWS4-HMAC-SHA256 ") :].split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "Credential":
+            return value.split("/", 1)[0] or None
+    return None
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # One buffered write per response (flushed by the base class) and no Nagle delay: a
@@ -56,14 +76,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return  # request logs would drown the sandbox's output
 
-    def _target(self) -> str | None:
+    def _target(self) -> tuple[str, str] | None:
+        """(stage, connection id) of the request's path, or None."""
         parts = unquote(urlsplit(self.path).path).split("/")
         # ['', '<stage>', '@connections', '<id>']
         if len(parts) != 4 or parts[2] != "@connections" or not parts[3]:
             return None
         if parts[1] not in self.server.stages:
             return None
-        return parts[3]
+        return parts[1], parts[3]
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
@@ -77,10 +98,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        connection_id = self._target()
-        if connection_id is None:
+        target = self._target()
+        if target is None:
             self._send(*_error("ForbiddenException", 403, "Forbidden"))
             return
+        stage, connection_id = target
+        authorize = self.server.authorize
+        if authorize is not None:
+            access_key = access_key_of(self.headers.get("Authorization"))
+            denial = (
+                "Missing Authentication Token"
+                if access_key is None
+                else authorize(access_key, method, stage, connection_id)
+            )
+            if denial is not None:
+                self._send(*_error("ForbiddenException", 403, denial))
+                return
         hub = self.server.hub
         if method == "POST":
             if len(body) > MAX_POST_BYTES:
@@ -138,11 +171,13 @@ class _Server(ThreadingHTTPServer):
         hub: ConnectionHub,
         stages: Iterable[str],
         tls: ssl.SSLContext | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.hub = hub
         self.stages = frozenset(stages)
         self.tls = tls
+        self.authorize = authorize
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # On the request's own thread: the TLS handshake does not hold up accepting others.
@@ -173,8 +208,9 @@ class ManagementApi:
         host: str = "127.0.0.1",
         port: int = 0,
         tls: ssl.SSLContext | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
-        self._server = _Server((host, port), hub, stages, tls)
+        self._server = _Server((host, port), hub, stages, tls, authorize)
         self._thread: threading.Thread | None = None
 
     @property

@@ -62,7 +62,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from orchestrator.gateway.edge import EdgeFunction, EdgeOutcome, ViewerRequest
-from orchestrator.gateway.management import ManagementApi, PostResult
+from orchestrator.gateway.management import Authorize, ManagementApi, PostResult
 from orchestrator.gateway.metrics import ApiSample, MetricRecorder
 from orchestrator.gateway.runtime import Invocation, LambdaRuntime
 from orchestrator.gateway.sqs_poller import QueueBinding, SqsPoller
@@ -159,10 +159,12 @@ class Gateway:
         poll_wait_seconds: int = 1,
         edge: EdgeFunction | None = None,
         observer: InvocationObserver | None = None,
+        authorize_connections: Authorize | None = None,
     ) -> None:
         """`edge`: the distribution's viewer-request function, run on every handshake (None:
         clients reach the stages directly); `observer` is told of every integration a
-        connection runs (tests, diagnostics)."""
+        connection runs (tests, diagnostics); `authorize_connections` judges each `@connections`
+        request's signer (see management.py; None: every request is served)."""
         self.runtime = runtime
         self.stages = {s.name: s for s in stages}
         self._routes = catalog.route_table()
@@ -182,7 +184,9 @@ class Gateway:
             else None
         )
         self._tls = local_tls()
-        self.management = ManagementApi(self, self.stages, tls=self._tls.server_context())
+        self.management = ManagementApi(
+            self, self.stages, tls=self._tls.server_context(), authorize=authorize_connections
+        )
         self.edge = edge
         self._observer = observer
         self._conns: dict[str, _Connection] = {}

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.iam.evaluator import ALLOWED, IMPLICITLY_DENIED, Evaluator, NamedPolicy, Verdict
+from orchestrator.iam.identity import role_of
 from orchestrator.iam.policies import PolicySet, Role
-from orchestrator.iam.requests import Call, Check, Unmapped, checks_for
+from orchestrator.iam.requests import Call, Check, Unmapped, checks_for, manage_connections_check
 
 DEFAULT_OBSERVATIONS = Path("reports/iam-observations.jsonl")
 UNMAPPED = "Unmapped"
@@ -83,6 +84,8 @@ class IamEnforcer:
         self._lock = threading.Lock()
         self._observations: dict[Observation, int] = {}
         self._star_scope: dict[str, bool] = {}
+        self._connection_ids_named: dict[str, bool] = {}
+        self._connection_decisions: dict[tuple[str, str, str, str], tuple[Decision, Observation]] = {}
 
     # ----------------------------------------------------------------------------------------
     # Judging
@@ -140,6 +143,77 @@ class IamEnforcer:
                     False, self.principal_arn(role_arn), check.action, check.resource, verdict.reason
                 )
         return denial or _ALLOW
+
+    def judge_connection(
+        self, role_arn: str, api_id: str, stage: str, method: str, connection_id: str
+    ) -> Decision:
+        """Judge an `@connections` request (`POST`/`GET`/`DELETE` on one connection of a stage).
+
+        Connection ids are made when clients connect, so a template's grants name them by
+        wildcard (`.../POST/@connections/*`). For a role whose policies name no connection, the
+        verdict for one connection of a stage and method is the verdict for all of them: it is
+        asked once, and later requests count on the first one's observation (a fan-out would
+        otherwise ask the evaluator once per subscriber). A role whose policies name connections
+        is judged request by request."""
+        operation = {"POST": "PostToConnection", "GET": "GetConnection", "DELETE": "DeleteConnection"}[method]
+        key = (role_arn, api_id, stage, method)
+        with self._lock:
+            cached = self._connection_decisions.get(key)
+        if cached is not None:
+            self._record(cached[1])
+            return cached[0]
+        call = Call(
+            "apigatewaymanagementapi",
+            operation,
+            {"ApiId": api_id, "Stage": stage, "ConnectionId": connection_id},
+            self.policies.region,
+            self.policies.account_id,
+            self.policies.partition,
+        )
+        check = manage_connections_check(call, api_id, stage, connection_id)
+        verdict = self.verdict(role_arn, check)
+        observation = Observation(
+            role_arn,
+            check.action,
+            check.resource,
+            verdict.result,
+            verdict.reason,
+            self.policies.caller_label(role_arn),
+            f"apigatewaymanagementapi:{operation}",
+        )
+        self._record(observation)
+        decision = (
+            _ALLOW
+            if verdict.allowed
+            else Decision(False, self.principal_arn(role_arn), check.action, check.resource, verdict.reason)
+        )
+        if not self._names_connections(role_arn):
+            with self._lock:
+                self._connection_decisions[key] = (decision, observation)
+        return decision
+
+    def _names_connections(self, role_arn: str) -> bool:
+        """Whether any of the role's statements names a resource under `@connections/` other
+        than the `@connections/*` wildcard."""
+        with self._lock:
+            cached = self._connection_ids_named.get(role_arn)
+        if cached is not None:
+            return cached
+        role = self.policies.role(role_arn)
+        named = False
+        for policy in role.policies if role is not None else []:
+            statements = policy.document.get("Statement") if isinstance(policy.document, dict) else None
+            for statement in _as_list(statements):
+                if not isinstance(statement, dict):
+                    continue
+                for key in ("Resource", "NotResource"):
+                    for resource in _as_list(statement.get(key)):
+                        text = str(resource)
+                        if "@connections/" in text and not text.endswith("@connections/*"):
+                            named = True
+        with self._lock:
+            self._connection_ids_named[role_arn] = named
+        return named
 
     def verdict(self, role_arn: str, check: Check) -> Verdict:
         role = self.policies.role(role_arn)
@@ -255,6 +329,23 @@ class IamEnforcer:
         self.close()
 
 
+class ConnectionsAuthorizer:
+    """What the local gateway's `@connections` API asks (`management.Authorize`): the role whose
+    sandbox session signed the request is judged as API Gateway would judge it; keys that are no
+    known role's (the operator's, a test's) pass, as they do at moto."""
+
+    def __init__(self, enforcer: IamEnforcer, api_id: str) -> None:
+        self.enforcer = enforcer
+        self.api_id = api_id
+
+    def __call__(self, access_key: str, method: str, stage: str, connection_id: str) -> str | None:
+        role = role_of(access_key)
+        if role is None or not self.enforcer.knows(role):
+            return None
+        decision = self.enforcer.judge_connection(role, self.api_id, stage, method, connection_id)
+        return None if decision.allowed else decision.message
+
+
 def _star_statements_only(document: Any) -> dict[str, Any]:
     """The document with every Allow statement not scoped to Resource "*" left out."""
     statements: list[dict[str, Any]] = []
@@ -286,6 +377,7 @@ def load_observations(paths: Iterable[Path | str]) -> list[dict[str, Any]]:
 
 __all__ = [
     "DEFAULT_OBSERVATIONS",
+    "ConnectionsAuthorizer",
     "Decision",
     "IamEnforcer",
     "Observation",

@@ -231,6 +231,7 @@ class Sandbox:
             region=region,
             edge=_edge_function(deployment),
             api_id=deployment.api_id,
+            authorize_connections=_connections_authorizer(enforcer, deployment.api_id),
         )
         urls = gateway.start()
         self.parts.append(gateway.stop)
@@ -398,6 +399,15 @@ def _iam_enforcer(template: dict[str, Any], deployer: Any, directory: Path) -> A
     if deployer.rewrites:
         policies.rewrite(deployer.rewrites)  # the template's ARNs of what moto names otherwise
     return IamEnforcer(policies).install()
+
+
+def _connections_authorizer(enforcer: Any, api_id: str) -> Any:
+    """The gateway's `@connections` requests judged like every other call (None: not enforced)."""
+    if enforcer is None:
+        return None
+    from orchestrator.iam.enforcer import ConnectionsAuthorizer
+
+    return ConnectionsAuthorizer(enforcer, api_id)
 
 
 IAM_REPORT = "iam-report"  # .json and .md beside the observations

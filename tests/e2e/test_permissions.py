@@ -3,7 +3,8 @@ paths in one sandbox, IAM enforced, then every role held to what it used.
 
 The tour goes through the CLI and boto3 like an operator: a release behind an approval gate (in
 `connections` routing, as are the unhealthy release and the manual rollback), a dry run, a
-release whose green fails its synthetic checks, a manual rollback during a bake, a release stopped
+release whose green fails its synthetic checks, a manual rollback during a bake (with clients held
+on the canary stage for DrainCanary to close), a release stopped
 mid-bake, the backup fired by its schedule, the DR drill with failover, the event-path drill, the
 cost check, the weekly DR drill fired by its schedule and an API-key rotation. The sandbox clock
 starts in the schedules' longest quiet gap, so nothing else fires on it whatever the time of day.
@@ -31,6 +32,7 @@ from orchestrator.cli import main
 from orchestrator.lambda_runtime import MODE_VARIABLE
 from orchestrator.sandbox.daemon import IAM_OBSERVATIONS, IAM_REPORT, start_background, stop_background
 from orchestrator.sandbox.state import SandboxState
+from orchestrator.traffic import TrafficGenerator
 from tests.e2e.iam_checks import assert_no_denials, report
 from tests.e2e.release_args import load_tolerant_checks
 from tests.e2e.sandbox_clock import quiet_clock_start
@@ -102,6 +104,35 @@ def _until(check: Any, what: str, timeout: float = 60.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _hold_until_one_is_on(state: SandboxState, version: str, batches: int = 10) -> list[TrafficGenerator]:
+    """Open clients that stay connected, 4 at a time, until one is answered by `version` (at a
+    50% step, 10 batches all on blue has a chance of 2**-40)."""
+    sqs = aws(state, "sqs")
+    queue = sqs.get_queue_url(QueueName=f"{ENV}-realtime-events")["QueueUrl"]
+    held: list[TrafficGenerator] = []
+    for _ in range(batches):
+        generator = TrafficGenerator(
+            state.gateway["websocket live"],
+            state.gateway["api key"],
+            sqs,
+            queue,
+            clients=4,
+            ping_interval=0.2,
+            event_interval=3600,
+        )
+        generator.start()
+        held.append(generator)
+        _until(
+            lambda g=generator: len([c for c in g.stats.connections if c.versions]) >= 4,
+            "every held client answered",
+        )
+        if any(version in c.versions for g in held for c in g.stats.connections):
+            return held
+    for generator in held:
+        generator.stop()
+    raise AssertionError(f"no held client was answered by {version} in {batches} batches")
+
+
 def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
     assert state.artifact_bucket == _bucket()  # the sandbox creates it at start-up
 
@@ -145,14 +176,20 @@ def _tour(state: SandboxState, capsys: pytest.CaptureFixture[str]) -> None:
     assert live_versions(state) == before
 
     # A manual rollback during a bake: the composite alarm, its rule and the alarm-rollback function,
-    # which in `connections` routing closes the edge and invokes DrainCanary.
+    # which in `connections` routing closes the edge and invokes DrainCanary. Clients held open
+    # until one is on the canary stage, so DrainCanary closes it through `@connections` DELETE.
     code, out = _release(
         capsys, state, "3.3.0", "tour-rollback", "--bake", "3600", "--routing", "connections"
     )
     assert code == 0, out
     arn = out["execution_arn"]
     wait_for_state(state, arn, "Bake")
-    assert main(["--sandbox", "release", "rollback", "--env", ENV, "--reason", "tour", "--wait"]) == 0
+    held = _hold_until_one_is_on(state, "3.3.0")
+    try:
+        assert main(["--sandbox", "release", "rollback", "--env", ENV, "--reason", "tour", "--wait"]) == 0
+    finally:
+        for generator in held:
+            generator.stop()
     capsys.readouterr()
     _until(lambda: lock(state) is None, "the lock released after the alarm rollback")
     assert live_versions(state) == before
