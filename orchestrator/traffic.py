@@ -86,6 +86,7 @@ class TrafficGenerator:
 
     async def _client(self, index: int) -> None:
         while not self._stop.is_set():
+            closed_by_server = False
             try:
                 # The gateway answers a close frame after the messages queued before it (it routes a
                 # connection's messages one by one): at the end of a demo, waiting for that answer up to
@@ -109,15 +110,22 @@ class TrafficGenerator:
                             )
                             self.stats.sent += 1
                             await asyncio.sleep(self.ping_interval)
+                            if reader.done():
+                                # The server closed the connection while this client slept (its
+                                # reader ended), perhaps just as the client's lifetime ran out.
+                                closed_by_server = True
+                                break
                     finally:
                         reader.cancel()
                         seen.closed = time.time()
             except ConnectionClosed:
-                self.stats.server_closes += 1
-                await asyncio.sleep(self.ping_interval)
+                closed_by_server = True
             except (InvalidStatus, OSError, TimeoutError):
                 # A refused handshake is itself traffic (an authorizer or $connect invocation that failed).
                 self.stats.connect_failures += 1
+                await asyncio.sleep(self.ping_interval)
+            if closed_by_server:
+                self.stats.server_closes += 1
                 await asyncio.sleep(self.ping_interval)
 
     def _expired(self, opened: float) -> bool:

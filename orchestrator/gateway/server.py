@@ -546,8 +546,8 @@ class Gateway:
         """DELETE @connections: API Gateway answers at once and closes the connection after; the
         close handshake (the client's answer, then `$disconnect`) does not hold up the caller."""
         conn = self._conns.get(connection_id)
-        if conn is None or conn.ws is None:
-            return False
+        if conn is None or conn.ws is None or conn.ws.state is not State.OPEN:
+            return False  # gone, or already closing (either side): 410, as for a post
         task = asyncio.create_task(conn.ws.close(1000, "Connection closed by the server"))
         self._disconnects.add(task)
         task.add_done_callback(self._disconnects.discard)
