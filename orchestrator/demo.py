@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts import names
+from contracts.text import counted
 from orchestrator.aws import Aws, Names, Target
 from orchestrator.render.report import execution_report
 from orchestrator.requests import build_request, validated
@@ -245,7 +246,7 @@ def release(
         notes["what clients saw"] = describe_consistency(outcome.consistency)
     if outcome.drain is not None:
         notes["canary drain"] = (
-            f"{outcome.drain.get('closed', 0)} connections closed in {float(outcome.drain.get('drain_seconds', 0)):.2f} s"
+            f"{counted(int(outcome.drain.get('closed', 0)), 'connection')} closed in {float(outcome.drain.get('drain_seconds', 0)):.2f} s"
         )
     if outcome.detect_to_rollback_ms is not None:
         notes["detect-to-rollback"] = (
@@ -465,7 +466,7 @@ def summary(
             console.print(f"{o.version} ({o.routing} routing): {describe_consistency(o.consistency)}")
         if o.drain is not None:
             console.print(
-                f"{o.version}: canary stage drained: {o.drain.get('closed', 0)} connections closed, "
+                f"{o.version}: canary stage drained: {counted(int(o.drain.get('closed', 0)), 'connection')} closed, "
                 f"{o.drain.get('gone', 0)} already gone, in {float(o.drain.get('drain_seconds', 0)):.2f} s; "
                 "their clients reconnected to blue"
             )

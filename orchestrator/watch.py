@@ -65,6 +65,10 @@ class Watcher:
     blue_version: str | None = None  # what live served when the watch began
     alarms: dict[str, AlarmState] = field(default_factory=dict)
     traffic: list[TrafficSample] = field(default_factory=list)
+    # In `connections` routing: the share of new connections the edge sends to green, as the
+    # history tells it (SetWeights' step below 100%; 0 once Rollback, Finalize or the end comes).
+    # None in `invocations` routing, where the alias weights are the whole story.
+    edge_share: int | None = None
     requests: int = 0
     warning: str | None = None
     # Virtual seconds per wall second of the history clock (the sandbox compresses time).
@@ -85,9 +89,11 @@ class Watcher:
             self.requests += 1
         events = self.aws.history_after(self.execution_arn, self.view.last_event_id)
         self.requests += 1
+        share_before = self.edge_share
         for name, status in self.view.apply(events):
             if status == RUNNING:
                 self.entered_seen.append((name, time.time()))
+            self._follow_edge_share(name, status)
             run = self.view.runs[name]
             when = run.exited if status != RUNNING and run.exited else run.entered
             records.append(
@@ -102,6 +108,10 @@ class Watcher:
                     "cause": run.cause,
                 }
             )
+        if self.finished and self.edge_share:
+            self.edge_share = 0  # every path out of an execution leaves the share at 0
+        if self.edge_share != share_before:
+            self._sample()
         if time.monotonic() - self._side_at >= self.side_every or self.finished:
             self._side_at = time.monotonic()
             try:
@@ -145,30 +155,62 @@ class Watcher:
         self.splits, self.green_version = splits, green
         if self.blue_version is None and splits:
             self.blue_version = next(iter(splits.values())).version
-        percent = self.green_percent()
-        now = datetime.now(UTC)
-        if not self.traffic or self.traffic[-1].green_percent != percent:
-            self.traffic.append(TrafficSample(now, percent))
+        now = self._sample()
         if not changed and not green_changed:
             return []
-        return [
-            {
-                "type": "traffic",
-                "timestamp": _iso(now),
-                "green_version": green,
-                "green_percent": percent,
-                "functions": {fn: {"version": s.version, "weights": s.weights} for fn, s in splits.items()},
-            }
-        ]
+        record: dict[str, Any] = {
+            "type": "traffic",
+            "timestamp": _iso(now),
+            "green_version": green,
+            "green_percent": self.green_percent(),
+            "functions": {fn: {"version": s.version, "weights": s.weights} for fn, s in splits.items()},
+        }
+        if self.edge_share is not None:
+            record["canary_share"] = self.edge_share
+        return [record]
 
-    def green_percent(self) -> float:
+    def _sample(self) -> datetime:
+        now = datetime.now(UTC)
+        percent = self.green_percent()
+        if not self.traffic or self.traffic[-1].green_percent != percent:
+            self.traffic.append(TrafficSample(now, percent))
+        return now
+
+    def _follow_edge_share(self, state: str, status: str) -> None:
+        assert self.view is not None
+        run = self.view.runs.get(state)
+        output = run.output if run is not None and isinstance(run.output, dict) else {}
+        if state == "ValidateRequest" and status == SUCCEEDED:
+            release = output.get("release")
+            if isinstance(release, dict) and release.get("routing") == "connections":
+                self.edge_share = 0
+        elif self.edge_share is None:
+            return
+        elif state == "SetWeights" and status == SUCCEEDED:
+            found = output.get("shift")
+            shift: dict[str, Any] = found if isinstance(found, dict) else {}
+            percent = shift.get("percent")
+            if isinstance(percent, int) and percent < 100 and not shift.get("dry_run"):
+                self.edge_share = percent  # at 100% the aliases move, and the share waits for Finalize
+        elif state == "Rollback" and status == RUNNING:
+            self.edge_share = 0  # Rollback sets the share to 0 first
+        elif state == "Finalize" and status == SUCCEEDED:
+            self.edge_share = 0
+
+    def alias_percent(self) -> float:
         """Share of `live` invocations off blue, the version live served when the watch began
-        (first function; releases move all of them in lockstep): 0 before the shift, the step's
-        percent during it, 100 once finalized, 0 again after a rollback."""
+        (first function; releases move all of them in lockstep)."""
         if not self.splits or self.blue_version is None:
             return 0.0
         split = next(iter(self.splits.values()))
         return round((1.0 - split.weights.get(self.blue_version, 0.0)) * 100, 3)
+
+    def green_percent(self) -> float:
+        """The new version's share: 0 before the shift, the step's percent during it, 100 once
+        finalized, 0 again after a rollback. In `invocations` routing that is the `live` aliases'
+        weight off blue; in `connections` routing, below the 100% step, the share of new
+        connections the edge sends to green (the aliases stay on blue until then)."""
+        return max(self.alias_percent(), float(self.edge_share or 0))
 
     def _read_alarms(self) -> list[dict[str, Any]]:
         alarms = {a.name: a for a in self.aws.alarm_states(self.names.alarm_prefix)}
@@ -298,7 +340,12 @@ class Watcher:
                         for fn, split in self.splits.items()
                     )
                 )
-            traffic.append(f"  (off blue v{self.blue_version}: {self.green_percent():.0f}%)", style="bold")
+            if self.edge_share and self.alias_percent() < 100:
+                traffic.append(f"  (edge: {self.edge_share}% of new connections to green)", style="bold")
+            else:
+                traffic.append(
+                    f"  (off blue v{self.blue_version}: {self.green_percent():.0f}%)", style="bold"
+                )
             lines.append(traffic)
         if self.alarms:
             firing = [a.name for a in self.alarms.values() if a.state == "ALARM"]

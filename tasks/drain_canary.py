@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from contracts.state import Drained, ReleaseRef
+from contracts.text import counted
 from service import keys
 from service.logic import connections as registry
 from service.redis_client import get_redis
@@ -123,9 +124,9 @@ def drain(
         closed=len(closed), gone=len(gone), remaining=len(remaining), rounds=rounds, drain_seconds=seconds
     )
     summary = (
-        f"canary stage drained in {seconds:.1f}s: {result.closed} connections closed, {result.gone} already gone"
+        f"canary stage drained in {seconds:.1f}s: {counted(result.closed, 'connection')} closed, {result.gone} already gone"
         if not remaining
-        else f"canary stage not drained within {settings.drain_timeout_seconds:g}s: {len(remaining)} connections remain"
+        else f"canary stage not drained within {settings.drain_timeout_seconds:g}s: {counted(len(remaining), 'connection')} left"
     )
     # Audited, not published: the role may not publish (the rollback's own notice names the
     # outcome, and the alarm rollback's carries this result).

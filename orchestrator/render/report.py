@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from contracts.text import counted
 from orchestrator.render.diagram import COLOURS, to_svg
 from orchestrator.render.graph import PENDING, ExecutionView
 
@@ -214,9 +215,9 @@ def _routing_note(view: ExecutionView) -> list[str]:
     if release.get("routing") != "connections":
         return []
     return [
-        '<div class="meta">connections routing: the chart shows the live aliases\' weights, which stay on '
-        "blue until the 100% step; below it each step sends its share of new connections to the canary "
-        "stage (green) at the edge.</div>"
+        '<div class="meta">connections routing: below the 100% step the chart shows the share of new '
+        "connections the edge sends to the canary stage (green), as each SetWeights set it; the live "
+        "aliases stay on blue until the 100% step moves them.</div>"
     ]
 
 
@@ -238,8 +239,8 @@ def _drain_section(view: ExecutionView) -> list[str]:
     )
     return [
         "<h2>Canary stage drain</h2>",
-        f"<p>{int(drain.get('closed', 0))} connections closed, {int(drain.get('gone', 0))} already gone, "
-        f"in {float(drain.get('drain_seconds', 0.0)):.2f} s over {int(drain.get('rounds', 1))} rounds: "
+        f"<p>{counted(int(drain.get('closed', 0)), 'connection')} closed, {int(drain.get('gone', 0))} already gone, "
+        f"in {float(drain.get('drain_seconds', 0.0)):.2f} s over {counted(int(drain.get('rounds', 1)), 'round')}: "
         f"{escape(outcome)}; their clients reconnect through live, to blue.</p>",
     ]
 

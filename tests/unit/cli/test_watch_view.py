@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
-from orchestrator.aws import Names
+from orchestrator.aws import AliasSplit, Names
 from orchestrator.render.graph import view_from_history
 from orchestrator.watch import Watcher, exit_code_for
 
-from .test_render import LOOP, history_two_loops_then_catch
+from .test_render import LOOP, entered, ev, exited, history_two_loops_then_catch
 
 
 def _text(watcher: Watcher) -> str:
@@ -91,3 +91,96 @@ def test_on_aws_time_is_shown_as_the_history_has_it() -> None:
     text = _text(watcher)
     assert "wall" not in text and "60x" not in text
     assert "30.0s" in next(line for line in text.splitlines() if "Bake" in line)
+
+
+CONNECTIONS = {
+    "StartAt": "ValidateRequest",
+    "States": {
+        "ValidateRequest": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:eu-west-1:1:function:v",
+            "Next": "SetWeights",
+        },
+        "SetWeights": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:eu-west-1:1:function:x",
+            "Next": "Bake",
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Rollback"}],
+        },
+        "Bake": {"Type": "Wait", "Seconds": 30, "Next": "Rollback"},
+        "Rollback": {"Type": "Task", "Resource": "arn:aws:lambda:eu-west-1:1:function:r", "Next": "Failed"},
+        "Failed": {"Type": "Fail", "Error": "ReleaseRolledBack"},
+    },
+}
+
+
+class _Aws:
+    """What the watch reads: the history in the order given, and `live` left on blue throughout
+    (`connections` routing keeps the aliases on blue below the 100% step)."""
+
+    def __init__(self, batches: list[list[dict]]) -> None:
+        self.batches = batches
+
+    def definition_for_execution(self, _arn: str) -> dict:
+        return CONNECTIONS
+
+    def history_after(self, _arn: str, _after: int) -> list[dict]:
+        return self.batches.pop(0) if self.batches else []
+
+    def alias_split(self, function: str, alias: str = "live") -> AliasSplit:
+        return AliasSplit(function, alias, "1")
+
+    def alarm_states(self, _prefix: str) -> list:
+        return []
+
+
+def test_connections_routing_shows_the_edge_share_and_ends_at_zero() -> None:
+    release = {"release": {"routing": "connections"}}
+    shifted = {**release, "shift": {"percent": 50, "index": 0, "is_last": False}}
+    batches = [
+        [
+            ev(1, "ExecutionStarted", 0, executionStartedEventDetails={"input": "{}"}),
+            entered(2, "Task", "ValidateRequest", 0),
+            exited(3, "Task", "ValidateRequest", 1, release),
+            entered(4, "Task", "SetWeights", 1),
+            exited(5, "Task", "SetWeights", 2, shifted),
+            entered(6, "Wait", "Bake", 2),
+        ],
+        [
+            exited(7, "Wait", "Bake", 32, shifted),
+            entered(8, "Task", "Rollback", 32),
+            exited(9, "Task", "Rollback", 33, shifted),
+            entered(10, "Fail", "Failed", 33),
+            ev(
+                11,
+                "ExecutionFailed",
+                33,
+                executionFailedEventDetails={"error": "ReleaseRolledBack", "cause": "x"},
+            ),
+        ],
+    ]
+    watcher = Watcher(aws=_Aws(batches), execution_arn="arn:x:execution:m:r1", names=Names("staging"))  # type: ignore[arg-type]
+    records = watcher.refresh()
+    assert watcher.edge_share == 50 and watcher.alias_percent() == 0.0 and watcher.green_percent() == 50.0
+    traffic = next(r for r in records if r["type"] == "traffic")
+    assert traffic["canary_share"] == 50 and traffic["green_percent"] == 50.0
+    assert "edge: 50% of new connections to green" in _text(watcher)
+    watcher.refresh()
+    assert watcher.finished and watcher.edge_share == 0
+    assert [sample.green_percent for sample in watcher.traffic] == [50.0, 0.0]
+
+
+def test_invocations_routing_has_no_edge_share() -> None:
+    batches = [
+        [
+            ev(1, "ExecutionStarted", 0, executionStartedEventDetails={"input": "{}"}),
+            entered(2, "Task", "ValidateRequest", 0),
+            exited(3, "Task", "ValidateRequest", 1, {"release": {"routing": "invocations"}}),
+            entered(4, "Task", "SetWeights", 1),
+            exited(5, "Task", "SetWeights", 2, {"shift": {"percent": 50}}),
+        ]
+    ]
+    watcher = Watcher(aws=_Aws(batches), execution_arn="arn:x:execution:m:r1", names=Names("staging"))  # type: ignore[arg-type]
+    records = watcher.refresh()
+    assert watcher.edge_share is None and watcher.green_percent() == 0.0
+    assert "canary_share" not in next(r for r in records if r["type"] == "traffic")

@@ -136,7 +136,7 @@ def test_a_drain_that_cannot_finish_reports_what_remains(
     audited = [
         e for e in release_record.events(drain_settings, "rel-1") if e["transition"] == "CANARY_DRAINED"
     ]
-    assert audited and "1 connections remain" in audited[0]["summary"]
+    assert audited and "1 connection left" in audited[0]["summary"]
 
 
 def test_a_second_drain_finds_nothing(r: redis.Redis, drain_settings: DrainSettings, world: Any) -> None:
