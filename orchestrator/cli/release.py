@@ -190,9 +190,15 @@ def release_start(
     else:
         out.print(f"release [bold]{request['release_id']}[/] started")
         out.print(f"execution  {arn}")
-        out.print(
-            f"console    {console_url or 'sandbox: `orchestrator --sandbox release watch` or `render`'}"
-        )
+        if console_url:
+            out.print(f"console    {console_url}")
+        else:
+            release_id = request["release_id"]
+            out.print(
+                f"console    none in the sandbox: `orchestrator --sandbox release watch {release_id} --env {env}`, "
+                f"or an HTML page: `orchestrator --sandbox render --execution {arn} --out {release_id}.html`",
+                soft_wrap=True,
+            )
     if wait:
         raise typer.Exit(watch_execution(opts, aws, env, arn, as_json=as_json, interval=None))
 

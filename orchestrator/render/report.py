@@ -224,8 +224,8 @@ def _routing_note(view: ExecutionView) -> list[str]:
 def _drain_section(view: ExecutionView) -> list[str]:
     """DrainCanary's figures after a rollback in `connections` routing."""
     run = view.runs.get("DrainCanary")
-    if run is None:
-        return []
+    if run is None or run.visits == 0:
+        return []  # not in `connections` routing, no rollback, or the alarm rollback drained
     output = run.output if isinstance(run.output, dict) else {}
     drain = output.get("drain")
     if not isinstance(drain, dict):

@@ -275,3 +275,42 @@ def test_the_traffic_chart_says_what_it_shows_in_connections_routing() -> None:
     (note,) = _routing_note(view("connections"))
     assert "stay on blue until the 100% step" in note and "new connections" in note
     assert _routing_note(view("invocations")) == []
+
+
+DRAINED = {
+    "StartAt": "Rollback",
+    "States": {
+        "Rollback": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:eu-west-1:1:function:r",
+            "Next": "DrainCanary",
+        },
+        "DrainCanary": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:eu-west-1:1:function:d",
+            "Next": "Failed",
+        },
+        "Failed": {"Type": "Fail", "Error": "ReleaseRolledBack"},
+    },
+}
+
+
+def test_the_drain_section_shows_only_when_drain_canary_ran() -> None:
+    drained = {"drain": {"closed": 1, "gone": 0, "remaining": 0, "rounds": 1, "drain_seconds": 0.8}}
+    history = [
+        ev(1, "ExecutionStarted", 0, executionStartedEventDetails={"input": "{}"}),
+        entered(2, "Task", "Rollback", 0),
+        exited(3, "Task", "Rollback", 1),
+        entered(4, "Task", "DrainCanary", 1),
+        exited(5, "Task", "DrainCanary", 2, drained),
+        entered(6, "Fail", "Failed", 2),
+        ev(7, "ExecutionFailed", 2, executionFailedEventDetails={"error": "ReleaseRolledBack", "cause": "x"}),
+    ]
+    arn = "arn:aws:states:::execution:m:r"
+    html = execution_report(view_from_history(DRAINED, history), execution_arn=arn)
+    section = html[html.index("Canary stage drain") : html.index("<h2>States")]
+    assert "1 connection closed, 0 already gone, in 0.80 s over 1 round: no connection left" in section
+    # Never entered (a release that finalized, or one the alarm rollback stopped): no section.
+    assert "Canary stage drain" not in execution_report(
+        view_from_history(DRAINED, history[:3]), execution_arn=arn
+    )
