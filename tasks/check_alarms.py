@@ -5,7 +5,8 @@ least the step's minimum number of invocations through `live` since the step beg
 (`AWS/Lambda` Invocations with dimensions FunctionName, Resource `<fn>:live`, ExecutedVersion
 `<green version>`, summed over the service functions), so a quiet bake is not mistaken for a
 healthy one. In `connections` routing green serves the canary stage through the `green`
-aliases, so its invocations are counted under Resource `<fn>:green`.
+aliases, so its invocations are counted under Resource `<fn>:green` (and `<fn>:live` as well at
+100%). A step that does not bake has no minimum unless it sets its own (tasks.set_weights).
 
 The gate's alarms are named in RELEASE_ALARM_NAMES (infra sets it from
 `contracts.names.release_alarm_names`: one guard per released function, the fan-out DLQ guard
@@ -119,6 +120,16 @@ def green_invocations(settings: Settings, green: dict[str, str], since: str, ali
     return int(total)
 
 
+def aliases_serving_green(routing: str, percent: int) -> tuple[str, ...]:
+    """Where green's invocations are counted during a step. `invocations` routing: under `live`,
+    which weights green. `connections` routing: under `green`, which the canary stage's
+    connections invoke; at 100% `live` serves green as well, while the canary stage keeps its
+    connections until Finalize sets the share to 0."""
+    if routing != "connections":
+        return (LIVE_ALIAS,)
+    return (GREEN_ALIAS,) if percent < 100 else (GREEN_ALIAS, LIVE_ALIAS)
+
+
 def check_alarms(settings: Settings, state: CheckAlarmsInput) -> AlarmsChecked:
     """`$.alarms`, or the named error that sends the release to Rollback."""
     expected = expected_alarms(settings)
@@ -136,10 +147,10 @@ def check_alarms(settings: Settings, state: CheckAlarmsInput) -> AlarmsChecked:
         deploy = state.deploy
         if deploy is None:
             raise InvalidState("CheckAlarmsInput is invalid: deploy: Field required")
-        # At 100% every `live` alias serves green, whatever the routing.
-        connections = state.release.routing == "connections" and shift.percent < 100
-        alias = GREEN_ALIAS if connections else LIVE_ALIAS
-        served = green_invocations(settings, deploy.green, shift.shifted_at, alias)
+        served = sum(
+            green_invocations(settings, deploy.green, shift.shifted_at, alias)
+            for alias in aliases_serving_green(state.release.routing, shift.percent)
+        )
         if served < required:
             raise InsufficientGreenTraffic(
                 f"green served {served} invocations at {shift.percent}% during the bake, "

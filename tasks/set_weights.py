@@ -77,11 +77,16 @@ def step_of(release: Release, index: int, shifted_at: str) -> Shift:
         raise IndexError(f"step index {index} outside the strategy's {len(steps)} steps")
     step = steps[index]
     minimum = step.min_green_invocations
+    if minimum is None:
+        # The release's minimum is of invocations during a bake: a step that does not bake (both
+        # environments' 100% step) has none to count, and CloudWatch would not have them yet
+        # (Lambda publishes its metrics a minute at a time). A step's own minimum still holds.
+        minimum = release.min_green_invocations if step.bake_seconds > 0 else 0
     return Shift(
         index=index,
         percent=step.percent,
         bake_seconds=step.bake_seconds,
-        min_green_invocations=release.min_green_invocations if minimum is None else minimum,
+        min_green_invocations=minimum,
         next_index=index + 1,
         is_last=index == len(steps) - 1,
         shifted_at=shifted_at,

@@ -10,7 +10,13 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.context import EXIT_AWS, CliError, JsonOpt, err, group, options, out, usage_error
-from orchestrator.sandbox.daemon import SandboxError, parse_instant, start_background, stop_background
+from orchestrator.sandbox.daemon import (
+    SANDBOX_TRAFFIC_CLIENTS,
+    SandboxError,
+    parse_instant,
+    start_background,
+    stop_background,
+)
 from orchestrator.sandbox.state import SandboxNotRunning, SandboxState, read_lambda_report, read_state
 
 sandbox_app = group("The local sandbox: moto, Redis, the WebSocket gateway, the stage.")
@@ -42,6 +48,14 @@ def sandbox_up(
             "2026-06-03T10:00:00+00:00 (default: now). Schedules fire from there.",
         ),
     ] = None,
+    traffic: Annotated[
+        bool,
+        typer.Option(
+            "--traffic/--no-traffic",
+            help="Keep WebSocket clients on `live` (pings, a subscribed channel's events), as users "
+            "would: a release's steps need green to serve some of them.",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Start the sandbox in the background and print its endpoints."""
@@ -52,6 +66,7 @@ def sandbox_up(
             progress=None if as_json else err,
             in_process=in_process,
             clock_start=_instant(clock_start) if clock_start else None,
+            traffic_clients=SANDBOX_TRAFFIC_CLIENTS if traffic else 0,
         )
     except SandboxError as exc:
         raise CliError(str(exc)) from exc
@@ -167,6 +182,7 @@ def _print_sandbox(state: SandboxState) -> None:
     if state.artifact_bucket:
         out.print(f"  artifact bucket  s3://{state.artifact_bucket}")
     out.print(f"  time             {state.time_note}")
+    out.print(f"  traffic          {state.traffic or 'none (started with --no-traffic)'}")
     out.print(f"  Lambda functions {_mode_note(state.lambda_mode)}")
     out.print(
         "use: orchestrator --sandbox release start --env staging ...  (or AWS_ENDPOINT_URL="

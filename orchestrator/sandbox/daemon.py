@@ -89,6 +89,7 @@ class Sandbox:
     lambda_mode: str = "isolated"  # or "in-process"
     schedules: bool = True  # the scheduler fires the stage's schedules on the clock
     clock_start: datetime | None = None  # the sandbox clock's first instant (default: now)
+    traffic_clients: int = 0  # WebSocket clients kept on `live` (0: none)
     parts: list[Any] = field(default_factory=list)
     state: SandboxState | None = None
 
@@ -311,6 +312,9 @@ class Sandbox:
         self.parts.append(executions.stop)
         control = _start_scheduler(engine, moto_url, region, self.directory, isolated, costs, self.schedules)
         self.parts.append(control.stop)
+        traffic = _start_traffic(engine, urls.websocket["live"], deployment.api_key, self.traffic_clients)
+        if traffic is not None:
+            self.parts.append(traffic.stop)
 
         self.state = SandboxState(
             pid=os.getpid(),
@@ -335,6 +339,7 @@ class Sandbox:
             lambda_mode=self.lambda_mode,
             artifact_bucket=artifact_bucket,
             control_url=control.url,
+            traffic=_traffic_note(self.traffic_clients),
         )
         log.info(
             "sandbox up in %.2fs (Lambda functions %s): %d functions, %d queues, %d alarms, %d rules, %d state machines; not emulated: %s",
@@ -593,6 +598,45 @@ def _enable_execution(moto_url: str) -> None:
             )
 
 
+# The background clients of `orchestrator sandbox up`: enough messages that a 10% step's bake of
+# the staging stage (300 s, 5 s of wall time at 60x) gives green its minimum of invocations, and
+# connections short enough that `connections` routing's steps see new ones.
+SANDBOX_TRAFFIC_CLIENTS = 4
+SANDBOX_PING_SECONDS = 0.1
+SANDBOX_CONNECTION_SECONDS = 2.0
+SANDBOX_EVENT_SECONDS = 1.0
+
+
+def _start_traffic(engine: Any, live_url: str, api_key: str, clients: int) -> Any:
+    if clients <= 0:
+        return None
+    from orchestrator.traffic import TrafficGenerator
+
+    sqs = engine.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=constants.queue_name(ENVIRONMENT, "events"))["QueueUrl"]
+    generator = TrafficGenerator(
+        live_url,
+        api_key,
+        sqs,
+        queue_url,
+        clients=clients,
+        ping_interval=SANDBOX_PING_SECONDS,
+        event_interval=SANDBOX_EVENT_SECONDS,
+        connection_lifetime=SANDBOX_CONNECTION_SECONDS,
+    )
+    generator.start()
+    return generator
+
+
+def _traffic_note(clients: int) -> str:
+    if clients <= 0:
+        return ""
+    return (
+        f"{clients} WebSocket clients on live, a ping each every {SANDBOX_PING_SECONDS:g} s, reconnecting "
+        f"every {SANDBOX_CONNECTION_SECONDS:g} s; an event published every {SANDBOX_EVENT_SECONDS:g} s"
+    )
+
+
 def serve(
     directory: Path,
     time_scale: float,
@@ -600,6 +644,7 @@ def serve(
     lambda_mode: str = "isolated",
     schedules: bool = True,
     clock_start: datetime | None = None,
+    traffic_clients: int = 0,
 ) -> int:
     sandbox = Sandbox(
         directory,
@@ -608,6 +653,7 @@ def serve(
         lambda_mode,
         schedules=schedules,
         clock_start=clock_start,
+        traffic_clients=traffic_clients,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -651,10 +697,13 @@ def start_background(
     in_process: bool = False,
     schedules: bool | None = None,
     clock_start: datetime | None = None,
+    traffic_clients: int = 0,
 ) -> SandboxState:
     """Start the sandbox daemon and wait for its state file. `schedules` (default: the
     ORCHESTRATOR_SANDBOX_SCHEDULES variable, `on` unless it says `off`) lets the scheduler fire;
-    `clock_start` (timezone-aware) is the sandbox clock's first instant, now by default."""
+    `clock_start` (timezone-aware) is the sandbox clock's first instant, now by default;
+    `traffic_clients` WebSocket clients stay on `live` (none by default: the demo and the tests
+    bring their own)."""
     if clock_start is not None and clock_start.tzinfo is None:
         raise SandboxError(
             "the sandbox clock's start needs a time zone (for example 2026-06-03T10:00:00+00:00)"
@@ -683,6 +732,8 @@ def start_background(
         "--schedules",
         "on" if fire else "off",
         *(["--clock-start", clock_start.isoformat()] if clock_start is not None else []),
+        "--traffic-clients",
+        str(traffic_clients),
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -852,7 +903,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the sandbox clock's first instant, ISO 8601 with a time zone (default: now)",
     )
+    parser.add_argument(
+        "--traffic-clients",
+        type=int,
+        default=0,
+        help="WebSocket clients kept on the live stage (default 0: none)",
+    )
     args = parser.parse_args(argv)
+    if args.traffic_clients < 0:
+        parser.error(f"--traffic-clients: must be 0 or more, got {args.traffic_clients}")
     from orchestrator.lambda_runtime import lambda_mode
 
     mode = "in-process" if args.in_process else lambda_mode(default="isolated")
@@ -866,6 +925,7 @@ def main(argv: list[str] | None = None) -> int:
         mode,
         schedules=args.schedules == "on",
         clock_start=args.clock_start,
+        traffic_clients=args.traffic_clients,
     )
 
 

@@ -40,6 +40,7 @@ class SandboxState:
     lambda_mode: str = "in-process"  # or "isolated": worker processes from the functions' assets
     artifact_bucket: str = ""  # release bundles (config `deploy.artifact_bucket_name`), made at start
     control_url: str = ""  # the sandbox's clock and scheduler (orchestrator/sandbox/control.py)
+    traffic: str = ""  # the background clients on `live`, described ("" when there are none)
 
     @property
     def time_note(self) -> str:

@@ -372,3 +372,28 @@ def test_record_start_is_idempotent_and_refuses_a_reused_id(world, settings):
     with pytest.raises(InvalidRelease, match="already used"):
         release_record.start(settings, other)
     assert [r["release_id"] for r in release_record.list_releases(settings)] == ["rel-1"]
+
+
+def test_a_step_that_does_not_bake_has_no_minimum_unless_it_sets_one(world, settings):
+    from contracts.release import TrafficStep
+    from tasks.set_weights import step_of
+
+    release = validated_state(world, settings, min_green_invocations=50).release
+    steps = [
+        TrafficStep(percent=10, bake_seconds=60),
+        TrafficStep(percent=50, bake_seconds=0, min_green_invocations=3),
+        TrafficStep(percent=100, bake_seconds=0),
+    ]
+    release = release.model_copy(update={"strategy": release.strategy.model_copy(update={"steps": steps})})
+    at = "2026-01-01T00:00:00.000Z"
+    assert [step_of(release, index, at).min_green_invocations for index in range(3)] == [50, 3, 0]
+
+
+def test_green_is_counted_where_it_serves():
+    from tasks.check_alarms import aliases_serving_green
+
+    assert aliases_serving_green("invocations", 10) == ("live",)
+    assert aliases_serving_green("invocations", 100) == ("live",)
+    assert aliases_serving_green("connections", 50) == ("green",)
+    # At 100% `live` serves green too, and the canary stage keeps its connections until Finalize.
+    assert aliases_serving_green("connections", 100) == ("green", "live")
