@@ -22,7 +22,14 @@ from typing import Any
 from orchestrator.iam.evaluator import ALLOWED, IMPLICITLY_DENIED, Evaluator, NamedPolicy, Verdict
 from orchestrator.iam.identity import role_of
 from orchestrator.iam.policies import PolicySet, Role
-from orchestrator.iam.requests import Call, Check, Unmapped, checks_for, manage_connections_check
+from orchestrator.iam.requests import (
+    CONNECTION_OPERATIONS,
+    Call,
+    Check,
+    Unmapped,
+    checks_for,
+    manage_connections_check,
+)
 
 DEFAULT_OBSERVATIONS = Path("reports/iam-observations.jsonl")
 UNMAPPED = "Unmapped"
@@ -124,25 +131,33 @@ class IamEnforcer:
             return Decision(False, self.principal_arn(role_arn), mapped.action, "*", reason)
         denial: Decision | None = None
         for check in mapped:
-            verdict = self.verdict(role_arn, check)
-            self._record(
-                Observation(
-                    role_arn,
-                    check.action,
-                    check.resource,
-                    verdict.result,
-                    verdict.reason,
-                    caller,
-                    operation,
-                    via,
-                    check.on_behalf_of,
-                )
-            )
-            if not verdict.allowed and denial is None:
-                denial = Decision(
-                    False, self.principal_arn(role_arn), check.action, check.resource, verdict.reason
-                )
+            _, decision = self._judge_check(role_arn, check, caller, operation, via)
+            if not decision.allowed and denial is None:
+                denial = decision
         return denial or _ALLOW
+
+    def _judge_check(
+        self, role_arn: str, check: Check, caller: str, operation: str, via: str = "sdk"
+    ) -> tuple[Observation, Decision]:
+        """One check: its verdict, recorded as an observation, and the decision it makes."""
+        verdict = self.verdict(role_arn, check)
+        observation = Observation(
+            role_arn,
+            check.action,
+            check.resource,
+            verdict.result,
+            verdict.reason,
+            caller,
+            operation,
+            via,
+            check.on_behalf_of,
+        )
+        self._record(observation)
+        if verdict.allowed:
+            return observation, _ALLOW
+        return observation, Decision(
+            False, self.principal_arn(role_arn), check.action, check.resource, verdict.reason
+        )
 
     def judge_connection(
         self, role_arn: str, api_id: str, stage: str, method: str, connection_id: str
@@ -155,7 +170,7 @@ class IamEnforcer:
         asked once, and later requests count on the first one's observation (a fan-out would
         otherwise ask the evaluator once per subscriber). A role whose policies name connections
         is judged request by request."""
-        operation = {"POST": "PostToConnection", "GET": "GetConnection", "DELETE": "DeleteConnection"}[method]
+        operation = next(op for op, verb in CONNECTION_OPERATIONS.items() if verb == method)
         key = (role_arn, api_id, stage, method)
         with self._lock:
             cached = self._connection_decisions.get(key)
@@ -171,21 +186,8 @@ class IamEnforcer:
             self.policies.partition,
         )
         check = manage_connections_check(call, api_id, stage, connection_id)
-        verdict = self.verdict(role_arn, check)
-        observation = Observation(
-            role_arn,
-            check.action,
-            check.resource,
-            verdict.result,
-            verdict.reason,
-            self.policies.caller_label(role_arn),
-            f"apigatewaymanagementapi:{operation}",
-        )
-        self._record(observation)
-        decision = (
-            _ALLOW
-            if verdict.allowed
-            else Decision(False, self.principal_arn(role_arn), check.action, check.resource, verdict.reason)
+        observation, decision = self._judge_check(
+            role_arn, check, self.policies.caller_label(role_arn), f"apigatewaymanagementapi:{operation}"
         )
         if not self._names_connections(role_arn):
             with self._lock:

@@ -730,11 +730,13 @@ def _keyvaluestore(call: Call, _ps: PolicySet | None) -> list[Check] | None:
     return [Check(f"cloudfront-keyvaluestore:{call.operation}", unquote(str(arn)), _secure())]
 
 
+# The `@connections` operations and the HTTP method each is (the method is in the route's ARN).
+CONNECTION_OPERATIONS = {"PostToConnection": "POST", "GetConnection": "GET", "DeleteConnection": "DELETE"}
+
+
 def manage_connections_check(call: Call, api_id: str, stage: str, connection_id: str) -> Check:
     """`@connections` requests: execute-api:ManageConnections on the connection's route ARN."""
-    method = {"PostToConnection": "POST", "GetConnection": "GET", "DeleteConnection": "DELETE"}.get(
-        call.operation, "POST"
-    )
+    method = CONNECTION_OPERATIONS.get(call.operation, "POST")
     resource = call.arn("execute-api", f"{api_id}/{stage}/{method}/@connections/{connection_id}")
     return Check("execute-api:ManageConnections", resource, _secure())
 
@@ -743,7 +745,7 @@ def _connections(call: Call, _ps: PolicySet | None) -> list[Check] | None:
     # The API id and the stage are in the endpoint (https://<api>.execute-api.../<stage>), not in
     # the operation's parameters: whoever judges the request passes them as ApiId and Stage.
     api_id, stage, connection_id = _p(call, "ApiId"), _p(call, "Stage"), _p(call, "ConnectionId")
-    if call.operation not in ("PostToConnection", "GetConnection", "DeleteConnection"):
+    if call.operation not in CONNECTION_OPERATIONS:
         return None
     if not (api_id and stage and connection_id):
         return None
